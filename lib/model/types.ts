@@ -1,0 +1,54 @@
+/**
+ * The contract between the language model (lib/model) and the code that hooks into it
+ * (activation collection, SAE splicing, steering). Hook names follow TransformerLens.
+ */
+import type * as tf from '@tensorflow/tfjs';
+
+export interface GPT2Config {
+  vocabSize: number;
+  nCtx: number; // n_positions
+  dModel: number; // n_embd
+  nLayer: number;
+  nHead: number;
+  layerNormEps: number; // 1e-5 in GPT-2
+}
+
+/** 'blocks.{l}.hook_resid_pre' | 'blocks.{l}.hook_resid_post' */
+export type HookName = string;
+
+/**
+ * A hook replaces the activation at a named point: x [B, T, d] -> x' [B, T, d].
+ * Identity = read; x => x.add(v) = add a vector; x => f(x) = replace (e.g. SAE reconstruction).
+ * The function runs inside the model's tf.tidy: it must not dispose x.
+ */
+export type HookFn = (x: tf.Tensor3D) => tf.Tensor3D;
+export type Hooks = Partial<Record<HookName, HookFn>>;
+
+export function residHookName(layer: number, site: 'resid_pre' | 'resid_post'): HookName {
+  return `blocks.${layer}.hook_${site}`;
+}
+
+export interface ActivationAndGrad {
+  /** Activation at the hook, [B*T, d] row-major (row = b*T + t). */
+  x: Float32Array;
+  /**
+   * dL/dx at the hook, [B*T, d], where L is the per-sequence SUM of next-token cross-entropies
+   * (not the batch mean), so g does not shrink with the batch size.
+   */
+  g: Float32Array;
+  /** Next-token cross-entropy per position, [B*T] (nats). */
+  lossPerToken: Float32Array;
+}
+
+export interface HookedLM {
+  readonly config: GPT2Config;
+  /** Logits [B, T, V] for int32 tokens [B, T], with optional hooks. The caller disposes the result. */
+  logits(tokens: tf.Tensor2D, hooks?: Hooks): tf.Tensor3D;
+  /**
+   * One forward+backward pass on sequences of T+1 tokens (inputs = tokens[:, :T], targets =
+   * tokens[:, 1:]): the activation at `hook`, the gradient of the summed loss w.r.t. it, and the
+   * per-position losses. No parameter gradients are computed.
+   */
+  activationAndGrad(tokens: Int32Array, batch: number, seqLen: number, hook: HookName): ActivationAndGrad;
+  dispose(): void;
+}

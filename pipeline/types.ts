@@ -1,0 +1,96 @@
+/**
+ * The engine's public contract: what a stage declares and what it receives when it runs.
+ * Generic: nothing here knows about SAEs or language models.
+ */
+
+/** Values of the matrix variables of one stage instance, e.g. {arch: 'gsae', k: 32, seed: 0}. */
+export type InstanceKey = Record<string, string | number | boolean>;
+
+export interface InputSpec {
+  /** Name of the upstream stage. */
+  stage: string;
+  /**
+   * false (default): read the single upstream instance whose matrix values agree with this
+   * instance's values on the matrix variables both stages share (Snakemake-style wildcards).
+   * true: read every instance of the upstream stage (e.g. a report over all evaluations).
+   */
+  all?: boolean;
+}
+
+export interface UpstreamInstance {
+  instance: InstanceKey;
+  /** Directory holding the committed outputs of that instance (read-only). */
+  dir: string;
+  fingerprint: string;
+}
+
+export interface MetricOptions {
+  step?: number;
+}
+
+export interface StageContext<P = any> {
+  /**
+   * The params, restricted to the keys this stage declared (reading any other key throws, so the
+   * fingerprint can never miss a dependency). For a matrix variable, the declared list is there
+   * too, but use `instance` for this instance's value.
+   */
+  params: P;
+  /** Matrix values of this instance ({} for a plain stage). */
+  instance: InstanceKey;
+  /** For inputs declared without `all`: input name -> the upstream output directory. */
+  inputs: Record<string, string>;
+  /** For inputs declared with `all: true`: input name -> every upstream instance. */
+  inputsAll: Record<string, UpstreamInstance[]>;
+  /** Write outputs here. A temporary directory, committed atomically only if run() resolves. */
+  outDir: string;
+  /**
+   * Survives a failed or killed attempt of the same fingerprint: keep checkpoints here to resume
+   * inside a long stage. Deleted after a successful commit.
+   */
+  scratchDir: string;
+  /** The environment fingerprint fields this stage declared (e.g. {backend: 'wasm'}). */
+  env: Record<string, string>;
+  log(message: string): void;
+  /** Progress of long work: rate and ETA are derived by the engine. `info` shows beside the bar. */
+  progress(done: number, total: number, info?: Record<string, string | number>): void;
+  /** A number for results.duckdb (table `metrics`, long format). */
+  metric(name: string, value: number, options?: MetricOptions): void;
+  /** Several metrics at once (same semantics as metric()). */
+  metrics(values: Record<string, number>, options?: MetricOptions): void;
+  /**
+   * Rows for a project table in results.duckdb (created on first use, columns from the first row;
+   * the engine adds run_id, stage, instance JSON). For per-item results such as per-latent steering.
+   */
+  table(name: string, rows: Array<Record<string, string | number | boolean | null>>): void;
+}
+
+export interface StageDef<P = any> {
+  name: string;
+  /** One line: what the stage does (shown by `dag` and in the README table). */
+  description?: string;
+  /**
+   * Params keys this stage reads, dotted ('lm.n_layer') or a whole subtree ('lm').
+   * Only these values enter the fingerprint.
+   */
+  params: string[];
+  /**
+   * Matrix variables: variable name -> params key holding a list. One instance per combination,
+   * in the order of the lists. Only the instance's own values enter its fingerprint, so growing a
+   * list runs only the new instances.
+   */
+  matrix?: Record<string, string>;
+  /** Input name -> upstream stage. */
+  inputs?: Record<string, InputSpec>;
+  /** Files (relative to outDir) that run() must create; checked before commit. */
+  outputs: string[];
+  /** Environment fields (from the project's environment()) that enter the fingerprint. */
+  env?: string[];
+  run(ctx: StageContext<P>): Promise<void>;
+}
+
+/** What a project's stages module (default: stages/index.ts) exports. */
+export interface Project {
+  stages: StageDef[];
+  /** Environment fingerprint fields, computed once per run in the parent (e.g. compute backend). */
+  environment?(params: unknown): Promise<Record<string, string>>;
+}
