@@ -1,0 +1,266 @@
+/**
+ * SAE inference as a model hook (tfjs), plus a pure TypeScript reference of the selection rule,
+ * and the ablation hooks used by the downstream-loss evaluation.
+ *
+ * Selection rule (lib/sae/types.ts, SCIENCE.md), per token with activation x and loss gradient g:
+ *   z_pre = ReLU((x - b_dec) W_enc + b_enc)                      [m]
+ *   s     = z_pre + beta * z_pre ∘ |W_dec g|   (gsae with a gradient; otherwise s = z_pre)
+ *   idx   = the k largest s, ties broken by the lower index; values = z_pre[idx]
+ *   x̂     = Σ_j values_j W_dec[idx_j] + b_dec
+ * A latent "fires" on a token when it is selected with a value > 0 (a selected latent whose
+ * z_pre is 0 contributes nothing and is not counted in L0 or as alive).
+ *
+ * Speed notes (FACTS.md): no matMul transpose flags (W_decᵀ is materialised once with
+ * tf.transpose); the decode is a dense matMul of the masked code [N, m] with W_dec, the mask
+ * built by scatterND of the top-k indices (exact, tie-safe).
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { HookFn } from '../model/types.ts';
+import type { SaeWeights, SparseCode } from '../sae/types.ts';
+
+/** 'topk': gradient-free selection (also used for a g-SAE at gradient-free inference).
+ *  'gradient': g-SAE selection with the loss gradient g aligned with x. */
+export type SaeMode = 'topk' | 'gradient';
+
+/** Tensors seen by an `onEncode` observer; valid only during the call (inside a tidy). */
+export interface EncodeObservation {
+  x: tf.Tensor2D; // [N, d]
+  xhat: tf.Tensor2D; // [N, d]
+  z: tf.Tensor2D; // [N, m] dense code: z_pre at the selected indices, 0 elsewhere
+}
+
+export interface SaeHookOptions {
+  mode: SaeMode;
+  /** Gradient aligned with x, [B, T, d] (or [B*T, d]); required for mode 'gradient'. Not disposed. */
+  g?: tf.Tensor;
+  /** Optional observer of every encode the hook performs (e.g. FVU / L0 / firing statistics). */
+  onEncode?: (obs: EncodeObservation) => void;
+}
+
+function checkWeights(w: SaeWeights): void {
+  const { d, m, k } = w;
+  if (!(d > 0 && m > 0 && k > 0 && k <= m)) throw new Error(`sae: bad sizes d=${d} m=${m} k=${k}`);
+  if (w.W_enc.length !== d * m) throw new Error(`sae: W_enc has ${w.W_enc.length} values, expected d*m=${d * m}`);
+  if (w.W_dec.length !== m * d) throw new Error(`sae: W_dec has ${w.W_dec.length} values, expected m*d=${m * d}`);
+  if (w.b_enc.length !== m) throw new Error(`sae: b_enc has ${w.b_enc.length} values, expected m=${m}`);
+  if (w.b_dec.length !== d) throw new Error(`sae: b_dec has ${w.b_dec.length} values, expected d=${d}`);
+}
+
+/** Whether a given SAE + mode uses the gradient in selection. */
+export function usesGradient(w: SaeWeights, mode: SaeMode): boolean {
+  return mode === 'gradient' && w.arch === 'gsae';
+}
+
+/**
+ * tfjs SAE inference. Holds its weights as tensors (call dispose()). All methods that return
+ * tensors are meant to be called inside the caller's tf.tidy.
+ */
+export class SaeInference {
+  readonly weights: SaeWeights;
+  readonly d: number;
+  readonly m: number;
+  readonly k: number;
+  readonly beta: number;
+  private readonly W_enc: tf.Tensor2D; // [d, m]
+  private readonly W_dec: tf.Tensor2D; // [m, d]
+  private readonly W_decT: tf.Tensor2D; // [d, m], materialised once
+  private readonly b_enc: tf.Tensor1D;
+  private readonly b_dec: tf.Tensor1D;
+
+  constructor(weights: SaeWeights) {
+    checkWeights(weights);
+    this.weights = weights;
+    this.d = weights.d;
+    this.m = weights.m;
+    this.k = weights.k;
+    this.beta = weights.arch === 'gsae' ? weights.beta : 0;
+    this.W_enc = tf.tensor2d(weights.W_enc, [weights.d, weights.m]);
+    this.W_dec = tf.tensor2d(weights.W_dec, [weights.m, weights.d]);
+    this.W_decT = tf.transpose(this.W_dec) as tf.Tensor2D;
+    this.b_enc = tf.tensor1d(weights.b_enc);
+    this.b_dec = tf.tensor1d(weights.b_dec);
+  }
+
+  /** z_pre = ReLU((x - b_dec) W_enc + b_enc), [N, m]. */
+  preActivation(x: tf.Tensor2D): tf.Tensor2D {
+    return tf.relu(tf.add(tf.matMul(tf.sub(x, this.b_dec), this.W_enc), this.b_enc)) as tf.Tensor2D;
+  }
+
+  /**
+   * Selection scores. With g (and beta != 0 on a g-SAE): s = z_pre + beta * z_pre ∘ |g W_decᵀ|,
+   * the same association order as the TS reference; otherwise s = z_pre.
+   */
+  scores(zPre: tf.Tensor2D, g?: tf.Tensor2D | null): tf.Tensor2D {
+    if (!g || this.beta === 0) return zPre;
+    const dirDeriv = tf.abs(tf.matMul(g, this.W_decT)); // [N, m]: W_dec g per token
+    return tf.add(zPre, tf.mul(tf.mul(zPre, this.beta), dirDeriv)) as tf.Tensor2D;
+  }
+
+  /** Top-k indices [N, k] (int32; tf.topk breaks ties by the lower index, as the contract). */
+  select(s: tf.Tensor2D): tf.Tensor2D {
+    return tf.topk(s, this.k, true).indices as tf.Tensor2D;
+  }
+
+  /** Dense code [N, m]: z_pre at the selected indices, 0 elsewhere (exact under ties). */
+  denseCode(zPre: tf.Tensor2D, indices: tf.Tensor2D): tf.Tensor2D {
+    const n = zPre.shape[0];
+    const rows = tf.tile(tf.reshape(tf.range(0, n, 1, 'int32'), [n, 1]), [1, this.k]);
+    const nd = tf.stack([tf.reshape(rows, [n * this.k]), tf.reshape(indices, [n * this.k])], 1) as tf.Tensor2D;
+    const mask = tf.scatterND(nd, tf.ones([n * this.k], 'float32'), [n, this.m]);
+    return tf.mul(zPre, mask) as tf.Tensor2D;
+  }
+
+  /** x̂ = z W_dec + b_dec. */
+  decode(z: tf.Tensor2D): tf.Tensor2D {
+    return tf.add(tf.matMul(z, this.W_dec), this.b_dec) as tf.Tensor2D;
+  }
+
+  /** Encode + decode rows x [N, d] (g [N, d] for gradient selection). Call inside a tidy. */
+  forward(x: tf.Tensor2D, g?: tf.Tensor2D | null): { z: tf.Tensor2D; xhat: tf.Tensor2D; indices: tf.Tensor2D } {
+    const zPre = this.preActivation(x);
+    const indices = this.select(this.scores(zPre, g));
+    const z = this.denseCode(zPre, indices);
+    return { z, xhat: this.decode(z), indices };
+  }
+
+  /**
+   * A HookFn replacing x [B, T, d] by its reconstruction. mode 'gradient' on a g-SAE needs
+   * opts.g aligned with x (same B, T); on a topk SAE the gradient is ignored (beta = 0).
+   */
+  hook(opts: SaeHookOptions): HookFn {
+    const { mode, onEncode } = opts;
+    const needG = usesGradient(this.weights, mode) && this.beta !== 0;
+    if (mode === 'gradient' && this.weights.arch === 'gsae' && !opts.g) {
+      throw new Error('sae hook: mode "gradient" needs the gradient tensor g');
+    }
+    return (x: tf.Tensor3D): tf.Tensor3D =>
+      tf.tidy(() => {
+        const [B, T, d] = x.shape;
+        if (d !== this.d) throw new Error(`sae hook: activation has d=${d}, SAE has d=${this.d}`);
+        const x2 = tf.reshape(x, [B * T, d]) as tf.Tensor2D;
+        let g2: tf.Tensor2D | null = null;
+        if (needG) {
+          const g = opts.g as tf.Tensor;
+          if (g.size !== B * T * d) {
+            throw new Error(`sae hook: gradient has ${g.size} values, activation [${B},${T},${d}] needs ${B * T * d}`);
+          }
+          g2 = tf.reshape(g, [B * T, d]) as tf.Tensor2D;
+        }
+        const { z, xhat } = this.forward(x2, g2);
+        if (onEncode) onEncode({ x: x2, xhat, z });
+        return tf.reshape(xhat, [B, T, d]) as tf.Tensor3D;
+      });
+  }
+
+  /** Sparse code through the tfjs path (for tests and small uses): x, g are [n, d] row-major. */
+  encodeSparse(x: Float32Array, g?: Float32Array | null): SparseCode {
+    const n = x.length / this.d;
+    return tf.tidy(() => {
+      const xt = tf.tensor2d(x, [n, this.d]);
+      const gt = g && this.beta !== 0 ? tf.tensor2d(g, [n, this.d]) : null;
+      const zPre = this.preActivation(xt);
+      const idx = tf.topk(this.scores(zPre, gt), this.k, true).indices.dataSync() as Int32Array;
+      const zp = zPre.dataSync();
+      const vals = new Float32Array(n * this.k);
+      for (let r = 0; r < n; r++) for (let j = 0; j < this.k; j++) vals[r * this.k + j] = zp[r * this.m + idx[r * this.k + j]];
+      return { n, k: this.k, indices: Int32Array.from(idx), values: vals };
+    });
+  }
+
+  /** Reconstruction through the tfjs path: x, g [n, d] → x̂ [n, d]. */
+  reconstruct(x: Float32Array, g?: Float32Array | null): Float32Array {
+    const n = x.length / this.d;
+    return tf.tidy(() => {
+      const gt = g && this.beta !== 0 ? tf.tensor2d(g, [n, this.d]) : null;
+      return this.forward(tf.tensor2d(x, [n, this.d]), gt).xhat.dataSync() as Float32Array;
+    }).slice();
+  }
+
+  dispose(): void {
+    for (const t of [this.W_enc, this.W_dec, this.W_decT, this.b_enc, this.b_dec]) t.dispose();
+  }
+}
+
+/**
+ * Pure TypeScript reference of the selection rule (float64 accumulation). x, g: [n, d] row-major.
+ * g = null/undefined or arch 'topk' or beta = 0 → plain TopK. Ties: the lower index first.
+ */
+export function encodeReference(w: SaeWeights, x: Float32Array, g?: Float32Array | null): SparseCode {
+  checkWeights(w);
+  const { d, m, k } = w;
+  const n = x.length / d;
+  if (!Number.isInteger(n)) throw new Error('encodeReference: x length is not a multiple of d');
+  const beta = w.arch === 'gsae' ? w.beta : 0;
+  const useG = !!g && beta !== 0;
+  if (useG && (g as Float32Array).length !== x.length) throw new Error('encodeReference: g and x differ in length');
+  const indices = new Int32Array(n * k);
+  const values = new Float32Array(n * k);
+  const zPre = new Float64Array(m);
+  const s = new Float64Array(m);
+  const xc = new Float64Array(d);
+  const order = new Int32Array(m);
+  for (let r = 0; r < n; r++) {
+    for (let i = 0; i < d; i++) xc[i] = x[r * d + i] - w.b_dec[i];
+    for (let j = 0; j < m; j++) {
+      let acc = w.b_enc[j];
+      for (let i = 0; i < d; i++) acc += xc[i] * w.W_enc[i * m + j];
+      zPre[j] = acc > 0 ? acc : 0;
+    }
+    for (let j = 0; j < m; j++) {
+      if (useG) {
+        let dd = 0;
+        for (let i = 0; i < d; i++) dd += w.W_dec[j * d + i] * (g as Float32Array)[r * d + i];
+        s[j] = zPre[j] + beta * zPre[j] * Math.abs(dd);
+      } else {
+        s[j] = zPre[j];
+      }
+      order[j] = j;
+    }
+    // Stable order: larger score first, then lower index.
+    const sorted = Array.from(order).sort((a, b) => (s[b] - s[a]) || a - b);
+    for (let j = 0; j < k; j++) {
+      indices[r * k + j] = sorted[j];
+      values[r * k + j] = zPre[sorted[j]];
+    }
+  }
+  return { n, k, indices, values };
+}
+
+/** Pure TypeScript decode of a sparse code: x̂ = Σ values W_dec[idx] + b_dec, [n, d]. */
+export function decodeReference(w: SaeWeights, code: SparseCode): Float32Array {
+  const { d } = w;
+  const out = new Float32Array(code.n * d);
+  for (let r = 0; r < code.n; r++) {
+    const acc = new Float64Array(d);
+    for (let i = 0; i < d; i++) acc[i] = w.b_dec[i];
+    for (let j = 0; j < code.k; j++) {
+      const v = code.values[r * code.k + j];
+      if (v === 0) continue;
+      const row = code.indices[r * code.k + j] * d;
+      for (let i = 0; i < d; i++) acc[i] += v * w.W_dec[row + i];
+    }
+    for (let i = 0; i < d; i++) out[r * d + i] = acc[i];
+  }
+  return out;
+}
+
+/** Identity hook: returns x unchanged. */
+export const identityHook: HookFn = (x) => x;
+
+/** Zero-ablation hook: x → 0. */
+export const zeroAblationHook: HookFn = (x) => tf.zerosLike(x);
+
+/** Mean-ablation hook: x → the mean activation vector at every position. */
+export function meanAblationHook(mean: Float32Array): HookFn {
+  return (x) =>
+    tf.tidy(() => {
+      const [B, T, d] = x.shape;
+      if (mean.length !== d) throw new Error(`mean ablation: mean has ${mean.length} values, activation d=${d}`);
+      return tf.broadcastTo(tf.tensor3d(mean, [1, 1, d]), [B, T, d]) as tf.Tensor3D;
+    });
+}
+
+/** Additive hook: x → x + v, with v broadcastable to x ([d], [1,1,d] or [B,1,d]). v is not disposed. */
+export function addHook(v: tf.Tensor): HookFn {
+  return (x) => tf.add(x, v) as tf.Tensor3D;
+}
