@@ -1,0 +1,261 @@
+/**
+ * Statistics for the evaluations: seeded percentile-bootstrap confidence intervals and the
+ * verdict rule of SCIENCE.md.
+ *
+ * Bootstrap: percentile method, `resamples` (default 1000) resamples with replacement, quantiles
+ * by linear interpolation between order statistics. Draws come from the seeded mulberry32 PRNG,
+ * so a CI is a pure function of (values, options).
+ *
+ * Cluster (block) bootstrap: per-token values from one sequence are correlated, so downstream
+ * CIs resample whole sequences: pass `clusterSize = seqLen` and the values in sequence order
+ * (consecutive runs of `clusterSize` values form a cluster; the last one may be shorter). The
+ * mean of a resample is Σ(cluster sums) / Σ(cluster sizes). clusterSize = 1 is the ordinary
+ * bootstrap.
+ *
+ * Verdicts (what the CI is over): see `decideVerdict`.
+ */
+import { mulberry32 } from '../util/random.ts';
+
+export interface CI {
+  /** Point estimate on the full sample (mean, ratio or difference). */
+  mean: number;
+  lo: number;
+  hi: number;
+  /** Number of resampling units (values, or clusters when clusterSize > 1). */
+  n: number;
+  level: number;
+}
+
+export interface BootstrapOptions {
+  resamples?: number; // default 1000
+  level?: number; // default 0.95
+  seed?: number; // default 0
+  /** Resample runs of this many consecutive values together (default 1). */
+  clusterSize?: number;
+}
+
+const DEFAULTS = { resamples: 1000, level: 0.95, seed: 0, clusterSize: 1 };
+
+/** Quantile (0 ≤ q ≤ 1) of a sorted array, linear interpolation (type 7). */
+export function quantileSorted(sorted: ArrayLike<number>, q: number): number {
+  const n = sorted.length;
+  if (n === 0) return NaN;
+  const h = (n - 1) * q;
+  const lo = Math.floor(h);
+  const hi = Math.min(n - 1, lo + 1);
+  return sorted[lo] + (h - lo) * (sorted[hi] - sorted[lo]);
+}
+
+function checkFinite(values: ArrayLike<number>, what: string): void {
+  for (let i = 0; i < values.length; i++) {
+    if (!Number.isFinite(values[i])) throw new Error(`bootstrap: ${what}[${i}] = ${values[i]} is not finite`);
+  }
+}
+
+/** Per-cluster sums and sizes of consecutive runs of `c` values. */
+function clusterSums(values: ArrayLike<number>, c: number): { sums: Float64Array; sizes: Float64Array } {
+  const n = values.length;
+  const nc = Math.ceil(n / c);
+  const sums = new Float64Array(nc);
+  const sizes = new Float64Array(nc);
+  for (let i = 0; i < n; i++) {
+    const j = Math.floor(i / c);
+    sums[j] += values[i];
+    sizes[j] += 1;
+  }
+  return { sums, sizes };
+}
+
+function percentileCI(stats: Float64Array, point: number, n: number, level: number): CI {
+  const sorted = Float64Array.from(stats).sort();
+  const a = (1 - level) / 2;
+  return { mean: point, lo: quantileSorted(sorted, a), hi: quantileSorted(sorted, 1 - a), n, level };
+}
+
+/**
+ * Generic cluster bootstrap of a ratio of sums Σnum / Σden (den = cluster sizes gives the mean).
+ * Each resample draws nClusters clusters with replacement.
+ */
+function bootstrapSums(
+  numSums: Float64Array,
+  denSums: Float64Array,
+  opts: Required<BootstrapOptions>,
+): CI {
+  const nc = numSums.length;
+  let N = 0, D = 0;
+  for (let j = 0; j < nc; j++) {
+    N += numSums[j];
+    D += denSums[j];
+  }
+  const point = N / D;
+  if (nc <= 1) return { mean: point, lo: point, hi: point, n: nc, level: opts.level };
+  const u = mulberry32(opts.seed);
+  const stats = new Float64Array(opts.resamples);
+  for (let b = 0; b < opts.resamples; b++) {
+    let sn = 0, sd = 0;
+    for (let i = 0; i < nc; i++) {
+      const j = Math.floor(u() * nc);
+      sn += numSums[j];
+      sd += denSums[j];
+    }
+    stats[b] = sn / sd;
+  }
+  return percentileCI(stats, point, nc, opts.level);
+}
+
+function withDefaults(opts: BootstrapOptions): Required<BootstrapOptions> {
+  const o = { ...DEFAULTS, ...opts };
+  if (!(o.level > 0 && o.level < 1)) throw new Error(`bootstrap: level ${o.level} not in (0, 1)`);
+  if (!(o.resamples >= 1)) throw new Error(`bootstrap: resamples ${o.resamples} < 1`);
+  if (!(o.clusterSize >= 1)) throw new Error(`bootstrap: clusterSize ${o.clusterSize} < 1`);
+  return o;
+}
+
+/** Seeded percentile bootstrap CI of the mean of `values` (optionally clustered). */
+export function bootstrapMeanCI(values: ArrayLike<number>, opts: BootstrapOptions = {}): CI {
+  const o = withDefaults(opts);
+  if (values.length === 0) return { mean: NaN, lo: NaN, hi: NaN, n: 0, level: o.level };
+  checkFinite(values, 'values');
+  const { sums, sizes } = clusterSums(values, o.clusterSize);
+  return bootstrapSums(sums, sizes, o);
+}
+
+/**
+ * CI of a ratio of sums Σnum / Σden, resampling positions (or clusters) jointly: e.g. loss
+ * recovered = Σ(CE_zero − CE_spliced) / Σ(CE_zero − CE_clean) over held-out positions.
+ */
+export function bootstrapRatioCI(num: ArrayLike<number>, den: ArrayLike<number>, opts: BootstrapOptions = {}): CI {
+  const o = withDefaults(opts);
+  if (num.length !== den.length) throw new Error('bootstrapRatioCI: num and den differ in length');
+  if (num.length === 0) return { mean: NaN, lo: NaN, hi: NaN, n: 0, level: o.level };
+  checkFinite(num, 'num');
+  checkFinite(den, 'den');
+  return bootstrapSums(clusterSums(num, o.clusterSize).sums, clusterSums(den, o.clusterSize).sums, o);
+}
+
+/**
+ * CI of mean(a) − mean(b). paired (same units, e.g. the same held-out positions for two SAEs):
+ * the bootstrap of the per-unit differences. Unpaired: a and b resampled independently.
+ */
+export function bootstrapDiffCI(
+  a: ArrayLike<number>,
+  b: ArrayLike<number>,
+  opts: BootstrapOptions & { paired?: boolean } = {},
+): CI {
+  const o = withDefaults(opts);
+  if (opts.paired) {
+    if (a.length !== b.length) throw new Error('bootstrapDiffCI: paired samples differ in length');
+    const diff = new Float64Array(a.length);
+    for (let i = 0; i < a.length; i++) diff[i] = a[i] - b[i];
+    return bootstrapMeanCI(diff, o);
+  }
+  checkFinite(a, 'a');
+  checkFinite(b, 'b');
+  const ca = clusterSums(a, o.clusterSize);
+  const cb = clusterSums(b, o.clusterSize);
+  const mean = (s: { sums: Float64Array; sizes: Float64Array }) => s.sums.reduce((p, q) => p + q, 0) / s.sizes.reduce((p, q) => p + q, 0);
+  const point = mean(ca) - mean(cb);
+  const u = mulberry32(o.seed);
+  const stats = new Float64Array(o.resamples);
+  const draw = (s: { sums: Float64Array; sizes: Float64Array }) => {
+    const nc = s.sums.length;
+    let sn = 0, sd = 0;
+    for (let i = 0; i < nc; i++) {
+      const j = Math.floor(u() * nc);
+      sn += s.sums[j];
+      sd += s.sizes[j];
+    }
+    return sn / sd;
+  };
+  for (let r = 0; r < o.resamples; r++) stats[r] = draw(ca) - draw(cb);
+  return percentileCI(stats, point, Math.min(ca.sums.length, cb.sums.length), o.level);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Verdicts
+
+/** Which direction is favourable: 'lower' (ΔCE, KL, dead fraction, FVU) or 'higher' (loss recovered, steering effect). */
+export type Better = 'lower' | 'higher';
+export type Verdict = 'reproduced' | 'not reproduced' | 'inconclusive';
+
+/**
+ * The rule of SCIENCE.md on two CIs of the same metric at the same k:
+ * - 'reproduced': the g-SAE is better and the CIs do not overlap (lower: gsae.hi < topk.lo;
+ *   higher: gsae.lo > topk.hi);
+ * - 'not reproduced': TopK is better beyond the CIs (the opposite strict separation);
+ * - 'inconclusive': the CIs overlap (touching counts as overlap).
+ */
+export function verdictFromCIs(topk: CI, gsae: CI, better: Better): Verdict {
+  if ([topk.lo, topk.hi, gsae.lo, gsae.hi].some((v) => !Number.isFinite(v))) return 'inconclusive';
+  const gBetter = better === 'lower' ? gsae.hi < topk.lo : gsae.lo > topk.hi;
+  const tBetter = better === 'lower' ? topk.hi < gsae.lo : topk.lo > gsae.hi;
+  return gBetter ? 'reproduced' : tBetter ? 'not reproduced' : 'inconclusive';
+}
+
+/** One architecture's data for one metric at one k. */
+export interface ArmData {
+  /** The metric of each seed's SAE (one number per training seed). */
+  perSeed?: number[];
+  /** Per-unit values of a single SAE (held-out positions, or steered latents), for 1 seed. */
+  units?: ArrayLike<number>;
+  /** Cluster size for `units` (seqLen for per-position values; 1 for latents). */
+  clusterSize?: number;
+  /** A CI computed by the caller (e.g. bootstrapRatioCI for loss recovered with 1 seed). */
+  ci?: CI;
+}
+
+export interface VerdictResult {
+  verdict: Verdict;
+  /** What the CIs are over. */
+  basis: 'seeds' | 'units' | 'given' | 'none';
+  topk: CI | null;
+  gsae: CI | null;
+  reason: string;
+}
+
+/**
+ * Verdict for one metric at one k. What the CI is over, in order of preference:
+ * 1. 'seeds': both arms have ≥ 2 seeds → percentile bootstrap of the mean over seeds (each seed's
+ *    SAE summarised by its metric on the held-out set); seed-to-seed variation is the
+ *    uncertainty that matters for "does the method work".
+ * 2. 'given': both arms carry a caller-computed CI (used when a metric is a ratio, with 1 seed).
+ * 3. 'units': both arms have per-unit values → bootstrap over held-out units of the single seed
+ *    (per-position values clustered by sequence via clusterSize; per-latent values for steering).
+ *    This measures evaluation noise only, not training-seed variation: reported as such.
+ * 4. otherwise 'none' → 'inconclusive'.
+ */
+export function decideVerdict(args: {
+  topk: ArmData;
+  gsae: ArmData;
+  better: Better;
+  resamples?: number;
+  level?: number;
+  seed?: number;
+}): VerdictResult {
+  const { topk, gsae, better } = args;
+  const o = { resamples: args.resamples ?? 1000, level: args.level ?? 0.95, seed: args.seed ?? 0 };
+  const nT = topk.perSeed?.length ?? 0;
+  const nG = gsae.perSeed?.length ?? 0;
+  let basis: VerdictResult['basis'];
+  let ct: CI | null = null;
+  let cg: CI | null = null;
+  if (nT >= 2 && nG >= 2) {
+    basis = 'seeds';
+    ct = bootstrapMeanCI(topk.perSeed as number[], { ...o, seed: o.seed });
+    cg = bootstrapMeanCI(gsae.perSeed as number[], { ...o, seed: o.seed + 1 });
+  } else if (topk.ci && gsae.ci) {
+    basis = 'given';
+    ct = topk.ci;
+    cg = gsae.ci;
+  } else if (topk.units && gsae.units && topk.units.length > 0 && gsae.units.length > 0) {
+    basis = 'units';
+    ct = bootstrapMeanCI(topk.units, { ...o, clusterSize: topk.clusterSize ?? 1 });
+    cg = bootstrapMeanCI(gsae.units, { ...o, seed: o.seed + 1, clusterSize: gsae.clusterSize ?? 1 });
+  } else {
+    return { verdict: 'inconclusive', basis: 'none', topk: null, gsae: null, reason: 'no uncertainty estimate (need ≥ 2 seeds per arm, CIs, or per-unit values)' };
+  }
+  const verdict = verdictFromCIs(ct, cg, better);
+  const fmt = (c: CI) => `${c.mean.toPrecision(4)} [${c.lo.toPrecision(4)}, ${c.hi.toPrecision(4)}]`;
+  const reason = `${better} is better; CI over ${basis}: topk ${fmt(ct)}, gsae ${fmt(cg)}`;
+  return { verdict, basis, topk: ct, gsae: cg, reason };
+}
