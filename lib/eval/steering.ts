@@ -245,11 +245,11 @@ export function evaluateSteering(
             for (const v of targets[a * S + gi * L + l]) mask[l * V + v] = 1;
           });
           const [rise, kl] = tf.tidy(() => {
-            const lp = steeredLogProbs(ctx, alpha, lats);
+            const lp: tf.Tensor = steeredLogProbs(ctx, alpha, lats);
             const M = tf.reshape(tf.tensor(mask, [nl, V], 'bool'), [nl, 1, 1, V]);
-            const NEG = tf.scalar(-1e30);
+            const NEG: tf.Tensor = tf.scalar(-1e30);
             const setS = tf.logSumExp(tf.where(M, lp, NEG), -1); // [nl, nb, T]
-            const setC = tf.logSumExp(tf.where(M, tf.broadcastTo(lpClean, lp.shape), NEG), -1);
+            const setC = tf.logSumExp(tf.where(M, tf.broadcastTo(lpClean, lp.shape) as tf.Tensor, NEG), -1);
             const klT = tf.sum(tf.mul(tf.exp(lp), tf.sub(lp, lpClean)), -1);
             return [tf.sub(setS, setC).dataSync(), klT.dataSync()];
           });
