@@ -1,0 +1,653 @@
+/**
+ * GPT-2 in tfjs with TransformerLens-style hooks and a hand-written backward pass.
+ *
+ * Computation = Hugging Face GPT2LMHeadModel (no dropout): token + learned position embeddings,
+ * pre-LayerNorm blocks (biased variance, eps), causal multi-head attention with 1/sqrt(d_head)
+ * scaling, MLP with gelu_new (tanh approximation), final LayerNorm, unembedding tied to wte.
+ * Parameters are kept under their Hugging Face names and shapes (Conv1D layout [in, out]).
+ *
+ * Speed on the wasm backend (see /work/shared/FACTS.md): everything runs on 2-D [B*T, d] matrices;
+ * matMul is only ever called without transpose flags (operands are transposed explicitly);
+ * attention runs per (head, batch) as plain 2-D matMuls (wasm's batched matMul is ~10x slower);
+ * the backward pass is written out by hand, so no tf.grad, no gather gradient (the embedding
+ * gradient is a scatter-add in TypeScript) and no parameter gradients when they are not wanted.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { mulberry32, randn } from '../util/random.ts';
+import type { ActivationAndGrad, GPT2Config, HookFn, HookName, HookedLM, Hooks } from './types.ts';
+import { splitRows, unstack0 } from './kernels.ts';
+
+export type { GPT2Config } from './types.ts';
+
+const GELU_C = Math.sqrt(2 / Math.PI);
+const GELU_A = 0.044715;
+/** Softmax probabilities of a target below this are recomputed exactly from the logits. */
+const P_FLOOR = 1e-30;
+
+/** Canonical parameter names (Hugging Face GPT2Model names, without the `transformer.` prefix). */
+export function gpt2ParamShapes(c: GPT2Config): Map<string, number[]> {
+  const d = c.dModel;
+  const m = new Map<string, number[]>();
+  m.set('wte.weight', [c.vocabSize, d]);
+  m.set('wpe.weight', [c.nCtx, d]);
+  for (let i = 0; i < c.nLayer; i++) {
+    m.set(`h.${i}.ln_1.weight`, [d]);
+    m.set(`h.${i}.ln_1.bias`, [d]);
+    m.set(`h.${i}.attn.c_attn.weight`, [d, 3 * d]);
+    m.set(`h.${i}.attn.c_attn.bias`, [3 * d]);
+    m.set(`h.${i}.attn.c_proj.weight`, [d, d]);
+    m.set(`h.${i}.attn.c_proj.bias`, [d]);
+    m.set(`h.${i}.ln_2.weight`, [d]);
+    m.set(`h.${i}.ln_2.bias`, [d]);
+    m.set(`h.${i}.mlp.c_fc.weight`, [d, 4 * d]);
+    m.set(`h.${i}.mlp.c_fc.bias`, [4 * d]);
+    m.set(`h.${i}.mlp.c_proj.weight`, [4 * d, d]);
+    m.set(`h.${i}.mlp.c_proj.bias`, [d]);
+  }
+  m.set('ln_f.weight', [d]);
+  m.set('ln_f.bias', [d]);
+  return m;
+}
+
+export function validateConfig(c: GPT2Config): void {
+  const bad = (msg: string) => {
+    throw new Error(`GPT-2 config: ${msg} (got ${JSON.stringify(c)})`);
+  };
+  for (const k of ['vocabSize', 'nCtx', 'dModel', 'nLayer', 'nHead'] as const) {
+    if (!Number.isInteger(c[k]) || c[k] <= 0) bad(`${k} must be a positive integer`);
+  }
+  if (c.dModel % c.nHead !== 0) bad(`dModel (${c.dModel}) must be divisible by nHead (${c.nHead})`);
+  if (!(c.layerNormEps > 0)) bad('layerNormEps must be > 0');
+}
+
+/** The TransformerLens hook names this model understands. */
+export function hookNames(c: GPT2Config): string[] {
+  const names: string[] = [];
+  for (let l = 0; l < c.nLayer; l++) {
+    for (const s of ['resid_pre', 'attn_out', 'resid_mid', 'mlp_out', 'resid_post']) names.push(`blocks.${l}.hook_${s}`);
+  }
+  return names;
+}
+
+/**
+ * Initial parameters as GPT-2 (HF `_init_weights`): weights and embeddings ~ N(0, 0.02), biases 0,
+ * LayerNorm weight 1 / bias 0, and the residual projections (attn.c_proj, mlp.c_proj) ~
+ * N(0, 0.02 / sqrt(2 nLayer)). Deterministic in `seed` (mulberry32 + Box–Muller, canonical order).
+ */
+export function initGPT2Params(c: GPT2Config, seed: number): Map<string, Float32Array> {
+  validateConfig(c);
+  const normal = randn(mulberry32(seed));
+  const out = new Map<string, Float32Array>();
+  for (const [name, shape] of gpt2ParamShapes(c)) {
+    const n = shape.reduce((a, b) => a * b, 1);
+    const a = new Float32Array(n);
+    if (name.endsWith('ln_1.weight') || name.endsWith('ln_2.weight') || name === 'ln_f.weight') a.fill(1);
+    else if (shape.length === 2) {
+      const std = name.endsWith('c_proj.weight') ? 0.02 / Math.sqrt(2 * c.nLayer) : 0.02;
+      for (let i = 0; i < n; i++) a[i] = std * normal();
+    }
+    out.set(name, a);
+  }
+  return out;
+}
+
+interface LNCache {
+  xhat: tf.Tensor2D;
+  rstd: tf.Tensor2D;
+}
+
+interface LayerCache {
+  ln1: LNCache;
+  h1: tf.Tensor2D;
+  q: tf.Tensor2D[]; // per (head, batch) [T, dh], index h*B + b
+  k: tf.Tensor2D[];
+  vT: tf.Tensor2D[]; // [dh, T]
+  p: tf.Tensor3D; // [H*B, T, T] attention probabilities
+  y: tf.Tensor2D; // [N, d] concatenated head outputs (input of attn.c_proj)
+  ln2: LNCache;
+  h2: tf.Tensor2D;
+  u: tf.Tensor2D; // [N, 4d] mlp pre-activation
+  s: tf.Tensor2D; // sigmoid(2c(u + a u^3)) (gelu_new = u * s)
+  a: tf.Tensor2D; // gelu output (input of mlp.c_proj)
+}
+
+type Site = 'resid_pre' | 'resid_mid' | 'resid_post';
+interface StopPoint {
+  layer: number;
+  site: Site;
+}
+
+function parseResidHook(name: HookName, c: GPT2Config): StopPoint {
+  const m = /^blocks\.(\d+)\.hook_(resid_pre|resid_mid|resid_post)$/.exec(name);
+  if (!m || Number(m[1]) >= c.nLayer) {
+    throw new Error(
+      `activationAndGrad: hook '${name}' is not supported; use blocks.{l}.hook_resid_pre|resid_mid|resid_post with 0 <= l < ${c.nLayer}`,
+    );
+  }
+  return { layer: Number(m[1]), site: m[2] as Site };
+}
+
+export interface ForwardBackwardResult {
+  /** Mean next-token cross-entropy over the batch (nats). */
+  loss: number;
+  /** Gradients of the mean loss, by parameter name (caller disposes). */
+  grads: Map<string, tf.Tensor>;
+}
+
+export class GPT2 implements HookedLM {
+  readonly config: GPT2Config;
+  private params = new Map<string, tf.Tensor>();
+  private wteT: tf.Tensor2D | null = null;
+  private masks = new Map<number, tf.Tensor2D>();
+  private disposed = false;
+
+  /** Takes ownership of the given tensors (shapes are checked). */
+  constructor(config: GPT2Config, params: Map<string, tf.Tensor>) {
+    validateConfig(config);
+    this.config = { ...config };
+    this.setParams(params);
+  }
+
+  static fromArrays(config: GPT2Config, arrays: Map<string, Float32Array> | Record<string, Float32Array>): GPT2 {
+    validateConfig(config);
+    const get = (n: string) => (arrays instanceof Map ? arrays.get(n) : arrays[n]);
+    const params = new Map<string, tf.Tensor>();
+    try {
+      for (const [name, shape] of gpt2ParamShapes(config)) {
+        const a = get(name);
+        if (!a) throw new Error(`GPT-2: missing parameter '${name}'`);
+        const n = shape.reduce((x, y) => x * y, 1);
+        if (a.length !== n) {
+          throw new Error(`GPT-2: parameter '${name}' has ${a.length} values, expected shape ${JSON.stringify(shape)}`);
+        }
+        params.set(name, tf.tensor(a, shape, 'float32'));
+      }
+    } catch (e) {
+      for (const t of params.values()) t.dispose();
+      throw e;
+    }
+    return new GPT2(config, params);
+  }
+
+  get paramNames(): string[] {
+    return [...this.params.keys()];
+  }
+
+  get numParams(): number {
+    let n = 0;
+    for (const t of this.params.values()) n += t.size;
+    return n;
+  }
+
+  param(name: string): tf.Tensor {
+    const t = this.params.get(name);
+    if (!t) throw new Error(`GPT-2: no parameter '${name}'`);
+    return t;
+  }
+
+  /** Copies of all parameters as Float32Arrays, canonical order. */
+  paramArrays(): Map<string, Float32Array> {
+    const out = new Map<string, Float32Array>();
+    for (const [n, t] of this.params) out.set(n, t.dataSync() as Float32Array);
+    return out;
+  }
+
+  /** Replace parameters (takes ownership; the old tensors are disposed unless reused). */
+  setParams(params: Map<string, tf.Tensor>): void {
+    const shapes = gpt2ParamShapes(this.config);
+    for (const [name, shape] of shapes) {
+      const t = params.get(name);
+      if (!t) throw new Error(`GPT-2: missing parameter '${name}'`);
+      if (t.shape.length !== shape.length || t.shape.some((s, i) => s !== shape[i])) {
+        throw new Error(`GPT-2: parameter '${name}' has shape ${JSON.stringify(t.shape)}, expected ${JSON.stringify(shape)}`);
+      }
+    }
+    for (const name of params.keys()) if (!shapes.has(name)) throw new Error(`GPT-2: unknown parameter '${name}'`);
+    const keep = new Set(params.values());
+    for (const t of this.params.values()) if (!keep.has(t)) t.dispose();
+    this.params = new Map([...shapes.keys()].map((n) => [n, params.get(n)!]));
+    this.wteT?.dispose();
+    this.wteT = null;
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    for (const t of this.params.values()) t.dispose();
+    this.params.clear();
+    this.wteT?.dispose();
+    this.wteT = null;
+    for (const m of this.masks.values()) m.dispose();
+    this.masks.clear();
+  }
+
+  // ---------------------------------------------------------------- building blocks
+
+  private p(name: string): tf.Tensor {
+    const t = this.params.get(name);
+    if (!t) throw new Error(this.disposed ? 'GPT-2: model was disposed' : `GPT-2: no parameter '${name}'`);
+    return t;
+  }
+
+  private getWteT(): tf.Tensor2D {
+    if (!this.wteT) this.wteT = tf.keep(tf.transpose(this.p('wte.weight') as tf.Tensor2D));
+    return this.wteT;
+  }
+
+  private getMask(T: number): tf.Tensor2D {
+    let m = this.masks.get(T);
+    if (!m) {
+      const a = new Float32Array(T * T);
+      for (let i = 0; i < T; i++) for (let j = i + 1; j < T; j++) a[i * T + j] = -1e9;
+      m = tf.keep(tf.tensor2d(a, [T, T]));
+      this.masks.set(T, m);
+    }
+    return m;
+  }
+
+  private layerNorm(x: tf.Tensor2D, g: tf.Tensor, b: tf.Tensor): { out: tf.Tensor2D; cache: LNCache } {
+    const mu = tf.mean(x, -1, true);
+    const xc = tf.sub(x, mu);
+    const v = tf.mean(tf.square(xc), -1, true);
+    const rstd = tf.rsqrt(tf.add(v, this.config.layerNormEps)) as tf.Tensor2D;
+    const xhat = tf.mul(xc, rstd) as tf.Tensor2D;
+    const out = tf.add(tf.mul(xhat, g), b) as tf.Tensor2D;
+    return { out, cache: { xhat, rstd } };
+  }
+
+  private layerNormBackward(
+    dout: tf.Tensor2D,
+    c: LNCache,
+    g: tf.Tensor,
+    wantParams: boolean,
+  ): { dx: tf.Tensor2D; dg?: tf.Tensor; db?: tf.Tensor } {
+    const dxhat = tf.mul(dout, g);
+    const m1 = tf.mean(dxhat, -1, true);
+    const m2 = tf.mean(tf.mul(dxhat, c.xhat), -1, true);
+    const dx = tf.mul(tf.sub(tf.sub(dxhat, m1), tf.mul(c.xhat, m2)), c.rstd) as tf.Tensor2D;
+    if (!wantParams) return { dx };
+    return { dx, dg: tf.sum(tf.mul(dout, c.xhat), 0), db: tf.sum(dout, 0) };
+  }
+
+  private linear(x: tf.Tensor2D, w: string, b: string): tf.Tensor2D {
+    return tf.fused.matMul({ a: x, b: this.p(w) as tf.Tensor2D, bias: this.p(b) });
+  }
+
+  /** y = x W + b. Returns dx, and dW, db when `grads` is given (stored under the names). */
+  private linearBackward(
+    dy: tf.Tensor2D,
+    x: tf.Tensor2D,
+    w: string,
+    b: string,
+    grads: Map<string, tf.Tensor> | null,
+    needDx = true,
+  ): tf.Tensor2D | null {
+    const W = this.p(w) as tf.Tensor2D;
+    if (grads) {
+      const [nIn, nOut] = W.shape;
+      // dW = x^T dy; transpose the narrower of x / dy.
+      const dW = nIn <= nOut ? tf.matMul(tf.transpose(x), dy) : tf.transpose(tf.matMul(tf.transpose(dy), x));
+      grads.set(w, dW);
+      grads.set(b, tf.sum(dy, 0));
+    }
+    return needDx ? tf.matMul(dy, tf.transpose(W)) : null;
+  }
+
+  private attention(h1: tf.Tensor2D, l: number, B: number, T: number, cache: Partial<LayerCache> | null): tf.Tensor2D {
+    const { nHead: H, dModel: d } = this.config;
+    const dh = d / H;
+    const HB = H * B;
+    const qkv = this.linear(h1, `h.${l}.attn.c_attn.weight`, `h.${l}.attn.c_attn.bias`); // [N, 3d]
+    const q4 = tf.reshape(qkv, [B, T, 3 * H, dh]);
+    // [3H, B, T, dh]: per (q|k|v, head, batch) blocks of [T, dh]
+    const partsA = unstack0(tf.reshape(tf.transpose(q4, [2, 0, 1, 3]), [3 * HB, T, dh])) as tf.Tensor2D[];
+    // [3H, B, dh, T]: K^T (and V^T for the backward); the unused blocks are split off whole.
+    const needVT = cache !== null;
+    const bt = tf.reshape(tf.transpose(q4, [2, 0, 3, 1]), [3 * HB, dh, T]);
+    const ones = new Array(HB).fill(1);
+    const partsB = splitRows(bt, needVT ? [HB, ...ones, ...ones] : [HB, ...ones, HB]);
+    const off = 1;
+    const q = partsA.slice(0, HB);
+    const k = partsA.slice(HB, 2 * HB);
+    const v = partsA.slice(2 * HB, 3 * HB);
+    const kT = partsB.slice(off, off + HB).map((t) => tf.reshape(t, [dh, T]) as tf.Tensor2D);
+    const scores = tf.stack(q.map((qi, i) => tf.matMul(qi, kT[i]))) as tf.Tensor3D; // [HB, T, T]
+    const pre = tf.add(tf.mul(scores, 1 / Math.sqrt(dh)), this.getMask(T));
+    const P = tf.softmax(pre) as tf.Tensor3D;
+    const Pl = unstack0(P) as tf.Tensor2D[];
+    const Y = tf.stack(Pl.map((pi, i) => tf.matMul(pi, v[i]))); // [HB, T, dh] = [H, B, T, dh]
+    const y = tf.reshape(tf.transpose(tf.reshape(Y, [H, B, T, dh]), [1, 2, 0, 3]), [B * T, d]) as tf.Tensor2D;
+    if (cache) {
+      cache.q = q;
+      cache.k = k;
+      cache.vT = partsB.slice(off + HB, off + 2 * HB).map((t) => tf.reshape(t, [dh, T]) as tf.Tensor2D);
+      cache.p = P;
+      cache.y = y;
+    }
+    return this.linear(y, `h.${l}.attn.c_proj.weight`, `h.${l}.attn.c_proj.bias`);
+  }
+
+  private attentionBackward(
+    dOut: tf.Tensor2D,
+    c: LayerCache,
+    l: number,
+    B: number,
+    T: number,
+    grads: Map<string, tf.Tensor> | null,
+  ): tf.Tensor2D {
+    const { nHead: H, dModel: d } = this.config;
+    const dh = d / H;
+    const HB = H * B;
+    const dy = this.linearBackward(dOut, c.y, `h.${l}.attn.c_proj.weight`, `h.${l}.attn.c_proj.bias`, grads)!;
+    const dYl = unstack0(tf.reshape(tf.transpose(tf.reshape(dy, [B, T, H, dh]), [2, 0, 1, 3]), [HB, T, dh])) as tf.Tensor2D[];
+    const dP = tf.stack(dYl.map((g, i) => tf.matMul(g, c.vT[i]))) as tf.Tensor3D; // [HB, T, T]
+    const dS = tf.mul(tf.mul(c.p, tf.sub(dP, tf.sum(tf.mul(dP, c.p), -1, true))), 1 / Math.sqrt(dh)) as tf.Tensor3D;
+    const PT = unstack0(tf.transpose(c.p, [0, 2, 1])) as tf.Tensor2D[];
+    const dSl = unstack0(dS) as tf.Tensor2D[];
+    const dST = unstack0(tf.transpose(dS, [0, 2, 1])) as tf.Tensor2D[];
+    const dq = dSl.map((g, i) => tf.matMul(g, c.k[i]));
+    const dk = dST.map((g, i) => tf.matMul(g, c.q[i]));
+    const dv = PT.map((pt, i) => tf.matMul(pt, dYl[i]));
+    const dqkv3 = tf.stack([...dq, ...dk, ...dv]); // [3HB, T, dh] = [3H, B, T, dh]
+    const dqkv = tf.reshape(tf.transpose(tf.reshape(dqkv3, [3 * H, B, T, dh]), [1, 2, 0, 3]), [B * T, 3 * d]) as tf.Tensor2D;
+    return this.linearBackward(dqkv, c.h1, `h.${l}.attn.c_attn.weight`, `h.${l}.attn.c_attn.bias`, grads)!;
+  }
+
+  private mlp(h2: tf.Tensor2D, l: number, cache: Partial<LayerCache> | null): tf.Tensor2D {
+    const u = this.linear(h2, `h.${l}.mlp.c_fc.weight`, `h.${l}.mlp.c_fc.bias`);
+    // gelu_new(u) = 0.5 u (1 + tanh(c (u + a u^3))) = u * sigmoid(2c (u + a u^3))
+    const z = tf.mul(tf.mul(u, tf.add(tf.mul(tf.square(u), GELU_A), 1)), 2 * GELU_C);
+    const s = tf.sigmoid(z) as tf.Tensor2D;
+    const a = tf.mul(u, s) as tf.Tensor2D;
+    if (cache) {
+      cache.u = u;
+      cache.s = s;
+      cache.a = a;
+    }
+    return this.linear(a, `h.${l}.mlp.c_proj.weight`, `h.${l}.mlp.c_proj.bias`);
+  }
+
+  private mlpBackward(dOut: tf.Tensor2D, c: LayerCache, l: number, grads: Map<string, tf.Tensor> | null): tf.Tensor2D {
+    const da = this.linearBackward(dOut, c.a, `h.${l}.mlp.c_proj.weight`, `h.${l}.mlp.c_proj.bias`, grads)!;
+    // d/du [u s(z)] = s + u s (1 - s) 2c (1 + 3a u^2)
+    const u2 = tf.square(c.u);
+    const dz = tf.mul(tf.add(tf.mul(u2, 3 * GELU_A), 1), 2 * GELU_C);
+    const sp = tf.mul(c.s, tf.sub(1, c.s));
+    const du = tf.mul(da, tf.add(c.s, tf.mul(tf.mul(c.u, sp), dz))) as tf.Tensor2D;
+    return this.linearBackward(du, c.h2, `h.${l}.mlp.c_fc.weight`, `h.${l}.mlp.c_fc.bias`, grads)!;
+  }
+
+  private applyHook(hooks: Hooks | undefined, name: string, x: tf.Tensor2D, B: number, T: number): tf.Tensor2D {
+    const f: HookFn | undefined = hooks?.[name];
+    if (!f) return x;
+    const d = this.config.dModel;
+    const out = f(tf.reshape(x, [B, T, d]) as tf.Tensor3D);
+    if (!out || out.shape.length !== 3 || out.shape[0] !== B || out.shape[1] !== T || out.shape[2] !== d) {
+      throw new Error(`hook '${name}' must return a [${B}, ${T}, ${d}] tensor, got ${JSON.stringify(out?.shape)}`);
+    }
+    return tf.reshape(out, [B * T, d]) as tf.Tensor2D;
+  }
+
+  private checkHooks(hooks: Hooks | undefined): void {
+    if (!hooks) return;
+    const valid = new Set(hookNames(this.config));
+    for (const k of Object.keys(hooks)) {
+      if (!valid.has(k)) {
+        throw new Error(`unknown hook '${k}'; valid: blocks.{l}.hook_{resid_pre,attn_out,resid_mid,mlp_out,resid_post}, l < ${this.config.nLayer}`);
+      }
+    }
+  }
+
+  private checkTokens(tokens: Int32Array | Uint16Array | Uint32Array, what: string): void {
+    const V = this.config.vocabSize;
+    for (let i = 0; i < tokens.length; i++) {
+      const t = tokens[i];
+      if (!(t >= 0 && t < V)) throw new Error(`${what}: token ${t} at index ${i} is outside the vocabulary [0, ${V})`);
+    }
+  }
+
+  /**
+   * Forward pass on flat inputs [B*T]. Caches activations for layers >= cacheFrom (for the
+   * backward pass); optionally captures the residual at `capture`. Returns the final hidden [N, d].
+   */
+  private forward(
+    inputs: Int32Array,
+    B: number,
+    T: number,
+    opts: { hooks?: Hooks; cacheFrom?: number; capture?: StopPoint },
+  ): { hF: tf.Tensor2D; lnf: LNCache; caches: (LayerCache | null)[]; captured: tf.Tensor2D | null } {
+    const c = this.config;
+    if (T > c.nCtx) throw new Error(`GPT-2: sequence length ${T} exceeds the context size nCtx=${c.nCtx}`);
+    if (inputs.length !== B * T) throw new Error(`GPT-2: expected ${B * T} input tokens, got ${inputs.length}`);
+    this.checkHooks(opts.hooks);
+    const d = c.dModel;
+    const hooks = opts.hooks;
+    const cacheFrom = opts.cacheFrom ?? Infinity;
+    const tok = tf.tensor1d(inputs, 'int32');
+    const wpe = this.p('wpe.weight') as tf.Tensor2D;
+    const pos = T === c.nCtx ? wpe : (splitRows(wpe, [T, c.nCtx - T])[0] as tf.Tensor2D);
+    let x = tf.reshape(tf.add(tf.reshape(tf.gather(this.p('wte.weight'), tok), [B, T, d]), pos), [B * T, d]) as tf.Tensor2D;
+    const caches: (LayerCache | null)[] = [];
+    let captured: tf.Tensor2D | null = null;
+    const cap = (l: number, site: Site) => {
+      if (opts.capture && opts.capture.layer === l && opts.capture.site === site) captured = x;
+    };
+    for (let l = 0; l < c.nLayer; l++) {
+      const cache: Partial<LayerCache> | null = l >= cacheFrom ? {} : null;
+      x = this.applyHook(hooks, `blocks.${l}.hook_resid_pre`, x, B, T);
+      cap(l, 'resid_pre');
+      const ln1 = this.layerNorm(x, this.p(`h.${l}.ln_1.weight`), this.p(`h.${l}.ln_1.bias`));
+      let attnOut = this.attention(ln1.out, l, B, T, cache);
+      attnOut = this.applyHook(hooks, `blocks.${l}.hook_attn_out`, attnOut, B, T);
+      x = tf.add(x, attnOut) as tf.Tensor2D;
+      x = this.applyHook(hooks, `blocks.${l}.hook_resid_mid`, x, B, T);
+      cap(l, 'resid_mid');
+      const ln2 = this.layerNorm(x, this.p(`h.${l}.ln_2.weight`), this.p(`h.${l}.ln_2.bias`));
+      let mlpOut = this.mlp(ln2.out, l, cache);
+      mlpOut = this.applyHook(hooks, `blocks.${l}.hook_mlp_out`, mlpOut, B, T);
+      x = tf.add(x, mlpOut) as tf.Tensor2D;
+      x = this.applyHook(hooks, `blocks.${l}.hook_resid_post`, x, B, T);
+      cap(l, 'resid_post');
+      if (cache) {
+        cache.ln1 = ln1.cache;
+        cache.h1 = ln1.out;
+        cache.ln2 = ln2.cache;
+        cache.h2 = ln2.out;
+      }
+      caches.push(cache as LayerCache | null);
+    }
+    const f = this.layerNorm(x, this.p('ln_f.weight'), this.p('ln_f.bias'));
+    return { hF: f.out, lnf: f.cache, caches, captured };
+  }
+
+  /**
+   * Cross-entropy head: softmax probabilities P [N, V] and per-token losses (exact: rows whose
+   * target probability underflows are recomputed with a log-sum-exp of the logits).
+   */
+  private head(hF: tf.Tensor2D, targets: Int32Array): { P: tf.Tensor2D; losses: Float32Array } {
+    const V = this.config.vocabSize;
+    const N = targets.length;
+    const logits = tf.matMul(hF, this.getWteT());
+    const P = tf.softmax(logits) as tf.Tensor2D;
+    const idx = new Int32Array(N);
+    for (let n = 0; n < N; n++) idx[n] = n * V + targets[n];
+    const idxT = tf.tensor1d(idx, 'int32');
+    const pt = tf.gather(tf.reshape(P, [N * V]), idxT).dataSync();
+    const losses = new Float32Array(N);
+    let underflow = false;
+    for (let n = 0; n < N; n++) {
+      if (pt[n] < P_FLOOR) underflow = true;
+      losses[n] = -Math.log(pt[n]);
+    }
+    if (underflow) {
+      const lse = tf.logSumExp(logits, -1).dataSync();
+      const lt = tf.gather(tf.reshape(logits, [N * V]), idxT).dataSync();
+      for (let n = 0; n < N; n++) losses[n] = lse[n] - lt[n];
+    }
+    logits.dispose();
+    return { P, losses };
+  }
+
+  /**
+   * Backward from the loss L = Σ_n w·CE_n down to `stop` (or to the embeddings when null).
+   * With `grads`, parameter gradients are stored there; returns dL/dx at the stop point.
+   */
+  private backward(
+    fwd: { hF: tf.Tensor2D; lnf: LNCache; caches: (LayerCache | null)[] },
+    inputs: Int32Array,
+    targets: Int32Array,
+    P: tf.Tensor2D,
+    w: number,
+    B: number,
+    T: number,
+    stop: StopPoint | null,
+    grads: Map<string, tf.Tensor> | null,
+  ): tf.Tensor2D {
+    const c = this.config;
+    const N = B * T;
+    const V = c.vocabSize;
+    const d = c.dModel;
+    const wte = this.p('wte.weight') as tf.Tensor2D;
+    const tgt = tf.tensor1d(targets, 'int32');
+    // dL/dlogits = w (P - onehot(target)); never materialised: the one-hot part is a gather/scatter.
+    let dhF = tf.mul(tf.sub(tf.matMul(P, wte), tf.gather(wte, tgt)), w) as tf.Tensor2D;
+    let extra: Float32Array | null = null; // [V, d] scatter-add part of dwte
+    if (grads) {
+      const dwteHead = tf.transpose(tf.mul(tf.matMul(tf.transpose(fwd.hF), P), w)); // [V, d]
+      grads.set('wte.weight', dwteHead);
+      extra = new Float32Array(V * d);
+      const h = fwd.hF.dataSync();
+      for (let n = 0; n < N; n++) {
+        const o = targets[n] * d;
+        const r = n * d;
+        for (let j = 0; j < d; j++) extra[o + j] -= w * h[r + j];
+      }
+    }
+    const f = this.layerNormBackward(dhF, fwd.lnf, this.p('ln_f.weight'), grads !== null);
+    if (grads) {
+      grads.set('ln_f.weight', f.dg!);
+      grads.set('ln_f.bias', f.db!);
+    }
+    let dx = f.dx; // gradient w.r.t. the residual stream
+    for (let l = c.nLayer - 1; l >= 0; l--) {
+      if (stop && stop.layer === l && stop.site === 'resid_post') return dx;
+      const cache = fwd.caches[l];
+      if (!cache) throw new Error('GPT-2 internal: missing activation cache');
+      const dh2 = this.mlpBackward(dx, cache, l, grads);
+      const ln2 = this.layerNormBackward(dh2, cache.ln2, this.p(`h.${l}.ln_2.weight`), grads !== null);
+      dx = tf.add(dx, ln2.dx) as tf.Tensor2D;
+      if (grads) {
+        grads.set(`h.${l}.ln_2.weight`, ln2.dg!);
+        grads.set(`h.${l}.ln_2.bias`, ln2.db!);
+      }
+      if (stop && stop.layer === l && stop.site === 'resid_mid') return dx;
+      const dh1 = this.attentionBackward(dx, cache, l, B, T, grads);
+      const ln1 = this.layerNormBackward(dh1, cache.ln1, this.p(`h.${l}.ln_1.weight`), grads !== null);
+      dx = tf.add(dx, ln1.dx) as tf.Tensor2D;
+      if (grads) {
+        grads.set(`h.${l}.ln_1.weight`, ln1.dg!);
+        grads.set(`h.${l}.ln_1.bias`, ln1.db!);
+      }
+      if (stop && stop.layer === l && stop.site === 'resid_pre') return dx;
+    }
+    if (grads && extra) {
+      // Embeddings: x0 = wte[inputs] + wpe[t]
+      const g = dx.dataSync();
+      for (let n = 0; n < N; n++) {
+        const o = inputs[n] * d;
+        const r = n * d;
+        for (let j = 0; j < d; j++) extra[o + j] += g[r + j];
+      }
+      grads.set('wte.weight', tf.add(grads.get('wte.weight')!, tf.tensor2d(extra, [V, d])));
+      let dwpe = tf.sum(tf.reshape(dx, [B, T, d]), 0) as tf.Tensor2D;
+      if (T < c.nCtx) dwpe = tf.concat([dwpe, tf.zeros([c.nCtx - T, d])], 0);
+      grads.set('wpe.weight', dwpe);
+    }
+    return dx;
+  }
+
+  private static splitSequences(tokens: Int32Array | Uint16Array | Uint32Array, B: number, T: number) {
+    if (tokens.length !== B * (T + 1)) {
+      throw new Error(`expected batch*(seqLen+1) = ${B * (T + 1)} tokens, got ${tokens.length}`);
+    }
+    const inputs = new Int32Array(B * T);
+    const targets = new Int32Array(B * T);
+    for (let b = 0; b < B; b++) {
+      for (let t = 0; t < T; t++) {
+        inputs[b * T + t] = tokens[b * (T + 1) + t];
+        targets[b * T + t] = tokens[b * (T + 1) + t + 1];
+      }
+    }
+    return { inputs, targets };
+  }
+
+  // ---------------------------------------------------------------- public API
+
+  logits(tokens: tf.Tensor2D, hooks?: Hooks): tf.Tensor3D {
+    const [B, T] = tokens.shape;
+    const data = tokens.dataSync();
+    const inputs = data instanceof Int32Array ? data : Int32Array.from(data);
+    this.checkTokens(inputs, 'logits');
+    return tf.tidy(() => {
+      const { hF } = this.forward(inputs, B, T, { hooks });
+      return tf.reshape(tf.matMul(hF, this.getWteT()), [B, T, this.config.vocabSize]) as tf.Tensor3D;
+    });
+  }
+
+  /**
+   * Next-token cross-entropy per position [B*T] (nats) for sequences of T+1 tokens, with optional
+   * hooks. Cheaper than logits() for evaluation: nothing [B, T, V] leaves the model.
+   */
+  lossPerToken(tokens: Int32Array | Uint16Array | Uint32Array, batch: number, seqLen: number, hooks?: Hooks): Float32Array {
+    const { inputs, targets } = GPT2.splitSequences(tokens, batch, seqLen);
+    this.checkTokens(tokens, 'lossPerToken');
+    let losses!: Float32Array;
+    tf.tidy(() => {
+      const { hF } = this.forward(inputs, batch, seqLen, { hooks });
+      losses = this.head(hF, targets).losses;
+    });
+    return losses;
+  }
+
+  activationAndGrad(tokens: Int32Array, batch: number, seqLen: number, hook: HookName): ActivationAndGrad {
+    const stop = parseResidHook(hook, this.config);
+    const { inputs, targets } = GPT2.splitSequences(tokens, batch, seqLen);
+    this.checkTokens(tokens, 'activationAndGrad');
+    let out!: ActivationAndGrad;
+    tf.tidy(() => {
+      const fwd = this.forward(inputs, batch, seqLen, { cacheFrom: stop.layer, capture: stop });
+      const { P, losses } = this.head(fwd.hF, targets);
+      const g = this.backward(fwd, inputs, targets, P, 1, batch, seqLen, stop, null);
+      out = { x: fwd.captured!.dataSync() as Float32Array, g: g.dataSync() as Float32Array, lossPerToken: losses };
+    });
+    return out;
+  }
+
+  /**
+   * Forward + backward for training: the mean next-token cross-entropy over batch*seqLen positions
+   * and its gradient for every parameter (the caller disposes the gradients).
+   */
+  forwardBackward(tokens: Int32Array | Uint16Array | Uint32Array, batch: number, seqLen: number): ForwardBackwardResult {
+    const { inputs, targets } = GPT2.splitSequences(tokens, batch, seqLen);
+    this.checkTokens(tokens, 'forwardBackward');
+    let loss = 0;
+    const grads = tf.tidy(() => {
+      const fwd = this.forward(inputs, batch, seqLen, { cacheFrom: 0 });
+      const { P, losses } = this.head(fwd.hF, targets);
+      let s = 0;
+      for (let i = 0; i < losses.length; i++) s += losses[i];
+      loss = s / losses.length;
+      const g = new Map<string, tf.Tensor>();
+      this.backward(fwd, inputs, targets, P, 1 / losses.length, batch, seqLen, null, g);
+      const ordered: Record<string, tf.Tensor> = {};
+      for (const name of this.params.keys()) ordered[name] = g.get(name)!;
+      return ordered;
+    });
+    return { loss, grads: new Map(Object.entries(grads)) };
+  }
+}
+
+/** A GPT-2 with fresh GPT-2-style initial weights (deterministic in `seed`). */
+export function createGPT2(config: GPT2Config, seed: number): GPT2 {
+  return GPT2.fromArrays(config, initGPT2Params(config, seed));
+}

@@ -1,0 +1,62 @@
+/**
+ * Small tfjs helpers that route around slow paths of the wasm backend.
+ *
+ * - splitRows: tf.split / tf.unstack on wasm run one Slice per output, and the wasm Slice kernel
+ *   copies the WHOLE input out of the heap for every slice (backend.readSync), so unstacking a
+ *   [64, 128, 32] tensor costs 64 full copies. Our kernel copies each block once from a heap view.
+ * - matMul never uses the transpose flags (10-30x slower on wasm): callers transpose explicitly.
+ */
+import * as tf from '@tensorflow/tfjs';
+
+const SPLIT_KERNEL = 'GsaeSplitAxis0';
+
+interface WasmBackendLike {
+  makeOutput(shape: number[], dtype: string): tf.TensorInfo;
+  typedArrayFromHeap(t: tf.TensorInfo): Float32Array | Int32Array | Uint8Array;
+}
+
+let registered = false;
+function ensureRegistered(): void {
+  if (registered) return;
+  registered = true;
+  tf.registerKernel({
+    kernelName: SPLIT_KERNEL,
+    backendName: 'wasm',
+    kernelFunc: ({ inputs, backend, attrs }) => {
+      const x = (inputs as { x: tf.TensorInfo }).x;
+      const { sizes, inner, squeeze } = attrs as unknown as { sizes: number[]; inner: number[]; squeeze: boolean };
+      const be = backend as unknown as WasmBackendLike;
+      const innerSize = inner.reduce((a, b) => a * b, 1);
+      // Allocate every output first: an allocation may grow the wasm heap and detach views.
+      const outs = sizes.map((s) => be.makeOutput(squeeze ? inner : [s, ...inner], x.dtype));
+      const xv = be.typedArrayFromHeap(x);
+      let off = 0;
+      for (let i = 0; i < outs.length; i++) {
+        const n = sizes[i] * innerSize;
+        if (n > 0) (be.typedArrayFromHeap(outs[i]) as Float32Array).set(xv.subarray(off, off + n) as Float32Array);
+        off += n;
+      }
+      return outs;
+    },
+  });
+}
+
+/**
+ * Split x along axis 0 into blocks of the given sizes (default: x.shape[0] blocks of 1 row, with
+ * that axis removed, like tf.unstack). Fast on wasm; falls back to tf.split/tf.unstack elsewhere.
+ */
+export function splitRows(x: tf.Tensor, sizes: number[]): tf.Tensor[] {
+  if (tf.getBackend() !== 'wasm') return tf.split(x, sizes, 0);
+  ensureRegistered();
+  const inner = x.shape.slice(1);
+  return tf.engine().runKernel(SPLIT_KERNEL, { x }, { sizes, inner, squeeze: false } as unknown as tf.NamedAttrMap) as tf.Tensor[];
+}
+
+/** tf.unstack along axis 0, fast on wasm. */
+export function unstack0(x: tf.Tensor): tf.Tensor[] {
+  if (tf.getBackend() !== 'wasm') return tf.unstack(x, 0);
+  ensureRegistered();
+  const sizes = new Array(x.shape[0]).fill(1);
+  const inner = x.shape.slice(1);
+  return tf.engine().runKernel(SPLIT_KERNEL, { x }, { sizes, inner, squeeze: true } as unknown as tf.NamedAttrMap) as tf.Tensor[];
+}
