@@ -1,0 +1,191 @@
+/**
+ * The engine's command line: run (default), dag, query, types.
+ *   npx tsx pipeline/cli.ts run [targets...] [--force <t>] [--dry-run] [--jobs N] [--set k=v] ...
+ * Exit codes: 0 ok, 1 a stage failed, 2 bad params / usage, 3 lock held, 130 interrupted.
+ */
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { writeParamsType } from './codegen.ts';
+import { toDot, toMermaid } from './dag.ts';
+import { querySql } from './db.ts';
+import { EngineError } from './errors.ts';
+import { buildInstances } from './graph.ts';
+import { readParamsFile, readSchema, validateParams } from './params.ts';
+import { checkStageDefs, importProject, projectPaths } from './project.ts';
+import { runPipeline } from './runner.ts';
+
+function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('must be a positive integer');
+  return n;
+}
+
+function nonNegative(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError('must be a number of seconds >= 0');
+  return n;
+}
+
+const collect = (value: string, previous: string[]): string[] => [...previous, value];
+
+interface CommonOpts {
+  root?: string;
+  params?: string;
+}
+
+const rootOption = (): Option => new Option('--root <dir>', 'project root').default(process.cwd(), 'current directory');
+const paramsOption = (): Option => new Option('--params <file>', 'params file, relative to the root').default('params.yaml');
+
+export function buildCli(): Command {
+  const program = new Command('pipeline')
+    .description('Declarative stage pipeline: fingerprints, content-addressed cache, parallel runs, DuckDB run store.')
+    .showHelpAfterError()
+    .exitOverride();
+
+  program
+    .command('run', { isDefault: true })
+    .description('run every stage instance whose outputs are missing or stale (or only TARGETS and what they need)')
+    .argument('[targets...]', "stage names or instance filters, e.g. sae or 'sae[k=32]'")
+    .addOption(rootOption())
+    .addOption(paramsOption())
+    .option('--force <target>', 'rerun this stage (or filter) even if cached; repeatable', collect, [])
+    .option('-n, --dry-run', 'list every instance as cached or to run, with the reason; run nothing')
+    .option('-j, --jobs <n>', 'instances run in parallel', positiveInt, os.availableParallelism())
+    .option('--set <key=value>', 'override a param for this run (YAML value), e.g. --set sae.k=[8,16]; repeatable', collect, [])
+    .option('--wait <seconds>', 'wait this long for another run holding the store lock', nonNegative, 0)
+    .addOption(new Option('--progress <mode>', 'progress display').choices(['auto', 'tty', 'plain', 'none']).default('auto'))
+    .action(async (targets: string[], o: CommonOpts & { force: string[]; dryRun?: boolean; jobs: number; set: string[]; wait: number; progress: 'auto' }) => {
+      const controller = new AbortController();
+      let interrupts = 0;
+      const onSignal = (sig: NodeJS.Signals): void => {
+        interrupts++;
+        process.stderr.write(`\n${sig}: stopping running stages (nothing uncommitted is kept)${interrupts > 1 ? '' : '; again to force'}\n`);
+        if (interrupts > 1) process.exit(130);
+        controller.abort();
+      };
+      process.on('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
+      const summary = await runPipeline({
+        root: o.root,
+        params: o.params,
+        targets,
+        force: o.force,
+        dryRun: o.dryRun,
+        jobs: o.jobs,
+        set: o.set,
+        waitSeconds: o.wait,
+        progress: o.progress,
+        signal: controller.signal,
+        command: ['run', ...process.argv.slice(3)].join(' '),
+      });
+      process.exitCode = summary.exitCode;
+    });
+
+  program
+    .command('dag')
+    .description('print the stage graph (Mermaid; --dot for Graphviz DOT)')
+    .addOption(rootOption())
+    .addOption(paramsOption())
+    .option('--dot', 'Graphviz DOT instead of Mermaid')
+    .action(async (o: CommonOpts & { dot?: boolean }) => {
+      const paths = projectPaths(o);
+      const project = await importProject(paths.stagesModule);
+      checkStageDefs(project.stages);
+      let counts: Map<string, number> | undefined;
+      try {
+        const params = await readParamsFile(paths.params);
+        validateParams(params, await readSchema(paths.schema));
+        counts = new Map();
+        for (const i of buildInstances(project.stages, params)) counts.set(i.stage.name, (counts.get(i.stage.name) ?? 0) + 1);
+      } catch {
+        counts = undefined; // the graph does not need params; instance counts do.
+      }
+      process.stdout.write(`${o.dot ? toDot(project.stages, counts) : toMermaid(project.stages, counts)}\n`);
+    });
+
+  program
+    .command('query')
+    .description('run SQL on results/results.duckdb and print a table')
+    .argument('<sql>', 'SQL, e.g. "select * from latest_metrics"')
+    .addOption(rootOption())
+    .option('--json', 'print rows as JSON objects')
+    .option('--csv', 'print CSV')
+    .action(async (sql: string, o: { root?: string; json?: boolean; csv?: boolean }) => {
+      const paths = projectPaths(o);
+      const { columns, rows } = await querySql(path.join(paths.resultsDir, 'results.duckdb'), sql);
+      if (o.json) {
+        process.stdout.write(`${JSON.stringify(rows.map((r) => Object.fromEntries(columns.map((c, i) => [c, r[i]]))), null, 1)}\n`);
+      } else if (o.csv) {
+        const cell = (v: unknown): string => {
+          const s = v === null || v === undefined ? '' : typeof v === 'object' ? JSON.stringify(v) : String(v);
+          return /[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+        };
+        process.stdout.write(`${[columns, ...rows].map((r) => r.map(cell).join(',')).join('\n')}\n`);
+      } else {
+        process.stdout.write(`${formatTable(columns, rows)}\n`);
+      }
+    });
+
+  program
+    .command('types')
+    .description('generate <root>/stages/params.gen.ts (the Params type) from params.schema.json')
+    .addOption(rootOption())
+    .option('--check', 'only check that the generated file is up to date (exit 1 if stale)')
+    .action(async (o: { root?: string; check?: boolean }) => {
+      const paths = projectPaths(o);
+      const out = path.join(path.dirname(paths.stagesModule), 'params.gen.ts');
+      const r = await writeParamsType(paths.schema, out, !!o.check);
+      const rel = path.relative(process.cwd(), r.file) || r.file;
+      if (o.check && !r.upToDate) {
+        process.stderr.write(`${rel} is stale: regenerate it with \`npx tsx pipeline/cli.ts types\`\n`);
+        process.exitCode = 1;
+      } else {
+        process.stdout.write(r.written ? `wrote ${rel}\n` : `${rel} is up to date\n`);
+      }
+    });
+
+  return program;
+}
+
+/** Aligned text table; numbers right-aligned; long cells cut. */
+export function formatTable(columns: string[], rows: unknown[][]): string {
+  const text = (v: unknown): string => {
+    const s = v === null || v === undefined ? 'NULL' : typeof v === 'object' ? JSON.stringify(v) : String(v);
+    return s.length > 60 ? `${s.slice(0, 59)}…` : s;
+  };
+  const cells = rows.map((r) => r.map(text));
+  const numeric = columns.map((_, i) => rows.length > 0 && rows.every((r) => r[i] === null || typeof r[i] === 'number' || (typeof r[i] === 'string' && /^-?\d+(\.\d+)?(e-?\d+)?$/i.test(r[i] as string))));
+  const widths = columns.map((c, i) => Math.max(c.length, ...cells.map((r) => r[i].length)));
+  const fmt = (r: string[]): string => r.map((c, i) => (numeric[i] ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ').trimEnd();
+  const lines = [fmt(columns), widths.map((w) => '-'.repeat(w)).join('  '), ...cells.map(fmt)];
+  lines.push(`(${rows.length} row${rows.length === 1 ? '' : 's'})`);
+  return lines.join('\n');
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildCli();
+  try {
+    await program.parseAsync(argv);
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
+  } catch (e) {
+    const err = e as Error & { code?: string; exitCode?: number };
+    if (err.code?.startsWith('commander.')) {
+      // commander already printed the message (help or usage error).
+      return err.code === 'commander.helpDisplayed' || err.code === 'commander.version' ? 0 : 2;
+    }
+    if (e instanceof EngineError) {
+      process.stderr.write(`${e.message}\n`);
+      return e.exitCode;
+    }
+    process.stderr.write(`${err.stack ?? String(e)}\n`);
+    return 1;
+  }
+}
+
+const invokedDirectly = process.argv[1] && path.resolve(process.argv[1]) === path.resolve(new URL(import.meta.url).pathname);
+if (invokedDirectly) {
+  main(process.argv).then((code) => {
+    process.exitCode = code;
+  });
+}

@@ -1,0 +1,170 @@
+/**
+ * Code closure of stages: the real import graph from esbuild's metafile (one build over the stages
+ * module), local files hashed by content, third-party packages pinned by their locked versions.
+ * The graph is cached in the store keyed by every file's size + mtime + inode, so an unchanged
+ * project never calls esbuild again.
+ */
+import { builtinModules } from 'node:module';
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import { type FileStat, fileStat, readJson, sameStat, sha256File, writeFileAtomic } from './util.ts';
+
+export interface CodeFile {
+  /** Local modules this file imports (paths relative to the project root). */
+  imports: string[];
+  /** Bare specifiers of third-party packages this file imports, as package names. */
+  packages: string[];
+  sha256: string;
+  stat: FileStat;
+}
+
+export interface CodeGraph {
+  /** Path of the entry (stages module) relative to root. */
+  entry: string;
+  files: Record<string, CodeFile>;
+  /** package-lock.json entries: 'name' or 'a/node_modules/b' -> {version, dependencies}. */
+  lock: Record<string, { version: string; dependencies: string[] }>;
+}
+
+interface CacheFile {
+  version: number;
+  entry: string;
+  lockStat: FileStat | null;
+  graph: CodeGraph;
+}
+
+const CACHE_VERSION = 1;
+const builtins = new Set(builtinModules.flatMap((m) => [m, `node:${m}`]));
+
+export function packageName(specifier: string): string | undefined {
+  if (specifier.startsWith('node:') || builtins.has(specifier) || builtins.has(specifier.split('/')[0])) return undefined;
+  if (specifier.startsWith('.') || specifier.startsWith('/')) return undefined;
+  const parts = specifier.split('/');
+  return specifier.startsWith('@') ? parts.slice(0, 2).join('/') : parts[0];
+}
+
+async function statOrNull(file: string): Promise<FileStat | null> {
+  try {
+    return await fileStat(file);
+  } catch {
+    return null;
+  }
+}
+
+async function cacheValid(root: string, cached: CacheFile | undefined, entry: string, lockStat: FileStat | null): Promise<boolean> {
+  if (!cached || cached.version !== CACHE_VERSION || cached.entry !== entry) return false;
+  if (JSON.stringify(cached.lockStat) !== JSON.stringify(lockStat)) return false;
+  const checks = await Promise.all(
+    Object.entries(cached.graph.files).map(async ([rel, f]) => sameStat(f.stat, (await statOrNull(path.resolve(root, rel))) ?? undefined)),
+  );
+  return checks.every(Boolean);
+}
+
+/** Build (or load from cache) the import graph of the stages module. */
+export async function loadCodeGraph(root: string, entryAbs: string, cacheDir: string): Promise<CodeGraph> {
+  const entry = path.relative(root, entryAbs).split(path.sep).join('/');
+  const cacheFile = path.join(cacheDir, 'code-graph.json');
+  const lockStat = await statOrNull(path.join(root, 'package-lock.json'));
+  const cached = await readJson<CacheFile>(cacheFile);
+  if (await cacheValid(root, cached, entry, lockStat)) return cached!.graph;
+
+  const esbuild = await import('esbuild');
+  const result = await esbuild.build({
+    entryPoints: [entryAbs],
+    absWorkingDir: root,
+    bundle: true,
+    write: false,
+    metafile: true,
+    platform: 'node',
+    format: 'esm',
+    packages: 'external',
+    logLevel: 'silent',
+    outdir: path.join(cacheDir, 'esbuild-out'),
+  });
+  const previous = cached?.graph.files ?? {};
+  const files: Record<string, CodeFile> = {};
+  await Promise.all(
+    Object.entries(result.metafile.inputs).map(async ([rel, input]) => {
+      const abs = path.resolve(root, rel);
+      const stat = await fileStat(abs);
+      const old = previous[rel];
+      const sha256 = old && sameStat(old.stat, stat) ? old.sha256 : await sha256File(abs);
+      const imports: string[] = [];
+      const packages = new Set<string>();
+      for (const imp of input.imports) {
+        if (imp.external) {
+          const name = packageName(imp.path);
+          if (name) packages.add(name);
+        } else if (imp.path in result.metafile.inputs) imports.push(imp.path);
+      }
+      files[rel] = { imports, packages: [...packages].sort(), sha256, stat };
+    }),
+  );
+  const lock = lockStat ? await readLock(path.join(root, 'package-lock.json')) : {};
+  const graph: CodeGraph = { entry, files, lock };
+  await writeFileAtomic(cacheFile, JSON.stringify({ version: CACHE_VERSION, entry, lockStat, graph } satisfies CacheFile));
+  return graph;
+}
+
+async function readLock(file: string): Promise<CodeGraph['lock']> {
+  const lock = JSON.parse(await fs.readFile(file, 'utf8')) as {
+    packages?: Record<string, { version?: string; dependencies?: Record<string, string>; optionalDependencies?: Record<string, string>; peerDependencies?: Record<string, string> }>;
+  };
+  const out: CodeGraph['lock'] = {};
+  for (const [p, info] of Object.entries(lock.packages ?? {})) {
+    if (!p.startsWith('node_modules/')) continue;
+    out[p.slice('node_modules/'.length)] = {
+      version: info.version ?? 'unknown',
+      dependencies: Object.keys({ ...info.dependencies, ...info.optionalDependencies, ...info.peerDependencies }),
+    };
+  }
+  return out;
+}
+
+/** Local files reachable from `start` (inclusive), sorted. */
+export function localClosure(graph: CodeGraph, start: string): string[] {
+  const seen = new Set<string>();
+  const stack = [start];
+  while (stack.length > 0) {
+    const f = stack.pop()!;
+    if (seen.has(f) || !graph.files[f]) continue;
+    seen.add(f);
+    stack.push(...graph.files[f].imports);
+  }
+  return [...seen].sort();
+}
+
+/**
+ * Third-party packages used by a closure, with the locked versions of them and of everything they
+ * depend on (npm's nested node_modules resolution). Unlocked packages show as 'not in lockfile'.
+ */
+export function packageVersions(graph: CodeGraph, files: string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  const resolve = (from: string | undefined, name: string): string | undefined => {
+    // from = 'a' or 'a/node_modules/b'; npm looks in from/node_modules, then up the chain.
+    let base = from;
+    while (base !== undefined) {
+      const candidate = `${base}/node_modules/${name}`;
+      if (graph.lock[candidate]) return candidate;
+      const idx = base.lastIndexOf('/node_modules/');
+      base = idx >= 0 ? base.slice(0, idx) : undefined;
+    }
+    return graph.lock[name] ? name : undefined;
+  };
+  const visit = (key: string): void => {
+    if (key in out) return;
+    out[key] = graph.lock[key].version;
+    for (const dep of graph.lock[key].dependencies) {
+      const resolved = resolve(key, dep);
+      if (resolved) visit(resolved);
+    }
+  };
+  for (const f of files) {
+    for (const name of graph.files[f]?.packages ?? []) {
+      const key = resolve(undefined, name);
+      if (key) visit(key);
+      else out[name] = 'not in lockfile';
+    }
+  }
+  return Object.fromEntries(Object.entries(out).sort(([a], [b]) => a.localeCompare(b)));
+}

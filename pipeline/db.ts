@@ -1,0 +1,272 @@
+/**
+ * results/results.duckdb, written only by the engine's parent process. The file is opened only
+ * while writing a batch and closed right after, so `npm run query` and the DuckDB CLI can open it
+ * between batches and after the run. Every record is also appended to the run's records.jsonl.
+ */
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { MetricRecord, TableRow } from './protocol.ts';
+import type { InstanceKey } from './types.ts';
+import { canonicalJson } from './util.ts';
+
+type DuckDBConnection = import('@duckdb/node-api').DuckDBConnection;
+
+export interface RunRow {
+  run_id: string;
+  started: Date;
+  finished: Date | null;
+  git_commit: string | null;
+  params: unknown;
+  overrides: unknown;
+  env: Record<string, string>;
+  status: 'running' | 'ok' | 'failed' | 'interrupted';
+  command: string;
+  jobs: number;
+}
+
+export interface StageRunRow {
+  stage: string;
+  instance: InstanceKey;
+  label: string;
+  fingerprint: string | null;
+  status: 'cached' | 'ran' | 'failed' | 'skipped';
+  seconds: number;
+  reason: string;
+  started: Date;
+  finished: Date;
+}
+
+type DbRecord =
+  | { kind: 'run'; row: RunRow }
+  | { kind: 'stage_run'; row: StageRunRow }
+  | { kind: 'metrics'; stage: string; instance: InstanceKey; items: MetricRecord[] }
+  | { kind: 'table'; name: string; stage: string; instance: InstanceKey; rows: TableRow[] };
+
+export const ENGINE_TABLES = ['runs', 'stage_runs', 'metrics', 'latest_metrics'];
+
+const SCHEMA = [
+  `CREATE TABLE IF NOT EXISTS runs (run_id VARCHAR, started TIMESTAMP, finished TIMESTAMP, git_commit VARCHAR,
+     params JSON, overrides JSON, env JSON, backend VARCHAR, status VARCHAR, command VARCHAR, jobs INTEGER)`,
+  `CREATE TABLE IF NOT EXISTS stage_runs (run_id VARCHAR, stage VARCHAR, instance JSON, label VARCHAR,
+     fingerprint VARCHAR, status VARCHAR, seconds DOUBLE, reason VARCHAR, started TIMESTAMP, finished TIMESTAMP)`,
+  `CREATE TABLE IF NOT EXISTS metrics (run_id VARCHAR, stage VARCHAR, instance JSON, name VARCHAR,
+     step BIGINT, value DOUBLE, seq BIGINT)`,
+  // Per (stage, instance, name, step): the value from the latest run in which the instance ran to
+  // success. Cached instances keep the numbers of the run that computed them.
+  `CREATE OR REPLACE VIEW latest_metrics AS
+     SELECT m.stage, m.instance, m.name, m.step, m.value, m.run_id, r.started AS run_started
+     FROM metrics m
+     JOIN runs r USING (run_id)
+     JOIN stage_runs s ON s.run_id = m.run_id AND s.stage = m.stage AND s.instance::VARCHAR = m.instance::VARCHAR AND s.status = 'ran'
+     QUALIFY row_number() OVER (PARTITION BY m.stage, m.instance::VARCHAR, m.name, m.step ORDER BY r.started DESC, m.seq DESC) = 1`,
+];
+
+/** UTC 'YYYY-MM-DD HH:MM:SS.mmm', which DuckDB reads as a TIMESTAMP. */
+function ts(d: Date | null): string | null {
+  return d ? d.toISOString().replace('T', ' ').replace('Z', '') : null;
+}
+
+function quoteIdent(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}
+
+function sqlType(v: unknown): string {
+  if (typeof v === 'number') return 'DOUBLE';
+  if (typeof v === 'boolean') return 'BOOLEAN';
+  return 'VARCHAR';
+}
+
+export class RunStore {
+  private pending: DbRecord[] = [];
+  private writing: Promise<void> = Promise.resolve();
+  private timer: NodeJS.Timeout | undefined;
+  private seq = 0;
+  private warned = false;
+
+  constructor(
+    readonly dbPath: string,
+    private readonly recordsFile: string,
+    private readonly runId: string,
+    private readonly log: (m: string) => void,
+  ) {}
+
+  get pendingCount(): number {
+    return this.pending.length;
+  }
+
+  private add(rec: DbRecord): void {
+    this.pending.push(rec);
+    void fs
+      .mkdir(path.dirname(this.recordsFile), { recursive: true })
+      .then(() => fs.appendFile(this.recordsFile, `${JSON.stringify(rec)}\n`))
+      .catch(() => undefined);
+  }
+
+  run(row: RunRow): void {
+    this.add({ kind: 'run', row });
+  }
+  stageRun(row: StageRunRow): void {
+    this.add({ kind: 'stage_run', row });
+  }
+  metrics(stage: string, instance: InstanceKey, items: MetricRecord[]): void {
+    this.add({ kind: 'metrics', stage, instance, items: items.map((m) => ({ ...m, seq: this.seq++ }) as MetricRecord) });
+  }
+  table(name: string, stage: string, instance: InstanceKey, rows: TableRow[]): void {
+    this.add({ kind: 'table', name, stage, instance, rows });
+  }
+
+  /** Write soon (batches records that arrive close together). */
+  scheduleFlush(delayMs = 300): void {
+    this.timer ??= setTimeout(() => {
+      this.timer = undefined;
+      void this.flush();
+    }, delayMs);
+  }
+
+  flush(): Promise<void> {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.writing = this.writing.then(() => this.writeBatch());
+    return this.writing;
+  }
+
+  private async writeBatch(): Promise<void> {
+    if (this.pending.length === 0) return;
+    const batch = this.pending;
+    this.pending = [];
+    const { DuckDBInstance } = await import('@duckdb/node-api');
+    let lastError: unknown;
+    for (let attempt = 0; attempt < 40; attempt++) {
+      let instance: Awaited<ReturnType<typeof DuckDBInstance.create>> | undefined;
+      let conn: DuckDBConnection | undefined;
+      try {
+        await fs.mkdir(path.dirname(this.dbPath), { recursive: true });
+        instance = await DuckDBInstance.create(this.dbPath);
+        conn = await instance.connect();
+        await this.write(conn, batch);
+        return;
+      } catch (e) {
+        lastError = e;
+        // Another process (a query, the DuckDB CLI) holds the file: retry for a while.
+        if (!/lock|Conflicting/i.test(String((e as Error).message))) break;
+        await sleep(250);
+      } finally {
+        conn?.closeSync();
+        instance?.closeSync();
+      }
+    }
+    this.pending = [...batch, ...this.pending];
+    if (!this.warned) {
+      this.warned = true;
+      this.log(`could not write ${this.dbPath} (${String((lastError as Error)?.message ?? lastError).split('\n')[0]}); will retry; records are kept in ${this.recordsFile}`);
+    }
+  }
+
+  private async write(conn: DuckDBConnection, batch: DbRecord[]): Promise<void> {
+    for (const sql of SCHEMA) await conn.run(sql);
+    await conn.run('BEGIN TRANSACTION');
+    try {
+      for (const rec of batch) {
+        if (rec.kind === 'run') {
+          const r = rec.row;
+          await conn.run('DELETE FROM runs WHERE run_id = $1', [r.run_id]);
+          await conn.run('INSERT INTO runs VALUES ($1, $2::TIMESTAMP, $3::TIMESTAMP, $4, $5, $6, $7, $8, $9, $10, $11)', [
+            r.run_id,
+            ts(r.started),
+            ts(r.finished),
+            r.git_commit,
+            canonicalJson(r.params ?? {}),
+            canonicalJson(r.overrides ?? {}),
+            canonicalJson(r.env ?? {}),
+            r.env?.backend ?? null,
+            r.status,
+            r.command,
+            r.jobs,
+          ]);
+        } else if (rec.kind === 'stage_run') {
+          const r = rec.row;
+          await conn.run('INSERT INTO stage_runs VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::TIMESTAMP, $10::TIMESTAMP)', [
+            this.runId,
+            r.stage,
+            canonicalJson(r.instance),
+            r.label,
+            r.fingerprint,
+            r.status,
+            r.seconds,
+            r.reason,
+            ts(r.started),
+            ts(r.finished),
+          ]);
+        } else if (rec.kind === 'metrics') {
+          const appender = await conn.createAppender('metrics');
+          const inst = canonicalJson(rec.instance);
+          for (const m of rec.items) {
+            appender.appendVarchar(this.runId);
+            appender.appendVarchar(rec.stage);
+            appender.appendVarchar(inst);
+            appender.appendVarchar(m.name);
+            if (m.step === null || m.step === undefined) appender.appendNull();
+            else appender.appendBigInt(BigInt(Math.round(m.step)));
+            appender.appendDouble(m.value);
+            appender.appendBigInt(BigInt((m as MetricRecord & { seq?: number }).seq ?? 0));
+            appender.endRow();
+          }
+          appender.closeSync();
+        } else {
+          await this.writeTable(conn, rec.name, rec.stage, rec.instance, rec.rows);
+        }
+      }
+      await conn.run('COMMIT');
+    } catch (e) {
+      await conn.run('ROLLBACK').catch(() => undefined);
+      throw e;
+    }
+  }
+
+  private async writeTable(conn: DuckDBConnection, name: string, stage: string, instance: InstanceKey, rows: TableRow[]): Promise<void> {
+    const table = quoteIdent(name);
+    const existing = await conn.runAndReadAll(`SELECT column_name FROM information_schema.columns WHERE table_name = $1 AND table_schema = 'main'`, [name]);
+    const have = new Set(existing.getRows().map((r) => String(r[0])));
+    // Column types come from the first row that has a non-null value for the column.
+    const types = new Map<string, string>();
+    for (const row of rows) for (const [k, v] of Object.entries(row)) if (!types.has(k) || (v !== null && types.get(k) === 'VARCHAR?')) types.set(k, v === null ? 'VARCHAR?' : sqlType(v));
+    const cols = [...types.keys()];
+    if (have.size === 0) {
+      const defs = cols.map((c) => `${quoteIdent(c)} ${types.get(c)!.replace('?', '')}`);
+      await conn.run(`CREATE TABLE IF NOT EXISTS ${table} (run_id VARCHAR, stage VARCHAR, instance JSON${defs.length ? ', ' : ''}${defs.join(', ')})`);
+    } else {
+      for (const c of cols) if (!have.has(c)) await conn.run(`ALTER TABLE ${table} ADD COLUMN ${quoteIdent(c)} ${types.get(c)!.replace('?', '')}`);
+    }
+    const inst = canonicalJson(instance);
+    const allCols = ['run_id', 'stage', 'instance', ...cols];
+    const chunk = Math.max(1, Math.floor(2000 / allCols.length));
+    for (let i = 0; i < rows.length; i += chunk) {
+      const part = rows.slice(i, i + chunk);
+      const values: Array<string | number | boolean | null> = [];
+      const tuples = part.map((row) => {
+        const start = values.length;
+        values.push(this.runId, stage, inst, ...cols.map((c) => row[c] ?? null));
+        return `(${allCols.map((_, j) => `$${start + j + 1}`).join(', ')})`;
+      });
+      await conn.run(`INSERT INTO ${table} (${allCols.map(quoteIdent).join(', ')}) VALUES ${tuples.join(', ')}`, values);
+    }
+  }
+}
+
+/** Run SQL against results.duckdb read-only; returns column names and rows as JSON-safe values. */
+export async function querySql(dbPath: string, sql: string): Promise<{ columns: string[]; rows: unknown[][] }> {
+  const { DuckDBInstance } = await import('@duckdb/node-api');
+  await fs.access(dbPath).catch(() => {
+    throw new Error(`${dbPath} does not exist yet: run the pipeline first`);
+  });
+  const instance = await DuckDBInstance.create(dbPath, { access_mode: 'READ_ONLY' });
+  const conn = await instance.connect();
+  try {
+    const reader = await conn.runAndReadAll(sql);
+    return { columns: reader.columnNames(), rows: reader.getRowsJson() as unknown[][] };
+  } finally {
+    conn.closeSync();
+    instance.closeSync();
+  }
+}

@@ -1,0 +1,155 @@
+/** Stage instances: matrix expansion, labels, instance-wise dependencies, target selection. */
+import { UsageError } from './errors.ts';
+import type { InstanceKey, StageDef } from './types.ts';
+import { getPath, showValue } from './util.ts';
+
+export interface InputEdge {
+  name: string;
+  stage: string;
+  all: boolean;
+  /** Upstream instance ids (one for a plain input). */
+  from: string[];
+}
+
+export interface Instance {
+  /** Label, unique: `sae[arch=gsae,k=32,seed=0]`, or the stage name for a plain stage. */
+  id: string;
+  stage: StageDef;
+  instance: InstanceKey;
+  inputs: InputEdge[];
+}
+
+export function instanceLabel(stage: string, instance: InstanceKey): string {
+  const vars = Object.entries(instance);
+  return vars.length === 0 ? stage : `${stage}[${vars.map(([k, v]) => `${k}=${String(v)}`).join(',')}]`;
+}
+
+/** Folder name for an instance below results/<stage>/ ('arch=gsae,k=32,seed=0'). */
+export function instanceDirName(instance: InstanceKey): string {
+  return Object.entries(instance)
+    .map(([k, v]) => `${k}=${String(v).replace(/[/\\]/g, '_')}`)
+    .join(',');
+}
+
+function expandMatrix(stage: StageDef, params: unknown): InstanceKey[] {
+  let combos: InstanceKey[] = [{}];
+  for (const [variable, key] of Object.entries(stage.matrix ?? {})) {
+    const list = getPath(params, key);
+    if (!Array.isArray(list)) {
+      throw new UsageError(`stage "${stage.name}": matrix variable "${variable}" needs params.${key} to be a list; got ${showValue(list)}`);
+    }
+    for (const v of list) {
+      if (!['string', 'number', 'boolean'].includes(typeof v)) {
+        throw new UsageError(`stage "${stage.name}": params.${key} must hold strings, numbers or booleans; got ${showValue(v)}`);
+      }
+    }
+    const next: InstanceKey[] = [];
+    for (const c of combos) for (const v of list as Array<string | number | boolean>) next.push({ ...c, [variable]: v });
+    combos = next;
+  }
+  return combos;
+}
+
+/** Every instance of every stage, in a topological order (upstream first), with resolved inputs. */
+export function buildInstances(stages: StageDef[], params: unknown): Instance[] {
+  const byName = new Map(stages.map((s) => [s.name, s]));
+  const order = topoSortStages(stages);
+  const instancesOf = new Map<string, Instance[]>();
+  const out: Instance[] = [];
+  for (const stage of order) {
+    const list: Instance[] = [];
+    for (const key of expandMatrix(stage, params)) {
+      const id = instanceLabel(stage.name, key);
+      const inputs: InputEdge[] = [];
+      for (const [name, spec] of Object.entries(stage.inputs ?? {})) {
+        const upstream = byName.get(spec.stage)!;
+        const candidates = instancesOf.get(spec.stage) ?? [];
+        // Wildcards: agree on the matrix variables both stages have.
+        const shared = Object.keys(upstream.matrix ?? {}).filter((v) => v in key);
+        const matching = candidates.filter((c) => shared.every((v) => c.instance[v] === key[v]));
+        if (spec.all) {
+          inputs.push({ name, stage: spec.stage, all: true, from: matching.map((m) => m.id) });
+        } else {
+          if (matching.length !== 1) {
+            throw new UsageError(
+              `${id}: input "${name}" must match exactly one instance of "${spec.stage}" on the shared matrix variables ` +
+                `(${shared.join(', ') || 'none'}), but ${matching.length} match` +
+                (matching.length > 1 ? `; declare it with all: true to read every instance` : ''),
+            );
+          }
+          inputs.push({ name, stage: spec.stage, all: false, from: [matching[0].id] });
+        }
+      }
+      list.push({ id, stage, instance: key, inputs });
+    }
+    instancesOf.set(stage.name, list);
+    out.push(...list);
+  }
+  return out;
+}
+
+export function topoSortStages(stages: StageDef[]): StageDef[] {
+  const byName = new Map(stages.map((s) => [s.name, s]));
+  const state = new Map<string, 'visiting' | 'done'>();
+  const out: StageDef[] = [];
+  const visit = (s: StageDef, trail: string[]): void => {
+    const st = state.get(s.name);
+    if (st === 'done') return;
+    if (st === 'visiting') throw new UsageError(`stages form a cycle: ${[...trail, s.name].join(' -> ')}`);
+    state.set(s.name, 'visiting');
+    for (const spec of Object.values(s.inputs ?? {})) visit(byName.get(spec.stage)!, [...trail, s.name]);
+    state.set(s.name, 'done');
+    out.push(s);
+  };
+  for (const s of stages) visit(s, []);
+  return out;
+}
+
+/** Parse a target: `sae` or `sae[k=32]` or `sae[arch=gsae,k=32]`. */
+export function parseTarget(text: string): { stage: string; filter: Record<string, string> } {
+  const m = /^([A-Za-z][A-Za-z0-9_-]*)(?:\[(.*)\])?$/.exec(text.trim());
+  if (!m) throw new UsageError(`target "${text}" is not a stage name or stage[var=value,...]`);
+  const filter: Record<string, string> = {};
+  for (const part of (m[2] ?? '').split(',').filter((p) => p.trim() !== '')) {
+    const eq = part.indexOf('=');
+    if (eq <= 0) throw new UsageError(`target "${text}": "${part}" is not var=value`);
+    filter[part.slice(0, eq).trim()] = part.slice(eq + 1).trim();
+  }
+  return { stage: m[1], filter };
+}
+
+/** Instances selected by targets (stage names or label filters). */
+export function matchTargets(instances: Instance[], targets: string[]): Set<string> {
+  const out = new Set<string>();
+  for (const t of targets) {
+    const { stage, filter } = parseTarget(t);
+    const ofStage = instances.filter((i) => i.stage.name === stage);
+    if (ofStage.length === 0) {
+      const names = [...new Set(instances.map((i) => i.stage.name))];
+      throw new UsageError(`unknown stage "${stage}" (stages: ${names.join(', ')})`);
+    }
+    for (const v of Object.keys(filter)) {
+      if (!(v in (ofStage[0].stage.matrix ?? {}))) {
+        throw new UsageError(`target "${t}": stage "${stage}" has no matrix variable "${v}"`);
+      }
+    }
+    const hits = ofStage.filter((i) => Object.entries(filter).every(([k, v]) => String(i.instance[k]) === v));
+    if (hits.length === 0) throw new UsageError(`target "${t}" matches no instance of "${stage}"`);
+    for (const h of hits) out.add(h.id);
+  }
+  return out;
+}
+
+/** The selected instances plus everything they need, transitively (kept in topological order). */
+export function withDependencies(instances: Instance[], selected: Set<string>): Instance[] {
+  const byId = new Map(instances.map((i) => [i.id, i]));
+  const need = new Set<string>();
+  const stack = [...selected];
+  while (stack.length > 0) {
+    const id = stack.pop()!;
+    if (need.has(id)) continue;
+    need.add(id);
+    for (const e of byId.get(id)!.inputs) stack.push(...e.from);
+  }
+  return instances.filter((i) => need.has(i.id));
+}

@@ -1,0 +1,237 @@
+/**
+ * Params: load params.yaml, apply `--set` overrides, validate against params.schema.json with ajv,
+ * and build the per-stage projection that throws on undeclared keys.
+ */
+import * as fs from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import type { ErrorObject, ValidateFunction } from 'ajv';
+import YAML from 'yaml';
+import { ParamsError } from './errors.ts';
+import { getPath, showValue } from './util.ts';
+
+const require = createRequire(import.meta.url);
+
+export interface Override {
+  key: string;
+  value: unknown;
+}
+
+/** Parse `a.b=<yaml value>` (the value is YAML, so `[8,16]`, `0.1`, `true`, `gsae` all work). */
+export function parseOverride(text: string): Override {
+  const eq = text.indexOf('=');
+  if (eq <= 0) throw new ParamsError(`--set ${text}: expected key=value (e.g. --set sae.k=[8,16])`);
+  const key = text.slice(0, eq).trim();
+  if (!/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(key)) {
+    throw new ParamsError(`--set ${text}: "${key}" is not a dotted params key`);
+  }
+  let value: unknown;
+  try {
+    value = YAML.parse(text.slice(eq + 1));
+  } catch (e) {
+    throw new ParamsError(`--set ${text}: the value is not valid YAML (${(e as Error).message})`);
+  }
+  return { key, value: value === undefined ? null : value };
+}
+
+export function applyOverrides(params: Record<string, unknown>, overrides: Override[]): Record<string, unknown> {
+  const out = structuredClone(params);
+  for (const { key, value } of overrides) {
+    const parts = key.split('.');
+    let cur: Record<string, unknown> = out;
+    for (let i = 0; i < parts.length - 1; i++) {
+      const next = cur[parts[i]];
+      if (next === undefined) cur[parts[i]] = {};
+      else if (next === null || typeof next !== 'object' || Array.isArray(next)) {
+        throw new ParamsError(
+          `--set ${key}: params.${parts.slice(0, i + 1).join('.')} is ${showValue(next)}, not a mapping`,
+        );
+      }
+      cur = cur[parts[i]] as Record<string, unknown>;
+    }
+    cur[parts[parts.length - 1]] = value;
+  }
+  return out;
+}
+
+export async function readParamsFile(file: string): Promise<Record<string, unknown>> {
+  let text: string;
+  try {
+    text = await fs.readFile(file, 'utf8');
+  } catch {
+    throw new ParamsError(`params file ${file} not found`);
+  }
+  const doc = YAML.parseDocument(text, { uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    const problems = doc.errors.map((e) => `${file}: ${e.message.split('\n')[0]}`);
+    throw new ParamsError(problems.join('\n'), problems);
+  }
+  const value = doc.toJS() as unknown;
+  if (value === null || value === undefined) return {};
+  if (typeof value !== 'object' || Array.isArray(value)) {
+    throw new ParamsError(`${file}: the top level must be a mapping of keys, got ${showValue(value)}`);
+  }
+  return value as Record<string, unknown>;
+}
+
+export async function readSchema(file: string): Promise<Record<string, unknown>> {
+  let text: string;
+  try {
+    text = await fs.readFile(file, 'utf8');
+  } catch {
+    throw new ParamsError(`params schema ${file} not found`);
+  }
+  try {
+    return JSON.parse(text) as Record<string, unknown>;
+  } catch (e) {
+    throw new ParamsError(`params schema ${file} is not valid JSON: ${(e as Error).message}`);
+  }
+}
+
+function compileSchema(schema: Record<string, unknown>): ValidateFunction {
+  const draft2020 = String(schema.$schema ?? '').includes('2020-12');
+  // ajv is CommonJS; createRequire avoids default-export interop differences between tsx and tsc.
+  const AjvClass = (draft2020 ? require('ajv/dist/2020') : require('ajv')).default as new (
+    opts: object,
+  ) => { compile(s: object): ValidateFunction };
+  const ajv = new AjvClass({ allErrors: true, strict: false, allowUnionTypes: true });
+  try {
+    return ajv.compile(schema);
+  } catch (e) {
+    throw new ParamsError(`params schema is invalid: ${(e as Error).message}`);
+  }
+}
+
+/** Validate params; throws ParamsError listing every problem as `params.a.b: <what is allowed>; got <value>`. */
+export function validateParams(params: unknown, schema: Record<string, unknown>): void {
+  const validate = compileSchema(schema);
+  if (validate(params)) return;
+  const problems = [...new Set((validate.errors ?? []).map((e) => formatAjvError(e, params)))];
+  throw new ParamsError(`invalid params:\n  ${problems.join('\n  ')}`, problems);
+}
+
+function keyFromPointer(pointer: string): string {
+  const parts = pointer
+    .split('/')
+    .slice(1)
+    .map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
+  let key = 'params';
+  for (const p of parts) key += /^\d+$/.test(p) ? `[${p}]` : `.${p}`;
+  return key;
+}
+
+function valueAtPointer(root: unknown, pointer: string): unknown {
+  let cur = root;
+  for (const raw of pointer.split('/').slice(1)) {
+    const p = raw.replace(/~1/g, '/').replace(/~0/g, '~');
+    if (cur === null || typeof cur !== 'object') return undefined;
+    cur = (cur as Record<string, unknown>)[p];
+  }
+  return cur;
+}
+
+export function formatAjvError(e: ErrorObject, root: unknown): string {
+  const key = keyFromPointer(e.instancePath);
+  const value = valueAtPointer(root, e.instancePath);
+  const got = `; got ${showValue(value)}`;
+  const p = e.params as Record<string, unknown>;
+  switch (e.keyword) {
+    case 'additionalProperties': {
+      const allowed = Object.keys(((e.parentSchema as Record<string, unknown>)?.properties ?? {}) as object);
+      return `${key}.${String(p.additionalProperty)}: unknown key (allowed keys in ${key}: ${allowed.join(', ') || 'none'})`;
+    }
+    case 'required':
+      return `${key}.${String(p.missingProperty)}: required key is missing`;
+    case 'type':
+      return `${key}: must be ${String(p.type)}${got}`;
+    case 'enum':
+      return `${key}: must be one of ${(p.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(', ')}${got}`;
+    case 'const':
+      return `${key}: must be ${JSON.stringify(p.allowedValue)}${got}`;
+    case 'minimum':
+    case 'maximum':
+    case 'exclusiveMinimum':
+    case 'exclusiveMaximum':
+      return `${key}: must be ${String(p.comparison)} ${String(p.limit)}${got}`;
+    case 'uniqueItems':
+      return `${key}: must be an array of unique items (items ${String(p.j)} and ${String(p.i)} are equal)${got}`;
+    case 'minItems':
+    case 'maxItems':
+    case 'minLength':
+    case 'maxLength':
+    case 'multipleOf':
+    case 'pattern':
+    case 'format':
+      return `${key}: ${e.message ?? e.keyword}${got}`;
+    default:
+      return `${key}: ${e.message ?? e.keyword}${got}`;
+  }
+}
+
+/** Is key declared by one of the declared keys (equal, or inside a declared subtree)? */
+export function isDeclared(key: string, declared: string[]): boolean {
+  return declared.some((d) => key === d || key.startsWith(`${d}.`));
+}
+
+/** Keys the JS runtime or tooling probes on any object; reading them must not throw. */
+const PROBE_KEYS = new Set(['then', 'toJSON', 'constructor', 'asymmetricMatch', 'nodeType', '$$typeof', 'toString', 'valueOf', 'inspect']);
+
+/**
+ * ctx.params: the params restricted to the declared keys. Reading an undeclared key throws, so a
+ * stage cannot depend on a value that its fingerprint does not include.
+ */
+export function projectParams(params: unknown, declared: string[], stage: string): unknown {
+  const build = (prefix: string, value: unknown): unknown => {
+    if (value === null || typeof value !== 'object' || Array.isArray(value)) return value;
+    const full = declared.some((d) => prefix !== '' && (prefix === d || prefix.startsWith(`${d}.`)));
+    if (full) return structuredClone(value);
+    const target: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
+      const key = prefix ? `${prefix}.${k}` : k;
+      if (isDeclared(key, declared)) target[k] = structuredClone(v);
+      else if (declared.some((d) => d.startsWith(`${key}.`))) target[k] = build(key, v);
+    }
+    return new Proxy(target, {
+      get(t, prop, receiver) {
+        if (typeof prop === 'symbol' || PROBE_KEYS.has(prop) || prop in t) return Reflect.get(t, prop, receiver);
+        const key = prefix ? `${prefix}.${prop}` : prop;
+        if (isDeclared(key, declared)) return undefined;
+        throw new Error(
+          `stage "${stage}" read params key "${key}", which it does not declare ` +
+            `(declared: ${declared.join(', ') || 'none'}). Add "${key}" to the stage's params so its fingerprint tracks it.`,
+        );
+      },
+      set() {
+        throw new Error(`stage "${stage}": ctx.params is read-only`);
+      },
+    });
+  };
+  return build('', params);
+}
+
+/** The values of the declared keys (for the fingerprint), with the stage's matrix keys left out. */
+export function declaredValues(params: unknown, declared: string[], matrixKeys: string[]): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const key of declared) {
+    if (matrixKeys.includes(key)) continue;
+    let value = structuredClone(getPath(params, key));
+    // A declared subtree that holds a matrix list: drop the list, the instance value stands for it.
+    for (const m of matrixKeys) {
+      if (m.startsWith(`${key}.`)) value = withoutPath(value, m.slice(key.length + 1));
+    }
+    out[key] = value === undefined ? null : value;
+  }
+  return out;
+}
+
+function withoutPath(value: unknown, rel: string): unknown {
+  if (value === null || typeof value !== 'object') return value;
+  const parts = rel.split('.');
+  let cur = value as Record<string, unknown>;
+  for (let i = 0; i < parts.length - 1; i++) {
+    const next = cur[parts[i]];
+    if (next === null || typeof next !== 'object') return value;
+    cur = next as Record<string, unknown>;
+  }
+  delete cur[parts[parts.length - 1]];
+  return value;
+}

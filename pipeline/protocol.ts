@@ -1,0 +1,37 @@
+/** Messages between the engine (parent) and a stage instance's child process, over Node IPC. */
+import type { FileEntry } from './store.ts';
+import type { InstanceKey, UpstreamInstance } from './types.ts';
+
+export interface StartMessage {
+  type: 'start';
+  stage: string;
+  label: string;
+  /** Module that declares the stage (absolute), and the stages module as a fallback. */
+  modulePath: string;
+  stagesModule: string;
+  params: unknown;
+  declared: string[];
+  instance: InstanceKey;
+  inputs: Record<string, string>;
+  inputsAll: Record<string, UpstreamInstance[]>;
+  outDir: string;
+  scratchDir: string;
+  env: Record<string, string>;
+  outputs: string[];
+}
+
+export interface MetricRecord {
+  name: string;
+  value: number;
+  step: number | null;
+}
+
+export type TableRow = Record<string, string | number | boolean | null>;
+
+export type ChildMessage =
+  | { type: 'log'; message: string }
+  | { type: 'progress'; done: number; total: number; info?: Record<string, string | number> }
+  | { type: 'metrics'; items: MetricRecord[] }
+  | { type: 'table'; name: string; rows: TableRow[] }
+  | { type: 'done'; files: Record<string, FileEntry> }
+  | { type: 'error'; message: string; stack?: string };

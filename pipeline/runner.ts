@@ -1,0 +1,583 @@
+/**
+ * runPipeline: plan (params, stages, instances, fingerprints), then run what is missing or stale in
+ * child processes, `jobs` at a time, committing each instance's outputs atomically on success.
+ */
+import { type ChildProcess, fork } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { createWriteStream, type WriteStream } from 'node:fs';
+import * as fs from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { type CodeGraph, loadCodeGraph, localClosure, packageVersions } from './closure.ts';
+import { ENGINE_TABLES, RunStore } from './db.ts';
+import { UsageError } from './errors.ts';
+import { explainChange, ENGINE_FINGERPRINT_VERSION, type FingerprintComponents, fingerprintOf, type InputFingerprint } from './fingerprint.ts';
+import { buildInstances, type Instance, matchTargets, withDependencies } from './graph.ts';
+import { acquireLock, type Lock } from './lock.ts';
+import { applyOverrides, declaredValues, type Override, parseOverride, readParamsFile, readSchema, validateParams } from './params.ts';
+import { plainReporter, type Reporter, ttyReporter } from './progress.ts';
+import { checkStageDefs, importProject, type PathOptions, type ProjectPaths, projectPaths, stageModules } from './project.ts';
+import type { ChildMessage, StartMessage } from './protocol.ts';
+import { contentHashOf, linkResult, type Manifest, Store } from './store.ts';
+import type { InstanceKey, Project, UpstreamInstance } from './types.ts';
+import { formatSeconds } from './util.ts';
+
+const require = createRequire(import.meta.url);
+const CHILD_SCRIPT = fileURLToPath(new URL('./child.ts', import.meta.url));
+const TSX_LOADER = pathToFileURL(require.resolve('tsx')).href;
+
+export interface RunOptions extends PathOptions {
+  /** Stage names or label filters (`sae`, `sae[k=32]`); empty: every stage. */
+  targets?: string[];
+  /** Stage names or label filters whose instances run even if cached. */
+  force?: string[];
+  /** Only report what would run, and why. Takes no lock, writes nothing. */
+  dryRun?: boolean;
+  /** Instances running at once (default: number of CPU cores). */
+  jobs?: number;
+  /** Param overrides `key=<yaml value>`, recorded with the run. */
+  set?: string[];
+  /** Seconds to wait for a lock held by a live run (default 0: fail at once, exit code 3). */
+  waitSeconds?: number;
+  /** 'auto' (bars on a TTY, plain lines otherwise), 'tty', 'plain' or 'none'. */
+  progress?: 'auto' | 'tty' | 'plain' | 'none';
+  /** Where messages go (default: stdout / stderr). */
+  out?: (line: string) => void;
+  err?: (line: string) => void;
+  /** Stop early (e.g. on SIGINT): running children are terminated, nothing more starts. */
+  signal?: AbortSignal;
+  /** Recorded in runs.command. */
+  command?: string;
+}
+
+export type InstanceStatus = 'cached' | 'ran' | 'failed' | 'skipped' | 'to run';
+
+export interface InstanceResult {
+  label: string;
+  stage: string;
+  instance: InstanceKey;
+  status: InstanceStatus;
+  reason: string;
+  fingerprint: string | null;
+  seconds: number;
+}
+
+export interface RunSummary {
+  runId: string | null;
+  status: 'ok' | 'failed' | 'interrupted' | 'dry-run';
+  exitCode: number;
+  instances: InstanceResult[];
+}
+
+/** Everything known before running: the validated params, the instances, per-stage code facts. */
+export interface Plan {
+  paths: ProjectPaths;
+  params: Record<string, unknown>;
+  overrides: Override[];
+  project: Project;
+  instances: Instance[];
+  selected: Instance[];
+  forced: Set<string>;
+  env: Record<string, string>;
+  code: Map<string, { module: string; files: Record<string, string>; packages: Record<string, string> }>;
+}
+
+/** Load and check everything; throws ParamsError / UsageError (exit 2) before touching the store. */
+export async function planPipeline(opts: RunOptions): Promise<Plan> {
+  const paths = projectPaths(opts);
+  const schema = await readSchema(paths.schema);
+  const fileParams = await readParamsFile(paths.params);
+  const overrides = (opts.set ?? []).map(parseOverride);
+  const params = applyOverrides(fileParams, overrides);
+  validateParams(params, schema);
+
+  const project = await importProject(paths.stagesModule);
+  checkStageDefs(project.stages);
+  const instances = buildInstances(project.stages, params);
+  const targets = opts.targets ?? [];
+  const forced = opts.force?.length ? matchTargets(instances, opts.force) : new Set<string>();
+  const selected = targets.length === 0 ? instances : withDependencies(instances, new Set([...matchTargets(instances, targets), ...forced]));
+
+  const env = project.environment ? await project.environment(params) : {};
+  for (const s of project.stages) {
+    for (const field of s.env ?? []) {
+      if (!(field in env)) {
+        throw new UsageError(`stage "${s.name}" declares env field "${field}", which the project's environment() does not provide (it provides: ${Object.keys(env).join(', ') || 'nothing'})`);
+      }
+    }
+  }
+
+  const graph: CodeGraph = await loadCodeGraph(paths.root, paths.stagesModule, paths.cacheDir);
+  const modules = await stageModules(project, graph, paths.root);
+  const code: Plan['code'] = new Map();
+  for (const s of project.stages) {
+    const module = modules.get(s.name)!;
+    const closure = localClosure(graph, module);
+    code.set(s.name, {
+      module: path.resolve(paths.root, module),
+      files: Object.fromEntries(closure.map((f) => [f, graph.files[f].sha256])),
+      packages: packageVersions(graph, closure),
+    });
+  }
+  return { paths, params, overrides, project, instances, selected, forced, env, code };
+}
+
+interface NodeState {
+  inst: Instance;
+  index: number;
+  status: 'pending' | 'evaluating' | 'ready' | 'running' | InstanceStatus;
+  fingerprint?: string;
+  components?: FingerprintComponents;
+  content?: string;
+  reason: string;
+  seconds: number;
+}
+
+function componentsFor(plan: Plan, inst: Instance, inputContent: (label: string) => string): FingerprintComponents {
+  const stage = inst.stage;
+  const code = plan.code.get(stage.name)!;
+  const inputs: FingerprintComponents['inputs'] = {};
+  for (const edge of inst.inputs) {
+    const fps: InputFingerprint[] = edge.from.map((label) => ({ label, content: inputContent(label) }));
+    inputs[edge.name] = edge.all ? fps : fps[0];
+  }
+  return {
+    engine: ENGINE_FINGERPRINT_VERSION,
+    stage: stage.name,
+    code: code.files,
+    packages: code.packages,
+    params: declaredValues(plan.params, stage.params, Object.values(stage.matrix ?? {})),
+    instance: inst.instance,
+    inputs,
+    env: Object.fromEntries((stage.env ?? []).map((f) => [f, plan.env[f]])),
+    outputs: [...stage.outputs].sort(),
+  };
+}
+
+async function reasonToRun(store: Store, inst: Instance, fp: string, comps: FingerprintComponents, extra: string[] = []): Promise<string> {
+  const ref = await store.readRef(inst.stage.name, inst.id);
+  if (!ref) return ['never run', ...extra].join('; ');
+  if (ref.fingerprint === fp) return ['outputs missing from the store', ...extra].join('; ');
+  const prev = await store.readManifest(ref.fingerprint);
+  if (!prev) return ['previous outputs are gone from the store', ...extra].join('; ');
+  const reasons = [...explainChange(prev.components, comps), ...extra];
+  return reasons.length > 0 ? reasons.join('; ') : 'fingerprint changed';
+}
+
+function newRunId(): string {
+  const d = new Date();
+  const stamp = d.toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
+  return `${stamp}-${randomBytes(2).toString('hex')}`;
+}
+
+async function gitCommit(root: string): Promise<string | null> {
+  try {
+    const { $ } = await import('zx');
+    const p = await $({ cwd: root, nothrow: true, quiet: true })`git rev-parse HEAD`;
+    return p.exitCode === 0 ? p.stdout.trim() : null;
+  } catch {
+    return null;
+  }
+}
+
+async function tailLines(file: string, n: number): Promise<string[]> {
+  const text = await fs.readFile(file, 'utf8').catch(() => '');
+  return text.trimEnd().split('\n').slice(-n);
+}
+
+/** Dry run: every selected instance as cached or to run, with the reason. */
+export async function dryRun(plan: Plan): Promise<InstanceResult[]> {
+  const store = new Store(plan.paths.cacheDir);
+  const nodes = new Map<string, NodeState>();
+  const results: InstanceResult[] = [];
+  for (const [index, inst] of plan.selected.entries()) {
+    const node: NodeState = { inst, index, status: 'pending', reason: '', seconds: 0 };
+    nodes.set(inst.id, node);
+    const unknown = inst.inputs.flatMap((e) => e.from).filter((l) => nodes.get(l)!.status !== 'cached');
+    const ref = unknown.length > 0 ? await store.readRef(inst.stage.name, inst.id) : undefined;
+    const prev = ref ? await store.readManifest(ref.fingerprint) : undefined;
+    // For inputs still to be rebuilt, assume the previous content to isolate this instance's own changes.
+    const prevContent = new Map<string, string>();
+    for (const v of Object.values(prev?.components.inputs ?? {})) for (const i of Array.isArray(v) ? v : [v]) prevContent.set(i.label, i.content);
+    const comps = componentsFor(plan, inst, (l) => nodes.get(l)!.content ?? prevContent.get(l) ?? '?');
+    const fp = fingerprintOf(comps);
+    if (unknown.length > 0) {
+      const waits = unknown.length > 2 ? `${unknown.slice(0, 2).join(', ')} (+${unknown.length - 2} more)` : unknown.join(', ');
+      const own = prev ? explainChange(prev.components, comps) : ref ? [] : ['never run'];
+      node.status = 'to run';
+      node.reason = [...own, `input ${waits} will be recomputed`].join('; ');
+    } else if (plan.forced.has(inst.id)) {
+      node.status = 'to run';
+      node.reason = 'forced (--force)';
+    } else {
+      const v = await store.verify(fp);
+      if (v.ok) {
+        node.status = 'cached';
+        node.content = v.manifest.contentHash;
+      } else {
+        node.status = 'to run';
+        node.reason = v.missing ? await reasonToRun(store, inst, fp, comps) : `cache entry corrupted (${v.problem}): will recompute`;
+      }
+    }
+    results.push({ label: inst.id, stage: inst.stage.name, instance: inst.instance, status: node.status as InstanceStatus, reason: node.reason, fingerprint: fp, seconds: 0 });
+  }
+  return results;
+}
+
+export function formatDryRun(results: InstanceResult[]): string {
+  const width = Math.min(60, Math.max(8, ...results.map((r) => r.label.length)));
+  const lines = results.map((r) => `${r.status.padEnd(7)} ${r.label.padEnd(width)} ${r.reason}`.trimEnd());
+  const toRun = results.filter((r) => r.status === 'to run').length;
+  lines.push(toRun === 0 ? `nothing to run: all ${results.length} instances cached` : `${toRun} of ${results.length} instances to run`);
+  return lines.join('\n');
+}
+
+/** Plan, then run every selected instance that is missing or stale. The programmatic `npm run pipeline`. */
+export async function runPipeline(opts: RunOptions = {}): Promise<RunSummary> {
+  const out = opts.out ?? ((s: string) => process.stdout.write(`${s}\n`));
+  const err = opts.err ?? ((s: string) => process.stderr.write(`${s}\n`));
+  const plan = await planPipeline(opts);
+  if (opts.dryRun) {
+    const instances = await dryRun(plan);
+    out(formatDryRun(instances));
+    return { runId: null, status: 'dry-run', exitCode: 0, instances };
+  }
+
+  const lock: Lock = await acquireLock(path.join(plan.paths.cacheDir, 'lock'), { waitSeconds: opts.waitSeconds ?? 0, log: err });
+  const releaseOnExit = (): void => lock.releaseSync();
+  process.once('exit', releaseOnExit);
+  try {
+    return await execute(plan, opts, out, err);
+  } finally {
+    process.removeListener('exit', releaseOnExit);
+    await lock.release();
+  }
+}
+
+async function execute(plan: Plan, opts: RunOptions, out: (s: string) => void, err: (s: string) => void): Promise<RunSummary> {
+  const { paths } = plan;
+  const store = new Store(paths.cacheDir);
+  const leftovers = await store.clearTmp();
+  if (leftovers > 0) err(`removed ${leftovers} uncommitted attempt(s) left in ${path.join(paths.cacheDir, 'tmp')} by an interrupted run`);
+  const jobs = Math.max(1, opts.jobs ?? os.availableParallelism());
+  const runId = newRunId();
+  const runDir = path.join(paths.resultsDir, 'runs', runId);
+  const logsDir = path.join(runDir, 'logs');
+  await fs.mkdir(logsDir, { recursive: true });
+  const db = new RunStore(path.join(paths.resultsDir, 'results.duckdb'), path.join(runDir, 'records.jsonl'), runId, err);
+  const started = new Date();
+  const runRow = {
+    run_id: runId,
+    started,
+    finished: null as Date | null,
+    git_commit: null as string | null,
+    params: plan.params,
+    overrides: Object.fromEntries(plan.overrides.map((o) => [o.key, o.value])),
+    env: plan.env,
+    status: 'running' as 'running' | 'ok' | 'failed' | 'interrupted',
+    command: opts.command ?? 'run',
+    jobs,
+  };
+  db.run({ ...runRow });
+  const gitPromise = gitCommit(paths.root).then((c) => (runRow.git_commit = c));
+  const mode = opts.progress ?? 'auto';
+  const reporter: Reporter =
+    mode === 'none'
+      ? plainReporter(() => undefined)
+      : mode === 'tty' || (mode === 'auto' && process.stdout.isTTY)
+        ? ttyReporter()
+        : plainReporter(out);
+  reporter.begin(plan.selected.length);
+  out(`run ${runId}: ${plan.selected.length} instance(s), jobs=${jobs}, logs in ${path.relative(process.cwd(), logsDir) || logsDir}`);
+
+  const nodes = new Map<string, NodeState>();
+  plan.selected.forEach((inst, index) => nodes.set(inst.id, { inst, index, status: 'pending', reason: '', seconds: 0 }));
+  const results = new Map<string, InstanceResult>();
+  const ready: NodeState[] = [];
+  const children = new Set<ChildProcess>();
+  let running = 0;
+  let interrupted = false;
+
+  const record = (node: NodeState, status: 'cached' | 'ran' | 'failed' | 'skipped', startedAt: Date): void => {
+    node.status = status;
+    const finished = new Date();
+    results.set(node.inst.id, {
+      label: node.inst.id,
+      stage: node.inst.stage.name,
+      instance: node.inst.instance,
+      status,
+      reason: node.reason,
+      fingerprint: node.fingerprint ?? null,
+      seconds: node.seconds,
+    });
+    db.stageRun({
+      stage: node.inst.stage.name,
+      instance: node.inst.instance,
+      label: node.inst.id,
+      fingerprint: node.fingerprint ?? null,
+      status,
+      seconds: node.seconds,
+      reason: node.reason,
+      started: startedAt,
+      finished,
+    });
+    db.scheduleFlush();
+  };
+
+  const publish = async (node: NodeState): Promise<void> => {
+    await store.writeRef(node.inst.stage.name, node.inst.id, node.fingerprint!);
+    await linkResult(paths.resultsDir, node.inst.stage.name, node.inst.instance, store.outDir(node.fingerprint!)).catch((e: Error) =>
+      err(`could not update ${paths.resultsDir} for ${node.inst.id}: ${e.message}`),
+    );
+  };
+
+  const evaluate = async (node: NodeState): Promise<void> => {
+    const t0 = new Date();
+    const comps = componentsFor(plan, node.inst, (l) => nodes.get(l)!.content!);
+    const fp = fingerprintOf(comps);
+    node.fingerprint = fp;
+    node.components = comps;
+    if (plan.forced.has(node.inst.id)) {
+      node.reason = 'forced (--force)';
+      node.status = 'ready';
+      return;
+    }
+    const v = await store.verify(fp);
+    if (v.ok) {
+      node.content = v.manifest.contentHash;
+      node.reason = 'up to date';
+      await publish(node);
+      reporter.cached(node.inst.id);
+      record(node, 'cached', t0);
+      return;
+    }
+    if (v.missing) {
+      node.reason = await reasonToRun(store, node.inst, fp, comps);
+    } else {
+      const msg = `cache entry ${node.inst.id} (${fp.slice(0, 12)}) corrupted (${v.problem}): recomputing`;
+      err(msg);
+      node.reason = `cache entry corrupted (${v.problem})`;
+      await store.remove(fp);
+    }
+    node.status = 'ready';
+  };
+
+  const runNode = async (node: NodeState): Promise<void> => {
+    const inst = node.inst;
+    const fp = node.fingerprint!;
+    const startedAt = new Date();
+    const tmp = await store.makeTmp();
+    const scratchDir = store.scratchDir(fp);
+    await fs.mkdir(scratchDir, { recursive: true });
+    const logFile = path.join(logsDir, `${inst.id}.log`);
+    const logStream: WriteStream = createWriteStream(logFile);
+    logStream.write(`# ${inst.id}  fingerprint ${fp}\n# reason: ${node.reason}\n# started ${startedAt.toISOString()}\n`);
+    reporter.start(inst.id, node.reason);
+
+    const inputs: Record<string, string> = {};
+    const inputsAll: Record<string, UpstreamInstance[]> = {};
+    for (const edge of inst.inputs) {
+      const ups = edge.from.map((l) => {
+        const n = nodes.get(l)!;
+        return { instance: n.inst.instance, dir: store.outDir(n.fingerprint!), fingerprint: n.fingerprint! };
+      });
+      if (edge.all) inputsAll[edge.name] = ups;
+      else inputs[edge.name] = ups[0].dir;
+    }
+    const start: StartMessage = {
+      type: 'start',
+      stage: inst.stage.name,
+      label: inst.id,
+      modulePath: plan.code.get(inst.stage.name)!.module,
+      stagesModule: paths.stagesModule,
+      params: plan.params,
+      declared: inst.stage.params,
+      instance: inst.instance,
+      inputs,
+      inputsAll,
+      outDir: tmp.out,
+      scratchDir,
+      env: Object.fromEntries((inst.stage.env ?? []).map((f) => [f, plan.env[f]])),
+      outputs: inst.stage.outputs,
+    };
+    const child = fork(CHILD_SCRIPT, [], {
+      cwd: paths.root,
+      execArgv: ['--import', TSX_LOADER],
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+      serialization: 'advanced',
+      env: { ...process.env, PIPELINE_RUN_ID: runId, PIPELINE_INSTANCE: inst.id },
+    });
+    children.add(child);
+    child.stdout!.pipe(logStream, { end: false });
+    child.stderr!.pipe(logStream, { end: false });
+    let files: Manifest['files'] | undefined;
+    let failure: string | undefined;
+    child.on('message', (msg: ChildMessage) => {
+      switch (msg.type) {
+        case 'log':
+          logStream.write(`${msg.message}\n`);
+          reporter.line(`  [${inst.id}] ${msg.message}`);
+          break;
+        case 'progress':
+          reporter.progress(inst.id, msg.done, msg.total, msg.info);
+          break;
+        case 'metrics':
+          db.metrics(inst.stage.name, inst.instance, msg.items);
+          break;
+        case 'table':
+          if (ENGINE_TABLES.includes(msg.name)) failure = `ctx.table: "${msg.name}" is an engine table`;
+          else db.table(msg.name, inst.stage.name, inst.instance, msg.rows);
+          break;
+        case 'done':
+          files = msg.files;
+          break;
+        case 'error':
+          failure = msg.message;
+          logStream.write(`${msg.stack ?? msg.message}\n`);
+          break;
+      }
+    });
+    child.send(start);
+    const { code, signal } = await new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+      child.on('error', (e) => {
+        failure ??= `could not start the child process: ${e.message}`;
+      });
+      child.on('close', (code, signal) => resolve({ code, signal }));
+    });
+    children.delete(child);
+    node.seconds = (Date.now() - startedAt.getTime()) / 1000;
+    if (files && code === 0 && !failure) {
+      try {
+        const manifest: Manifest = {
+          fingerprint: fp,
+          stage: inst.stage.name,
+          label: inst.id,
+          instance: inst.instance,
+          components: node.components!,
+          files,
+          contentHash: '',
+          committedAt: new Date().toISOString(),
+          runId,
+          seconds: node.seconds,
+        };
+        manifest.contentHash = contentHashOf(files);
+        await store.commit(tmp.dir, manifest);
+        node.content = manifest.contentHash;
+        await store.clearScratch(fp);
+        await publish(node);
+      } catch (e) {
+        failure = `commit failed: ${(e as Error).message}`;
+      }
+    } else if (!failure) {
+      failure = signal ? `killed by ${signal}` : `child exited with code ${code} before finishing`;
+    }
+    logStream.write(`# ${failure ? `FAILED: ${failure}` : 'committed'} after ${formatSeconds(node.seconds)}\n`);
+    await new Promise<void>((resolve) => logStream.end(resolve));
+    if (failure) {
+      await fs.rm(tmp.dir, { recursive: true, force: true });
+      node.reason = `${node.reason}; failed: ${failure}`;
+      const tail = await tailLines(logFile, 20);
+      reporter.finish(inst.id, `✗ ${inst.id} failed after ${formatSeconds(node.seconds)}: ${failure}\n  last lines of ${logFile}:\n${tail.map((l) => `    ${l}`).join('\n')}`);
+      record(node, 'failed', startedAt);
+    } else {
+      reporter.finish(inst.id, `✓ ${inst.id} ran in ${formatSeconds(node.seconds)}`);
+      record(node, 'ran', startedAt);
+    }
+  };
+
+  const onAbort = (): void => {
+    interrupted = true;
+    for (const c of children) c.kill('SIGTERM');
+    const force = setTimeout(() => {
+      for (const c of children) c.kill('SIGKILL');
+    }, 5000);
+    force.unref();
+  };
+  opts.signal?.addEventListener('abort', onAbort, { once: true });
+  if (opts.signal?.aborted) onAbort();
+
+  await new Promise<void>((resolve, reject) => {
+    const pump = (): void => {
+      try {
+        for (const node of nodes.values()) {
+          if (node.status !== 'pending') continue;
+          const deps = node.inst.inputs.flatMap((e) => e.from).map((l) => nodes.get(l)!);
+          const bad = deps.find((d) => d.status === 'failed' || d.status === 'skipped');
+          if (bad || interrupted) {
+            node.reason = interrupted ? 'run interrupted' : `input ${bad!.inst.id} ${bad!.status === 'failed' ? 'failed' : 'was skipped'}`;
+            record(node, 'skipped', new Date());
+            continue;
+          }
+          if (!deps.every((d) => d.status === 'cached' || d.status === 'ran')) continue;
+          node.status = 'evaluating';
+          evaluate(node).then(
+            () => {
+              if (node.status === 'ready') {
+                if (interrupted) {
+                  node.reason = 'run interrupted';
+                  record(node, 'skipped', new Date());
+                } else {
+                  ready.push(node);
+                  ready.sort((a, b) => a.index - b.index);
+                }
+              }
+              pump();
+            },
+            (e: unknown) => {
+              node.reason = `could not check the cache: ${(e as Error).message}`;
+              record(node, 'failed', new Date());
+              pump();
+            },
+          );
+        }
+        while (running < jobs && ready.length > 0 && !interrupted) {
+          const node = ready.shift()!;
+          node.status = 'running';
+          running++;
+          runNode(node)
+            .catch((e: unknown) => {
+              node.reason = `${node.reason}; engine error: ${(e as Error).message}`;
+              record(node, 'failed', new Date());
+            })
+            .finally(() => {
+              running--;
+              pump();
+            });
+        }
+        if (interrupted) {
+          for (const node of ready.splice(0)) {
+            node.reason = 'run interrupted';
+            record(node, 'skipped', new Date());
+          }
+        }
+        const settled = [...nodes.values()].every((n) => ['cached', 'ran', 'failed', 'skipped'].includes(n.status));
+        if (settled && running === 0) resolve();
+      } catch (e) {
+        reject(e);
+      }
+    };
+    pump();
+  });
+  opts.signal?.removeEventListener('abort', onAbort);
+  reporter.stop();
+
+  const list = plan.selected.map((i) => results.get(i.id)!);
+  const count = (s: InstanceStatus): number => list.filter((r) => r.status === s).length;
+  const failed = count('failed');
+  runRow.status = interrupted ? 'interrupted' : failed > 0 ? 'failed' : 'ok';
+  runRow.finished = new Date();
+  await gitPromise;
+  db.run(runRow);
+  await db.flush();
+  if (db.pendingCount > 0) await db.flush();
+  if (db.pendingCount > 0) err(`results.duckdb was not updated for this run: its records are in ${path.join(runDir, 'records.jsonl')}`);
+  if (count('ran') === 0 && failed === 0 && count('skipped') === 0) {
+    out(`nothing to run: all ${list.length} instances cached (${formatSeconds((Date.now() - started.getTime()) / 1000)})`);
+  } else {
+    out(`${runRow.status}: ${count('ran')} ran, ${count('cached')} cached, ${failed} failed, ${count('skipped')} skipped (${formatSeconds((Date.now() - started.getTime()) / 1000)})`);
+  }
+  const exitCode = interrupted ? 130 : failed > 0 ? 1 : 0;
+  return { runId, status: runRow.status as RunSummary['status'], exitCode, instances: list };
+}

@@ -1,0 +1,202 @@
+/**
+ * The content-addressed store (default .cache/):
+ *   objects/<fingerprint>/manifest.json   what the entry is: fingerprint components, file hashes + stats
+ *   objects/<fingerprint>/out/...         the committed outputs (read-only files)
+ *   refs/<stage>/<hash of label>.json     the fingerprint last used for an instance (for --dry-run reasons)
+ *   scratch/<fingerprint>/                a stage's checkpoints; kept across failures, removed on success
+ *   tmp/<random>/                         outputs being written; renamed into objects/ on success
+ *   lock                                  the store lock (see lock.ts)
+ *   code-graph.json                       cached import graph of the stages (see closure.ts)
+ */
+import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import type { FingerprintComponents } from './fingerprint.ts';
+import { instanceDirName } from './graph.ts';
+import type { InstanceKey } from './types.ts';
+import { type FileStat, exists, fileStat, listFiles, readJson, sameStat, sha256, sha256File, writeFileAtomic } from './util.ts';
+
+export interface FileEntry {
+  sha256: string;
+  size: number;
+  /** Stats when last verified: equal stats mean the content is trusted without re-hashing. */
+  stat: FileStat;
+}
+
+export interface Manifest {
+  fingerprint: string;
+  stage: string;
+  label: string;
+  instance: InstanceKey;
+  components: FingerprintComponents;
+  files: Record<string, FileEntry>;
+  /** Hash of the outputs' names and content hashes: what downstream fingerprints include. */
+  contentHash: string;
+  committedAt: string;
+  runId: string;
+  seconds: number;
+}
+
+export interface Ref {
+  label: string;
+  fingerprint: string;
+  at: string;
+}
+
+export type Verification = { ok: true; manifest: Manifest } | { ok: false; missing: true } | { ok: false; missing: false; problem: string };
+
+export function contentHashOf(files: Record<string, { sha256: string }>): string {
+  return sha256(
+    Object.keys(files)
+      .sort()
+      .map((f) => `${f}\0${files[f].sha256}\n`)
+      .join(''),
+  );
+}
+
+/** Hash every file below dir (done by the child that produced them, in parallel with other jobs). */
+export async function hashOutputs(dir: string): Promise<Record<string, FileEntry>> {
+  const files: Record<string, FileEntry> = {};
+  for (const rel of await listFiles(dir)) {
+    const abs = path.join(dir, rel);
+    const sha = await sha256File(abs);
+    const stat = await fileStat(abs);
+    files[rel] = { sha256: sha, size: stat.size, stat };
+  }
+  return files;
+}
+
+export class Store {
+  constructor(readonly dir: string) {}
+
+  objectDir(fp: string): string {
+    return path.join(this.dir, 'objects', fp);
+  }
+  outDir(fp: string): string {
+    return path.join(this.objectDir(fp), 'out');
+  }
+  scratchDir(fp: string): string {
+    return path.join(this.dir, 'scratch', fp);
+  }
+  get lockFile(): string {
+    return path.join(this.dir, 'lock');
+  }
+  private refFile(stage: string, label: string): string {
+    return path.join(this.dir, 'refs', stage, `${sha256(label).slice(0, 24)}.json`);
+  }
+
+  async readManifest(fp: string): Promise<Manifest | undefined> {
+    return readJson<Manifest>(path.join(this.objectDir(fp), 'manifest.json'));
+  }
+
+  /**
+   * Is the entry there and intact? Files whose size + mtime + inode match the manifest are trusted;
+   * others are re-hashed (and their new stats recorded when the content still matches).
+   */
+  async verify(fp: string): Promise<Verification> {
+    const manifest = await this.readManifest(fp);
+    if (!manifest) return (await exists(this.objectDir(fp))) ? { ok: false, missing: false, problem: 'manifest.json unreadable' } : { ok: false, missing: true };
+    const out = this.outDir(fp);
+    let present: string[];
+    try {
+      present = await listFiles(out);
+    } catch {
+      return { ok: false, missing: false, problem: 'out/ directory missing' };
+    }
+    const extra = present.filter((f) => !(f in manifest.files));
+    if (extra.length > 0) return { ok: false, missing: false, problem: `unexpected file ${extra[0]}` };
+    let restat = false;
+    for (const [rel, entry] of Object.entries(manifest.files)) {
+      const abs = path.join(out, rel);
+      let stat: FileStat;
+      try {
+        stat = await fileStat(abs);
+      } catch {
+        return { ok: false, missing: false, problem: `file ${rel} missing` };
+      }
+      if (sameStat(stat, entry.stat)) continue;
+      if (stat.size !== entry.size) return { ok: false, missing: false, problem: `file ${rel} changed size` };
+      if ((await sha256File(abs)) !== entry.sha256) return { ok: false, missing: false, problem: `file ${rel} content changed` };
+      entry.stat = stat;
+      restat = true;
+    }
+    if (restat) await writeFileAtomic(path.join(this.objectDir(fp), 'manifest.json'), JSON.stringify(manifest, null, 1));
+    return { ok: true, manifest };
+  }
+
+  /** A fresh temporary folder with out/ inside, for one attempt. */
+  async makeTmp(): Promise<{ dir: string; out: string }> {
+    const dir = path.join(this.dir, 'tmp', `${Date.now().toString(36)}-${randomBytes(6).toString('hex')}`);
+    await fs.mkdir(path.join(dir, 'out'), { recursive: true });
+    return { dir, out: path.join(dir, 'out') };
+  }
+
+  /** Leftovers of killed attempts. Call only while holding the lock. */
+  async clearTmp(): Promise<number> {
+    const tmp = path.join(this.dir, 'tmp');
+    const entries = await fs.readdir(tmp).catch(() => [] as string[]);
+    await Promise.all(entries.map((e) => fs.rm(path.join(tmp, e), { recursive: true, force: true })));
+    return entries.length;
+  }
+
+  /** Atomically publish tmpDir (with out/ inside) as objects/<fp>/. */
+  async commit(tmpDir: string, manifest: Manifest): Promise<void> {
+    for (const rel of Object.keys(manifest.files)) await fs.chmod(path.join(tmpDir, 'out', rel), 0o444);
+    await fs.writeFile(path.join(tmpDir, 'manifest.json'), JSON.stringify(manifest, null, 1));
+    await fs.mkdir(path.join(this.dir, 'objects'), { recursive: true });
+    const final = this.objectDir(manifest.fingerprint);
+    await this.remove(manifest.fingerprint);
+    await fs.rename(tmpDir, final);
+  }
+
+  /** Remove an entry (e.g. a corrupted one): moved aside first so no reader sees half of it. */
+  async remove(fp: string): Promise<void> {
+    const final = this.objectDir(fp);
+    if (!(await exists(final))) return;
+    const aside = path.join(this.dir, 'tmp', `removed-${fp.slice(0, 12)}-${randomBytes(4).toString('hex')}`);
+    await fs.mkdir(path.dirname(aside), { recursive: true });
+    await fs.rename(final, aside);
+    await fs.rm(aside, { recursive: true, force: true });
+  }
+
+  async readRef(stage: string, label: string): Promise<Ref | undefined> {
+    return readJson<Ref>(this.refFile(stage, label));
+  }
+
+  async writeRef(stage: string, label: string, fingerprint: string): Promise<void> {
+    const current = await this.readRef(stage, label);
+    if (current?.fingerprint === fingerprint) return;
+    await writeFileAtomic(this.refFile(stage, label), JSON.stringify({ label, fingerprint, at: new Date().toISOString() } satisfies Ref));
+  }
+
+  async clearScratch(fp: string): Promise<void> {
+    await fs.rm(this.scratchDir(fp), { recursive: true, force: true });
+  }
+}
+
+/**
+ * results/<stage>/ (plain stage) or results/<stage>/<var=value,...>/ (matrix instance): a relative
+ * symlink to the committed outputs, replaced atomically.
+ */
+export async function linkResult(resultsDir: string, stage: string, instance: InstanceKey, target: string): Promise<void> {
+  const isMatrix = Object.keys(instance).length > 0;
+  const stageDir = path.join(resultsDir, stage);
+  const link = isMatrix ? path.join(stageDir, instanceDirName(instance)) : stageDir;
+  await fs.mkdir(resultsDir, { recursive: true });
+  const st = await fs.lstat(stageDir).catch(() => undefined);
+  if (isMatrix) {
+    if (st?.isSymbolicLink()) await fs.unlink(stageDir);
+    await fs.mkdir(stageDir, { recursive: true });
+  } else if (st?.isDirectory()) {
+    // Left by a matrix version of the stage: only engine-made links inside, safe to remove.
+    const entries = await fs.readdir(stageDir, { withFileTypes: true });
+    if (entries.every((e) => e.isSymbolicLink())) await fs.rm(stageDir, { recursive: true });
+    else return;
+  }
+  const rel = path.relative(path.dirname(link), target);
+  if ((await fs.readlink(link).catch(() => undefined)) === rel) return;
+  const tmp = `${link}.${process.pid}.tmp-link`;
+  await fs.rm(tmp, { force: true });
+  await fs.symlink(rel, tmp);
+  await fs.rename(tmp, link);
+}

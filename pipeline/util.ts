@@ -1,0 +1,118 @@
+/** Small helpers shared by the engine: canonical JSON, hashing, file walking. */
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+
+/** JSON with object keys sorted, so equal values always give equal text (and equal hashes). */
+export function canonicalJson(value: unknown): string {
+  return JSON.stringify(sortKeys(value));
+}
+
+function sortKeys(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(sortKeys);
+  if (value !== null && typeof value === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const key of Object.keys(value).sort()) {
+      const v = (value as Record<string, unknown>)[key];
+      if (v !== undefined) out[key] = sortKeys(v);
+    }
+    return out;
+  }
+  return value;
+}
+
+export function sha256(text: string | Buffer): string {
+  return createHash('sha256').update(text).digest('hex');
+}
+
+export async function sha256File(file: string): Promise<string> {
+  const hash = createHash('sha256');
+  const stream = createReadStream(file, { highWaterMark: 1 << 20 });
+  for await (const chunk of stream) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+/** Identity of a file's current bytes as far as the file system can tell cheaply. */
+export interface FileStat {
+  size: number;
+  /** Modification time in nanoseconds (string: exceeds 2^53). */
+  mtimeNs: string;
+  ino: string;
+}
+
+export async function fileStat(file: string): Promise<FileStat> {
+  const st = await fs.stat(file, { bigint: true });
+  return { size: Number(st.size), mtimeNs: st.mtimeNs.toString(), ino: st.ino.toString() };
+}
+
+export function sameStat(a: FileStat | undefined, b: FileStat | undefined): boolean {
+  return !!a && !!b && a.size === b.size && a.mtimeNs === b.mtimeNs && a.ino === b.ino;
+}
+
+/** Every regular file below dir, as paths relative to dir with '/' separators, sorted. */
+export async function listFiles(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  async function walk(rel: string): Promise<void> {
+    const entries = await fs.readdir(path.join(dir, rel), { withFileTypes: true });
+    for (const entry of entries) {
+      const child = rel ? `${rel}/${entry.name}` : entry.name;
+      if (entry.isDirectory()) await walk(child);
+      else if (entry.isFile()) out.push(child);
+      else if (entry.isSymbolicLink()) {
+        const st = await fs.stat(path.join(dir, child));
+        if (st.isDirectory()) await walk(child);
+        else out.push(child);
+      }
+    }
+  }
+  await walk('');
+  return out.sort();
+}
+
+export async function exists(p: string): Promise<boolean> {
+  try {
+    await fs.lstat(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export async function readJson<T>(file: string): Promise<T | undefined> {
+  try {
+    return JSON.parse(await fs.readFile(file, 'utf8')) as T;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Write a file so readers never see it half-written (temp file + rename). */
+export async function writeFileAtomic(file: string, data: string): Promise<void> {
+  await fs.mkdir(path.dirname(file), { recursive: true });
+  const tmp = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
+  await fs.writeFile(tmp, data);
+  await fs.rename(tmp, file);
+}
+
+/** Short text for a value in messages: JSON, cut if long. */
+export function showValue(value: unknown, max = 80): string {
+  const text = value === undefined ? 'undefined' : JSON.stringify(value);
+  return text.length > max ? `${text.slice(0, max - 1)}…` : text;
+}
+
+export function getPath(obj: unknown, key: string): unknown {
+  let cur: unknown = obj;
+  for (const part of key.split('.')) {
+    if (cur === null || typeof cur !== 'object') return undefined;
+    cur = (cur as Record<string, unknown>)[part];
+  }
+  return cur;
+}
+
+export function formatSeconds(s: number): string {
+  if (s < 60) return `${s.toFixed(s < 10 ? 2 : 1)}s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m}m${Math.round(s - m * 60)}s`;
+  return `${Math.floor(m / 60)}h${m % 60}m`;
+}
