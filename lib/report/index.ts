@@ -1,0 +1,172 @@
+/**
+ * The report: DuckDB → Vega-Lite charts → one offline HTML page with a verdict per claim.
+ *
+ *   const res = await buildReport({ dbPath: 'results/results.duckdb', outDir: 'results/report' });
+ *
+ * Writes outDir/index.html, <chart>.vl.json and <chart>.svg for every chart with data,
+ * vendor/ (vega, vega-lite, vega-embed browser builds) and summary.json.
+ */
+import { existsSync } from 'node:fs';
+import { copyFile, mkdir, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { TopLevelSpec } from 'vega-lite';
+import { chartDefs, type ChartDef } from './charts.ts';
+import { openReportDb, type ReportDb, type Row } from './db.ts';
+import { readHeader } from './header.ts';
+import { renderHtml, renderSvg, type RenderedChart } from './render.ts';
+import { DEFAULT_STAGES, finalMetricsOverSeedsSql, steeringOverSeedsSql, type StageNames } from './sql.ts';
+import type { ChartResult, LatentBrowserData, ReportMeta } from './types.ts';
+import { buildClaims, type ClaimsTable } from './verdicts.ts';
+
+export type { ChartDef } from './charts.ts';
+export type { ClaimsTable, ClaimRow, Estimate, CellVerdict } from './verdicts.ts';
+export type * from './types.ts';
+export { chartDefs } from './charts.ts';
+export { buildClaims, judge, CHECKS, CLAIMS } from './verdicts.ts';
+export { renderSvg } from './render.ts';
+export { openReportDb, wrapConnection } from './db.ts';
+
+export interface BuildReportOptions {
+  /** results.duckdb, opened read-only. */
+  dbPath?: string;
+  /** Or an already open database (e.g. the engine's connection); not closed by buildReport. */
+  db?: ReportDb;
+  outDir: string;
+  latentBrowser?: LatentBrowserData;
+  meta?: ReportMeta;
+  /** Stage names, if they differ from docs/CONTRACTS.md. */
+  stages?: Partial<StageNames>;
+}
+
+export interface ReportResult {
+  outDir: string;
+  indexHtml: string;
+  charts: ChartResult[];
+  claims: ClaimsTable;
+}
+
+/** Browser builds copied to vendor/, in load order (vega-embed needs the other two as globals). */
+const VENDOR: Array<{ pkg: string; file: string }> = [
+  { pkg: 'vega', file: 'build/vega.min.js' },
+  { pkg: 'vega-lite', file: 'build/vega-lite.min.js' },
+  { pkg: 'vega-embed', file: 'build/vega-embed.min.js' },
+];
+
+/** The directory of an installed package, found by walking up from this file (and then the cwd). */
+export function packageDir(pkg: string): string {
+  const starts = [path.dirname(fileURLToPath(import.meta.url)), process.cwd()];
+  for (const start of starts) {
+    let dir = start;
+    for (;;) {
+      const cand = path.join(dir, 'node_modules', pkg);
+      if (existsSync(path.join(cand, 'package.json'))) return cand;
+      const up = path.dirname(dir);
+      if (up === dir) break;
+      dir = up;
+    }
+  }
+  throw new Error(`report: package ${pkg} not found in node_modules`);
+}
+
+async function copyVendor(outDir: string): Promise<string[]> {
+  const vendorDir = path.join(outDir, 'vendor');
+  await mkdir(vendorDir, { recursive: true });
+  const rel: string[] = [];
+  for (const { pkg, file } of VENDOR) {
+    const src = path.join(packageDir(pkg), file);
+    const name = path.basename(file);
+    await copyFile(src, path.join(vendorDir, name));
+    if (existsSync(`${src}.map`)) await copyFile(`${src}.map`, path.join(vendorDir, `${name}.map`));
+    rel.push(`vendor/${name}`);
+  }
+  return rel;
+}
+
+async function missingTables(db: ReportDb, tables: string[]): Promise<string[]> {
+  const missing: string[] = [];
+  for (const t of tables) if (!(await db.hasRelation(t))) missing.push(t);
+  return missing;
+}
+
+async function runChart(db: ReportDb, def: ChartDef, outDir: string): Promise<RenderedChart> {
+  const base: ChartResult = { name: def.name, title: def.title, section: def.section, status: 'no data', rows: 0, files: [], warnings: [] };
+  const missing = await missingTables(db, def.tables);
+  if (missing.length) {
+    return { def, result: { ...base, message: `no data: stage ${def.stage} has not run (missing ${missing.join(', ')})` } };
+  }
+  let rows: Row[];
+  try {
+    rows = await db.query(def.sql);
+  } catch (e) {
+    return { def, result: { ...base, status: 'error', message: `query failed: ${(e as Error).message}` } };
+  }
+  if (rows.length === 0) {
+    return { def, result: { ...base, message: `no data: stage ${def.stage} has not run` } };
+  }
+  try {
+    const spec: TopLevelSpec = def.spec(rows);
+    const { svg, warnings } = await renderSvg(spec);
+    const specFile = `${def.name}.vl.json`;
+    const svgFile = `${def.name}.svg`;
+    await writeFile(path.join(outDir, specFile), JSON.stringify(spec, null, 2) + '\n');
+    await writeFile(path.join(outDir, svgFile), svg);
+    return { def, spec, svg, result: { ...base, status: 'ok', rows: rows.length, files: [specFile, svgFile], warnings } };
+  } catch (e) {
+    return { def, result: { ...base, status: 'error', rows: rows.length, message: `rendering failed: ${(e as Error).message}` } };
+  }
+}
+
+/** Rows for the claims table (empty when the stage has not run). */
+async function claimRows(db: ReportDb, sql: string, tables: string[]): Promise<Row[]> {
+  if ((await missingTables(db, tables)).length) return [];
+  return db.query(sql);
+}
+
+export async function buildReport(opts: BuildReportOptions): Promise<ReportResult> {
+  if (!opts.db && !opts.dbPath) throw new Error('buildReport: pass dbPath or db');
+  const stages = { ...DEFAULT_STAGES, ...opts.stages };
+  const outDir = path.resolve(opts.outDir);
+  await mkdir(outDir, { recursive: true });
+  // Stale charts from an earlier report must not survive (a chart may now have no data).
+  for (const def of chartDefs(stages)) {
+    await rm(path.join(outDir, `${def.name}.vl.json`), { force: true });
+    await rm(path.join(outDir, `${def.name}.svg`), { force: true });
+  }
+  const db = opts.db ?? (await openReportDb(opts.dbPath!));
+  try {
+    const meta = opts.meta ?? {};
+    const header = await readHeader(db, meta.runId, stages);
+    const claimsSql = {
+      downstream: finalMetricsOverSeedsSql(stages.downstream, ['delta_ce', 'delta_ce_gradfree', 'loss_recovered', 'kl', 'dead_frac']),
+      steering: steeringOverSeedsSql(['effect', 'consistency']),
+    };
+    const claims = buildClaims(
+      await claimRows(db, claimsSql.downstream, ['latest_metrics']),
+      await claimRows(db, claimsSql.steering, ['steering_summary', 'runs']),
+    );
+    const charts: RenderedChart[] = [];
+    for (const def of chartDefs(stages)) charts.push(await runChart(db, def, outDir));
+    const vendorScripts = await copyVendor(outDir);
+    const html = renderHtml({
+      meta,
+      header,
+      claims,
+      claimsSql,
+      charts,
+      latentBrowser: opts.latentBrowser,
+      generatedAt: new Date().toISOString().replace('T', ' ').slice(0, 19) + ' UTC',
+      vendorScripts,
+    });
+    const indexHtml = path.join(outDir, 'index.html');
+    await writeFile(indexHtml, html);
+    const results = charts.map((c) => c.result);
+    await writeFile(
+      path.join(outDir, 'summary.json'),
+      JSON.stringify({ runId: header.runId, charts: results, claims: claims.summary, claimRows: claims.rows }, null, 2) + '\n',
+    );
+    return { outDir, indexHtml, charts: results, claims };
+  } finally {
+    if (!opts.db) db.close();
+  }
+}

