@@ -5,7 +5,7 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { projectParams } from './params.ts';
+import { projectParams } from './projection.ts';
 import type { ChildMessage, MetricRecord, StartMessage, TableRow } from './protocol.ts';
 import { hashOutputs } from './store.ts';
 import type { StageContext, StageDef } from './types.ts';

@@ -18,7 +18,7 @@ export function toMermaid(stages: StageDef[], counts?: Map<string, number>): str
   for (const s of topoSortStages(stages)) {
     for (const [name, spec] of Object.entries(s.inputs ?? {})) {
       const label = spec.all ? `${name} (all)` : name;
-      lines.push(`  ${id(spec.stage)} -->|${label}| ${id(s.name)}`);
+      lines.push(`  ${id(spec.stage)} -->|"${label}"| ${id(s.name)}`);
     }
   }
   return lines.join('\n');

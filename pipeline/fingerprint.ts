@@ -49,12 +49,26 @@ function diffRecord(kind: string, prev: Record<string, unknown>, next: Record<st
   return out;
 }
 
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === 'object' && !Array.isArray(v);
+}
+
+/** Leaf-level differences of two params values: 'train.lr: 0.1 → 0.2'. */
+function diffParams(prefix: string, a: unknown, b: unknown, out: string[]): void {
+  if (canonicalJson(a) === canonicalJson(b)) return;
+  if (isPlainObject(a) && isPlainObject(b)) {
+    for (const k of [...new Set([...Object.keys(a), ...Object.keys(b)])].sort()) diffParams(`${prefix}.${k}`, a[k], b[k], out);
+    return;
+  }
+  out.push(`param ${prefix}: ${a === undefined ? '(absent)' : showValue(a, 40)} → ${b === undefined ? '(absent)' : showValue(b, 40)}`);
+}
+
 /** Why the new components differ from the ones of the last committed entry, most telling first. */
 export function explainChange(prev: FingerprintComponents, next: FingerprintComponents): string[] {
   const reasons: string[] = [];
   if (prev.engine !== next.engine) reasons.push(`engine fingerprint version ${prev.engine} → ${next.engine}`);
+  for (const k of [...new Set([...Object.keys(prev.params), ...Object.keys(next.params)])].sort()) diffParams(k, prev.params[k], next.params[k], reasons);
   reasons.push(
-    ...diffRecord('param', prev.params, next.params, (k, a, b) => `${k}: ${showValue(a, 40)} → ${showValue(b, 40)}`),
     ...diffRecord('matrix', prev.instance, next.instance, (k, a, b) => `${k}: ${showValue(a)} → ${showValue(b)}`),
     ...diffRecord('code:', prev.code, next.code, (k, a, b) => `${k} ${a === undefined ? 'added' : b === undefined ? 'removed' : 'changed'}`),
     ...diffRecord('package', prev.packages, next.packages, (k, a, b) => `${k}: ${String(a ?? 'none')} → ${String(b ?? 'none')}`),

@@ -9,6 +9,8 @@ import YAML from 'yaml';
 import { ParamsError } from './errors.ts';
 import { getPath, showValue } from './util.ts';
 
+export { isDeclared, projectParams } from './projection.ts';
+
 const require = createRequire(import.meta.url);
 
 export interface Override {
@@ -165,47 +167,6 @@ export function formatAjvError(e: ErrorObject, root: unknown): string {
     default:
       return `${key}: ${e.message ?? e.keyword}${got}`;
   }
-}
-
-/** Is key declared by one of the declared keys (equal, or inside a declared subtree)? */
-export function isDeclared(key: string, declared: string[]): boolean {
-  return declared.some((d) => key === d || key.startsWith(`${d}.`));
-}
-
-/** Keys the JS runtime or tooling probes on any object; reading them must not throw. */
-const PROBE_KEYS = new Set(['then', 'toJSON', 'constructor', 'asymmetricMatch', 'nodeType', '$$typeof', 'toString', 'valueOf', 'inspect']);
-
-/**
- * ctx.params: the params restricted to the declared keys. Reading an undeclared key throws, so a
- * stage cannot depend on a value that its fingerprint does not include.
- */
-export function projectParams(params: unknown, declared: string[], stage: string): unknown {
-  const build = (prefix: string, value: unknown): unknown => {
-    if (value === null || typeof value !== 'object' || Array.isArray(value)) return value;
-    const full = declared.some((d) => prefix !== '' && (prefix === d || prefix.startsWith(`${d}.`)));
-    if (full) return structuredClone(value);
-    const target: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
-      const key = prefix ? `${prefix}.${k}` : k;
-      if (isDeclared(key, declared)) target[k] = structuredClone(v);
-      else if (declared.some((d) => d.startsWith(`${key}.`))) target[k] = build(key, v);
-    }
-    return new Proxy(target, {
-      get(t, prop, receiver) {
-        if (typeof prop === 'symbol' || PROBE_KEYS.has(prop) || prop in t) return Reflect.get(t, prop, receiver);
-        const key = prefix ? `${prefix}.${prop}` : prop;
-        if (isDeclared(key, declared)) return undefined;
-        throw new Error(
-          `stage "${stage}" read params key "${key}", which it does not declare ` +
-            `(declared: ${declared.join(', ') || 'none'}). Add "${key}" to the stage's params so its fingerprint tracks it.`,
-        );
-      },
-      set() {
-        throw new Error(`stage "${stage}": ctx.params is read-only`);
-      },
-    });
-  };
-  return build('', params);
 }
 
 /** The values of the declared keys (for the fingerprint), with the stage's matrix keys left out. */

@@ -1,0 +1,121 @@
+/** Test helpers: fixture projects copied to a temp dir, and the real CLI run in a child process. */
+import { type ChildProcess, spawn } from 'node:child_process';
+import * as fs from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { querySql } from '../../pipeline/db.ts';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+export const REPO = path.resolve(here, '../..');
+export const CLI = path.join(REPO, 'pipeline/cli.ts');
+const TSX = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
+
+/** A fresh copy of test/fixtures/pipeline/<name> in a temp dir. */
+export async function makeProject(name: string): Promise<string> {
+  const root = await fs.mkdtemp(path.join(os.tmpdir(), `pipeline-${name}-`));
+  await fs.cp(path.join(REPO, 'test/fixtures/pipeline', name), root, { recursive: true });
+  return root;
+}
+
+export async function removeProject(root: string): Promise<void> {
+  await fs.rm(root, { recursive: true, force: true });
+}
+
+export interface CliResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+export interface CliProcess {
+  child: ChildProcess;
+  done: Promise<CliResult>;
+}
+
+/** Start `pipeline/cli.ts <args>` with --root appended for run/dag/query/types. */
+export function startCli(root: string, args: string[], env: Record<string, string> = {}): CliProcess {
+  const child = spawn(process.execPath, ['--import', TSX, CLI, ...args, '--root', root], {
+    cwd: root,
+    env: { ...process.env, ...env, FORCE_COLOR: '0' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  const done = new Promise<CliResult>((resolve) => child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })));
+  return { child, done };
+}
+
+export function cli(root: string, args: string[], env: Record<string, string> = {}): Promise<CliResult> {
+  return startCli(root, args, env).done;
+}
+
+/** Lines the toy stages appended to trace.log since the last call (then cleared). */
+export async function takeTrace(root: string): Promise<string[]> {
+  const file = path.join(root, 'trace.log');
+  const text = await fs.readFile(file, 'utf8').catch(() => '');
+  await fs.rm(file, { force: true });
+  return text.split('\n').filter((l) => l !== '').sort();
+}
+
+/** Poll until cond() is true (bounded): waiting for an observable event, not for time to pass. */
+export async function waitFor(cond: () => Promise<boolean> | boolean, what: string, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+export function fileExists(p: string): Promise<boolean> {
+  return fs.access(p).then(
+    () => true,
+    () => false,
+  );
+}
+
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** status per instance label for one run (default: the latest run). */
+export async function stageStatuses(root: string, runId?: string): Promise<Record<string, string>> {
+  const db = path.join(root, 'results/results.duckdb');
+  const id =
+    runId ?? ((await querySql(db, 'SELECT run_id FROM runs ORDER BY started DESC, run_id DESC LIMIT 1')).rows[0][0] as string);
+  const { rows } = await querySql(db, `SELECT label, status FROM stage_runs WHERE run_id = '${id}' ORDER BY label`);
+  return Object.fromEntries(rows.map((r) => [r[0] as string, r[1] as string]));
+}
+
+export function labelsWith(statuses: Record<string, string>, status: string): string[] {
+  return Object.entries(statuses)
+    .filter(([, s]) => s === status)
+    .map(([l]) => l)
+    .sort();
+}
+
+/** Every path under dir with its size and mtime: to show that a command changed nothing. */
+export async function snapshot(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  const walk = async (rel: string): Promise<void> => {
+    const entries = await fs.readdir(path.join(dir, rel), { withFileTypes: true }).catch(() => []);
+    for (const e of entries) {
+      const p = path.join(rel, e.name);
+      const st = await fs.lstat(path.join(dir, p));
+      out.push(`${p} ${st.size} ${st.mtimeMs}`);
+      if (e.isDirectory()) await walk(p);
+    }
+  };
+  await walk('');
+  return out.sort();
+}
