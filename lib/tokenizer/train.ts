@@ -220,7 +220,8 @@ export function trainBpeFromCounts(wordCounts: Map<string, number>, opts: TrainB
         pairWords.delete(k);
       } else {
         pairCount.set(k, nc);
-        // Counts only rise for pairs that contain the new token: queue them with their new count.
+        // Counts rise only for pairs containing the merged token (new, or an existing id reused):
+        // queue those with their new count; falling counts are fixed lazily when they surface.
         if (d > 0) push({ count: nc, a: Math.floor(k / 2097152), b: k % 2097152 });
       }
     }

@@ -77,6 +77,50 @@ describe('BPE training: merge rule on a hand-made corpus', () => {
 describe('BPE on SOTU', () => {
   const docs = loadCorpus({ source: 'sotu' });
 
+  it('the fast trainer equals a naive recount-everything trainer', () => {
+    const texts = docs.slice(100, 103).map((d) => d.text);
+    const fast = trainBpe(texts, { vocabSize: 600 });
+    // naive: words as arrays of token strings; recount every pair before every merge
+    const words = [...countWords(texts)].map(([w, c]) => ({
+      syms: [...new TextEncoder().encode(w)].map((b) => BYTE_TO_CHAR[b]),
+      c,
+    }));
+    const merges: string[] = [];
+    const vocab = new Set<string>(BYTE_TO_CHAR);
+    while (vocab.size < 599) {
+      const counts = new Map<string, number>();
+      for (const { syms, c } of words) {
+        for (let i = 0; i + 1 < syms.length; i++) {
+          const k = `${syms[i]} ${syms[i + 1]}`;
+          counts.set(k, (counts.get(k) ?? 0) + c);
+        }
+      }
+      let best: string | null = null;
+      let bestC = 0;
+      for (const [k, c] of counts) {
+        if (c > bestC || (c === bestC && best !== null && k < best)) {
+          best = k;
+          bestC = c;
+        }
+      }
+      if (best === null) break;
+      merges.push(best);
+      const [a, b] = best.split(' ');
+      vocab.add(a + b);
+      for (const w of words) {
+        const out: string[] = [];
+        for (let i = 0; i < w.syms.length; ) {
+          if (i + 1 < w.syms.length && w.syms[i] === a && w.syms[i + 1] === b) {
+            out.push(a + b);
+            i += 2;
+          } else out.push(w.syms[i++]);
+        }
+        w.syms = out;
+      }
+    }
+    expect(mergeStrings(fast)).toEqual(merges);
+  });
+
   it('round-trips every SOTU document (vocab 1024 trained on 20 docs)', () => {
     const tok = trainBpe(
       docs.slice(0, 20).map((d) => d.text),
