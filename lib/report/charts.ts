@@ -228,7 +228,7 @@ export function chartDefs(stages: Partial<StageNames> = {}): ChartDef[] {
       title: 'Steering effect vs k',
       section: 'Steering',
       stage: S.steering,
-      tables: ['steering_summary', 'runs'],
+      tables: ['steering_summary', 'runs', 'stage_runs'],
       sql: steeringOverSeedsSql(['effect']),
       spec: (rows) => perKSpec({ title: 'Steering effect vs k', yTitle: 'mean rise of log p(targets)', rows, facetField: 'alpha', facetTitle: 'α (steering scale)' }),
       caption:
@@ -240,7 +240,7 @@ export function chartDefs(stages: Partial<StageNames> = {}): ChartDef[] {
       title: 'Steering consistency vs k',
       section: 'Steering',
       stage: S.steering,
-      tables: ['steering_summary', 'runs'],
+      tables: ['steering_summary', 'runs', 'stage_runs'],
       sql: steeringOverSeedsSql(['consistency']),
       spec: (rows) => perKSpec({ title: 'Steering consistency vs k', yTitle: 'fraction of positions where log p(targets) rises', rows, facetField: 'alpha', facetTitle: 'α (steering scale)' }),
       caption: 'Per SAE: mean over sampled latents of the fraction of evaluation positions where the target tokens\' log-probability rises. Higher is better. ' + CI_NOTE,
@@ -250,7 +250,7 @@ export function chartDefs(stages: Partial<StageNames> = {}): ChartDef[] {
       title: 'Steering effect vs α',
       section: 'Steering',
       stage: S.steering,
-      tables: ['steering_summary', 'runs'],
+      tables: ['steering_summary', 'runs', 'stage_runs'],
       sql: steeringOverSeedsSql(['effect']),
       spec: (rows) =>
         perKSpec({ title: 'Steering effect vs α', yTitle: 'mean rise of log p(targets)', rows, xField: 'alpha', xTitle: 'α (steering scale, × mean ‖x‖)', facetField: 'k', facetTitle: 'k' }),
@@ -261,7 +261,7 @@ export function chartDefs(stages: Partial<StageNames> = {}): ChartDef[] {
       title: 'KL(steered ‖ clean) vs k',
       section: 'Steering',
       stage: S.steering,
-      tables: ['steering_summary', 'runs'],
+      tables: ['steering_summary', 'runs', 'stage_runs'],
       sql: steeringOverSeedsSql(['kl']),
       spec: (rows) => perKSpec({ title: 'KL(steered ‖ clean) vs k', yTitle: 'KL (nats/token)', rows, facetField: 'alpha', facetTitle: 'α (steering scale)' }),
       caption: 'How much steering moves the whole next-token distribution (not only the targets). Context for the effect: a larger effect at equal KL is a more targeted latent. ' + CI_NOTE,
@@ -271,7 +271,7 @@ export function chartDefs(stages: Partial<StageNames> = {}): ChartDef[] {
       title: 'Per-latent steering effect, by SAE',
       section: 'Steering',
       stage: S.steering,
-      tables: ['steering_latents', 'runs'],
+      tables: ['steering_latents', 'runs', 'stage_runs'],
       sql: steeringLatentsSql(),
       spec: (rows) => {
         const data = rows.map((r) => ({ ...r, series: archLabel(r.arch) }));

@@ -16,25 +16,42 @@ const str = (v: unknown) => (v === null || v === undefined ? null : String(v));
 
 export function headerSql(runId: string | undefined, stages: StageNames) {
   const which = runId ? `WHERE run_id = ${lit(runId)}` : 'ORDER BY started DESC NULLS LAST LIMIT 1';
-  const run = `SELECT run_id, CAST(started AS VARCHAR) AS started, CAST(finished AS VARCHAR) AS finished,
-       git_commit, status, CAST(params AS VARCHAR) AS params,
-       CAST(overrides AS VARCHAR) AS overrides, CAST(env AS VARCHAR) AS env
+  // SELECT * REPLACE keeps working whatever extra columns the engine's runs table has (backend, command, …).
+  const run = `SELECT * REPLACE (CAST(started AS VARCHAR) AS started, CAST(finished AS VARCHAR) AS finished,
+       CAST(params AS VARCHAR) AS params, CAST(overrides AS VARCHAR) AS overrides, CAST(env AS VARCHAR) AS env)
 FROM runs
 ${which}`;
   const runIdExpr = runId ? lit(runId) : `(SELECT run_id FROM runs ORDER BY started DESC NULLS LAST LIMIT 1)`;
-  const stagesSql = `SELECT stage,
+  // Per instance of the run: its status in this run, and the compute time of the latest run that
+  // actually ran it with the same fingerprint (a cached instance costs ≈ 0 s now, but took time once).
+  const computed = `computed AS (
+  SELECT s.stage, CAST(s.instance AS VARCHAR) AS inst, s.fingerprint, s.seconds, s.run_id
+  FROM stage_runs s JOIN runs r ON r.run_id = s.run_id
+  WHERE s.status = 'ran'
+  QUALIFY row_number() OVER (PARTITION BY s.stage, CAST(s.instance AS VARCHAR), s.fingerprint ORDER BY r.started DESC) = 1
+)`;
+  const instSelect = `SELECT s.stage, CAST(s.instance AS VARCHAR) AS instance, s.fingerprint, s.status, s.seconds, s.reason,
+       c.seconds AS compute_seconds, c.run_id AS computed_in
+FROM stage_runs s
+LEFT JOIN computed c ON c.stage = s.stage AND c.inst = CAST(s.instance AS VARCHAR) AND c.fingerprint = s.fingerprint
+WHERE s.run_id = ${runIdExpr}`;
+  const instances = `WITH ${computed}
+${instSelect}
+ORDER BY s.stage, CAST(s.instance AS VARCHAR)`;
+  const stagesSql = `WITH ${computed},
+inst AS (
+${instSelect}
+)
+SELECT stage,
        count(*) AS instances,
        count(*) FILTER (WHERE status = 'ran') AS ran,
        count(*) FILTER (WHERE status = 'cached') AS cached,
        count(*) FILTER (WHERE status = 'failed') AS failed,
-       coalesce(sum(seconds), 0) AS seconds
-FROM stage_runs
-WHERE run_id = ${runIdExpr}
+       count(*) FILTER (WHERE status = 'skipped') AS skipped,
+       coalesce(sum(seconds), 0) AS seconds,
+       coalesce(sum(compute_seconds), 0) AS compute_seconds
+FROM inst
 GROUP BY stage`;
-  const instances = `SELECT stage, CAST(instance AS VARCHAR) AS instance, fingerprint, status, seconds, reason
-FROM stage_runs
-WHERE run_id = ${runIdExpr}
-ORDER BY stage, CAST(instance AS VARCHAR)`;
   const facts = `SELECT stage, name, value
 FROM latest_metrics
 WHERE stage IN (${[stages.tokenize, stages.lm, stages.collect].map(lit).join(', ')}) AND step IS NULL
@@ -69,7 +86,9 @@ export async function readHeader(db: ReportDb, runId?: string, stagesIn: Partial
         ran: Number(r.ran),
         cached: Number(r.cached),
         failed: Number(r.failed),
+        skipped: Number(r.skipped),
         seconds: Number(r.seconds),
+        computeSeconds: Number(r.compute_seconds),
       }))
       .sort((a, b) => ord(a.stage) - ord(b.stage) || a.stage.localeCompare(b.stage));
     instances = (await db.query(sql.instances))
@@ -79,6 +98,8 @@ export async function readHeader(db: ReportDb, runId?: string, stagesIn: Partial
         fingerprint: String(r.fingerprint ?? ''),
         status: String(r.status ?? ''),
         seconds: typeof r.seconds === 'number' ? r.seconds : null,
+        computeSeconds: typeof r.compute_seconds === 'number' ? r.compute_seconds : null,
+        computedIn: str(r.computed_in),
         reason: str(r.reason),
       }))
       .sort((a, b) => ord(a.stage) - ord(b.stage));
@@ -86,7 +107,7 @@ export async function readHeader(db: ReportDb, runId?: string, stagesIn: Partial
   const facts = (await has('latest_metrics'))
     ? (await db.query(sql.facts)).map((r) => ({ stage: String(r.stage), name: String(r.name), value: Number(r.value) }))
     : [];
-  const backend = env && typeof env === 'object' && 'backend' in env ? String(env.backend) : null;
+  const backend = run.backend != null ? String(run.backend) : env && typeof env === 'object' && 'backend' in env ? String(env.backend) : null;
   return {
     runId: str(run.run_id),
     started: str(run.started),

@@ -143,7 +143,7 @@ export async function buildReport(opts: BuildReportOptions): Promise<ReportResul
     };
     const claims = buildClaims(
       await claimRows(db, claimsSql.downstream, ['latest_metrics']),
-      await claimRows(db, claimsSql.steering, ['steering_summary', 'runs']),
+      await claimRows(db, claimsSql.steering, ['steering_summary', 'runs', 'stage_runs']),
     );
     const charts: RenderedChart[] = [];
     for (const def of chartDefs(stages)) charts.push(await runChart(db, def, outDir));

@@ -64,8 +64,8 @@ function scriptJson(v: unknown): string {
 
 export function fmtNum(v: number | null | undefined, digits = 4): string {
   if (v === null || v === undefined || !Number.isFinite(v)) return '–';
+  if (Number.isInteger(v) && Math.abs(v) < 1e15) return v.toLocaleString('en-US');
   if (v !== 0 && (Math.abs(v) >= 1e6 || Math.abs(v) < 1e-4)) return v.toExponential(2);
-  if (Number.isInteger(v) && Math.abs(v) >= 1000) return v.toLocaleString('en-US');
   return String(Number(v.toPrecision(digits)));
 }
 
@@ -111,20 +111,21 @@ function renderHeader(h: RunHeader, meta: ReportMeta): string {
   ];
   for (const n of meta.notes ?? []) kv.push(['note', esc(n)]);
   const total = h.stageTimes.reduce((s, t) => s + t.seconds, 0);
+  const totalCompute = h.stageTimes.reduce((s, t) => s + t.computeSeconds, 0);
   const times = h.stageTimes.length
-    ? `<table class="compact"><thead><tr><th>stage</th><th>instances</th><th>ran</th><th>cached</th><th>failed</th><th>seconds</th></tr></thead><tbody>${h.stageTimes
+    ? `<table class="compact"><thead><tr><th>stage</th><th>instances</th><th>ran</th><th>cached</th><th>failed</th><th>skipped</th><th>seconds (this run)</th><th>seconds (compute)</th></tr></thead><tbody>${h.stageTimes
         .map(
           (t) =>
-            `<tr><td>${esc(t.stage)}</td><td>${t.instances}</td><td>${t.ran}</td><td>${t.cached}</td><td class="${t.failed ? 'bad' : ''}">${t.failed}</td><td>${fmtNum(t.seconds, 3)}</td></tr>`,
+            `<tr><td>${esc(t.stage)}</td><td>${t.instances}</td><td>${t.ran}</td><td>${t.cached}</td><td class="${t.failed ? 'bad' : ''}">${t.failed}</td><td class="${t.skipped ? 'bad' : ''}">${t.skipped}</td><td>${fmtNum(t.seconds, 3)}</td><td>${fmtNum(t.computeSeconds, 3)}</td></tr>`,
         )
-        .join('')}<tr class="total"><td>total</td><td colspan="4"></td><td>${fmtNum(total, 3)}</td></tr></tbody></table>
-       <p class="muted small">Seconds are summed over the instances of a stage in this run (cached instances cost ≈ 0).</p>`
+        .join('')}<tr class="total"><td>total</td><td colspan="5"></td><td>${fmtNum(total, 3)}</td><td>${fmtNum(totalCompute, 3)}</td></tr></tbody></table>
+       <p class="muted small">Seconds summed over the instances of a stage. "This run": wall time in the reported run (a cached instance costs ≈ 0). "Compute": the time of the run that computed each instance's current result (same fingerprint).</p>`
     : '<p class="note">no data: no stage_runs rows for this run</p>';
   const fingerprints = h.instances.length
-    ? `<details><summary>Fingerprints per stage instance (${h.instances.length})</summary><table class="compact"><thead><tr><th>stage</th><th>instance</th><th>status</th><th>seconds</th><th>fingerprint</th></tr></thead><tbody>${h.instances
+    ? `<details><summary>Fingerprints per stage instance (${h.instances.length})</summary><table class="compact"><thead><tr><th>stage</th><th>instance</th><th>status</th><th>seconds (this run)</th><th>seconds (compute)</th><th>fingerprint</th></tr></thead><tbody>${h.instances
         .map(
           (r) =>
-            `<tr><td>${esc(r.stage)}</td><td><code>${esc(r.instance)}</code></td><td class="${r.status === 'failed' ? 'bad' : ''}">${esc(r.status)}${r.reason ? ` <span class="muted">(${esc(r.reason)})</span>` : ''}</td><td>${fmtNum(r.seconds, 3)}</td><td><code title="${esc(r.fingerprint)}">${esc(r.fingerprint.slice(0, 16))}</code></td></tr>`,
+            `<tr><td>${esc(r.stage)}</td><td><code>${esc(r.instance)}</code></td><td class="${r.status === 'failed' ? 'bad' : ''}">${esc(r.status)}${r.reason ? ` <span class="muted">(${esc(r.reason)})</span>` : ''}</td><td>${fmtNum(r.seconds, 3)}</td><td>${fmtNum(r.computeSeconds, 3)}${r.computedIn ? ` <span class="muted small">(${esc(r.computedIn)})</span>` : ''}</td><td><code title="${esc(r.fingerprint)}">${esc(r.fingerprint.slice(0, 16))}</code></td></tr>`,
         )
         .join('')}</tbody></table>${sqlBlock(h.sql.instances)}</details>`
     : '';
@@ -325,7 +326,7 @@ pre.json { max-height: 24em; }
 .muted { color: var(--muted); } .small { font-size: 12px; }
 .note { color: #8a5a00; background: #fff8e6; border: 1px solid #f3d9a4; border-radius: 4px; padding: 6px 10px; }
 .error .note { color: #8b1a1a; background: #fdecec; border-color: #f5b5b5; }
-.cols { display: grid; grid-template-columns: 1fr 1fr; gap: 24px; }
+.cols { display: grid; grid-template-columns: minmax(0, 1.4fr) minmax(0, 1fr); gap: 24px; }
 @media (max-width: 900px) { .cols { grid-template-columns: 1fr; } }
 table { border-collapse: collapse; }
 table.kv th { text-align: left; padding: 2px 12px 2px 0; color: var(--muted); font-weight: 500; vertical-align: top; }

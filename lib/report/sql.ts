@@ -111,16 +111,22 @@ per_seed AS (
 ${seedAggregateTail()}`;
 }
 
-/** CTE selecting, per instance, the rows of a project table from the most recent run that wrote it. */
+/**
+ * CTE selecting, per (stage, instance), the rows of a project table from the most recent run in
+ * which that instance ran to success: the same rule as the engine's latest_metrics view.
+ */
 function latestTableCte(table: string, alias: string): string {
   return `latest_${alias} AS (
-  SELECT CAST(t.instance AS VARCHAR) AS inst, arg_max(t.run_id, r.started) AS run_id
-  FROM ${table} t JOIN runs r ON r.run_id = t.run_id
-  GROUP BY CAST(t.instance AS VARCHAR)
+  SELECT t.stage, CAST(t.instance AS VARCHAR) AS inst, arg_max(t.run_id, r.started) AS run_id
+  FROM (SELECT DISTINCT run_id, stage, instance FROM ${table}) t
+  JOIN runs r ON r.run_id = t.run_id
+  JOIN stage_runs sr ON sr.run_id = t.run_id AND sr.stage = t.stage
+   AND CAST(sr.instance AS VARCHAR) = CAST(t.instance AS VARCHAR) AND sr.status = 'ran'
+  GROUP BY t.stage, CAST(t.instance AS VARCHAR)
 ),
 ${alias} AS (
   SELECT t.* FROM ${table} t
-  JOIN latest_${alias} l ON l.run_id = t.run_id AND l.inst = CAST(t.instance AS VARCHAR)
+  JOIN latest_${alias} l ON l.run_id = t.run_id AND l.stage = t.stage AND l.inst = CAST(t.instance AS VARCHAR)
 )`;
 }
 

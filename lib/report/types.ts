@@ -60,7 +60,11 @@ export interface StageTime {
   ran: number;
   cached: number;
   failed: number;
+  skipped: number;
+  /** Wall seconds in this run, summed over instances (cached ≈ 0). */
   seconds: number;
+  /** Seconds of the runs that computed the current results (same fingerprint), summed. */
+  computeSeconds: number;
 }
 
 export interface StageInstanceRow {
@@ -69,6 +73,8 @@ export interface StageInstanceRow {
   fingerprint: string;
   status: string;
   seconds: number | null;
+  computeSeconds: number | null;
+  computedIn: string | null;
   reason: string | null;
 }
 

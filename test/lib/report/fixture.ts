@@ -30,14 +30,19 @@ export async function createSyntheticDb(file: string, opts: FixtureOptions = {})
   const c = await instance.connect();
   const rand = mulberry32(1234);
   const noise = randn(rand);
+  // Mirrors the engine's SCHEMA in pipeline/db.ts (runs, stage_runs, metrics, latest_metrics).
   await c.run(`
-    CREATE TABLE runs(run_id VARCHAR, started TIMESTAMP, finished TIMESTAMP, git_commit VARCHAR, params JSON, overrides JSON, env JSON, status VARCHAR);
-    CREATE TABLE stage_runs(run_id VARCHAR, stage VARCHAR, instance JSON, fingerprint VARCHAR, status VARCHAR, seconds DOUBLE, reason VARCHAR);
-    CREATE TABLE metrics(run_id VARCHAR, stage VARCHAR, instance JSON, name VARCHAR, step BIGINT, value DOUBLE);
+    CREATE TABLE runs (run_id VARCHAR, started TIMESTAMP, finished TIMESTAMP, git_commit VARCHAR,
+      params JSON, overrides JSON, env JSON, backend VARCHAR, status VARCHAR, command VARCHAR, jobs INTEGER);
+    CREATE TABLE stage_runs (run_id VARCHAR, stage VARCHAR, instance JSON, label VARCHAR,
+      fingerprint VARCHAR, status VARCHAR, seconds DOUBLE, reason VARCHAR, started TIMESTAMP, finished TIMESTAMP);
+    CREATE TABLE metrics (run_id VARCHAR, stage VARCHAR, instance JSON, name VARCHAR, step BIGINT, value DOUBLE, seq BIGINT);
     CREATE VIEW latest_metrics AS
-      SELECT m.run_id, m.stage, m.instance, m.name, m.step, m.value
-      FROM metrics m JOIN runs r ON r.run_id = m.run_id
-      QUALIFY row_number() OVER (PARTITION BY m.stage, CAST(m.instance AS VARCHAR), m.name, m.step ORDER BY r.started DESC) = 1;
+      SELECT m.stage, m.instance, m.name, m.step, m.value, m.run_id, r.started AS run_started
+      FROM metrics m
+      JOIN runs r USING (run_id)
+      JOIN stage_runs s ON s.run_id = m.run_id AND s.stage = m.stage AND s.instance::VARCHAR = m.instance::VARCHAR AND s.status = 'ran'
+      QUALIFY row_number() OVER (PARTITION BY m.stage, m.instance::VARCHAR, m.name, m.step ORDER BY r.started DESC, m.seq DESC) = 1;
   `);
   const params = {
     backend: 'wasm',
@@ -51,26 +56,34 @@ export async function createSyntheticDb(file: string, opts: FixtureOptions = {})
   };
   const env = { backend: 'wasm', node: 'v20 (synthetic)' };
   await c.run(`INSERT INTO runs VALUES
-    ('run-old', TIMESTAMP '2025-01-01 10:00:00', TIMESTAMP '2025-01-01 11:00:00', 'aaaaaaa', ${sqlStr(JSON.stringify(params))}, '{}', ${sqlStr(JSON.stringify(env))}, 'ok'),
-    ('run-new', TIMESTAMP '2025-01-02 10:00:00', TIMESTAMP '2025-01-02 12:00:00', 'bbbbbbb', ${sqlStr(JSON.stringify(params))}, '{"sae.seeds":[0,1,2]}', ${sqlStr(JSON.stringify(env))}, 'ok')`);
+    ('run-old', TIMESTAMP '2025-01-01 10:00:00', TIMESTAMP '2025-01-01 11:00:00', 'aaaaaaa', ${sqlStr(JSON.stringify(params))}, '{}', ${sqlStr(JSON.stringify(env))}, 'wasm', 'ok', 'pipeline run', 1),
+    ('run-new', TIMESTAMP '2025-01-02 10:00:00', TIMESTAMP '2025-01-02 12:00:00', 'bbbbbbb', ${sqlStr(JSON.stringify(params))}, '{"sae.seeds":[0,1,2]}', ${sqlStr(JSON.stringify(env))}, 'wasm', 'ok', 'pipeline run', 2)`);
 
   const metrics: string[] = [];
   const stageRuns: string[] = [];
+  let seq = 0;
   const m = (run: string, stage: string, instance: string, name: string, step: number | null, value: number) =>
-    metrics.push(`(${sqlStr(run)}, ${sqlStr(stage)}, ${sqlStr(instance)}, ${sqlStr(name)}, ${step === null ? 'NULL' : step}, ${value})`);
-  const sr = (stage: string, instance: string, status: string, seconds: number) =>
-    stageRuns.push(`('run-new', ${sqlStr(stage)}, ${sqlStr(instance)}, ${sqlStr(`fp-${stage}-${stageRuns.length}`.padEnd(40, '0'))}, ${sqlStr(status)}, ${seconds}, NULL)`);
+    metrics.push(`(${sqlStr(run)}, ${sqlStr(stage)}, ${sqlStr(instance)}, ${sqlStr(name)}, ${step === null ? 'NULL' : step}, ${value}, ${seq++})`);
+  // Fingerprints are stable per (stage, instance) unless `fp` says otherwise (changed params).
+  const sr = (stage: string, instance: string, status: string, seconds: number, run = 'run-new', fp = 'v1') =>
+    stageRuns.push(
+      `(${sqlStr(run)}, ${sqlStr(stage)}, ${sqlStr(instance)}, ${sqlStr(`${stage}${instance}`)}, ${sqlStr(`${fp}-${stage}-${instance}`)}, ${sqlStr(status)}, ${seconds}, ${sqlStr(status === 'cached' ? 'fingerprint unchanged' : 'new')}, NULL, NULL)`,
+    );
 
+  // tokenize and lm ran in the older run and are cached in the newer one: their numbers must
+  // still reach the report (latest_metrics keeps the run that computed them).
+  sr('tokenize', '{}', 'ran', 12.5, 'run-old');
+  sr('lm', '{}', 'ran', 1800, 'run-old');
   sr('tokenize', '{}', 'cached', 0.01);
   sr('lm', '{}', 'cached', 0.02);
   sr('collect', '{}', 'ran', 35.5);
-  for (const [name, v] of Object.entries({ tokens_train: 1_860_000, tokens_val: 103_000, tokens_test: 104_000, vocab_size: 4096, bytes_per_token: 4.2 })) m('run-new', 'tokenize', '{}', name, null, v);
+  for (const [name, v] of Object.entries({ tokens_train: 1_860_000, tokens_val: 103_000, tokens_test: 104_000, vocab_size: 4096, bytes_per_token: 4.2 })) m('run-old', 'tokenize', '{}', name, null, v);
   for (let s = 0; s <= 20; s++) {
     const tokens = s * 100_000;
-    m('run-new', 'lm', '{}', 'train_loss', tokens, 3.4 + 4.9 * Math.exp(-s / 4) + 0.03 * noise());
-    if (s % 4 === 0) m('run-new', 'lm', '{}', 'val_loss', tokens, 3.6 + 4.8 * Math.exp(-s / 4));
+    m('run-old', 'lm', '{}', 'train_loss', tokens, 3.4 + 4.9 * Math.exp(-s / 4) + 0.03 * noise());
+    if (s % 4 === 0) m('run-old', 'lm', '{}', 'val_loss', tokens, 3.6 + 4.8 * Math.exp(-s / 4));
   }
-  m('run-new', 'lm', '{}', 'final_val_loss', null, 3.62);
+  m('run-old', 'lm', '{}', 'final_val_loss', null, 3.62);
   m('run-new', 'collect', '{}', 'mean_norm_x', null, 11.3);
 
   for (const arch of ARCHS) {
@@ -115,7 +128,9 @@ export async function createSyntheticDb(file: string, opts: FixtureOptions = {})
           put('fvu_gradfree', 0.15 + 1 / k + jitter / 5);
         }
         // Superseded numbers from the older run: must not appear anywhere.
+        sr('downstream', i, 'ran', 20, 'run-old', 'v0');
         m('run-old', 'downstream', i, 'delta_ce', null, 99);
+        if (!opts.withoutSteering) sr('steering', i, 'ran', 15, 'run-old', 'v0');
       }
     }
   }
@@ -126,8 +141,8 @@ export async function createSyntheticDb(file: string, opts: FixtureOptions = {})
 
   if (!opts.withoutSteering) {
     await c.run(`
-      CREATE TABLE steering_latents(run_id VARCHAR, stage VARCHAR, instance JSON, alpha DOUBLE, latent INTEGER, effect DOUBLE, consistency DOUBLE, kl DOUBLE, targets VARCHAR);
-      CREATE TABLE steering_summary(run_id VARCHAR, stage VARCHAR, instance JSON, alpha DOUBLE, n_latents INTEGER,
+      CREATE TABLE steering_latents(run_id VARCHAR, stage VARCHAR, instance JSON, alpha DOUBLE, latent DOUBLE, effect DOUBLE, consistency DOUBLE, kl DOUBLE, targets VARCHAR);
+      CREATE TABLE steering_summary(run_id VARCHAR, stage VARCHAR, instance JSON, alpha DOUBLE, n_latents DOUBLE,
         effect_mean DOUBLE, effect_lo DOUBLE, effect_hi DOUBLE, consistency_mean DOUBLE, consistency_lo DOUBLE, consistency_hi DOUBLE,
         kl_mean DOUBLE, kl_lo DOUBLE, kl_hi DOUBLE);
     `);

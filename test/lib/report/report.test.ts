@@ -1,0 +1,172 @@
+/**
+ * buildReport on a synthetic results.duckdb (test/lib/report/fixture.ts — TEST DATA ONLY):
+ * every chart has rows, every .vl.json validates against vega-lite's JSON schema, the page holds
+ * what the issue asks for, and superseded runs never leak in.
+ */
+import Ajv from 'ajv';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildReport, packageDir, type ReportResult } from '../../../lib/report/index.ts';
+import { createSyntheticDb, KS, syntheticLatentBrowser } from './fixture.ts';
+
+let tmp: string;
+let full: ReportResult;
+let html: string;
+
+beforeAll(async () => {
+  tmp = mkdtempSync(path.join(os.tmpdir(), 'report-test-'));
+  const db = path.join(tmp, 'results.duckdb');
+  await createSyntheticDb(db);
+  full = await buildReport({ dbPath: db, outDir: path.join(tmp, 'report'), latentBrowser: syntheticLatentBrowser() });
+  html = readFileSync(full.indexHtml, 'utf8');
+});
+
+afterAll(() => {
+  if (tmp) rmSync(tmp, { recursive: true, force: true });
+});
+
+describe('buildReport on the synthetic database', () => {
+  it('renders every chart, each with data rows and no vega-lite warnings', () => {
+    expect(full.charts.length).toBeGreaterThanOrEqual(13);
+    for (const c of full.charts) {
+      expect(c.status, `${c.name}: ${c.message}`).toBe('ok');
+      expect(c.rows, c.name).toBeGreaterThan(0);
+      expect(c.warnings, c.name).toEqual([]);
+    }
+  });
+
+  it('writes <name>.vl.json with inline data rows and <name>.svg with marks for every chart', () => {
+    for (const c of full.charts) {
+      const spec = JSON.parse(readFileSync(path.join(full.outDir, `${c.name}.vl.json`), 'utf8'));
+      expect(spec.data.values.length, c.name).toBe(c.rows);
+      const svg = readFileSync(path.join(full.outDir, `${c.name}.svg`), 'utf8');
+      expect(svg.startsWith('<svg'), c.name).toBe(true);
+      expect(svg, c.name).toMatch(/class="mark-[a-z]+ role-mark/);
+    }
+  });
+
+  it('every .vl.json validates against the Vega-Lite JSON schema shipped in vega-lite', () => {
+    const schema = JSON.parse(readFileSync(path.join(packageDir('vega-lite'), 'build/vega-lite-schema.json'), 'utf8'));
+    const ajv = new Ajv({ strict: false, allowUnionTypes: true, validateFormats: false });
+    // Formats (uri, uri-reference) are not checked: only $schema and data URLs use them.
+    const validate = ajv.compile(schema);
+    expect(validate({ data: { values: [] }, mark: 'no-such-mark' }), 'the validator rejects a bad spec').toBe(false);
+    const files = readdirSync(full.outDir).filter((f) => f.endsWith('.vl.json'));
+    expect(files.length).toBe(full.charts.length);
+    for (const f of files) {
+      const ok = validate(JSON.parse(readFileSync(path.join(full.outDir, f), 'utf8')));
+      expect(ok, `${f}: ${ajv.errorsText(validate.errors)}`).toBe(true);
+    }
+  });
+
+  it('copies the vega browser builds into vendor/ and references them relatively', () => {
+    for (const f of ['vega.min.js', 'vega-lite.min.js', 'vega-embed.min.js']) {
+      expect(existsSync(path.join(full.outDir, 'vendor', f)), f).toBe(true);
+      expect(html).toContain(`<script src="vendor/${f}"></script>`);
+    }
+    expect(html).not.toMatch(/<script[^>]+src="(https?:)?\/\//);
+    expect(html).not.toMatch(/<link[^>]+href="(https?:)?\/\//);
+  });
+
+  it('judges the claims as the synthetic numbers were built', () => {
+    const v = (label: string, k: number) => full.claims.rows.find((r) => r.label === label && r.k === k && r.alpha === null)?.verdict;
+    expect(v('ΔCE', 8)).toBe('reproduced');
+    expect(v('ΔCE', 16)).toBe('reproduced');
+    expect(v('ΔCE', 32)).toBe('inconclusive');
+    expect(v('dead fraction', 8)).toBe('reproduced');
+    expect(v('dead fraction', 32)).toBe('not reproduced');
+    const effect = full.claims.rows.filter((r) => r.label === 'steering effect');
+    expect(effect.length).toBe(KS.length * 2);
+    expect(full.claims.summary.find((s) => s.claim === 4)?.status).toBe('not measured (requires raters)');
+    for (const r of full.claims.rows) {
+      if (r.topk) expect(r.topk.n).toBe(3);
+      if (r.gsae) expect(r.gsae.n).toBe(3);
+    }
+  });
+
+  it('uses the latest run that ran each instance (superseded values never appear)', () => {
+    const dce = JSON.parse(readFileSync(path.join(full.outDir, 'delta_ce_vs_k.vl.json'), 'utf8'));
+    for (const r of dce.data.values) expect(r.mean).toBeLessThan(1);
+    const eff = JSON.parse(readFileSync(path.join(full.outDir, 'steering_effect_vs_k.vl.json'), 'utf8'));
+    for (const r of eff.data.values) expect(r.mean).toBeLessThan(10);
+    // Cached stages keep the numbers of the run that computed them.
+    const lm = JSON.parse(readFileSync(path.join(full.outDir, 'lm_loss_curve.vl.json'), 'utf8'));
+    expect(lm.data.values.length).toBe(27);
+  });
+
+  it('holds the header, claims, SQL, latent browser and methods', () => {
+    expect(html).toContain('run-new');
+    expect(html).toContain('Wall time per stage');
+    expect(html).toMatch(/fingerprint/i);
+    expect(html).toContain('<code>wasm</code>');
+    expect(html).toContain('State of the Union');
+    expect(html).toContain('not measured (requires raters)');
+    expect(html).toContain('class="verdict v-reproduced"');
+    expect(html).toContain('class="verdict v-not-reproduced"');
+    expect(html).toContain('class="verdict v-inconclusive"');
+    // One SQL block per chart plus header and claims blocks, each with a copy button.
+    const copies = html.match(/<button type="button" class="copy"/g) ?? [];
+    expect(copies.length).toBeGreaterThanOrEqual(full.charts.length + 5);
+    expect(html).toContain('FROM latest_metrics');
+    // Latent browser: tokens shaded by activation, escaped.
+    expect(html).toContain('id="latents"');
+    expect(html).toMatch(/class="tok peak" style="background: rgba\(230, 85, 13, 0\.880\)"/);
+    expect(html).toContain('&lt;b&gt;');
+    expect(html).not.toContain(' <b></span>');
+    // Methods: ours vs paper, with the params that control them.
+    expect(html).toContain('Steering protocol');
+    expect(html).toContain('gradient-free');
+    expect(html).toContain('<code>sae.b_dec_init</code> = <code>&quot;geometric_median&quot;</code>');
+    expect(html).toContain('GPT-2 small on OpenWebText');
+  });
+});
+
+describe('buildReport with missing stages and a single seed', () => {
+  let res: ReportResult;
+  let page: string;
+  let emptyRes: ReportResult;
+  beforeAll(async () => {
+    const db = path.join(tmp, 'partial.duckdb');
+    await createSyntheticDb(db, { withoutSteering: true, seeds: 1 });
+    res = await buildReport({ dbPath: db, outDir: path.join(tmp, 'partial') });
+    page = readFileSync(res.indexHtml, 'utf8');
+    // A database with none of the engine's tables yet.
+    const { DuckDBInstance } = await import('@duckdb/node-api');
+    const emptyDb = path.join(tmp, 'empty.duckdb');
+    const inst = await DuckDBInstance.create(emptyDb);
+    (await inst.connect()).closeSync();
+    inst.closeSync();
+    emptyRes = await buildReport({ dbPath: emptyDb, outDir: path.join(tmp, 'empty') });
+  });
+
+  it('skips charts without rows with a visible note instead of failing', () => {
+    const steering = res.charts.filter((c) => c.section === 'Steering');
+    expect(steering.length).toBeGreaterThan(0);
+    for (const c of steering) {
+      expect(c.status).toBe('no data');
+      expect(c.message).toMatch(/^no data: stage steering has not run/);
+      expect(existsSync(path.join(res.outDir, `${c.name}.vl.json`))).toBe(false);
+    }
+    expect(page).toContain('no data: stage steering has not run');
+    expect(page).toContain('no data: no latent browser data was provided');
+    expect(res.charts.filter((c) => c.section !== 'Steering').every((c) => c.status === 'ok')).toBe(true);
+  });
+
+  it('with one seed, the CIs are the stored bootstrap bounds', () => {
+    const r = res.claims.rows.find((x) => x.label === 'ΔCE' && x.k === 8)!;
+    expect(r.topk?.n).toBe(1);
+    expect(r.topk?.ci).toBe('bootstrap, 1 seed');
+    expect(r.topk!.hi! - r.topk!.lo!).toBeCloseTo(0.02, 10);
+    expect(r.verdict).toBe('reproduced');
+  });
+
+  it('an empty database gives a page of notes, not an error', () => {
+    expect(emptyRes.charts.every((c) => c.status === 'no data')).toBe(true);
+    expect(emptyRes.claims.rows).toHaveLength(0);
+    const p = readFileSync(emptyRes.indexHtml, 'utf8');
+    expect(p).toContain('no run recorded');
+    expect(p).toContain('not measured (requires raters)');
+  });
+});
