@@ -34,6 +34,8 @@ export interface CliResult {
 export interface CliProcess {
   child: ChildProcess;
   done: Promise<CliResult>;
+  /** Output so far. */
+  output(): { stdout: string; stderr: string };
 }
 
 /** Start `pipeline/cli.ts <args>` with --root appended for run/dag/query/types. */
@@ -48,7 +50,7 @@ export function startCli(root: string, args: string[], env: Record<string, strin
   child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
   const done = new Promise<CliResult>((resolve) => child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })));
-  return { child, done };
+  return { child, done, output: () => ({ stdout, stderr }) };
 }
 
 export function cli(root: string, args: string[], env: Record<string, string> = {}): Promise<CliResult> {
