@@ -29,6 +29,7 @@ import path from 'node:path';
 import type { HookFn, HookedLM, HookName, Hooks } from '../model/types.ts';
 import type { SaeWeights } from '../sae/types.ts';
 import { type EncodeObservation, SaeInference, meanAblationHook, zeroAblationHook } from './saeHook.ts';
+import { logSumExpRows, rowKlFrom, rowKlTo, rowLogSumExp, softmaxRows } from './logits.ts';
 import { bootstrapDiffCI, bootstrapMeanCI, bootstrapRatioCI, type BootstrapOptions } from './stats.ts';
 
 export type GradientMode = 'both' | 'gradient' | 'gradfree';
@@ -214,54 +215,58 @@ export function evaluateDownstream(
     return { win, inputs, targets };
   };
 
-  /** log-probs [n, V] of a hooked forward. */
-  const logProbs = (inp: tf.Tensor2D, hooks?: Hooks): tf.Tensor2D =>
-    tf.tidy(() => {
-      const n = inp.shape[0] * inp.shape[1];
-      forwardTokens += n;
-      return tf.logSoftmax(tf.reshape(model.logits(inp, hooks), [n, V])) as tf.Tensor2D;
-    });
+  /** Logits [n·V] of a hooked forward, copied out (the tensor is freed). */
+  const logitsOf = (inp: tf.Tensor2D, hooks?: Hooks): Float32Array => {
+    forwardTokens += inp.shape[0] * inp.shape[1];
+    const t = model.logits(inp, hooks);
+    try {
+      return t.dataSync() as Float32Array;
+    } finally {
+      t.dispose();
+    }
+  };
 
-  const ceOf = (lp: tf.Tensor2D, onehot: tf.Tensor2D): Float32Array =>
-    tf.tidy(() => tf.neg(tf.sum(tf.mul(lp, onehot), 1)).dataSync() as Float32Array);
-
-  const klOf = (lpClean: tf.Tensor2D, lp: tf.Tensor2D): Float32Array =>
-    tf.tidy(() => tf.sum(tf.mul(tf.exp(lpClean), tf.sub(lpClean, lp)), 1).dataSync() as Float32Array);
+  /** CE per position of logits [n, V] against targets, written at `off` in `out`. */
+  const ceInto = (l: Float32Array, targets: Int32Array, out: Float32Array, off: number) => {
+    for (let r = 0; r < targets.length; r++) out[off + r] = rowLogSumExp(l, r * V, V) - l[r * V + targets[r]];
+  };
 
   try {
     for (let s0 = 0; s0 < nSeq; s0 += batch) {
       const nb = Math.min(batch, nSeq - s0);
+      const n = nb * seqLen;
       const off = s0 * seqLen;
       const { win, inputs, targets } = batchInputs(s0, nb);
       let g: tf.Tensor3D | null = null;
       if (primaryG) {
         const ag = model.activationAndGrad(win, nb, seqLen, hook);
-        forwardTokens += nb * seqLen;
+        forwardTokens += n;
         g = tf.tensor3d(ag.g, [nb, seqLen, w.d]);
       }
       const inp = tf.tensor2d(inputs, [nb, seqLen], 'int32');
-      const onehot = tf.tidy(() => tf.cast(tf.oneHot(tf.tensor1d(targets, 'int32'), V), 'float32') as tf.Tensor2D);
-      const lpClean = logProbs(inp);
       try {
-        pt.ce_clean.set(ceOf(lpClean, onehot), off);
-        const run = (hooks: Hooks, ceName: string, klName?: string) => {
-          const lp = logProbs(inp, hooks);
-          pt[ceName].set(ceOf(lp, onehot), off);
-          if (klName) pt[klName].set(klOf(lpClean, lp), off);
-          lp.dispose();
+        const lC = logitsOf(inp);
+        const lseC = logSumExpRows(lC, V);
+        const pC = softmaxRows(lC, lseC, V);
+        for (let r = 0; r < n; r++) pt.ce_clean[off + r] = lseC[r] - lC[r * V + targets[r]];
+        const spliced = (hooks: Hooks, ceName: string, klName: string) => {
+          const lS = logitsOf(inp, hooks);
+          const ce = pt[ceName];
+          const kl = pt[klName];
+          for (let r = 0; r < n; r++) {
+            const o = r * V;
+            const res = rowKlTo(pC, lC, o, lseC[r], lS, o, V);
+            ce[off + r] = res.lse - lS[o + targets[r]];
+            kl[off + r] = res.kl;
+          }
         };
-        run(
-          { [hook]: sae.hook({ mode: primaryG ? 'gradient' : 'topk', g: g ?? undefined, onEncode: stats.observe }) },
-          'ce_spliced',
-          'kl',
-        );
-        if (statsGF) {
-          run({ [hook]: sae.hook({ mode: 'topk', onEncode: statsGF.observe }) }, 'ce_spliced_gradfree', 'kl_gradfree');
-        }
-        run({ [hook]: zeroAblationHook }, 'ce_zero');
-        if (opts.meanActivation) run({ [hook]: meanAblationHook(opts.meanActivation) }, 'ce_mean');
+        spliced({ [hook]: sae.hook({ mode: primaryG ? 'gradient' : 'topk', g: g ?? undefined, onEncode: stats.observe }) }, 'ce_spliced', 'kl');
+        if (statsGF) spliced({ [hook]: sae.hook({ mode: 'topk', onEncode: statsGF.observe }) }, 'ce_spliced_gradfree', 'kl_gradfree');
+        ceInto(logitsOf(inp, { [hook]: zeroAblationHook }), targets, pt.ce_zero, off);
+        if (opts.meanActivation) ceInto(logitsOf(inp, { [hook]: meanAblationHook(opts.meanActivation) }), targets, pt.ce_mean, off);
       } finally {
-        for (const t of [g, inp, onehot, lpClean]) t?.dispose();
+        g?.dispose();
+        inp.dispose();
       }
       opts.onProgress?.(s0 + nb, nSeq);
     }
@@ -272,11 +277,12 @@ export function evaluateDownstream(
       for (let s0 = 0; s0 < nSeq; s0 += batch) {
         const nb = Math.min(batch, nSeq - s0);
         const { inputs, targets } = batchInputs(s0, nb);
-        tf.tidy(() => {
-          const inp = tf.tensor2d(inputs, [nb, seqLen], 'int32');
-          const onehot = tf.cast(tf.oneHot(tf.tensor1d(targets, 'int32'), V), 'float32') as tf.Tensor2D;
-          pt.ce_mean.set(ceOf(logProbs(inp, { [hook]: hookFn }), onehot), s0 * seqLen);
-        });
+        const inp = tf.tensor2d(inputs, [nb, seqLen], 'int32');
+        try {
+          ceInto(logitsOf(inp, { [hook]: hookFn }), targets, pt.ce_mean, s0 * seqLen);
+        } finally {
+          inp.dispose();
+        }
       }
     }
 
@@ -357,16 +363,20 @@ export function evaluateHook(
         targets[b * seqLen + t] = windows[(s0 + b) * (seqLen + 1) + t + 1];
       }
     }
-    tf.tidy(() => {
-      const n = nb * seqLen;
-      const inp = tf.tensor2d(inputs, [nb, seqLen], 'int32');
-      const onehot = tf.cast(tf.oneHot(tf.tensor1d(targets, 'int32'), V), 'float32');
-      const lpC = tf.logSoftmax(tf.reshape(model.logits(inp), [n, V]));
-      const lpH = tf.logSoftmax(tf.reshape(model.logits(inp, { [opts.hook]: opts.hookFn }), [n, V]));
-      ceClean.set(tf.neg(tf.sum(tf.mul(lpC, onehot), 1)).dataSync(), s0 * seqLen);
-      ceHooked.set(tf.neg(tf.sum(tf.mul(lpH, onehot), 1)).dataSync(), s0 * seqLen);
-      kl.set(tf.sum(tf.mul(tf.exp(lpC), tf.sub(lpC, lpH)), 1).dataSync(), s0 * seqLen);
-    });
+    const inp = tf.tensor2d(inputs, [nb, seqLen], 'int32');
+    const lcT = model.logits(inp);
+    const lhT = model.logits(inp, { [opts.hook]: opts.hookFn });
+    const lC = lcT.dataSync() as Float32Array;
+    const lH = lhT.dataSync() as Float32Array;
+    tf.dispose([inp, lcT, lhT]);
+    for (let r = 0; r < nb * seqLen; r++) {
+      const o = r * V;
+      const lseC = rowLogSumExp(lC, o, V);
+      const res = rowKlFrom(lC, o, lH, o, rowLogSumExp(lH, o, V), V); // KL(p_clean ‖ p_hooked)
+      ceClean[s0 * seqLen + r] = lseC - lC[o + targets[r]];
+      ceHooked[s0 * seqLen + r] = rowLogSumExp(lH, o, V) - lH[o + targets[r]];
+      kl[s0 * seqLen + r] = res.kl;
+    }
   }
   return { ceClean, ceHooked, kl };
 }

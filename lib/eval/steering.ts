@@ -29,6 +29,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { HookedLM, HookName } from '../model/types.ts';
 import type { SaeWeights } from '../sae/types.ts';
 import { deriveSeed, mulberry32, shuffleInPlace } from '../util/random.ts';
+import { logSumExpRows, rowKlFrom, rowLogSumExp, setLogProb } from './logits.ts';
 import { bootstrapMeanCI } from './stats.ts';
 
 export interface SteeringOptions {
@@ -176,39 +177,54 @@ export function evaluateSteering(
     return tf.tensor3d(v, [lats.length * nb, 1, d]);
   };
 
-  /** log-probs [nl, nb, T, V] of the contexts tiled nl times, steered. */
-  const steeredLogProbs = (ctx: tf.Tensor2D, alpha: number, lats: number[]): tf.Tensor4D => {
+  /** Logits [nl·nb·T·V] (row (l·nb + b)·T + t) of the contexts tiled nl times, steered. */
+  const steeredLogits = (ctx: tf.Tensor2D, alpha: number, lats: number[]): Float32Array => {
     const nb = ctx.shape[0];
     const nl = lats.length;
     const steer = steerTensor(alpha, lats, nb);
     const tiled = tf.tile(ctx, [nl, 1]) as tf.Tensor2D;
     forwardTokens += nl * nb * T;
     const logits = model.logits(tiled, { [opts.hook]: (x) => tf.add(x, steer) as tf.Tensor3D });
-    return tf.reshape(tf.logSoftmax(logits), [nl, nb, T, V]) as tf.Tensor4D;
+    try {
+      return logits.dataSync() as Float32Array;
+    } finally {
+      tf.dispose([steer, tiled, logits]);
+    }
+  };
+  const cleanLogits = (ctx: tf.Tensor2D): Float32Array => {
+    forwardTokens += ctx.shape[0] * T;
+    const logits = model.logits(ctx);
+    try {
+      return logits.dataSync() as Float32Array;
+    } finally {
+      logits.dispose();
+    }
   };
 
   const groups: number[][] = [];
   for (let i = 0; i < S; i += L) groups.push(latents.slice(i, i + L));
 
-  // ---- calibration: mean rise of each token's log-prob per (α, latent)
+  // ---- calibration: Σ over calibration positions of log p(v) = Σ l(v) − Σ lse, per (α, latent)
   const calSteered = Array.from({ length: nA * S }, () => new Float64Array(V));
   const calClean = new Float64Array(V);
+  /** Adds Σ_rows (l[row] − lse[row]) of logits rows [r0, r1) into acc. */
+  const accumulateLogProbs = (l: Float32Array, r0: number, r1: number, acc: Float64Array) => {
+    for (let r = r0; r < r1; r++) {
+      const o = r * V;
+      const lse = rowLogSumExp(l, o, V);
+      for (let v = 0; v < V; v++) acc[v] += l[o + v] - lse;
+    }
+  };
   for (let c0 = 0; c0 < nCal; c0 += Bc) {
     const batchStarts = calStarts.slice(c0, c0 + Bc);
-    const ctx = tf.tensor2d(contextTokens(batchStarts), [batchStarts.length, T], 'int32');
+    const nb = batchStarts.length;
+    const ctx = tf.tensor2d(contextTokens(batchStarts), [nb, T], 'int32');
     try {
-      const clean = tf.tidy(() => {
-        forwardTokens += batchStarts.length * T;
-        return tf.sum(tf.logSoftmax(model.logits(ctx)), [0, 1]).dataSync();
-      });
-      for (let v = 0; v < V; v++) calClean[v] += clean[v];
+      accumulateLogProbs(cleanLogits(ctx), 0, nb * T, calClean);
       alphas.forEach((alpha, a) => {
         for (const [gi, lats] of groups.entries()) {
-          const sums = tf.tidy(() => tf.sum(steeredLogProbs(ctx, alpha, lats), [1, 2]).dataSync()); // [nl, V]
-          lats.forEach((_, l) => {
-            const acc = calSteered[a * S + gi * L + l];
-            for (let v = 0; v < V; v++) acc[v] += sums[l * V + v];
-          });
+          const lS = steeredLogits(ctx, alpha, lats);
+          lats.forEach((_, l) => accumulateLogProbs(lS, l * nb * T, (l + 1) * nb * T, calSteered[a * S + gi * L + l]));
         }
       });
     } finally {
@@ -218,7 +234,7 @@ export function evaluateSteering(
   }
   const targets: number[][] = calSteered.map((acc) => {
     const rise = new Float64Array(V);
-    for (let v = 0; v < V; v++) rise[v] = acc[v] - calClean[v]; // ∝ mean rise (same count)
+    for (let v = 0; v < V; v++) rise[v] = acc[v] - calClean[v]; // = nCalPositions × mean rise
     return topIndices(rise, nTargets);
   });
 
@@ -230,44 +246,33 @@ export function evaluateSteering(
   for (let c0 = 0; c0 < evalStarts.length; c0 += Bc) {
     const batchStarts = evalStarts.slice(c0, c0 + Bc);
     const nb = batchStarts.length;
-    nPos += nb * T;
+    const per = nb * T;
+    nPos += per;
     const ctx = tf.tensor2d(contextTokens(batchStarts), [nb, T], 'int32');
-    const lpClean = tf.tidy(() => {
-      forwardTokens += nb * T;
-      return tf.expandDims(tf.logSoftmax(model.logits(ctx)), 0) as tf.Tensor4D; // [1, nb, T, V]
-    });
     try {
+      const lC = cleanLogits(ctx);
+      const lseC = logSumExpRows(lC, V);
       alphas.forEach((alpha, a) => {
         for (const [gi, lats] of groups.entries()) {
-          const nl = lats.length;
-          const mask = new Uint8Array(nl * V); // multi-hot targets per latent
+          const lS = steeredLogits(ctx, alpha, lats);
           lats.forEach((_, l) => {
-            for (const v of targets[a * S + gi * L + l]) mask[l * V + v] = 1;
-          });
-          const [rise, kl] = tf.tidy(() => {
-            const lp: tf.Tensor = steeredLogProbs(ctx, alpha, lats);
-            const M = tf.reshape(tf.tensor(mask, [nl, V], 'bool'), [nl, 1, 1, V]);
-            const NEG: tf.Tensor = tf.scalar(-1e30);
-            const setS = tf.logSumExp(tf.where(M, lp, NEG), -1); // [nl, nb, T]
-            const setC = tf.logSumExp(tf.where(M, tf.broadcastTo(lpClean, lp.shape) as tf.Tensor, NEG), -1);
-            const klT = tf.sum(tf.mul(tf.exp(lp), tf.sub(lp, lpClean)), -1);
-            return [tf.sub(setS, setC).dataSync(), klT.dataSync()];
-          });
-          const per = nb * T;
-          for (let l = 0; l < nl; l++) {
             const j = a * S + gi * L + l;
+            const set = targets[j];
+            // clean log p(T) per position (targets differ per latent)
             for (let p = 0; p < per; p++) {
-              const dlt = rise[l * per + p];
+              const oS = (l * per + p) * V;
+              const oC = p * V;
+              const { lse, kl } = rowKlFrom(lS, oS, lC, oC, lseC[p], V); // KL(p_steered ‖ p_clean)
+              const dlt = setLogProb(lS, oS, set, lse) - setLogProb(lC, oC, set, lseC[p]);
               sumRise[j] += dlt;
               if (dlt > 0) nRise[j] += 1;
-              sumKl[j] += kl[l * per + p];
+              sumKl[j] += kl;
             }
-          }
+          });
         }
       });
     } finally {
       ctx.dispose();
-      lpClean.dispose();
     }
     opts.onProgress?.(`evaluation ${Math.min(c0 + Bc, evalStarts.length)}/${evalStarts.length} contexts`);
   }
