@@ -154,6 +154,23 @@ describe('BPE on SOTU', () => {
     expect(() => tok.decode([512])).toThrow(/outside the vocabulary/);
   });
 
+  it('the heap BPE for long pieces equals the simple one', () => {
+    const tok = trainBpe(
+      docs.slice(0, 8).map((d) => d.text),
+      { vocabSize: 700 },
+    );
+    const squashed = docs[50].text.replace(/[^A-Za-z]/g, ''); // one huge \p{L}+ piece
+    const samples = [...pretokenize(docs[60].text).slice(0, 2000), squashed.slice(0, 3000), 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa'];
+    for (const s of samples) {
+      const ids = tok.pieceByteIds(s);
+      expect(tok.bpeIdsHeap([...ids])).toEqual(tok.bpeIdsSimple([...ids]));
+    }
+    const t0 = performance.now();
+    const ids = tok.encode(squashed);
+    expect(tok.decode(ids)).toBe(squashed);
+    expect(performance.now() - t0).toBeLessThan(5000); // one piece of tens of thousands of letters
+  });
+
   it('is deterministic: same input, identical tokenizer.json bytes', () => {
     const texts = docs.slice(30, 45).map((d) => d.text);
     const a = trainBpe(texts, { vocabSize: 800 });
