@@ -15,7 +15,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { mulberry32, randn } from '../util/random.ts';
 import type { ActivationAndGrad, GPT2Config, HookFn, HookName, HookedLM, Hooks } from './types.ts';
-import { splitRows, unstack0 } from './kernels.ts';
+import { gatherRows, splitRows, sumRows, unstack0 } from './kernels.ts';
 
 export type { GPT2Config } from './types.ts';
 
@@ -266,11 +266,11 @@ export class GPT2 implements HookedLM {
     const m2 = tf.mean(tf.mul(dxhat, c.xhat), -1, true);
     const dx = tf.mul(tf.sub(tf.sub(dxhat, m1), tf.mul(c.xhat, m2)), c.rstd) as tf.Tensor2D;
     if (!wantParams) return { dx };
-    return { dx, dg: tf.sum(tf.mul(dout, c.xhat), 0), db: tf.sum(dout, 0) };
+    return { dx, dg: sumRows(tf.mul(dout, c.xhat) as tf.Tensor2D), db: sumRows(dout) };
   }
 
   private linear(x: tf.Tensor2D, w: string, b: string): tf.Tensor2D {
-    return tf.fused.matMul({ a: x, b: this.p(w) as tf.Tensor2D, bias: this.p(b) });
+    return tf.fused.matMul({ a: x, b: this.p(w) as tf.Tensor2D, bias: this.p(b) }) as tf.Tensor2D;
   }
 
   /** y = x W + b. Returns dx, and dW, db when `grads` is given (stored under the names). */
@@ -288,9 +288,9 @@ export class GPT2 implements HookedLM {
       // dW = x^T dy; transpose the narrower of x / dy.
       const dW = nIn <= nOut ? tf.matMul(tf.transpose(x), dy) : tf.transpose(tf.matMul(tf.transpose(dy), x));
       grads.set(w, dW);
-      grads.set(b, tf.sum(dy, 0));
+      grads.set(b, sumRows(dy));
     }
-    return needDx ? tf.matMul(dy, tf.transpose(W)) : null;
+    return needDx ? (tf.matMul(dy, tf.transpose(W)) as tf.Tensor2D) : null;
   }
 
   private attention(h1: tf.Tensor2D, l: number, B: number, T: number, cache: Partial<LayerCache> | null): tf.Tensor2D {
@@ -426,7 +426,7 @@ export class GPT2 implements HookedLM {
     const tok = tf.tensor1d(inputs, 'int32');
     const wpe = this.p('wpe.weight') as tf.Tensor2D;
     const pos = T === c.nCtx ? wpe : (splitRows(wpe, [T, c.nCtx - T])[0] as tf.Tensor2D);
-    let x = tf.reshape(tf.add(tf.reshape(tf.gather(this.p('wte.weight'), tok), [B, T, d]), pos), [B * T, d]) as tf.Tensor2D;
+    let x = tf.reshape(tf.add(tf.reshape(gatherRows(this.p('wte.weight') as tf.Tensor2D, tok), [B, T, d]), pos), [B * T, d]) as tf.Tensor2D;
     const caches: (LayerCache | null)[] = [];
     let captured: tf.Tensor2D | null = null;
     const cap = (l: number, site: Site) => {
@@ -510,7 +510,7 @@ export class GPT2 implements HookedLM {
     const wte = this.p('wte.weight') as tf.Tensor2D;
     const tgt = tf.tensor1d(targets, 'int32');
     // dL/dlogits = w (P - onehot(target)); never materialised: the one-hot part is a gather/scatter.
-    let dhF = tf.mul(tf.sub(tf.matMul(P, wte), tf.gather(wte, tgt)), w) as tf.Tensor2D;
+    let dhF = tf.mul(tf.sub(tf.matMul(P, wte), gatherRows(wte, tgt)), w) as tf.Tensor2D;
     let extra: Float32Array | null = null; // [V, d] scatter-add part of dwte
     if (grads) {
       const dwteHead = tf.transpose(tf.mul(tf.matMul(tf.transpose(fwd.hF), P), w)); // [V, d]
@@ -559,7 +559,8 @@ export class GPT2 implements HookedLM {
         for (let j = 0; j < d; j++) extra[o + j] += g[r + j];
       }
       grads.set('wte.weight', tf.add(grads.get('wte.weight')!, tf.tensor2d(extra, [V, d])));
-      let dwpe = tf.sum(tf.reshape(dx, [B, T, d]), 0) as tf.Tensor2D;
+      // sum over the batch: [1, B] x [B, T*d]
+      let dwpe = tf.reshape(tf.matMul(tf.ones([1, B]), tf.reshape(dx, [B, T * d])), [T, d]) as tf.Tensor2D;
       if (T < c.nCtx) dwpe = tf.concat([dwpe, tf.zeros([c.nCtx - T, d])], 0);
       grads.set('wpe.weight', dwpe);
     }

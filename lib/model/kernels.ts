@@ -9,6 +9,7 @@
 import * as tf from '@tensorflow/tfjs';
 
 const SPLIT_KERNEL = 'GsaeSplitAxis0';
+const GATHER_KERNEL = 'GsaeGatherRows';
 
 interface WasmBackendLike {
   makeOutput(shape: number[], dtype: string): tf.TensorInfo;
@@ -39,6 +40,38 @@ function ensureRegistered(): void {
       return outs;
     },
   });
+  tf.registerKernel({
+    kernelName: GATHER_KERNEL,
+    backendName: 'wasm',
+    kernelFunc: ({ inputs, backend }) => {
+      const { x, indices } = inputs as { x: tf.TensorInfo; indices: tf.TensorInfo };
+      const be = backend as unknown as WasmBackendLike;
+      const [R, C] = x.shape;
+      const n = indices.shape[0];
+      const out = be.makeOutput([n, C], x.dtype);
+      const xv = be.typedArrayFromHeap(x) as Float32Array;
+      const iv = be.typedArrayFromHeap(indices) as Int32Array;
+      const ov = be.typedArrayFromHeap(out) as Float32Array;
+      for (let i = 0; i < n; i++) {
+        const r = iv[i];
+        if (!(r >= 0 && r < R)) throw new Error(`gatherRows: index ${r} at position ${i} is outside [0, ${R})`);
+        ov.set(xv.subarray(r * C, r * C + C), i * C);
+      }
+      return out;
+    },
+  });
+}
+
+/** Rows of a 2-D float32 matrix: x[indices] (forward only; fast on wasm). */
+export function gatherRows(x: tf.Tensor2D, indices: tf.Tensor1D): tf.Tensor2D {
+  if (tf.getBackend() !== 'wasm') return tf.gather(x, indices);
+  ensureRegistered();
+  return tf.engine().runKernel(GATHER_KERNEL, { x, indices }) as tf.Tensor2D;
+}
+
+/** Column sums of a 2-D matrix, [N, k] -> [k], as a matMul with a ones row (wasm's axis-0 Sum is slow). */
+export function sumRows(x: tf.Tensor2D): tf.Tensor1D {
+  return tf.reshape(tf.matMul(tf.ones([1, x.shape[0]]), x), [x.shape[1]]);
 }
 
 /**

@@ -1,0 +1,16 @@
+/** The language-model substrate: GPT-2 in tfjs with hooks, HF checkpoint I/O, training. */
+export * from './types.ts';
+export { GPT2, createGPT2, initGPT2Params, gpt2ParamShapes, hookNames, validateConfig } from './gpt2.ts';
+export type { ForwardBackwardResult } from './gpt2.ts';
+export { loadGPT2, loadGPT2Config, saveGPT2, toHFConfig, fromHFConfig, mapHFTensors, describeSafetensors } from './hf.ts';
+export {
+  train,
+  evaluateLoss,
+  unigramEntropy,
+  sampleBatch,
+  learningRate,
+  AdamW,
+  DEFAULT_LM_CONFIG,
+  DEFAULT_TRAIN_OPTIONS,
+} from './train.ts';
+export type { TrainOptions, TrainProgress, TrainResult, TokenStream } from './train.ts';

@@ -1,0 +1,475 @@
+/**
+ * Language-model training without any pipeline engine: random contiguous windows of nCtx+1 tokens
+ * from a token stream (seeded per step), AdamW (decoupled weight decay on matrices only), linear
+ * warmup + cosine decay, global-norm gradient clipping, periodic validation, progress/metric
+ * callbacks, and checkpoint/resume (model + optimizer moments + step; the batch sampler is
+ * counter-based, so its PRNG state is (seed, step) and a resumed run sees the same batches).
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { deriveSeed, mulberry32 } from '../util/random.ts';
+import { GPT2 } from './gpt2.ts';
+import { readSafetensors, writeSafetensors, type TensorF32 } from '../safetensors.ts';
+import { splitRows } from './kernels.ts';
+
+export type TokenStream = Uint16Array | Uint32Array | Int32Array;
+
+export interface TrainOptions {
+  /** Sequences per step. Default 16. */
+  batchSize?: number;
+  /** Sequence length (tokens predicted per sequence). Default: model nCtx. */
+  seqLen?: number;
+  /** Total training tokens (batchSize * seqLen per step); steps = ceil(tokenBudget / tokensPerStep). */
+  tokenBudget?: number;
+  /** Or give the number of steps directly (overrides tokenBudget). */
+  steps?: number;
+  /** Peak learning rate. Default 3e-3. */
+  lr?: number;
+  /** Final learning rate of the cosine decay as a fraction of lr. Default 0.1. */
+  minLrRatio?: number;
+  /** Linear warmup steps. Default: 5% of steps (at least 1). */
+  warmupSteps?: number;
+  /** AdamW. Defaults: beta1 0.9, beta2 0.95, eps 1e-8, weightDecay 0.1 (matrices only). */
+  beta1?: number;
+  beta2?: number;
+  eps?: number;
+  weightDecay?: number;
+  /** Global gradient-norm clip. Default 1.0 (0 = off). */
+  gradClip?: number;
+  /** Seed of the batch sampler. Default 0. */
+  seed?: number;
+  /** Validation stream and schedule: every evalEvery steps (and at the end) on up to valTokens tokens. */
+  valTokens?: TokenStream;
+  evalEvery?: number;
+  valMaxTokens?: number;
+  /** Progress callback every logEvery steps (default 10). */
+  logEvery?: number;
+  onProgress?: (p: TrainProgress) => void;
+  /** Metrics: train_loss, val_loss, with step = tokens seen. */
+  onMetric?: (name: string, value: number, step: number) => void;
+  /** Save a checkpoint here every checkpointEvery steps (default 100) and at the end; resume if present. */
+  checkpointDir?: string;
+  checkpointEvery?: number;
+  /** Stop between steps (without saving) when aborted; train() then rejects with an AbortError. */
+  signal?: AbortSignal;
+}
+
+export interface TrainProgress {
+  step: number;
+  totalSteps: number;
+  tokensSeen: number;
+  totalTokens: number;
+  trainLoss: number;
+  lr: number;
+  gradNorm: number;
+  tokensPerSecond: number;
+  elapsedSeconds: number;
+}
+
+export interface TrainResult {
+  /** Mean validation loss (nats/token) at the end (NaN without a validation stream). */
+  finalValLoss: number;
+  /** Mean training loss over the last logEvery steps. */
+  finalTrainLoss: number;
+  steps: number;
+  tokensSeen: number;
+  /** Training throughput of this call (excluding validation). */
+  tokensPerSecond: number;
+  seconds: number;
+  /** Step this call started from (> 0 when resumed from a checkpoint). */
+  resumedFromStep: number;
+}
+
+/** Entropy (nats) of the unigram distribution of a token stream: the loss of the best context-free model. */
+export function unigramEntropy(tokens: TokenStream, vocabSize: number): number {
+  const counts = new Float64Array(vocabSize);
+  for (let i = 0; i < tokens.length; i++) {
+    const t = tokens[i];
+    if (!(t >= 0 && t < vocabSize)) throw new Error(`unigramEntropy: token ${t} at ${i} outside [0, ${vocabSize})`);
+    counts[t]++;
+  }
+  const n = tokens.length;
+  let h = 0;
+  for (let v = 0; v < vocabSize; v++) if (counts[v] > 0) h -= (counts[v] / n) * Math.log(counts[v] / n);
+  return h;
+}
+
+/**
+ * Mean next-token cross-entropy (nats/token) on non-overlapping windows of seqLen+1 tokens taken
+ * from the start of the stream (consecutive windows share one boundary token), up to maxTokens
+ * predicted tokens. Deterministic.
+ */
+export function evaluateLoss(
+  model: GPT2,
+  tokens: TokenStream,
+  opts: { seqLen?: number; batchSize?: number; maxTokens?: number } = {},
+): number {
+  const T = opts.seqLen ?? model.config.nCtx;
+  const B = opts.batchSize ?? 16;
+  const nWin = Math.floor((tokens.length - 1) / T);
+  const maxWin = opts.maxTokens !== undefined ? Math.max(1, Math.floor(opts.maxTokens / T)) : nWin;
+  const W = Math.min(nWin, maxWin);
+  if (W < 1) throw new Error(`evaluateLoss: need at least ${T + 1} tokens, got ${tokens.length}`);
+  let sum = 0;
+  let count = 0;
+  for (let w0 = 0; w0 < W; w0 += B) {
+    const b = Math.min(B, W - w0);
+    const buf = new Int32Array(b * (T + 1));
+    for (let i = 0; i < b; i++) {
+      const start = (w0 + i) * T;
+      for (let t = 0; t <= T; t++) buf[i * (T + 1) + t] = tokens[start + t];
+    }
+    const l = model.lossPerToken(buf, b, T);
+    for (let i = 0; i < l.length; i++) sum += l[i];
+    count += l.length;
+  }
+  return sum / count;
+}
+
+/** The batch of step `step`: batchSize random windows of seqLen+1 tokens (seeded by seed and step). */
+export function sampleBatch(tokens: TokenStream, batchSize: number, seqLen: number, seed: number, step: number): Int32Array {
+  const span = tokens.length - (seqLen + 1);
+  if (span < 0) throw new Error(`train: the token stream (${tokens.length}) is shorter than one window (${seqLen + 1})`);
+  const u = mulberry32(deriveSeed(seed, `batch:${step}`));
+  const out = new Int32Array(batchSize * (seqLen + 1));
+  for (let b = 0; b < batchSize; b++) {
+    const s = Math.floor(u() * (span + 1));
+    for (let t = 0; t <= seqLen; t++) out[b * (seqLen + 1) + t] = tokens[s + t];
+  }
+  return out;
+}
+
+/** Learning rate at `step` (0-based): linear warmup to lr, then cosine decay to lr * minLrRatio. */
+export function learningRate(step: number, totalSteps: number, lr: number, warmup: number, minLrRatio: number): number {
+  if (step < warmup) return (lr * (step + 1)) / warmup;
+  const denom = Math.max(1, totalSteps - warmup);
+  const progress = Math.min(1, (step - warmup) / denom);
+  const minLr = lr * minLrRatio;
+  return minLr + 0.5 * (lr - minLr) * (1 + Math.cos(Math.PI * progress));
+}
+
+/**
+ * AdamW over all parameters as ONE flat vector (a handful of ops per step instead of a handful per
+ * tensor). Decoupled weight decay applies to matrices (rank >= 2: embeddings and weights) only.
+ */
+export class AdamW {
+  readonly names: string[];
+  readonly shapes: number[][];
+  readonly sizes: number[];
+  private m: tf.Tensor1D;
+  private v: tf.Tensor1D;
+  private decayMask: tf.Tensor1D;
+  /** Number of updates applied so far (for bias correction). */
+  t = 0;
+
+  constructor(
+    model: GPT2,
+    readonly opts: { beta1: number; beta2: number; eps: number; weightDecay: number },
+  ) {
+    this.names = model.paramNames;
+    this.shapes = this.names.map((n) => model.param(n).shape);
+    this.sizes = this.shapes.map((s) => s.reduce((a, b) => a * b, 1));
+    const total = this.sizes.reduce((a, b) => a + b, 0);
+    this.m = tf.keep(tf.zeros([total]));
+    this.v = tf.keep(tf.zeros([total]));
+    const mask = new Float32Array(total);
+    let off = 0;
+    this.shapes.forEach((s, i) => {
+      if (s.length >= 2) mask.fill(1, off, off + this.sizes[i]);
+      off += this.sizes[i];
+    });
+    this.decayMask = tf.keep(tf.tensor1d(mask));
+  }
+
+  /**
+   * One update with learning rate lr; grads are consumed (disposed). Clips the global gradient
+   * norm to `clip` (0 = off). Returns the pre-clip global norm.
+   */
+  step(model: GPT2, grads: Map<string, tf.Tensor>, lr: number, clip: number): number {
+    const { beta1, beta2, eps, weightDecay } = this.opts;
+    this.t++;
+    const t = this.t;
+    let norm = 0;
+    const newParams = tf.tidy(() => {
+      const g = tf.concat(this.names.map((n) => tf.reshape(grads.get(n)!, [-1]))) as tf.Tensor1D;
+      for (const x of grads.values()) x.dispose();
+      const p = tf.concat(this.names.map((n) => tf.reshape(model.param(n), [-1]))) as tf.Tensor1D;
+      norm = Math.sqrt(tf.sum(tf.square(g)).dataSync()[0]);
+      const scale = clip > 0 && norm > clip ? clip / (norm + 1e-6) : 1;
+      const gs = scale === 1 ? g : tf.mul(g, scale);
+      const m = tf.add(tf.mul(this.m, beta1), tf.mul(gs, 1 - beta1));
+      const v = tf.add(tf.mul(this.v, beta2), tf.mul(tf.square(gs), 1 - beta2));
+      const bc1 = 1 - beta1 ** t;
+      const bc2 = 1 - beta2 ** t;
+      // p <- p - lr * (mhat / (sqrt(vhat) + eps) + wd * mask * p)
+      const upd = tf.div(tf.div(m, bc1), tf.add(tf.sqrt(tf.div(v, bc2)), eps));
+      const decay = weightDecay > 0 ? tf.mul(tf.mul(this.decayMask, p), weightDecay) : null;
+      const pNew = tf.sub(p, tf.mul(decay ? tf.add(upd, decay) : upd, lr));
+      this.m.dispose();
+      this.v.dispose();
+      this.m = tf.keep(m);
+      this.v = tf.keep(v);
+      const parts = splitRows(pNew, this.sizes);
+      return parts.map((x, i) => tf.reshape(x, this.shapes[i]));
+    });
+    model.setParams(new Map(this.names.map((n, i) => [n, newParams[i]])));
+    return norm;
+  }
+
+  state(): { m: Float32Array; v: Float32Array; t: number } {
+    return { m: this.m.dataSync() as Float32Array, v: this.v.dataSync() as Float32Array, t: this.t };
+  }
+
+  setState(s: { m: Float32Array; v: Float32Array; t: number }): void {
+    const total = this.sizes.reduce((a, b) => a + b, 0);
+    if (s.m.length !== total || s.v.length !== total) {
+      throw new Error(`AdamW: optimizer state has ${s.m.length} values, the model has ${total} parameters`);
+    }
+    this.m.dispose();
+    this.v.dispose();
+    this.m = tf.keep(tf.tensor1d(s.m));
+    this.v = tf.keep(tf.tensor1d(s.v));
+    this.t = s.t;
+  }
+
+  dispose(): void {
+    this.m.dispose();
+    this.v.dispose();
+    this.decayMask.dispose();
+  }
+}
+
+// ------------------------------------------------------------------ checkpoints
+
+interface CheckpointState {
+  format: 'gsae-lm-checkpoint-v1';
+  step: number;
+  tokensSeen: number;
+  adamT: number;
+  /** The batch sampler is counter-based: its state is (seed, step). */
+  rng: { seed: number; step: number };
+  /** Fingerprint of everything that must match to resume. */
+  fingerprint: string;
+  trainLossWindow: number[];
+  lastValLoss: number | null;
+}
+
+const LATEST = 'latest.json';
+
+function loadCheckpoint(dir: string): { state: CheckpointState; params: Map<string, TensorF32>; m: Float32Array; v: Float32Array } | null {
+  const latest = path.join(dir, LATEST);
+  if (!fs.existsSync(latest)) return null;
+  const { dir: sub } = JSON.parse(fs.readFileSync(latest, 'utf8')) as { dir: string };
+  const d = path.join(dir, sub);
+  const state = JSON.parse(fs.readFileSync(path.join(d, 'state.json'), 'utf8')) as CheckpointState;
+  if (state.format !== 'gsae-lm-checkpoint-v1') throw new Error(`checkpoint ${d}: unknown format ${state.format}`);
+  const params = readSafetensors(path.join(d, 'model.safetensors')).tensors;
+  const opt = readSafetensors(path.join(d, 'optimizer.safetensors')).tensors;
+  const m = opt.get('adam.m');
+  const v = opt.get('adam.v');
+  if (!m || !v) throw new Error(`checkpoint ${d}: optimizer.safetensors lacks adam.m / adam.v`);
+  return { state, params, m: m.data, v: v.data };
+}
+
+function saveCheckpoint(dir: string, model: GPT2, opt: AdamW, state: CheckpointState): void {
+  fs.mkdirSync(dir, { recursive: true });
+  const sub = `step-${String(state.step).padStart(8, '0')}`;
+  const tmp = path.join(dir, `${sub}.tmp-${process.pid}`);
+  fs.rmSync(tmp, { recursive: true, force: true });
+  fs.mkdirSync(tmp);
+  const tensors = new Map<string, TensorF32>();
+  for (const [n, a] of model.paramArrays()) tensors.set(n, { shape: model.param(n).shape, data: a });
+  writeSafetensors(path.join(tmp, 'model.safetensors'), tensors, { step: String(state.step) });
+  const s = opt.state();
+  writeSafetensors(
+    path.join(tmp, 'optimizer.safetensors'),
+    { 'adam.m': { shape: [s.m.length], data: s.m }, 'adam.v': { shape: [s.v.length], data: s.v } },
+    { step: String(state.step) },
+  );
+  fs.writeFileSync(path.join(tmp, 'state.json'), JSON.stringify(state, null, 1));
+  const final = path.join(dir, sub);
+  fs.rmSync(final, { recursive: true, force: true });
+  fs.renameSync(tmp, final);
+  // Switch the pointer atomically, then remove older checkpoints.
+  const ptmp = path.join(dir, `${LATEST}.tmp-${process.pid}`);
+  fs.writeFileSync(ptmp, JSON.stringify({ dir: sub }));
+  fs.renameSync(ptmp, path.join(dir, LATEST));
+  for (const e of fs.readdirSync(dir)) {
+    if (e !== sub && /^step-\d+$/.test(e)) fs.rmSync(path.join(dir, e), { recursive: true, force: true });
+  }
+}
+
+function abortError(): Error {
+  const e = new Error('training aborted');
+  e.name = 'AbortError';
+  return e;
+}
+
+/**
+ * Train `model` in place on a token stream. Resumes from `checkpointDir` when it holds a
+ * checkpoint of the same configuration. Returns the final validation loss and run statistics.
+ */
+export async function train(model: GPT2, trainTokens: TokenStream, options: TrainOptions = {}): Promise<TrainResult> {
+  const c = model.config;
+  const B = options.batchSize ?? 16;
+  const T = options.seqLen ?? c.nCtx;
+  if (T > c.nCtx) throw new Error(`train: seqLen ${T} exceeds the model context ${c.nCtx}`);
+  const perStep = B * T;
+  const totalSteps = options.steps ?? Math.ceil((options.tokenBudget ?? 1_000_000) / perStep);
+  if (!(totalSteps >= 1)) throw new Error(`train: need at least one step (got ${totalSteps})`);
+  const lr = options.lr ?? 3e-3;
+  const minLrRatio = options.minLrRatio ?? 0.1;
+  const warmup = Math.max(1, options.warmupSteps ?? Math.round(0.05 * totalSteps));
+  const clip = options.gradClip ?? 1.0;
+  const seed = options.seed ?? 0;
+  const logEvery = Math.max(1, options.logEvery ?? 10);
+  const evalEvery = options.evalEvery ?? 0;
+  const ckptEvery = options.checkpointEvery ?? 100;
+  const valMax = options.valMaxTokens ?? 131_072;
+  const adamOpts = {
+    beta1: options.beta1 ?? 0.9,
+    beta2: options.beta2 ?? 0.95,
+    eps: options.eps ?? 1e-8,
+    weightDecay: options.weightDecay ?? 0.1,
+  };
+  for (let i = 0; i < trainTokens.length; i++) {
+    if (trainTokens[i] >= c.vocabSize) throw new Error(`train: token ${trainTokens[i]} at ${i} is outside the vocabulary ${c.vocabSize}`);
+  }
+  const fingerprint = JSON.stringify({
+    config: c,
+    B,
+    T,
+    totalSteps,
+    lr,
+    minLrRatio,
+    warmup,
+    clip,
+    seed,
+    adamOpts,
+    nTrain: trainTokens.length,
+  });
+  const opt = new AdamW(model, adamOpts);
+  let step = 0;
+  let lossWindow: number[] = [];
+  let lastVal: number | null = null;
+  try {
+    if (options.checkpointDir) {
+      const ck = loadCheckpoint(options.checkpointDir);
+      if (ck) {
+        if (ck.state.fingerprint !== fingerprint) {
+          throw new Error(
+            `train: checkpoint in ${options.checkpointDir} was made with different settings; delete it to start over.\n` +
+              `  checkpoint: ${ck.state.fingerprint}\n  now:        ${fingerprint}`,
+          );
+        }
+        const params = new Map<string, tf.Tensor>();
+        for (const n of model.paramNames) {
+          const t = ck.params.get(n);
+          if (!t) throw new Error(`train: checkpoint lacks parameter '${n}'`);
+          params.set(n, tf.tensor(t.data, t.shape));
+        }
+        model.setParams(params);
+        opt.setState({ m: ck.m, v: ck.v, t: ck.state.adamT });
+        step = ck.state.step;
+        lossWindow = ck.state.trainLossWindow;
+        lastVal = ck.state.lastValLoss;
+      }
+    }
+    const resumedFrom = step;
+    const valLoss = (): number =>
+      options.valTokens ? evaluateLoss(model, options.valTokens, { seqLen: T, batchSize: B, maxTokens: valMax }) : NaN;
+    const t0 = performance.now();
+    let trainMs = 0;
+    let gradNorm = 0;
+    const checkpoint = () => {
+      if (!options.checkpointDir) return;
+      saveCheckpoint(options.checkpointDir, model, opt, {
+        format: 'gsae-lm-checkpoint-v1',
+        step,
+        tokensSeen: step * perStep,
+        adamT: opt.t,
+        rng: { seed, step },
+        fingerprint,
+        trainLossWindow: lossWindow,
+        lastValLoss: lastVal,
+      });
+    };
+    while (step < totalSteps) {
+      if (options.signal?.aborted) throw abortError();
+      const s0 = performance.now();
+      const batch = sampleBatch(trainTokens, B, T, seed, step);
+      const { loss, grads } = model.forwardBackward(batch, B, T);
+      const rate = learningRate(step, totalSteps, lr, warmup, minLrRatio);
+      gradNorm = opt.step(model, grads, rate, clip);
+      step++;
+      trainMs += performance.now() - s0;
+      lossWindow.push(loss);
+      if (lossWindow.length > logEvery) lossWindow.shift();
+      const tokensSeen = step * perStep;
+      if (step % logEvery === 0 || step === totalSteps) {
+        const mean = lossWindow.reduce((a, b) => a + b, 0) / lossWindow.length;
+        options.onMetric?.('train_loss', mean, tokensSeen);
+        options.onProgress?.({
+          step,
+          totalSteps,
+          tokensSeen,
+          totalTokens: totalSteps * perStep,
+          trainLoss: mean,
+          lr: rate,
+          gradNorm,
+          tokensPerSecond: ((step - resumedFrom) * perStep) / (trainMs / 1000),
+          elapsedSeconds: (performance.now() - t0) / 1000,
+        });
+      }
+      if (options.valTokens && evalEvery > 0 && step % evalEvery === 0 && step < totalSteps) {
+        lastVal = valLoss();
+        options.onMetric?.('val_loss', lastVal, tokensSeen);
+      }
+      if (options.checkpointDir && step % ckptEvery === 0 && step < totalSteps) checkpoint();
+      // Let timers, signals and I/O run between steps.
+      await new Promise((r) => setImmediate(r));
+    }
+    const finalVal = valLoss();
+    if (options.valTokens) {
+      lastVal = finalVal;
+      options.onMetric?.('val_loss', finalVal, totalSteps * perStep);
+    }
+    checkpoint();
+    const trained = (step - resumedFrom) * perStep;
+    return {
+      finalValLoss: finalVal,
+      finalTrainLoss: lossWindow.length ? lossWindow.reduce((a, b) => a + b, 0) / lossWindow.length : NaN,
+      steps: step,
+      tokensSeen: step * perStep,
+      tokensPerSecond: trainMs > 0 ? trained / (trainMs / 1000) : 0,
+      seconds: (performance.now() - t0) / 1000,
+      resumedFromStep: resumedFrom,
+    };
+  } finally {
+    opt.dispose();
+  }
+}
+
+/** The default LM of the pipeline (see bench/lm.ts for its speed on wasm). */
+export const DEFAULT_LM_CONFIG = {
+  vocabSize: 4096,
+  nCtx: 128,
+  dModel: 128,
+  nLayer: 4,
+  nHead: 4,
+  layerNormEps: 1e-5,
+} as const;
+
+/** Default training settings for DEFAULT_LM_CONFIG on ~2 M tokens (State of the Union, 4096 BPE). */
+export const DEFAULT_TRAIN_OPTIONS = {
+  batchSize: 16,
+  seqLen: 128,
+  tokenBudget: 1_500_000,
+  lr: 3e-3,
+  minLrRatio: 0.1,
+  weightDecay: 0.1,
+  gradClip: 1.0,
+  beta1: 0.9,
+  beta2: 0.95,
+} as const;
