@@ -208,8 +208,8 @@ export class AdamW {
       const pNew = tf.sub(p, tf.mul(decay ? tf.add(upd, decay) : upd, lr));
       this.m.dispose();
       this.v.dispose();
-      this.m = tf.keep(m);
-      this.v = tf.keep(v);
+      this.m = tf.keep(m) as tf.Tensor1D;
+      this.v = tf.keep(v) as tf.Tensor1D;
       const parts = splitRows(pNew, this.sizes);
       return parts.map((x, i) => tf.reshape(x, this.shapes[i]));
     });
