@@ -40,7 +40,7 @@ export interface SteeringOptions {
   firingCounts: ArrayLike<number>;
   /** r: mean norm of x at the hook. */
   meanNorm: number;
-  /** Steering strengths α (in units of r). Default [0.5, 1, 2]. */
+  /** Steering strengths α (in units of r). Default [2, 4] (params.yaml steering.alphas). */
   alphas?: number[];
   /** S, latents to steer (default 32; all alive latents if fewer). */
   nLatents?: number;
@@ -48,7 +48,7 @@ export interface SteeringOptions {
   latents?: number[];
   /** Number of random contexts, half calibration, half evaluation (default 32). */
   nContexts?: number;
-  /** Tokens per context (default 32). */
+  /** Tokens per context (default 64). */
   contextLen?: number;
   /** Target tokens per latent (default 5). */
   nTargets?: number;
@@ -134,9 +134,9 @@ export function evaluateSteering(
   if (W_dec.length !== m * d) throw new Error('steering: W_dec is not [m, d]');
   if (opts.firingCounts.length !== m) throw new Error(`steering: firingCounts has ${opts.firingCounts.length} entries, m=${m}`);
   if (!(opts.meanNorm > 0)) throw new Error('steering: meanNorm must be > 0');
-  const alphas = opts.alphas ?? [0.5, 1, 2];
+  const alphas = opts.alphas ?? [2, 4];
   const seed = opts.seed ?? 0;
-  const T = opts.contextLen ?? 32;
+  const T = opts.contextLen ?? 64;
   const nTargets = opts.nTargets ?? 5;
   const nContexts = opts.nContexts ?? 32;
   const Bc = Math.max(1, opts.contextBatch ?? 8);
@@ -145,6 +145,7 @@ export function evaluateSteering(
   if (T > model.config.nCtx) throw new Error(`steering: contextLen ${T} > model context ${model.config.nCtx}`);
   const latents = opts.latents ? [...opts.latents] : sampleAliveLatents(opts.firingCounts, opts.nLatents ?? 32, seed);
   const S = latents.length;
+  for (const i of latents) if (!(Number.isInteger(i) && i >= 0 && i < m)) throw new Error(`steering: latent ${i} not in [0, ${m})`);
   if (S === 0) throw new Error('steering: no alive latents to steer');
   const starts = sampleContexts(tokens.length, nContexts, T, seed);
   const nCal = Math.floor(nContexts / 2);
