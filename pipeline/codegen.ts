@@ -8,7 +8,10 @@ export const GENERATED_BANNER = '/* Generated from params.schema.json by `npx ts
 
 export async function generateParamsType(schemaFile: string): Promise<string> {
   const schema = await readSchema(schemaFile);
-  return compile(schema as Parameters<typeof compile>[0], 'Params', {
+  // The root type is always named Params (a root title would rename it).
+  const { title: _title, ...root } = schema;
+  return compile(root as Parameters<typeof compile>[0], 'Params', {
+    ignoreMinAndMaxItems: true,
     bannerComment: GENERATED_BANNER,
     additionalProperties: false,
     cwd: path.dirname(schemaFile),

@@ -95,7 +95,7 @@ function compileSchema(schema: Record<string, unknown>): ValidateFunction {
   const AjvClass = (draft2020 ? require('ajv/dist/2020') : require('ajv')).default as new (
     opts: object,
   ) => { compile(s: object): ValidateFunction };
-  const ajv = new AjvClass({ allErrors: true, strict: false, allowUnionTypes: true });
+  const ajv = new AjvClass({ allErrors: true, strict: false, allowUnionTypes: true, verbose: true });
   try {
     return ajv.compile(schema);
   } catch (e) {
@@ -155,7 +155,7 @@ export function formatAjvError(e: ErrorObject, root: unknown): string {
     case 'exclusiveMaximum':
       return `${key}: must be ${String(p.comparison)} ${String(p.limit)}${got}`;
     case 'uniqueItems':
-      return `${key}: must be an array of unique items (items ${String(p.j)} and ${String(p.i)} are equal)${got}`;
+      return `${key}: must be an array of unique items (items ${Math.min(Number(p.i), Number(p.j))} and ${Math.max(Number(p.i), Number(p.j))} are equal)${got}`;
     case 'minItems':
     case 'maxItems':
     case 'minLength':

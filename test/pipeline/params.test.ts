@@ -1,0 +1,120 @@
+/**
+ * params.yaml is validated before anything runs: each kind of mistake gets a message naming the
+ * key, the value and what is allowed; exit code 2; nothing in the store or results changes.
+ */
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ParamsError } from '../../pipeline/errors.ts';
+import { applyOverrides, declaredValues, parseOverride, projectParams, readSchema, validateParams } from '../../pipeline/params.ts';
+import { cli, makeProject, removeProject, snapshot } from './helpers.ts';
+
+const GOOD = `source:
+  n: 5
+double:
+  factor: 2
+train:
+  k: [1, 2]
+  seeds: [0]
+  lr: 0.1
+  arch: topk
+`;
+
+const BAD: Array<{ kind: string; yaml?: string; set?: string[]; message: RegExp }> = [
+  { kind: 'unknown key', yaml: GOOD.replace('lr: 0.1', 'lr: 0.1\n  lerning_rate: 3'), message: /params\.train\.lerning_rate: unknown key \(allowed keys in params\.train: k, seeds, lr, arch, fail_k\)/ },
+  { kind: 'unknown top-level key', yaml: `${GOOD}extra: 1\n`, message: /params\.extra: unknown key/ },
+  { kind: 'wrong type', yaml: GOOD.replace('n: 5', 'n: five'), message: /params\.source\.n: must be integer; got "five"/ },
+  { kind: 'out of range', yaml: GOOD.replace('lr: 0.1', 'lr: 2'), message: /params\.train\.lr: must be <= 1; got 2/ },
+  { kind: 'out of range (exclusive)', yaml: GOOD.replace('lr: 0.1', 'lr: 0'), message: /params\.train\.lr: must be > 0; got 0/ },
+  { kind: 'duplicate k values', yaml: GOOD.replace('k: [1, 2]', 'k: [8, 8]'), message: /params\.train\.k: must be an array of unique items \(items 0 and 1 are equal\); got \[8,8\]/ },
+  { kind: 'not in enum', yaml: GOOD.replace('arch: topk', 'arch: dense'), message: /params\.train\.arch: must be one of "topk", "gsae"; got "dense"/ },
+  { kind: 'missing key', yaml: GOOD.replace('double:\n  factor: 2\n', ''), message: /params\.double: required key is missing/ },
+  { kind: 'duplicate YAML key', yaml: GOOD.replace('n: 5', 'n: 5\n  n: 6'), message: /Map keys must be unique/ },
+  { kind: 'bad --set value', set: ['train.k=[4,4]'], message: /params\.train\.k: must be an array of unique items .*got \[4,4\]/ },
+  { kind: 'bad --set syntax', set: ['train.k'], message: /--set train\.k: expected key=value/ },
+];
+
+describe('params validation through the CLI', () => {
+  let root: string;
+  let before: string[];
+  beforeAll(async () => {
+    root = await makeProject('toy');
+    const ok = await cli(root, ['run', 'source']);
+    expect(ok.code, ok.stderr).toBe(0);
+    for (const [i, c] of BAD.entries()) await fs.writeFile(path.join(root, `bad-${i}.yaml`), c.yaml ?? GOOD);
+    before = await snapshot(root);
+  });
+  afterAll(async () => {
+    await removeProject(root);
+  });
+
+  it('each kind of bad params gives its message, exit code 2, and changes nothing', async () => {
+    // Independent read-only checks: run them a few at a time.
+    const results: Array<Awaited<ReturnType<typeof cli>>> = [];
+    for (let i = 0; i < BAD.length; i += 4) {
+      const batch = BAD.slice(i, i + 4).map((c, j) => cli(root, ['run', '--params', `bad-${i + j}.yaml`, ...(c.set ?? []).flatMap((s) => ['--set', s])]));
+      results.push(...(await Promise.all(batch)));
+    }
+    for (const [i, c] of BAD.entries()) {
+      expect(results[i].code, `${c.kind}: ${results[i].stderr}`).toBe(2);
+      expect(results[i].stderr, c.kind).toMatch(c.message);
+      expect(results[i].stdout, c.kind).not.toContain('▶');
+    }
+    expect(await snapshot(root)).toEqual(before);
+  });
+
+  it('types: writes params.gen.ts from the schema, --check passes, and fails once the schema changes', async () => {
+    const gen = await cli(root, ['types']);
+    expect(gen.code, gen.stderr).toBe(0);
+    const text = await fs.readFile(path.join(root, 'stages/params.gen.ts'), 'utf8');
+    expect(text).toMatch(/export interface Params \{/);
+    expect(text).toMatch(/arch: 'topk' \| 'gsae';/);
+    expect((await cli(root, ['types', '--check'])).code).toBe(0);
+
+    const schemaFile = path.join(root, 'params.schema.json');
+    const schema = JSON.parse(await fs.readFile(schemaFile, 'utf8')) as { properties: Record<string, unknown> };
+    schema.properties.extra = { type: 'string' };
+    await fs.writeFile(schemaFile, JSON.stringify(schema));
+    const stale = await cli(root, ['types', '--check']);
+    expect(stale.code).toBe(1);
+    expect(stale.stderr).toContain('params.gen.ts is stale');
+  });
+});
+
+describe('params helpers', () => {
+  it('validateParams lists every problem at once', async () => {
+    const schema = await readSchema(path.resolve(__dirname, '../fixtures/pipeline/toy/params.schema.json'));
+    let error: unknown;
+    try {
+      validateParams({ source: { n: 0 }, double: { factor: 'x' }, train: { k: [1], seeds: [0], lr: 0.1, arch: 'topk' } }, schema);
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(ParamsError);
+    expect((error as ParamsError).problems).toEqual(['params.source.n: must be >= 1; got 0', 'params.double.factor: must be number; got "x"']);
+  });
+
+  it('--set values are YAML and create nested keys', () => {
+    expect(parseOverride('sae.k=[8,16]')).toEqual({ key: 'sae.k', value: [8, 16] });
+    expect(parseOverride('a.b=gsae')).toEqual({ key: 'a.b', value: 'gsae' });
+    expect(parseOverride('a=0.5')).toEqual({ key: 'a', value: 0.5 });
+    expect(applyOverrides({ a: { b: 1, c: 2 } }, [{ key: 'a.b', value: 3 }, { key: 'x.y', value: true }])).toEqual({ a: { b: 3, c: 2 }, x: { y: true } });
+    expect(() => applyOverrides({ a: 1 }, [{ key: 'a.b', value: 3 }])).toThrow(/params\.a is 1, not a mapping/);
+  });
+
+  it('ctx.params holds only declared keys; reading another throws', () => {
+    const params = { lm: { lr: 0.1, n_layer: 2 }, sae: { k: [8, 16], lr: 0.01 }, seed: 3 };
+    const p = projectParams(params, ['lm.lr', 'sae'], 'demo') as typeof params;
+    expect(p.lm.lr).toBe(0.1);
+    expect(p.sae).toEqual({ k: [8, 16], lr: 0.01 });
+    expect(() => p.lm.n_layer).toThrow(/stage "demo" read params key "lm\.n_layer", which it does not declare \(declared: lm\.lr, sae\)/);
+    expect(() => p.seed).toThrow(/"seed"/);
+    expect(JSON.stringify(p)).toBe('{"lm":{"lr":0.1},"sae":{"k":[8,16],"lr":0.01}}');
+  });
+
+  it('the fingerprint takes declared values without the matrix lists', () => {
+    const params = { sae: { k: [8, 16], lr: 0.01 }, seeds: [0, 1] };
+    expect(declaredValues(params, ['sae', 'seeds'], ['sae.k', 'seeds'])).toEqual({ sae: { lr: 0.01 } });
+    expect(declaredValues(params, ['sae.lr', 'missing.key'], [])).toEqual({ 'sae.lr': 0.01, 'missing.key': null });
+  });
+});
