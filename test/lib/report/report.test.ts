@@ -3,7 +3,7 @@
  * every chart has rows, every .vl.json validates against vega-lite's JSON schema, the page holds
  * what the issue asks for, and superseded runs never leak in.
  */
-import Ajv from 'ajv';
+import { Ajv } from 'ajv';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
