@@ -72,8 +72,11 @@ async function runStage(msg: StartMessage): Promise<void> {
       if (rows.length > 0) void send({ type: 'table', name, rows });
     },
   };
-  await stage.run(ctx);
-  flushMetrics();
+  try {
+    await stage.run(ctx);
+  } finally {
+    flushMetrics(); // metrics of a failed attempt are recorded too (latest_metrics ignores them)
+  }
   const missing: string[] = [];
   for (const out of msg.outputs) {
     try {

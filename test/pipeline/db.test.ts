@@ -1,0 +1,114 @@
+/**
+ * results.duckdb (runs, stage_runs, metrics, latest_metrics, project tables), failure handling
+ * (exit 1, last log lines, dependents skipped, independent instances finish), query and dag.
+ * Uses the programmatic API for the first run to cover it too.
+ */
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { querySql } from '../../pipeline/db.ts';
+import { runPipeline } from '../../pipeline/index.ts';
+import { cli, labelsWith, makeProject, removeProject, stageStatuses } from './helpers.ts';
+
+describe('run store and failures', () => {
+  let root: string;
+  let db: string;
+  const q = async (sql: string): Promise<unknown[][]> => (await querySql(db, sql)).rows;
+
+  beforeAll(async () => {
+    root = await makeProject('toy');
+    db = path.join(root, 'results/results.duckdb');
+  });
+  afterAll(async () => {
+    await removeProject(root);
+  });
+
+  it('runPipeline runs the targets and what they need, and records runs, stage runs and metrics', async () => {
+    const lines: string[] = [];
+    const summary = await runPipeline({ root, targets: ['report'], jobs: 2, progress: 'plain', out: (l) => lines.push(l), err: (l) => lines.push(l) });
+    expect(summary.exitCode, lines.join('\n')).toBe(0);
+    expect(summary.instances.map((i) => `${i.label}:${i.status}`)).toEqual([
+      'source:ran',
+      'train[k=1,seed=0]:ran',
+      'train[k=2,seed=0]:ran',
+      'evaluate[k=1,seed=0]:ran',
+      'evaluate[k=2,seed=0]:ran',
+      'report:ran',
+    ]);
+    expect(await q('SELECT status, backend, env::VARCHAR FROM runs')).toEqual([['ok', 'cpu', '{"backend":"cpu"}']]);
+    expect(await q(`SELECT count(*)::INT, min(reason) FROM stage_runs WHERE status = 'ran'`)).toEqual([[6, 'never run']]);
+    expect(await q(`SELECT step::INT, round(value, 4) FROM metrics WHERE stage = 'train' AND (instance->>'k') = '2' ORDER BY step`)).toEqual([
+      [1, 0.8333],
+      [2, 0.4167],
+      [3, 0.2778],
+      [4, 0.2083],
+      [5, 0.1667],
+    ]);
+    expect(await q(`SELECT instance::VARCHAR, item, value, ok FROM toy_items ORDER BY instance::VARCHAR, item`)).toEqual([
+      ['{"k":1,"seed":0}', 'a', 10, true],
+      ['{"k":1,"seed":0}', 'b', 1, false],
+      ['{"k":2,"seed":0}', 'a', 7.5, true],
+      ['{"k":2,"seed":0}', 'b', 2, false],
+    ]);
+    // The instance's log is kept under the run's folder.
+    const log = await fs.readFile(path.join(root, 'results/runs', summary.runId!, 'logs', 'train[k=1,seed=0].log'), 'utf8');
+    expect(log).toContain('trained k=1 seed=0 on 5 numbers with backend cpu');
+  });
+
+  it('a failing instance: exit 1, its last log lines, dependents skipped, independent instances finish; latest_metrics keeps earlier numbers', async () => {
+    const r = await cli(root, ['run', 'report', '--set', 'train.fail_k=2', '--set', 'train.lr=0.3', '--jobs', '2']);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/✗ train\[k=2,seed=0\] failed after [\d.]+s: train k=2 fails on purpose/);
+    expect(r.stdout).toMatch(/last lines of .*train\[k=2,seed=0\]\.log:\n(.*\n)*.*Error: train k=2 fails on purpose/);
+    const statuses = await stageStatuses(root);
+    expect(statuses).toEqual({
+      source: 'cached',
+      'train[k=1,seed=0]': 'ran',
+      'train[k=2,seed=0]': 'failed',
+      'evaluate[k=1,seed=0]': 'ran',
+      'evaluate[k=2,seed=0]': 'skipped',
+      report: 'skipped',
+    });
+    expect(await q(`SELECT reason FROM stage_runs WHERE label = 'report' AND status = 'skipped'`)).toEqual([['input evaluate[k=2,seed=0] was skipped']]);
+    expect(await q(`SELECT status FROM runs ORDER BY started DESC LIMIT 1`)).toEqual([['failed']]);
+    expect(await q(`SELECT count(*)::INT FROM metrics JOIN stage_runs s USING (run_id, stage) WHERE s.status = 'failed' AND metrics.instance::VARCHAR = s.instance::VARCHAR`)).toEqual([[5]]);
+    // The failed run logged metrics for train[k=2] before failing: latest_metrics ignores them;
+    // evaluate[k=2] was not recomputed, so its latest score is still the first run's.
+    expect(await q(`SELECT round(value, 4) FROM latest_metrics WHERE stage = 'train' AND (instance->>'k') = '2' AND step = 1`)).toEqual([[0.8333]]);
+    expect(await q(`SELECT value FROM latest_metrics WHERE stage = 'evaluate' AND (instance->>'k') = '2'`)).toEqual([[7.5]]);
+    expect(await q(`SELECT count(*)::INT FROM latest_metrics WHERE stage = 'evaluate'`)).toEqual([[2]]);
+  });
+
+  it('query prints a table (and JSON with --json); dag prints Mermaid and DOT', async () => {
+    const table = await cli(root, ['query', "SELECT label, status FROM stage_runs WHERE status = 'failed'"]);
+    expect(table.code, table.stderr).toBe(0);
+    expect(table.stdout).toMatch(/label\s+status\n-+\s+-+\ntrain\[k=2,seed=0\]\s+failed\n\(1 row\)/);
+    const json = await cli(root, ['query', '--json', "SELECT count(*) AS n FROM runs"]);
+    expect(JSON.parse(json.stdout)).toEqual([{ n: '2' }]);
+    const bad = await cli(root, ['query', 'SELECT * FROM no_such_table']);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toContain('no_such_table');
+
+    const mermaid = await cli(root, ['dag']);
+    expect(mermaid.stdout).toContain('flowchart LR');
+    expect(mermaid.stdout).toContain('train["train [k × seed] (2 instances)"]');
+    expect(mermaid.stdout).toContain('evaluate -->|"scores (all)"| report');
+    const dot = await cli(root, ['dag', '--dot']);
+    expect(dot.stdout).toMatch(/^digraph pipeline \{/);
+    expect(dot.stdout).toContain('"train" -> "evaluate" [label="model"];');
+  });
+
+  it('a target filter selects matching instances only', async () => {
+    const r = await cli(root, ['run', '--dry-run', 'evaluate[k=1]']);
+    expect(r.code).toBe(0);
+    expect(r.stdout.split('\n').filter((l) => /^(cached|to run)/.test(l)).map((l) => l.split(/\s+/)[l.startsWith('to run') ? 2 : 1])).toEqual([
+      'source',
+      'train[k=1,seed=0]',
+      'evaluate[k=1,seed=0]',
+    ]);
+    const unknown = await cli(root, ['run', 'nosuchstage']);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toContain('unknown stage "nosuchstage" (stages: source, double, train, evaluate, report, slow)');
+    expect(labelsWith(await stageStatuses(root), 'failed')).toEqual(['train[k=2,seed=0]']);
+  });
+});
