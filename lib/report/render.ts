@@ -305,7 +305,7 @@ function renderMethods(params: unknown): string {
 <li><b>Verdict rule.</b> Per claim and k, from the means over seeds (${p('sae.seeds')}) with 95% CIs: reproduced / not reproduced when the CIs separate in favour of the g-SAE / TopK, inconclusive when they overlap. With ≥ 2 seeds the CI is a Student-t interval over the per-seed values; with one seed it is the stored bootstrap CI of that seed (${p('downstream.bootstrap_resamples')} resamples of held-out sequences; ${p('steering.bootstrap_resamples')} of latents), which captures evaluation noise but not training-seed variation.</li>
 <li><b>Interpretability</b> (claim 4) is not measured: it needs human or LLM raters. The latent browser is for informal inspection only.</li>
 </ul>
-<p class="muted small">Every number in this page comes from SQL over <code>results/results.duckdb</code>; the query is shown under each table and chart and can be rerun with <code>npm run query</code>.</p>
+<p class="muted small">Every number in this page comes from SQL over <code>results/results.duckdb</code>; the query is shown under each table and chart and can be rerun with <code>npm run query -- "&lt;SQL&gt;"</code>.</p>
 </section>`;
 }
 
@@ -446,7 +446,7 @@ ${page.vendorScripts.map((src) => `<script src="${esc(src)}"></script>`).join('\
 <body>
 <header class="page">
 <h1>${esc(title)}</h1>
-<div class="muted">Gradient-aware sparse autoencoders (Olmo et al. 2025) vs TopK SAEs, reproduced at laptop scale. Generated ${esc(page.generatedAt)} from <code>results/results.duckdb</code>.</div>
+<div class="muted">Gradient-aware sparse autoencoders (Olmo et al. 2025) vs TopK SAEs, reproduced at laptop scale. Generated ${esc(page.generatedAt)} from <code>results/results.duckdb</code>: every number is the result of the SQL shown beside it (rerun with <code>npm run query -- "&lt;SQL&gt;"</code>).</div>
 <nav class="toc">${toc.map(([id, label]) => `<a href="#${id}">${esc(label)}</a>`).join('')}</nav>
 </header>
 <main>

@@ -157,11 +157,24 @@ FROM s
 ORDER BY arch, k, alpha, seed, latent`;
 }
 
-/** A training curve (metrics with a step) of a stage, one row per (arch, k, seed, step). */
-export function curveSql(stage: string, names: string[], withInstance = true): string {
-  const inst = withInstance ? `${instanceCols()},\n       ` : '';
-  return `SELECT ${inst}name AS metric, step AS tokens, value
-FROM latest_metrics
-WHERE stage = ${lit(stage)} AND step IS NOT NULL AND name IN (${names.map(lit).join(', ')})
-ORDER BY ${withInstance ? 'arch, k, seed, ' : ''}metric, tokens`;
+/**
+ * A training curve (metrics with a step) of a stage, one row per (arch, k, seed, step), thinned
+ * to at most about `maxPoints` evenly spaced points per curve (the last point always kept).
+ */
+export function curveSql(stage: string, names: string[], withInstance = true, maxPoints = 200): string {
+  const inst = withInstance ? `${instanceCols()},\n         ` : '';
+  const outInst = withInstance ? 'arch, k, seed, ' : '';
+  return `WITH c AS (
+  SELECT ${inst}name AS metric, step AS tokens, value,
+         row_number() OVER w AS i,
+         count(*) OVER w AS n
+  FROM latest_metrics
+  WHERE stage = ${lit(stage)} AND step IS NOT NULL AND name IN (${names.map(lit).join(', ')})
+  WINDOW w AS (PARTITION BY CAST(instance AS VARCHAR), name ORDER BY step
+               ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
+)
+SELECT ${outInst}metric, tokens, value
+FROM c
+WHERE (i - 1) % CAST(ceil(n / ${maxPoints}.0) AS BIGINT) = 0 OR i = n
+ORDER BY ${outInst}metric, tokens`;
 }

@@ -8,7 +8,8 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildReport, packageDir, type ReportResult } from '../../../lib/report/index.ts';
+import { buildReport, openReportDb, packageDir, type ReportResult } from '../../../lib/report/index.ts';
+import { curveSql, finalMetricsOverSeedsSql } from '../../../lib/report/sql.ts';
 import { createSyntheticDb, KS, syntheticLatentBrowser } from './fixture.ts';
 
 let tmp: string;
@@ -120,6 +121,35 @@ describe('buildReport on the synthetic database', () => {
     expect(html).toContain('gradient-free');
     expect(html).toContain('<code>sae.b_dec_init</code> = <code>&quot;geometric_median&quot;</code>');
     expect(html).toContain('GPT-2 small on OpenWebText');
+  });
+});
+
+describe('the SQL', () => {
+  it('CI over seeds is mean ± t(0.975, n−1) · sd / √n', async () => {
+    const db = await openReportDb(path.join(tmp, 'results.duckdb'));
+    try {
+      const rows = await db.query(finalMetricsOverSeedsSql('downstream', ['delta_ce']));
+      const r = rows.find((x) => x.arch === 'topk' && x.k === 8)!;
+      expect(r.n_seeds).toBe(3);
+      expect(r.sd as number).toBeCloseTo(0.005, 10);
+      const half = (4.303 * 0.005) / Math.sqrt(3);
+      expect(r.hi as number).toBeCloseTo((r.mean as number) + half, 10);
+      expect(r.lo as number).toBeCloseTo((r.mean as number) - half, 10);
+      expect(r.ci).toBe('t over seeds');
+    } finally {
+      db.close();
+    }
+  });
+
+  it('training curves are thinned to about maxPoints per curve, keeping the last step', async () => {
+    const db = await openReportDb(path.join(tmp, 'results.duckdb'));
+    try {
+      const rows = await db.query(curveSql('sae', ['fvu'], true, 4));
+      const curve = rows.filter((x) => x.arch === 'gsae' && x.k === 16 && x.seed === 1).map((x) => x.tokens);
+      expect(curve).toEqual([200_000, 800_000, 1_400_000, 2_000_000]);
+    } finally {
+      db.close();
+    }
   });
 });
 
