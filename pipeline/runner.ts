@@ -174,7 +174,7 @@ function newRunId(): string {
 
 async function gitCommit(root: string): Promise<string | null> {
   try {
-    const { $ } = await import('zx');
+    const { $ } = await import('zx/core');
     const p = await $({ cwd: root, nothrow: true, quiet: true })`git rev-parse HEAD`;
     return p.exitCode === 0 ? p.stdout.trim() : null;
   } catch {
