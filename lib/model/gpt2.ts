@@ -23,6 +23,8 @@ const GELU_C = Math.sqrt(2 / Math.PI);
 const GELU_A = 0.044715;
 /** Softmax probabilities of a target below this are recomputed exactly from the logits. */
 const P_FLOOR = 1e-30;
+/** Rows of the [N, V] logits handled at once by the cross-entropy head. */
+const HEAD_CHUNK_ELEMS = 512 * 4096;
 
 /** Canonical parameter names (Hugging Face GPT2Model names, without the `transformer.` prefix). */
 export function gpt2ParamShapes(c: GPT2Config): Map<string, number[]> {
@@ -91,6 +93,32 @@ export function initGPT2Params(c: GPT2Config, seed: number): Map<string, Float32
   return out;
 }
 
+/**
+ * gelu_new (HF "gelu_new", the tanh approximation): 0.5 u (1 + tanh(sqrt(2/pi) (u + 0.044715 u^3))),
+ * computed as u * sigmoid(2 sqrt(2/pi) (u + 0.044715 u^3)) (identical; sigmoid is ~8x faster than
+ * tanh on wasm). Also returns the sigmoid for the backward pass.
+ */
+export function geluNewParts<R extends tf.Rank>(u: tf.Tensor<R>): { a: tf.Tensor<R>; s: tf.Tensor<R> } {
+  const z = tf.mul(tf.mul(u, tf.add(tf.mul(tf.square(u), GELU_A), 1)), 2 * GELU_C);
+  const s = tf.sigmoid(z) as tf.Tensor<R>;
+  return { a: tf.mul(u, s) as tf.Tensor<R>, s };
+}
+
+export function geluNew<R extends tf.Rank>(u: tf.Tensor<R>): tf.Tensor<R> {
+  return tf.tidy(() => geluNewParts(u).a);
+}
+
+/** LayerNorm over the last axis as torch.nn.LayerNorm: biased variance, eps inside the sqrt. */
+export function layerNorm(x: tf.Tensor2D, g: tf.Tensor, b: tf.Tensor, eps: number): { out: tf.Tensor2D; cache: LNCache } {
+  const mu = tf.mean(x, -1, true);
+  const xc = tf.sub(x, mu);
+  const v = tf.mean(tf.square(xc), -1, true);
+  const rstd = tf.rsqrt(tf.add(v, eps)) as tf.Tensor2D;
+  const xhat = tf.mul(xc, rstd) as tf.Tensor2D;
+  const out = tf.add(tf.mul(xhat, g), b) as tf.Tensor2D;
+  return { out, cache: { xhat, rstd } };
+}
+
 interface LNCache {
   xhat: tf.Tensor2D;
   rstd: tf.Tensor2D;
@@ -140,6 +168,8 @@ export class GPT2 implements HookedLM {
   private wteT: tf.Tensor2D | null = null;
   private masks = new Map<number, tf.Tensor2D>();
   private disposed = false;
+  /** Elements of the [rows, V] logits block the cross-entropy head handles at once. */
+  headChunkElems = HEAD_CHUNK_ELEMS;
 
   /** Takes ownership of the given tensors (shapes are checked). */
   constructor(config: GPT2Config, params: Map<string, tf.Tensor>) {
@@ -246,13 +276,7 @@ export class GPT2 implements HookedLM {
   }
 
   private layerNorm(x: tf.Tensor2D, g: tf.Tensor, b: tf.Tensor): { out: tf.Tensor2D; cache: LNCache } {
-    const mu = tf.mean(x, -1, true);
-    const xc = tf.sub(x, mu);
-    const v = tf.mean(tf.square(xc), -1, true);
-    const rstd = tf.rsqrt(tf.add(v, this.config.layerNormEps)) as tf.Tensor2D;
-    const xhat = tf.mul(xc, rstd) as tf.Tensor2D;
-    const out = tf.add(tf.mul(xhat, g), b) as tf.Tensor2D;
-    return { out, cache: { xhat, rstd } };
+    return layerNorm(x, g, b, this.config.layerNormEps);
   }
 
   private layerNormBackward(
@@ -355,10 +379,7 @@ export class GPT2 implements HookedLM {
 
   private mlp(h2: tf.Tensor2D, l: number, cache: Partial<LayerCache> | null): tf.Tensor2D {
     const u = this.linear(h2, `h.${l}.mlp.c_fc.weight`, `h.${l}.mlp.c_fc.bias`);
-    // gelu_new(u) = 0.5 u (1 + tanh(c (u + a u^3))) = u * sigmoid(2c (u + a u^3))
-    const z = tf.mul(tf.mul(u, tf.add(tf.mul(tf.square(u), GELU_A), 1)), 2 * GELU_C);
-    const s = tf.sigmoid(z) as tf.Tensor2D;
-    const a = tf.mul(u, s) as tf.Tensor2D;
+    const { a, s } = geluNewParts(u);
     if (cache) {
       cache.u = u;
       cache.s = s;
@@ -461,31 +482,62 @@ export class GPT2 implements HookedLM {
   }
 
   /**
-   * Cross-entropy head: softmax probabilities P [N, V] and per-token losses (exact: rows whose
-   * target probability underflows are recomputed with a log-sum-exp of the logits).
+   * Cross-entropy head, in chunks of rows (so no [N, V] tensor is ever whole): per-token losses
+   * (exact: rows whose target probability underflows are recomputed with a log-sum-exp of the
+   * logits) and, for L = Σ_n w·CE_n, optionally dL/dhF and the unembedding part of dL/dwte.
+   * dL/dlogits = w (P - onehot) is never materialised: the one-hot part becomes a row gather
+   * (for dhF) and a scatter-add done by the caller (for dwte).
    */
-  private head(hF: tf.Tensor2D, targets: Int32Array): { P: tf.Tensor2D; losses: Float32Array } {
+  private head(
+    hF: tf.Tensor2D,
+    targets: Int32Array,
+    want: { w: number; dh: boolean; dwte: boolean },
+  ): { losses: Float32Array; dhF: tf.Tensor2D | null; dwteHead: tf.Tensor2D | null } {
     const V = this.config.vocabSize;
     const N = targets.length;
-    const logits = tf.matMul(hF, this.getWteT());
-    const P = tf.softmax(logits) as tf.Tensor2D;
-    const idx = new Int32Array(N);
-    for (let n = 0; n < N; n++) idx[n] = n * V + targets[n];
-    const idxT = tf.tensor1d(idx, 'int32');
-    const pt = tf.gather(tf.reshape(P, [N * V]), idxT).dataSync();
+    const wteT = this.getWteT();
+    const wte = this.p('wte.weight') as tf.Tensor2D;
+    const rows = Math.max(1, Math.min(N, Math.floor(this.headChunkElems / V)));
+    const sizes: number[] = [];
+    for (let r = 0; r < N; r += rows) sizes.push(Math.min(rows, N - r));
+    const hs = sizes.length === 1 ? [hF] : (splitRows(hF, sizes) as tf.Tensor2D[]);
     const losses = new Float32Array(N);
-    let underflow = false;
-    for (let n = 0; n < N; n++) {
-      if (pt[n] < P_FLOOR) underflow = true;
-      losses[n] = -Math.log(pt[n]);
+    const dhs: tf.Tensor2D[] = [];
+    let acc: tf.Tensor2D | null = null;
+    let r0 = 0;
+    for (let c = 0; c < sizes.length; c++) {
+      const n = sizes[c];
+      const logits = tf.matMul(hs[c], wteT);
+      const P = tf.softmax(logits) as tf.Tensor2D;
+      const idx = new Int32Array(n);
+      for (let i = 0; i < n; i++) idx[i] = i * V + targets[r0 + i];
+      const idxT = tf.tensor1d(idx, 'int32');
+      const pt = tf.gather(tf.reshape(P, [n * V]), idxT).dataSync();
+      let underflow = false;
+      for (let i = 0; i < n; i++) {
+        if (pt[i] < P_FLOOR) underflow = true;
+        losses[r0 + i] = -Math.log(pt[i]);
+      }
+      if (underflow) {
+        const lse = tf.logSumExp(logits, -1).dataSync();
+        const lt = tf.gather(tf.reshape(logits, [n * V]), idxT).dataSync();
+        for (let i = 0; i < n; i++) losses[r0 + i] = lse[i] - lt[i];
+      }
+      logits.dispose();
+      if (want.dh) {
+        const tgt = tf.tensor1d(targets.subarray(r0, r0 + n), 'int32');
+        dhs.push(tf.mul(tf.sub(tf.matMul(P, wte), gatherRows(wte, tgt)), want.w) as tf.Tensor2D);
+      }
+      if (want.dwte) {
+        const part = tf.matMul(tf.transpose(hs[c]), P) as tf.Tensor2D; // [d, V]
+        acc = acc ? (tf.add(acc, part) as tf.Tensor2D) : part;
+      }
+      P.dispose();
+      r0 += n;
     }
-    if (underflow) {
-      const lse = tf.logSumExp(logits, -1).dataSync();
-      const lt = tf.gather(tf.reshape(logits, [N * V]), idxT).dataSync();
-      for (let n = 0; n < N; n++) losses[n] = lse[n] - lt[n];
-    }
-    logits.dispose();
-    return { P, losses };
+    const dhF = want.dh ? (dhs.length === 1 ? dhs[0] : (tf.concat(dhs, 0) as tf.Tensor2D)) : null;
+    const dwteHead = acc ? (tf.transpose(tf.mul(acc, want.w)) as tf.Tensor2D) : null;
+    return { losses, dhF, dwteHead };
   }
 
   /**
@@ -496,7 +548,7 @@ export class GPT2 implements HookedLM {
     fwd: { hF: tf.Tensor2D; lnf: LNCache; caches: (LayerCache | null)[] },
     inputs: Int32Array,
     targets: Int32Array,
-    P: tf.Tensor2D,
+    headGrads: { dhF: tf.Tensor2D; dwteHead: tf.Tensor2D | null },
     w: number,
     B: number,
     T: number,
@@ -507,14 +559,10 @@ export class GPT2 implements HookedLM {
     const N = B * T;
     const V = c.vocabSize;
     const d = c.dModel;
-    const wte = this.p('wte.weight') as tf.Tensor2D;
-    const tgt = tf.tensor1d(targets, 'int32');
-    // dL/dlogits = w (P - onehot(target)); never materialised: the one-hot part is a gather/scatter.
-    let dhF = tf.mul(tf.sub(tf.matMul(P, wte), gatherRows(wte, tgt)), w) as tf.Tensor2D;
+    const dhF = headGrads.dhF;
     let extra: Float32Array | null = null; // [V, d] scatter-add part of dwte
     if (grads) {
-      const dwteHead = tf.transpose(tf.mul(tf.matMul(tf.transpose(fwd.hF), P), w)); // [V, d]
-      grads.set('wte.weight', dwteHead);
+      grads.set('wte.weight', headGrads.dwteHead!);
       extra = new Float32Array(V * d);
       const h = fwd.hF.dataSync();
       for (let n = 0; n < N; n++) {
@@ -605,7 +653,7 @@ export class GPT2 implements HookedLM {
     let losses!: Float32Array;
     tf.tidy(() => {
       const { hF } = this.forward(inputs, batch, seqLen, { hooks });
-      losses = this.head(hF, targets).losses;
+      losses = this.head(hF, targets, { w: 1, dh: false, dwte: false }).losses;
     });
     return losses;
   }
@@ -617,8 +665,8 @@ export class GPT2 implements HookedLM {
     let out!: ActivationAndGrad;
     tf.tidy(() => {
       const fwd = this.forward(inputs, batch, seqLen, { cacheFrom: stop.layer, capture: stop });
-      const { P, losses } = this.head(fwd.hF, targets);
-      const g = this.backward(fwd, inputs, targets, P, 1, batch, seqLen, stop, null);
+      const { losses, dhF } = this.head(fwd.hF, targets, { w: 1, dh: true, dwte: false });
+      const g = this.backward(fwd, inputs, targets, { dhF: dhF!, dwteHead: null }, 1, batch, seqLen, stop, null);
       out = { x: fwd.captured!.dataSync() as Float32Array, g: g.dataSync() as Float32Array, lossPerToken: losses };
     });
     return out;
@@ -634,12 +682,13 @@ export class GPT2 implements HookedLM {
     let loss = 0;
     const grads = tf.tidy(() => {
       const fwd = this.forward(inputs, batch, seqLen, { cacheFrom: 0 });
-      const { P, losses } = this.head(fwd.hF, targets);
+      const w = 1 / targets.length;
+      const { losses, dhF, dwteHead } = this.head(fwd.hF, targets, { w, dh: true, dwte: true });
       let s = 0;
       for (let i = 0; i < losses.length; i++) s += losses[i];
       loss = s / losses.length;
       const g = new Map<string, tf.Tensor>();
-      this.backward(fwd, inputs, targets, P, 1 / losses.length, batch, seqLen, null, g);
+      this.backward(fwd, inputs, targets, { dhF: dhF!, dwteHead }, w, batch, seqLen, null, g);
       const ordered: Record<string, tf.Tensor> = {};
       for (const name of this.params.keys()) ordered[name] = g.get(name)!;
       return ordered;

@@ -72,6 +72,18 @@ describe('safetensors', () => {
     expect(b[4]).toBe(-Infinity);
   });
 
+  it('reads a file written by the official Python safetensors (numpy F64/F32/F16, sorted by alignment)', () => {
+    // safetensors 0.8.0: save_file({'a16': f16 [1, -2, 0.333, 65504], 'a32': f32 arange(6).reshape(2, 3),
+    //   'a64': f64 [0.1]}, metadata={'format': 'np'})
+    const b64 =
+      '0AAAAAAAAAB7Il9fbWV0YWRhdGFfXyI6eyJmb3JtYXQiOiJucCJ9LCJhNjQiOnsiZHR5cGUiOiJGNjQiLCJzaGFwZSI6WzFdLCJkYXRhX29mZnNldHMiOlswLDhdfSwiYTMyIjp7ImR0eXBlIjoiRjMyIiwic2hhcGUiOlsyLDNdLCJkYXRhX29mZnNldHMiOls4LDMyXX0sImExNiI6eyJkdHlwZSI6IkYxNiIsInNoYXBlIjpbNF0sImRhdGFfb2Zmc2V0cyI6WzMyLDQwXX19ICAgICAgmpmZmZmZuT8AAAAAAACAPwAAAEAAAEBAAACAQAAAoEAAPADAVDX/ew==';
+    const r = decodeSafetensors(new Uint8Array(Buffer.from(b64, 'base64')), 'official.safetensors');
+    expect(r.metadata).toEqual({ format: 'np' });
+    expect(r.tensors.get('a32')).toEqual({ shape: [2, 3], data: Float32Array.from([0, 1, 2, 3, 4, 5]) });
+    expect([...r.tensors.get('a16')!.data]).toEqual([1, -2, 0.3330078125, 65504]);
+    expect(r.tensors.get('a64')!.data[0]).toBeCloseTo(0.1, 7);
+  });
+
   it('gives clear errors for truncated files, bad offsets and unsupported dtypes, naming the tensor and file', () => {
     const bytes = encodeSafetensors({ first: { shape: [2], data: new Float32Array(2) }, second: { shape: [3], data: new Float32Array(3) } });
     expect(() => decodeSafetensors(bytes.subarray(0, bytes.length - 4), 'm.safetensors')).toThrow(

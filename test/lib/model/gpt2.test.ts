@@ -246,6 +246,26 @@ describe('gradients', () => {
     }
   });
 
+  it('the chunked cross-entropy head gives the same losses and gradients as one chunk', () => {
+    const B = 2;
+    const T = 7;
+    const tokens = randomTokens(B * (T + 1), cfg.vocabSize, 31);
+    const one = model.forwardBackward(tokens, B, T);
+    const ag1 = model.activationAndGrad(tokens, B, T, 'blocks.1.hook_resid_pre');
+    model.headChunkElems = cfg.vocabSize * 3; // 3 rows per chunk: 5 chunks of 3,3,3,3,2
+    try {
+      const many = model.forwardBackward(tokens, B, T);
+      const ag2 = model.activationAndGrad(tokens, B, T, 'blocks.1.hook_resid_pre');
+      expect(Math.abs(many.loss - one.loss)).toBeLessThan(1e-6);
+      for (const [k, g] of one.grads) expect(maxAbsDiff(g.dataSync(), many.grads.get(k)!.dataSync()), k).toBeLessThan(1e-6);
+      expect(maxAbsDiff(ag1.g, ag2.g)).toBeLessThan(1e-6);
+      expect(ag2.lossPerToken).toEqual(ag1.lossPerToken);
+      for (const g of [...one.grads.values(), ...many.grads.values()]) g.dispose();
+    } finally {
+      model.headChunkElems = 512 * 4096;
+    }
+  });
+
   it('activationAndGrad leaks no tensors', () => {
     const tokens = randomTokens(2 * 7, cfg.vocabSize, 1);
     model.activationAndGrad(tokens, 2, 6, 'blocks.1.hook_resid_pre');
