@@ -6,6 +6,7 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { EngineError } from './errors.ts';
 import type { MetricRecord, TableRow } from './protocol.ts';
 import type { InstanceKey } from './types.ts';
 import { canonicalJson } from './util.ts';
@@ -258,13 +259,24 @@ export class RunStore {
 export async function querySql(dbPath: string, sql: string): Promise<{ columns: string[]; rows: unknown[][] }> {
   const { DuckDBInstance } = await import('@duckdb/node-api');
   await fs.access(dbPath).catch(() => {
-    throw new Error(`${dbPath} does not exist yet: run the pipeline first`);
+    throw new EngineError(`${dbPath} does not exist yet: run the pipeline first`, 1);
   });
-  const instance = await DuckDBInstance.create(dbPath, { access_mode: 'READ_ONLY' });
+  // The engine holds the file only while writing a batch: retry briefly if it is busy.
+  let instance: Awaited<ReturnType<typeof DuckDBInstance.create>> | undefined;
+  for (let attempt = 0; !instance; attempt++) {
+    try {
+      instance = await DuckDBInstance.create(dbPath, { access_mode: 'READ_ONLY' });
+    } catch (e) {
+      if (attempt >= 40 || !/lock|Conflicting/i.test(String((e as Error).message))) throw new EngineError(String((e as Error).message), 1);
+      await sleep(250);
+    }
+  }
   const conn = await instance.connect();
   try {
     const reader = await conn.runAndReadAll(sql);
     return { columns: reader.columnNames(), rows: reader.getRowsJson() as unknown[][] };
+  } catch (e) {
+    throw new EngineError(String((e as Error).message), 1);
   } finally {
     conn.closeSync();
     instance.closeSync();

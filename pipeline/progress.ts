@@ -7,7 +7,8 @@ import cliProgress from 'cli-progress';
 import { formatSeconds } from './util.ts';
 
 export interface Reporter {
-  begin(total: number): void;
+  /** total: instances in the run; labelWidth: longest label (to align bars). */
+  begin(total: number, labelWidth?: number): void;
   start(label: string, note: string): void;
   progress(label: string, done: number, total: number, info?: Record<string, string | number>): void;
   finish(label: string, line: string): void;
@@ -90,13 +91,15 @@ export function ttyReporter(): Reporter {
   let overall: cliProgress.SingleBar | undefined;
   const bars = new Map<string, { bar: cliProgress.SingleBar; track: Track }>();
   let finished = 0;
+  let width = 0;
   return {
-    begin(total) {
-      overall = multi.create(total, 0, { label: 'pipeline', rate: '-', info: '' }, { format: '{label} |{bar}| {value}/{total} instances {info}' });
+    begin(total, labelWidth = 0) {
+      width = Math.min(labelWidth, 48);
+      overall = multi.create(total, 0, { label: 'pipeline'.padEnd(width), rate: '-', info: '' }, { format: '{label} |{bar}| {value}/{total} instances {info}' });
     },
     start(label, note) {
       multi.log(`▶ ${label}${note ? `: ${note}` : ''}\n`);
-      const bar = multi.create(1, 0, { label, rate: '-', info: '' });
+      const bar = multi.create(1, 0, { label: label.padEnd(width), rate: '-', info: '' });
       bars.set(label, { bar, track: { started: Date.now(), lastLine: 0 } });
     },
     progress(label, done, total, info) {

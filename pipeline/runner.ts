@@ -289,7 +289,7 @@ async function execute(plan: Plan, opts: RunOptions, out: (s: string) => void, e
       : mode === 'tty' || (mode === 'auto' && process.stdout.isTTY)
         ? ttyReporter()
         : plainReporter(out);
-  reporter.begin(plan.selected.length);
+  reporter.begin(plan.selected.length, Math.max(8, ...plan.selected.map((i) => i.id.length)));
   out(`run ${runId}: ${plan.selected.length} instance(s), jobs=${jobs}, logs in ${path.relative(process.cwd(), logsDir) || logsDir}`);
 
   const nodes = new Map<string, NodeState>();
@@ -475,7 +475,12 @@ async function execute(plan: Plan, opts: RunOptions, out: (s: string) => void, e
     }
     logStream.write(`# ${failure ? `FAILED: ${failure}` : 'committed'} after ${formatSeconds(node.seconds)}\n`);
     await new Promise<void>((resolve) => logStream.end(resolve));
-    if (failure) {
+    if (failure && interrupted) {
+      await fs.rm(tmp.dir, { recursive: true, force: true });
+      node.reason = `${node.reason}; interrupted (${failure})`;
+      reporter.finish(inst.id, `✗ ${inst.id} interrupted after ${formatSeconds(node.seconds)}`);
+      record(node, 'failed', startedAt);
+    } else if (failure) {
       await fs.rm(tmp.dir, { recursive: true, force: true });
       node.reason = `${node.reason}; failed: ${failure}`;
       const tail = await tailLines(logFile, 20);
