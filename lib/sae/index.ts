@@ -1,0 +1,17 @@
+/** Public API of the SAE library (TopK SAE and g-SAE). */
+export type { SaeArch, SaeWeights, SparseCode } from './types.ts';
+export {
+  trainSae,
+  resolveTrainConfig,
+  learningRate,
+  hasCheckpoint,
+  type TrainSaeConfig,
+  type ResolvedTrainConfig,
+  type TrainCallbacks,
+  type TrainProgress,
+  type TrainMetrics,
+  type TrainSaeResult,
+} from './train.ts';
+export { encodeSparse, decodeSparse, evaluateSae, usesGradient, type SaeEvaluation } from './infer.ts';
+export { saveSae, saveTrainResult, loadSae, loadSaeCfg, loadFiringCounts, type FiringStats } from './io.ts';
+export { selectTopK, SelectScratch } from './select.ts';

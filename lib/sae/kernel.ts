@@ -1,0 +1,341 @@
+/**
+ * The per-chunk forward + hand-written backward pass of a TopK / g-SAE training step.
+ *
+ * A batch of N rows is split into `chunks` fixed row ranges; each chunk's gradient is written to
+ * its own buffers (shared memory), and the trainer sums the chunks in a fixed order. Chunks may run
+ * on the main thread or on worker threads: the numbers do not depend on how many threads run them.
+ *
+ * Work per chunk (FACTS.md): the encoder forward is a dense tfjs matMul [rows, d] × [d, m]
+ * (wasm SIMD), and so is the g-SAE's W_dec g ([rows, d] × W_decᵀ [d, m], W_decᵀ materialised once
+ * per step by the trainer: no transpose flags). Everything sparse is plain TypeScript over
+ * Float32Arrays: selection, decode (k rows of W_dec per token), and the backward pass.
+ *
+ * Loss (per batch of N rows, x in the trainer's internal (normalised) units):
+ *   L = (1/N) Σ_t ‖x̂_t − x_t‖² + α (1/N) Σ_t ‖ê_t − e_t‖²,  e_t = x_t − x̂_t (held constant),
+ *   x̂_t = Σ_{j∈S_t} z_tj W_dec[j] + b_dec,  ê_t = Σ_{j∈A_t} z_tj W_dec[j] (no b_dec),
+ *   z_tj = ReLU(u_tj), u_t = (x_t − b_dec) W_enc + b_enc; S_t: the k selected; A_t: top kAux dead.
+ * Gradients (r_t = x̂_t − x_t, q_t = ê_t − e_t = ê_t + r_t, c = 2/N):
+ *   dx̂ = c r;  dê = α c q;  dW_dec[j] += z_tj dx̂ (j∈S) and z_tj dê (j∈A);  db_dec += Σ dx̂
+ *   du_tj = [z_tj > 0] (W_dec[j]·dx̂  or  W_dec[j]·dê);  dW_enc[:, j] += du_tj (x_t − b_dec);
+ *   db_enc[j] += du_tj;  db_dec −= W_enc db_enc (added by the trainer after the chunk sum).
+ * dW_enc is accumulated transposed ([m, d], contiguous rows) in `gWeT`.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { SelectScratch, selectAmong, selectTopK } from './select.ts';
+
+/** Sizes fixed for a training run. */
+export interface KernelSpec {
+  d: number;
+  m: number;
+  k: number;
+  kAux: number;
+  batch: number;
+  chunks: number;
+  /** Whether the g-SAE score is used (arch gsae with beta != 0): needs g and W_decT. */
+  useGrad: boolean;
+  /** Rows per encoder matMul block (bounds the [rows, m] temporary). */
+  blockRows: number;
+}
+
+/** Control words written by the trainer before each step. */
+export const CTRL = {
+  nDead: 0,
+  beta: 1,
+  auxCoef: 2,
+  kAux: 3, // effective: min(kAux, nDead)
+  auxUsesGrad: 4,
+  size: 8,
+} as const;
+
+export const STATS = {
+  mse: 0, // Σ ‖x̂ − x‖² (internal units)
+  aux: 1, // Σ ‖ê − e‖²
+  l0: 2, // Σ L0
+  sumsq: 3, // Σ ‖x‖²
+  sumx: 4, // Σ x (d values follow)
+} as const;
+
+/** All arrays on SharedArrayBuffers so worker threads can share them. */
+export interface KernelBuffers {
+  W_enc: Float32Array; // [d, m]
+  W_dec: Float32Array; // [m, d]
+  W_decT: Float32Array; // [d, m] (length 0 unless useGrad)
+  b_enc: Float32Array; // [m]
+  b_dec: Float32Array; // [d]
+  x: Float32Array; // [batch, d]
+  g: Float32Array; // [batch, d] (length 0 unless useGrad)
+  dead: Int32Array; // [m] ascending ids of dead latents, first ctrl[nDead] valid
+  ctrl: Float64Array; // [CTRL.size]
+  gWeT: Float32Array[]; // per chunk [m, d]
+  gWd: Float32Array[]; // per chunk [m, d]
+  gbe: Float32Array[]; // per chunk [m]
+  gbd: Float32Array[]; // per chunk [d]
+  fired: Int32Array[]; // per chunk [m]: tokens on which the latent fired (selected, z > 0)
+  stats: Float64Array[]; // per chunk [4 + d]
+}
+
+function sharedF32(n: number): Float32Array {
+  return new Float32Array(new SharedArrayBuffer(Math.max(1, n) * 4), 0, n);
+}
+function sharedF64(n: number): Float64Array {
+  return new Float64Array(new SharedArrayBuffer(Math.max(1, n) * 8), 0, n);
+}
+function sharedI32(n: number): Int32Array {
+  return new Int32Array(new SharedArrayBuffer(Math.max(1, n) * 4), 0, n);
+}
+
+export function allocKernelBuffers(s: KernelSpec): KernelBuffers {
+  const { d, m, batch, chunks } = s;
+  const per = <T>(f: () => T): T[] => Array.from({ length: chunks }, f);
+  return {
+    W_enc: sharedF32(d * m),
+    W_dec: sharedF32(m * d),
+    W_decT: sharedF32(s.useGrad ? d * m : 0),
+    b_enc: sharedF32(m),
+    b_dec: sharedF32(d),
+    x: sharedF32(batch * d),
+    g: sharedF32(s.useGrad ? batch * d : 0),
+    dead: sharedI32(m),
+    ctrl: sharedF64(CTRL.size),
+    gWeT: per(() => sharedF32(m * d)),
+    gWd: per(() => sharedF32(m * d)),
+    gbe: per(() => sharedF32(m)),
+    gbd: per(() => sharedF32(d)),
+    fired: per(() => sharedI32(m)),
+    stats: per(() => sharedF64(STATS.sumx + d)),
+  };
+}
+
+/** Rows [r0, r1) of chunk c for a batch of n rows in C chunks. */
+export function chunkRange(c: number, n: number, C: number): [number, number] {
+  return [Math.floor((c * n) / C), Math.floor(((c + 1) * n) / C)];
+}
+
+/** Default rows per encoder block: at most ~4M floats of [rows, m] output. */
+export function defaultBlockRows(m: number): number {
+  return Math.max(8, Math.min(4096, Math.floor((1 << 22) / m)));
+}
+
+export class SaeKernel {
+  private Wenc: tf.Tensor2D | null = null;
+  private WdecT: tf.Tensor2D | null = null;
+  private readonly sel: SelectScratch;
+  private readonly selAux: SelectScratch;
+  private readonly idx: Int32Array;
+  private readonly val: Float32Array;
+  private readonly aidx: Int32Array;
+  private readonly aval: Float32Array;
+  private readonly xh: Float64Array;
+  private readonly dx: Float64Array;
+  private readonly q: Float64Array;
+  private readonly xcRow: Float64Array;
+  private readonly xcBlock: Float32Array;
+
+  constructor(
+    readonly spec: KernelSpec,
+    readonly buf: KernelBuffers,
+  ) {
+    const { d, k, kAux } = spec;
+    this.sel = new SelectScratch(k);
+    this.selAux = new SelectScratch(kAux);
+    this.idx = new Int32Array(k);
+    this.val = new Float32Array(k);
+    this.aidx = new Int32Array(Math.max(1, kAux));
+    this.aval = new Float32Array(Math.max(1, kAux));
+    this.xh = new Float64Array(d);
+    this.dx = new Float64Array(d);
+    this.q = new Float64Array(d);
+    this.xcRow = new Float64Array(d);
+    this.xcBlock = new Float32Array(spec.blockRows * d);
+  }
+
+  /** Upload the current weights to tfjs (call after every parameter update). */
+  beginStep(): void {
+    this.endStep();
+    const { d, m } = this.spec;
+    this.Wenc = tf.tensor2d(this.buf.W_enc.slice(), [d, m]);
+    if (this.spec.useGrad) this.WdecT = tf.tensor2d(this.buf.W_decT.slice(), [d, m]);
+  }
+
+  endStep(): void {
+    this.Wenc?.dispose();
+    this.WdecT?.dispose();
+    this.Wenc = null;
+    this.WdecT = null;
+  }
+
+  /** Forward + backward of chunk c; writes the chunk's gradient buffers and stats. */
+  runChunk(c: number): void {
+    const { d, m, k, batch, chunks, blockRows, useGrad } = this.spec;
+    const B = this.buf;
+    if (!this.Wenc) throw new Error('SaeKernel: beginStep() was not called');
+    const gWeT = B.gWeT[c];
+    const gWd = B.gWd[c];
+    const gbe = B.gbe[c];
+    const gbd = B.gbd[c];
+    const fired = B.fired[c];
+    const stats = B.stats[c];
+    gWeT.fill(0);
+    gWd.fill(0);
+    gbe.fill(0);
+    gbd.fill(0);
+    fired.fill(0);
+    stats.fill(0);
+    const [r0, r1] = chunkRange(c, batch, chunks);
+    const ctrl = B.ctrl;
+    const nDead = ctrl[CTRL.nDead] | 0;
+    const beta = ctrl[CTRL.beta];
+    const alpha = ctrl[CTRL.auxCoef];
+    const kAux = ctrl[CTRL.kAux] | 0;
+    const auxG = ctrl[CTRL.auxUsesGrad] !== 0;
+    const cc = 2 / batch;
+    const x = B.x;
+    const bd = B.b_dec;
+    const be = B.b_enc;
+    const Wd = B.W_dec;
+    const { idx, val, aidx, aval, xh, dx, q, xcRow, xcBlock } = this;
+    let mseSum = 0;
+    let auxSum = 0;
+    let l0Sum = 0;
+    let sumsq = 0;
+    for (let b0 = r0; b0 < r1; b0 += blockRows) {
+      const nb = Math.min(blockRows, r1 - b0);
+      for (let r = 0; r < nb; r++) {
+        const xo = (b0 + r) * d;
+        const co = r * d;
+        for (let i = 0; i < d; i++) xcBlock[co + i] = x[xo + i] - bd[i];
+      }
+      const xt = tf.tensor2d(xcBlock.subarray(0, nb * d), [nb, d]);
+      const ut = tf.matMul(xt, this.Wenc);
+      const U = ut.dataSync() as Float32Array;
+      xt.dispose();
+      ut.dispose();
+      let A: Float32Array | null = null;
+      if (useGrad) {
+        const gt = tf.tensor2d(B.g.subarray(b0 * d, (b0 + nb) * d), [nb, d]);
+        const at = tf.matMul(gt, this.WdecT!);
+        A = at.dataSync() as Float32Array;
+        gt.dispose();
+        at.dispose();
+      }
+      for (let r = 0; r < nb; r++) {
+        const row = b0 + r;
+        const xo = row * d;
+        const uo = r * m;
+        l0Sum += selectTopK(U, uo, be, m, k, A, uo, beta, idx, val, 0, this.sel);
+        // x_c (float32 values as used by the encoder) and the decode x̂ = Σ v W_dec[j] + b_dec
+        const co = r * d;
+        for (let i = 0; i < d; i++) {
+          xcRow[i] = xcBlock[co + i];
+          xh[i] = bd[i];
+        }
+        for (let t = 0; t < k; t++) {
+          const v = val[t];
+          if (v !== 0) axpy(v, Wd, idx[t] * d, xh, d);
+        }
+        let e2 = 0;
+        for (let i = 0; i < d; i++) {
+          const xi = x[xo + i];
+          sumsq += xi * xi;
+          stats[STATS.sumx + i] += xi;
+          const ri = xh[i] - xi;
+          e2 += ri * ri;
+          q[i] = ri;
+          const g = cc * ri;
+          dx[i] = g;
+          gbd[i] += g;
+        }
+        mseSum += e2;
+        // backward through the k selected latents
+        for (let t = 0; t < k; t++) {
+          const v = val[t];
+          if (!(v > 0)) continue;
+          const j = idx[t];
+          fired[j]++;
+          gbe[j] += backLatent(j * d, v, dx, Wd, gWd, gWeT, xcRow, d);
+        }
+        // AuxK
+        if (kAux > 0) {
+          const na = selectAmong(U, uo, be, B.dead, nDead, kAux, auxG ? A : null, uo, beta, aidx, aval, 0, this.selAux);
+          for (let t = 0; t < na; t++) axpy(aval[t], Wd, aidx[t] * d, q, d);
+          let a2 = 0;
+          const ca = alpha * cc;
+          for (let i = 0; i < d; i++) {
+            a2 += q[i] * q[i];
+            dx[i] = ca * q[i];
+          }
+          auxSum += a2;
+          for (let t = 0; t < na; t++) {
+            const j = aidx[t];
+            gbe[j] += backLatent(j * d, aval[t], dx, Wd, gWd, gWeT, xcRow, d);
+          }
+        }
+      }
+    }
+    stats[STATS.mse] = mseSum;
+    stats[STATS.aux] = auxSum;
+    stats[STATS.l0] = l0Sum;
+    stats[STATS.sumsq] = sumsq;
+  }
+}
+
+/** y += v · W[o .. o + d) (unrolled by 4). */
+function axpy(v: number, W: Float32Array, o: number, y: Float64Array, d: number): void {
+  let i = 0;
+  for (; i + 3 < d; i += 4) {
+    y[i] += v * W[o + i];
+    y[i + 1] += v * W[o + i + 1];
+    y[i + 2] += v * W[o + i + 2];
+    y[i + 3] += v * W[o + i + 3];
+  }
+  for (; i < d; i++) y[i] += v * W[o + i];
+}
+
+/**
+ * Backward of one active latent (decoder row at offset o, value v > 0) for one token with output
+ * gradient dy: gWd[row] += v dy; du = W_dec[row] · dy; gWeT[row] += du x_c. Returns du (for db_enc).
+ */
+function backLatent(
+  o: number,
+  v: number,
+  dy: Float64Array,
+  Wd: Float32Array,
+  gWd: Float32Array,
+  gWeT: Float32Array,
+  xc: Float64Array,
+  d: number,
+): number {
+  let d0 = 0;
+  let d1 = 0;
+  let d2 = 0;
+  let d3 = 0;
+  let i = 0;
+  for (; i + 3 < d; i += 4) {
+    const a0 = dy[i];
+    const a1 = dy[i + 1];
+    const a2 = dy[i + 2];
+    const a3 = dy[i + 3];
+    d0 += a0 * Wd[o + i];
+    d1 += a1 * Wd[o + i + 1];
+    d2 += a2 * Wd[o + i + 2];
+    d3 += a3 * Wd[o + i + 3];
+    gWd[o + i] += v * a0;
+    gWd[o + i + 1] += v * a1;
+    gWd[o + i + 2] += v * a2;
+    gWd[o + i + 3] += v * a3;
+  }
+  for (; i < d; i++) {
+    d0 += dy[i] * Wd[o + i];
+    gWd[o + i] += v * dy[i];
+  }
+  const du = d0 + d1 + (d2 + d3);
+  i = 0;
+  for (; i + 3 < d; i += 4) {
+    gWeT[o + i] += du * xc[i];
+    gWeT[o + i + 1] += du * xc[i + 1];
+    gWeT[o + i + 2] += du * xc[i + 2];
+    gWeT[o + i + 3] += du * xc[i + 3];
+  }
+  for (; i < d; i++) gWeT[o + i] += du * xc[i];
+  return du;
+}

@@ -1,0 +1,103 @@
+/**
+ * A small pool of worker threads running SaeKernel chunks (see kernel.ts, worker.ts).
+ * Workers load TypeScript through tsx's loader (registered inside the worker), so this works
+ * under `tsx`, vitest and any ESM host that has the tsx package installed.
+ */
+import { Worker } from 'node:worker_threads';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type { BackendKind } from '../backend.ts';
+import type { KernelBuffers, KernelSpec } from './kernel.ts';
+
+const require = createRequire(import.meta.url);
+
+function workerSource(): string {
+  const tsxDir = path.dirname(require.resolve('tsx/package.json'));
+  const api = pathToFileURL(path.join(tsxDir, 'dist', 'esm', 'api', 'index.mjs')).href;
+  const entry = new URL('./worker.ts', import.meta.url).href;
+  // CommonJS-compatible eval code: dynamic import() only.
+  return `import(${JSON.stringify(api)}).then((m) => { m.register(); return import(${JSON.stringify(entry)}); });`;
+}
+
+export class KernelPool {
+  private nextId = 1;
+  private pending = new Map<number, { resolve: () => void; reject: (e: Error) => void }>();
+  private failure: Error | null = null;
+
+  private constructor(private readonly workers: Worker[]) {
+    for (const w of workers) {
+      w.on('message', (msg: { type: string; id: number; message?: string }) => {
+        const p = this.pending.get(msg.id);
+        if (!p) return;
+        this.pending.delete(msg.id);
+        if (msg.type === 'done') p.resolve();
+        else p.reject(new Error(`sae worker failed: ${msg.message}`));
+      });
+      w.on('error', (e) => this.fail(e));
+      w.on('exit', (code) => {
+        if (code !== 0) this.fail(new Error(`sae worker exited with code ${code}`));
+      });
+    }
+  }
+
+  private fail(e: Error): void {
+    this.failure ??= e;
+    for (const p of this.pending.values()) p.reject(e);
+    this.pending.clear();
+  }
+
+  get size(): number {
+    return this.workers.length;
+  }
+
+  static async create(n: number, spec: KernelSpec, buf: KernelBuffers, backend: BackendKind): Promise<KernelPool> {
+    const src = workerSource();
+    const workers: Worker[] = [];
+    try {
+      for (let i = 0; i < n; i++) {
+        const w = new Worker(src, { eval: true, workerData: { spec, buf, backend } });
+        workers.push(w);
+        await new Promise<void>((resolve, reject) => {
+          const onMsg = (msg: { type: string; message?: string }) => {
+            w.off('error', onErr);
+            if (msg.type === 'ready') resolve();
+            else reject(new Error(`sae worker failed to start: ${msg.message}`));
+          };
+          const onErr = (e: Error) => {
+            w.off('message', onMsg);
+            reject(e);
+          };
+          w.once('message', onMsg);
+          w.once('error', onErr);
+        });
+      }
+    } catch (e) {
+      await Promise.all(workers.map((w) => w.terminate()));
+      throw e;
+    }
+    return new KernelPool(workers);
+  }
+
+  /** Run chunk lists on the workers (worker i gets lists[i]); resolves when all are done. */
+  run(lists: number[][]): Promise<void> {
+    if (this.failure) return Promise.reject(this.failure);
+    const jobs: Promise<void>[] = [];
+    lists.forEach((chunks, i) => {
+      if (chunks.length === 0) return;
+      const id = this.nextId++;
+      jobs.push(
+        new Promise<void>((resolve, reject) => {
+          this.pending.set(id, { resolve, reject });
+          this.workers[i].postMessage({ type: 'run', id, chunks });
+        }),
+      );
+    });
+    return Promise.all(jobs).then(() => undefined);
+  }
+
+  async close(): Promise<void> {
+    const ws = this.workers.splice(0);
+    await Promise.all(ws.map((w) => w.terminate()));
+  }
+}
