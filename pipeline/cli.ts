@@ -13,7 +13,9 @@ import { EngineError } from './errors.ts';
 import { buildInstances } from './graph.ts';
 import { readParamsFile, readSchema, validateParams } from './params.ts';
 import { checkStageDefs, importProject, projectPaths } from './project.ts';
+import { acquireLock } from './lock.ts';
 import { runPipeline } from './runner.ts';
+import { Store } from './store.ts';
 
 function positiveInt(value: string): number {
   const n = Number(value);
@@ -124,6 +126,26 @@ export function buildCli(): Command {
         process.stdout.write(`${[columns, ...rows].map((r) => r.map(cell).join(',')).join('\n')}\n`);
       } else {
         process.stdout.write(`${formatTable(columns, rows)}\n`);
+      }
+    });
+
+  program
+    .command('gc')
+    .description('remove cache entries that no instance last used (older params, dropped matrix values)')
+    .addOption(rootOption())
+    .option('-n, --dry-run', 'only list what would be removed')
+    .option('--wait <seconds>', 'wait this long for another run holding the store lock', nonNegative, 0)
+    .action(async (o: { root?: string; dryRun?: boolean; wait: number }) => {
+      const paths = projectPaths(o);
+      const store = new Store(paths.cacheDir);
+      const lock = await acquireLock(store.lockFile, { waitSeconds: o.wait });
+      try {
+        const { removed, kept } = await store.gc(!!o.dryRun);
+        for (const r of removed) process.stdout.write(`${o.dryRun ? 'would remove' : 'removed'} ${r.label} ${r.fingerprint.slice(0, 12)} (${(r.bytes / 1e6).toFixed(1)} MB)\n`);
+        const mb = removed.reduce((a, r) => a + r.bytes, 0) / 1e6;
+        process.stdout.write(`${removed.length} entr${removed.length === 1 ? 'y' : 'ies'} (${mb.toFixed(1)} MB) ${o.dryRun ? 'to remove' : 'removed'}; ${kept} kept\n`);
+      } finally {
+        await lock.release();
       }
     });
 

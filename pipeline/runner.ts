@@ -407,6 +407,8 @@ async function execute(plan: Plan, opts: RunOptions, out: (s: string) => void, e
       execArgv: ['--import', TSX_LOADER],
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
       serialization: 'advanced',
+      // Own process group: an interrupt stops the stage and anything it started (see onAbort).
+      detached: true,
       env: { ...process.env, PIPELINE_RUN_ID: runId, PIPELINE_INSTANCE: inst.id },
     });
     children.add(child);
@@ -494,9 +496,16 @@ async function execute(plan: Plan, opts: RunOptions, out: (s: string) => void, e
 
   const onAbort = (): void => {
     interrupted = true;
-    for (const c of children) c.kill('SIGTERM');
+    const killGroup = (c: ChildProcess, sig: NodeJS.Signals): void => {
+      try {
+        process.kill(-c.pid!, sig);
+      } catch {
+        c.kill(sig);
+      }
+    };
+    for (const c of children) killGroup(c, 'SIGTERM');
     const force = setTimeout(() => {
-      for (const c of children) c.kill('SIGKILL');
+      for (const c of children) killGroup(c, 'SIGKILL');
     }, 5000);
     force.unref();
   };

@@ -169,6 +169,40 @@ export class Store {
     await writeFileAtomic(this.refFile(stage, label), JSON.stringify({ label, fingerprint, at: new Date().toISOString() } satisfies Ref));
   }
 
+  /** Fingerprints that some instance last used (refs/). */
+  async referenced(): Promise<Set<string>> {
+    const out = new Set<string>();
+    const refs = path.join(this.dir, 'refs');
+    for (const stage of await fs.readdir(refs).catch(() => [] as string[])) {
+      for (const f of await fs.readdir(path.join(refs, stage)).catch(() => [] as string[])) {
+        const ref = await readJson<Ref>(path.join(refs, stage, f));
+        if (ref) out.add(ref.fingerprint);
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Remove every entry that no instance last used (older params, removed matrix values).
+   * Call while holding the lock. Returns what was (or, with dryRun, would be) removed.
+   */
+  async gc(dryRun: boolean): Promise<{ removed: Array<{ fingerprint: string; label: string; bytes: number }>; kept: number }> {
+    const keep = await this.referenced();
+    const removed: Array<{ fingerprint: string; label: string; bytes: number }> = [];
+    let kept = 0;
+    for (const fp of await fs.readdir(path.join(this.dir, 'objects')).catch(() => [] as string[])) {
+      if (keep.has(fp)) {
+        kept++;
+        continue;
+      }
+      const manifest = await this.readManifest(fp);
+      const bytes = Object.values(manifest?.files ?? {}).reduce((a, f) => a + f.size, 0);
+      removed.push({ fingerprint: fp, label: manifest?.label ?? '?', bytes });
+      if (!dryRun) await this.remove(fp);
+    }
+    return { removed, kept };
+  }
+
   async clearScratch(fp: string): Promise<void> {
     await fs.rm(this.scratchDir(fp), { recursive: true, force: true });
   }

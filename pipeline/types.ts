@@ -13,6 +13,8 @@ export interface InputSpec {
    * false (default): read the single upstream instance whose matrix values agree with this
    * instance's values on the matrix variables both stages share (Snakemake-style wildcards).
    * true: read every instance of the upstream stage (e.g. a report over all evaluations).
+   * (When both stages are matrix stages sharing variables, "every" means every instance that
+   * agrees on the shared variables: summary[arch=gsae] with all: true reads the gsae instances.)
    */
   all?: boolean;
 }

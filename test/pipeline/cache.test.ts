@@ -138,4 +138,14 @@ describe('cache and fingerprints (toy project, real CLI)', () => {
     expect(labelsWith(statuses, 'ran')).toEqual(['train[k=3,seed=0]']);
     expect(await takeTrace(root)).toEqual(['train k=3 seed=0']);
   });
+
+  it('gc removes the entries no instance uses any more, and the pipeline stays cached', async () => {
+    const objects = async (): Promise<number> => (await fs.readdir(path.join(root, '.cache/objects'))).length;
+    expect(await objects()).toBeGreaterThan(10);
+    const gc = await cli(root, ['gc']);
+    expect(gc.code, gc.stderr).toBe(0);
+    expect(gc.stdout).toMatch(/removed train\[k=1,seed=0\] [0-9a-f]{12}/); // the lr=0.1 entry
+    expect(await objects()).toBe(10);
+    expect((await cli(root, ['run'])).stdout).toContain('nothing to run: all 10 instances cached');
+  });
 });

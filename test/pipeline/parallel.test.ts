@@ -41,8 +41,9 @@ describe('parallel instances', () => {
     const p = await intervals(parallelRoot);
     for (const i of [...s, ...p]) expect(i.end - i.start).toBeGreaterThanOrEqual(1000);
     expect(overlap(s)).toBeLessThanOrEqual(0);
-    // Measured overlap: most of each second is spent at the same time as the other stage.
-    expect(overlap(p)).toBeGreaterThan(500);
+    // Measured overlap: the two seconds were spent (at least partly) at the same time, and the
+    // pair took clearly less time than one after the other.
+    expect(overlap(p)).toBeGreaterThan(0);
     expect(span(p)).toBeLessThan(span(s) - 500);
   });
 });
