@@ -69,22 +69,44 @@ export async function loadCodeGraph(root: string, entryAbs: string, cacheDir: st
   if (await cacheValid(root, cached, entry, lockStat)) return cached!.graph;
 
   const esbuild = await import('esbuild');
-  const result = await esbuild.build({
-    entryPoints: [entryAbs],
-    absWorkingDir: root,
-    bundle: true,
-    write: false,
-    metafile: true,
-    platform: 'node',
-    format: 'esm',
-    packages: 'external',
-    logLevel: 'silent',
-    outdir: path.join(cacheDir, 'esbuild-out'),
-  });
+  const entries = [entryAbs];
+  // Modules referenced as `new URL('./worker.ts', import.meta.url)` (worker threads) are not
+  // imports for esbuild: scan for them and add them as entry points until nothing new turns up.
+  const urlRefs = new Map<string, string[]>();
+  let metafile: import('esbuild').Metafile;
+  for (;;) {
+    const result = await esbuild.build({
+      entryPoints: entries,
+      absWorkingDir: root,
+      bundle: true,
+      write: false,
+      metafile: true,
+      platform: 'node',
+      format: 'esm',
+      packages: 'external',
+      logLevel: 'silent',
+      outdir: path.join(cacheDir, 'esbuild-out'),
+    });
+    metafile = result.metafile;
+    let added = false;
+    for (const rel of Object.keys(metafile.inputs)) {
+      if (urlRefs.has(rel) || !/\.[cm]?[jt]sx?$/.test(rel)) continue;
+      const refs = await moduleUrlRefs(root, rel);
+      urlRefs.set(rel, refs);
+      for (const ref of refs) {
+        const abs = path.resolve(root, ref);
+        if (!(ref in metafile.inputs) && !entries.includes(abs)) {
+          entries.push(abs);
+          added = true;
+        }
+      }
+    }
+    if (!added) break;
+  }
   const previous = cached?.graph.files ?? {};
   const files: Record<string, CodeFile> = {};
   await Promise.all(
-    Object.entries(result.metafile.inputs).map(async ([rel, input]) => {
+    Object.entries(metafile.inputs).map(async ([rel, input]) => {
       const abs = path.resolve(root, rel);
       const stat = await fileStat(abs);
       const old = previous[rel];
@@ -95,8 +117,9 @@ export async function loadCodeGraph(root: string, entryAbs: string, cacheDir: st
         if (imp.external) {
           const name = packageName(imp.path);
           if (name) packages.add(name);
-        } else if (imp.path in result.metafile.inputs) imports.push(imp.path);
+        } else if (imp.path in metafile.inputs) imports.push(imp.path);
       }
+      for (const ref of urlRefs.get(rel) ?? []) if (ref in metafile.inputs && !imports.includes(ref)) imports.push(ref);
       files[rel] = { imports, packages: [...packages].sort(), sha256, stat };
     }),
   );
@@ -104,6 +127,20 @@ export async function loadCodeGraph(root: string, entryAbs: string, cacheDir: st
   const graph: CodeGraph = { entry, files, lock };
   await writeFileAtomic(cacheFile, JSON.stringify({ version: CACHE_VERSION, entry, lockStat, graph } satisfies CacheFile));
   return graph;
+}
+
+const URL_REF = /new\s+URL\(\s*(['"`])(\.{1,2}\/[^'"`]+)\1\s*,\s*import\.meta\.url\s*\)/g;
+
+/** Local files a module references with `new URL('./x.ts', import.meta.url)`, relative to root. */
+async function moduleUrlRefs(root: string, rel: string): Promise<string[]> {
+  const text = await fs.readFile(path.resolve(root, rel), 'utf8').catch(() => '');
+  const out: string[] = [];
+  for (const m of text.matchAll(URL_REF)) {
+    const abs = path.resolve(root, path.dirname(rel), m[2]);
+    const st = await fs.stat(abs).catch(() => undefined);
+    if (st?.isFile()) out.push(path.relative(root, abs).split(path.sep).join('/'));
+  }
+  return out;
 }
 
 async function readLock(file: string): Promise<CodeGraph['lock']> {

@@ -70,7 +70,12 @@ describe('code closure', () => {
       await fs.writeFile(path.join(root, 'stages/lib/only-a.ts'), "import YAML from 'yaml';\nimport { shared } from './shared.ts';\nexport const a = () => YAML.stringify(shared);\n");
       await fs.writeFile(path.join(root, 'stages/lib/types-only.ts'), 'export interface T { x: number }\n');
       await fs.writeFile(path.join(root, 'stages/a.ts'), "import { a } from './lib/only-a.ts';\nimport type { T } from './lib/types-only.ts';\nimport * as fs from 'node:fs';\nexport const stageA = { a, fs } as unknown as T;\n");
-      await fs.writeFile(path.join(root, 'stages/b.ts'), "import { shared } from './lib/shared.ts';\nexport const stageB = async () => (await import('./lib/lazy.ts')).lazy + shared;\n");
+      await fs.writeFile(
+        path.join(root, 'stages/b.ts'),
+        "import { shared } from './lib/shared.ts';\nexport const worker = new URL('./lib/worker.ts', import.meta.url);\nexport const stageB = async () => (await import('./lib/lazy.ts')).lazy + shared;\n",
+      );
+      await fs.writeFile(path.join(root, 'stages/lib/worker.ts'), "import { deep } from './deep.ts';\nconsole.log(deep);\n");
+      await fs.writeFile(path.join(root, 'stages/lib/deep.ts'), 'export const deep = 3;\n');
       await fs.writeFile(path.join(root, 'stages/lib/lazy.ts'), 'export const lazy = 2;\n');
       await fs.writeFile(path.join(root, 'stages/index.ts'), "export * from './a.ts';\nexport * from './b.ts';\n");
       await fs.writeFile(
@@ -80,7 +85,8 @@ describe('code closure', () => {
       const cacheDir = path.join(root, '.cache');
       const graph = await loadCodeGraph(root, path.join(root, 'stages/index.ts'), cacheDir);
       expect(localClosure(graph, 'stages/a.ts')).toEqual(['stages/a.ts', 'stages/lib/only-a.ts', 'stages/lib/shared.ts']);
-      expect(localClosure(graph, 'stages/b.ts')).toEqual(['stages/b.ts', 'stages/lib/lazy.ts', 'stages/lib/shared.ts']);
+      // Dynamic imports and worker modules (new URL(..., import.meta.url)) count, transitively.
+      expect(localClosure(graph, 'stages/b.ts')).toEqual(['stages/b.ts', 'stages/lib/deep.ts', 'stages/lib/lazy.ts', 'stages/lib/shared.ts', 'stages/lib/worker.ts']);
       expect(packageVersions(graph, localClosure(graph, 'stages/a.ts'))).toEqual({ dep: '1.2.3', yaml: '2.9.1' });
       expect(packageVersions(graph, localClosure(graph, 'stages/b.ts'))).toEqual({});
 
