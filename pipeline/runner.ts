@@ -281,6 +281,7 @@ async function execute(plan: Plan, opts: RunOptions, out: (s: string) => void, e
     jobs,
   };
   db.run({ ...runRow });
+  db.scheduleFlush(); // the run shows as 'running' while it lasts
   const gitPromise = gitCommit(paths.root).then((c) => (runRow.git_commit = c));
   const mode = opts.progress ?? 'auto';
   const reporter: Reporter =
@@ -371,7 +372,7 @@ async function execute(plan: Plan, opts: RunOptions, out: (s: string) => void, e
     const tmp = await store.makeTmp();
     const scratchDir = store.scratchDir(fp);
     await fs.mkdir(scratchDir, { recursive: true });
-    const logFile = path.join(logsDir, `${inst.id}.log`);
+    const logFile = path.join(logsDir, `${inst.id.replace(/[/\\]/g, '_')}.log`);
     const logStream: WriteStream = createWriteStream(logFile);
     logStream.write(`# ${inst.id}  fingerprint ${fp}\n# reason: ${node.reason}\n# started ${startedAt.toISOString()}\n`);
     reporter.start(inst.id, node.reason);
