@@ -281,7 +281,7 @@ async function execute(plan: Plan, opts: RunOptions, out: (s: string) => void, e
     jobs,
   };
   db.run({ ...runRow });
-  db.scheduleFlush(); // the run shows as 'running' while it lasts
+  db.scheduleFlush(1000); // the run shows as 'running' while it lasts
   const gitPromise = gitCommit(paths.root).then((c) => (runRow.git_commit = c));
   const mode = opts.progress ?? 'auto';
   const reporter: Reporter =
