@@ -85,3 +85,9 @@ export function corpusSourceFingerprint(source: string): string {
   visit(target);
   return `${source} ${h.digest('hex').slice(0, 16)}`;
 }
+
+/** A fingerprint of a pretrained checkpoint directory (names, sizes, mtimes), or 'none'. */
+export function pretrainedFingerprint(dir: string | null): string {
+  if (!dir) return 'none';
+  return corpusSourceFingerprint(`dir:${dir}`).replace(/^dir:/, '');
+}

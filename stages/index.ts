@@ -1,16 +1,18 @@
 /** The experiment: the list of stages, in dependency order, and the environment they depend on. */
 import type { Project } from '../pipeline/types.ts';
 import type { Params } from './params.gen.ts';
-import { corpusSourceFingerprint, resolveBackend } from './environment.ts';
+import { corpusSourceFingerprint, pretrainedFingerprint, resolveBackend } from './environment.ts';
 import corpus from './corpus.ts';
 import tokenize from './tokenize.ts';
+import lm from './lm.ts';
 
-export const stages: Project['stages'] = [corpus, tokenize];
+export const stages: Project['stages'] = [corpus, tokenize, lm];
 
 export async function environment(params: unknown): Promise<Record<string, string>> {
   const p = params as Params;
   return {
     backend: resolveBackend(p.backend),
     corpus_source: corpusSourceFingerprint(p.corpus.source),
+    lm_pretrained: pretrainedFingerprint(p.lm.pretrained),
   };
 }

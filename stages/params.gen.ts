@@ -68,6 +68,10 @@ export interface Params {
      */
     val_tokens: number;
     seed: number;
+    /**
+     * Threads computing gradients (data parallel; wasm uses one core per thread). Part of the result: a different count changes the numbers slightly.
+     */
+    threads: number;
   };
   collect: {
     /**

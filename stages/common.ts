@@ -1,0 +1,22 @@
+/** Small helpers shared by the stage files (wiring only: the science is in lib/). */
+import type { StageContext } from '../pipeline/types.ts';
+import { initBackend, type BackendKind } from '../lib/backend.ts';
+
+/** Initialise the backend the engine resolved for this run (recorded in the fingerprint). */
+export async function initStageBackend(ctx: StageContext): Promise<string> {
+  const name = await initBackend(ctx.env.backend as BackendKind, { quiet: false });
+  ctx.log(`backend: ${name}`);
+  return name;
+}
+
+/** A throttled progress reporter: calling ctx.progress on every step is wasteful. */
+export function throttled(fn: (...a: any[]) => void, ms = 500): (...a: any[]) => void {
+  let last = 0;
+  return (...a) => {
+    const now = Date.now();
+    if (now - last >= ms) {
+      last = now;
+      fn(...a);
+    }
+  };
+}

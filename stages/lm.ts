@@ -1,0 +1,85 @@
+/** lm: train the small GPT-2 on the train split, or load and validate a pretrained HF GPT-2. */
+import fs from 'node:fs';
+import path from 'node:path';
+import type { StageDef } from '../pipeline/types.ts';
+import type { Params } from './params.gen.ts';
+import { initStageBackend, throttled } from './common.ts';
+
+const stage: StageDef<Params> = {
+  name: 'lm',
+  description: 'Train the small GPT-2 on the train split (AdamW, warmup + cosine), or load lm.pretrained',
+  params: ['lm'],
+  inputs: { tokens: { stage: 'tokenize' } },
+  env: ['backend', 'lm_pretrained'],
+  outputs: ['config.json', 'model.safetensors', 'summary.json'],
+  async run(ctx) {
+    await initStageBackend(ctx);
+    const { createGPT2, loadGPT2, saveGPT2, train, evaluateLoss, unigramEntropy } = await import('../lib/model/index.ts');
+    const { readTokenSplits } = await import('../lib/tokens.ts');
+    const p = ctx.params.lm;
+    const { manifest, train: trainTokens, val } = readTokenSplits(ctx.inputs.tokens);
+    const hUnigram = unigramEntropy(val, manifest.vocab_size);
+    ctx.metric('unigram_entropy_val', hUnigram);
+
+    if (p.pretrained) {
+      if (manifest.tokenizer_kind !== 'gpt2') {
+        throw new Error(`lm.pretrained is set (${p.pretrained}), so tokenizer.kind must be gpt2 (GPT-2's own vocabulary); got ${manifest.tokenizer_kind}`);
+      }
+      const model = loadGPT2(path.resolve(p.pretrained));
+      if (model.config.vocabSize < manifest.vocab_size) {
+        throw new Error(`lm.pretrained: the checkpoint's vocabulary (${model.config.vocabSize}) is smaller than the tokenizer's (${manifest.vocab_size})`);
+      }
+      ctx.log(`loaded ${p.pretrained}: ${model.config.nLayer} layers, d=${model.config.dModel}, ctx ${model.config.nCtx}`);
+      const seqLen = Math.min(p.n_ctx, model.config.nCtx);
+      const valLoss = evaluateLoss(model, val, { seqLen, batchSize: Math.max(1, Math.min(p.batch_size, 8)), maxTokens: p.val_tokens });
+      ctx.metrics({ final_val_loss: valLoss });
+      ctx.log(`val loss ${valLoss.toFixed(4)} nats/token (unigram entropy ${hUnigram.toFixed(4)})`);
+      saveGPT2(model, ctx.outDir, { extraConfig: { gsae_source: 'pretrained' } });
+      fs.writeFileSync(path.join(ctx.outDir, 'summary.json'), JSON.stringify({ pretrained: p.pretrained, final_val_loss: valLoss, unigram_entropy_val: hUnigram }, null, 2));
+      model.dispose();
+      return;
+    }
+
+    const config = { vocabSize: manifest.vocab_size, nCtx: p.n_ctx, dModel: p.d_model, nLayer: p.n_layer, nHead: p.n_head, layerNormEps: 1e-5 };
+    if (p.d_model % p.n_head !== 0) throw new Error(`lm.d_model (${p.d_model}) must be divisible by lm.n_head (${p.n_head})`);
+    const model = createGPT2(config, p.seed);
+    const progress = throttled((pr: any) =>
+      ctx.progress(pr.tokensSeen, pr.totalTokens, { loss: pr.trainLoss.toFixed(3), 'tok/s': Math.round(pr.tokensPerSecond) }),
+    );
+    const result = await train(model, trainTokens, {
+      batchSize: p.batch_size,
+      seqLen: p.n_ctx,
+      tokenBudget: p.train_tokens,
+      lr: p.lr,
+      warmupSteps: p.warmup_steps,
+      weightDecay: p.weight_decay,
+      gradClip: p.grad_clip,
+      seed: p.seed,
+      valTokens: val,
+      evalEvery: p.eval_every_steps,
+      valMaxTokens: p.val_tokens,
+      threads: p.threads,
+      checkpointDir: path.join(ctx.scratchDir, 'checkpoint'),
+      onProgress: progress,
+      onMetric: (name, value, step) => ctx.metric(name, value, { step }),
+    });
+    if (result.resumedFromStep > 0) ctx.log(`resumed from checkpoint at step ${result.resumedFromStep}`);
+    ctx.metrics({ final_val_loss: result.finalValLoss, final_train_loss: result.finalTrainLoss, tokens_per_second: result.tokensPerSecond });
+    ctx.log(
+      `val loss ${result.finalValLoss.toFixed(4)} nats/token (unigram entropy ${hUnigram.toFixed(4)}); ` +
+        `${result.steps} steps, ${Math.round(result.tokensPerSecond)} tokens/s`,
+    );
+    saveGPT2(model, ctx.outDir, { extraConfig: { gsae_source: 'trained', gsae_seed: p.seed } });
+    fs.writeFileSync(
+      path.join(ctx.outDir, 'summary.json'),
+      // Only deterministic fields: the outputs' content feeds the fingerprints downstream.
+      JSON.stringify(
+        { final_val_loss: result.finalValLoss, final_train_loss: result.finalTrainLoss, steps: result.steps, tokens_seen: result.tokensSeen, unigram_entropy_val: hUnigram, config },
+        null,
+        2,
+      ),
+    );
+    model.dispose();
+  },
+};
+export default stage;
