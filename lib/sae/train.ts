@@ -81,13 +81,30 @@ export interface TrainSaeConfig {
   checkpointEverySeconds?: number;
   /** Metrics callback period in steps. Default 10 (and the last step). */
   logEverySteps?: number;
+  /**
+   * Start from these weights (raw units, same d and m) instead of the random init: W_dec rows are
+   * renormalised; b_dec / b_enc are taken as given (bDecInit is then ignored). For fine-tuning and tests.
+   */
+  init?: SaeWeights;
 }
 
-export type ResolvedTrainConfig = Required<Omit<TrainSaeConfig, 'checkpointDir' | 'm' | 'expansion'>> & {
+export type ResolvedTrainConfig = Required<Omit<TrainSaeConfig, 'checkpointDir' | 'm' | 'expansion' | 'init'>> & {
   m: number;
   expansion: number;
   checkpointDir: string | null;
+  /** Checksum of cfg.init (null without). */
+  initHash: string | null;
 };
+
+/** FNV-1a over the bytes of the weights (identifies an init for checkpoint compatibility). */
+function weightsHash(w: SaeWeights): string {
+  let h = 0x811c9dc5;
+  for (const a of [w.W_enc, w.W_dec, w.b_enc, w.b_dec]) {
+    const u = new Uint32Array(a.buffer, a.byteOffset, a.length);
+    for (let i = 0; i < u.length; i++) h = Math.imul(h ^ u[i], 0x01000193) >>> 0;
+  }
+  return `${w.d}x${w.m}:${h.toString(16)}`;
+}
 
 export interface TrainProgress {
   step: number;
@@ -172,6 +189,7 @@ export function resolveTrainConfig(cfg: TrainSaeConfig, d: number): ResolvedTrai
     threads: Math.max(1, cfg.threads ?? 1),
     chunks: Math.max(1, cfg.chunks ?? 2),
     checkpointDir: cfg.checkpointDir ?? null,
+    initHash: cfg.init ? weightsHash(cfg.init) : null,
     checkpointEverySteps: cfg.checkpointEverySteps ?? 0,
     checkpointEverySeconds: cfg.checkpointEverySeconds ?? 60,
     logEverySteps: cfg.logEverySteps ?? 10,
@@ -300,7 +318,7 @@ export async function trainSae(source: RowSource, cfgIn: TrainSaeConfig, cb: Tra
     }
   }
   const resumedFromStep = st?.step ?? 0;
-  if (!st) st = initState(source, cfg, buf, d);
+  if (!st) st = initState(source, cfg, buf, d, cfgIn.init ?? null);
   const S = st;
   transposeInto(S.W_encT, m, d, buf.W_enc);
   if (useGrad) transposeInto(buf.W_dec, m, d, buf.W_decT);
@@ -452,7 +470,13 @@ export async function trainSae(source: RowSource, cfgIn: TrainSaeConfig, cb: Tra
   };
 }
 
-function initState(source: RowSource, cfg: ResolvedTrainConfig, buf: KernelBuffers, d: number): State {
+function initState(
+  source: RowSource,
+  cfg: ResolvedTrainConfig,
+  buf: KernelBuffers,
+  d: number,
+  init: SaeWeights | null,
+): State {
   const m = cfg.m;
   // sample for the norm estimate and b_dec
   const ns = Math.min(cfg.initSamples, source.rows);
@@ -473,18 +497,35 @@ function initState(source: RowSource, cfg: ResolvedTrainConfig, buf: KernelBuffe
     if (meanNorm > 0) scale = Math.sqrt(d) / meanNorm;
   }
   for (let i = 0; i < xs.length; i++) xs[i] *= scale;
-  const bd =
-    cfg.bDecInit === 'geometric_median' ? geometricMedian(xs, d) : cfg.bDecInit === 'mean' ? meanRows(xs, d) : new Float64Array(d);
-  for (let i = 0; i < d; i++) buf.b_dec[i] = bd[i];
-  buf.b_enc.fill(0);
-  buf.W_dec.set(randomUnitRows(m, d, deriveSeed(cfg.seed, 'W_dec')));
   const n = m * d;
+  if (init) {
+    if (init.d !== d || init.m !== m) throw new Error(`trainSae: init has d=${init.d}, m=${init.m}; expected ${d}, ${m}`);
+    for (let i = 0; i < d; i++) buf.b_dec[i] = init.b_dec[i] * scale;
+    for (let j = 0; j < m; j++) buf.b_enc[j] = init.b_enc[j] * scale;
+    buf.W_dec.set(init.W_dec);
+    for (let j = 0; j < m; j++) {
+      let s = 0;
+      for (let i = 0; i < d; i++) s += buf.W_dec[j * d + i] ** 2;
+      const inv = s > 0 ? 1 / Math.sqrt(s) : 0;
+      for (let i = 0; i < d; i++) buf.W_dec[j * d + i] *= inv;
+    }
+  }
+  const W_encT = new Float32Array(n);
+  if (init) transposeInto(init.W_enc, d, m, W_encT);
+  if (!init) {
+    const bd =
+      cfg.bDecInit === 'geometric_median' ? geometricMedian(xs, d) : cfg.bDecInit === 'mean' ? meanRows(xs, d) : new Float64Array(d);
+    for (let i = 0; i < d; i++) buf.b_dec[i] = bd[i];
+    buf.b_enc.fill(0);
+    buf.W_dec.set(randomUnitRows(m, d, deriveSeed(cfg.seed, 'W_dec')));
+    W_encT.set(buf.W_dec); // W_enc = W_decᵀ
+  }
   return {
     step: 0,
     tokensSeen: 0,
     scale,
-    bDecInitUsed: cfg.bDecInit,
-    W_encT: Float32Array.from(buf.W_dec), // W_enc = W_decᵀ
+    bDecInitUsed: init ? 'init' : cfg.bDecInit,
+    W_encT,
     mWe: new Float32Array(n),
     vWe: new Float32Array(n),
     mWd: new Float32Array(n),

@@ -1,0 +1,125 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import { initBackend } from '../../../lib/backend.ts';
+import { decodeSparse, encodeSparse } from '../../../lib/sae/infer.ts';
+import { SelectScratch, selectAmong, selectTopK } from '../../../lib/sae/select.ts';
+import type { SaeWeights } from '../../../lib/sae/types.ts';
+import { mulberry32 } from '../../../lib/util/random.ts';
+
+beforeAll(async () => {
+  await initBackend('wasm');
+});
+
+/** Sort-based reference of the contract's rule: indices sorted ascending. */
+function reference(U: Float32Array, be: Float32Array, A: Float32Array | null, beta: number, k: number, among?: number[]): number[] {
+  const m = U.length;
+  const z = Array.from(U, (u, j) => Math.max(0, u + be[j]));
+  const s = z.map((zz, j) => (A && beta !== 0 ? zz + beta * zz * Math.abs(A[j]) : zz));
+  const ids = among ?? Array.from({ length: m }, (_, j) => j);
+  return ids
+    .slice()
+    .sort((a, b) => s[b] - s[a] || a - b)
+    .slice(0, k)
+    .sort((a, b) => a - b);
+}
+
+describe('selectTopK', () => {
+  it('matches the sort-based reference, including ties, zeros and fewer than k positives', () => {
+    const rng = mulberry32(5);
+    for (let trial = 0; trial < 3000; trial++) {
+      const m = 1 + Math.floor(rng() * 300);
+      const k = 1 + Math.floor(rng() * Math.min(m, 70));
+      // many exact ties (half-integers) and many non-positive values
+      const U = Float32Array.from({ length: m }, () => (rng() < 0.3 ? Math.round((rng() - 0.7) * 6) / 2 : (rng() - 0.6) * 3));
+      const be = Float32Array.from({ length: m }, () => (rng() < 0.5 ? 0 : (rng() - 0.5) * 0.5));
+      const A = rng() < 0.5 ? Float32Array.from({ length: m }, () => (rng() - 0.5) * 2) : null;
+      const beta = A ? (rng() < 0.2 ? 0 : rng() * 3) : 0;
+      const sc = new SelectScratch(k);
+      sc.last = rng() * 3; // a stale threshold guess must not change the result
+      const idx = new Int32Array(k);
+      const val = new Float32Array(k);
+      const l0 = selectTopK(U, 0, be, m, k, A, 0, beta, idx, val, 0, sc);
+      expect(Array.from(idx).sort((a, b) => a - b)).toEqual(reference(U, be, A, beta, k));
+      let pos = 0;
+      for (let t = 0; t < k; t++) {
+        expect(val[t]).toBe(Math.fround(Math.max(0, U[idx[t]] + be[idx[t]])));
+        if (val[t] > 0) pos++;
+      }
+      expect(l0).toBe(pos);
+    }
+  });
+
+  it('selectAmong picks the top kAux dead latents', () => {
+    const rng = mulberry32(6);
+    for (let trial = 0; trial < 500; trial++) {
+      const m = 20 + Math.floor(rng() * 200);
+      const dead = Array.from({ length: m }, (_, j) => j).filter(() => rng() < 0.4);
+      if (dead.length === 0) continue;
+      const kAux = 1 + Math.floor(rng() * dead.length);
+      const U = Float32Array.from({ length: m }, () => rng() - 0.4);
+      const be = new Float32Array(m);
+      const idx = new Int32Array(kAux);
+      const val = new Float32Array(kAux);
+      const n = selectAmong(U, 0, be, Int32Array.from(dead), dead.length, kAux, null, 0, 0, idx, val, 0, new SelectScratch(kAux));
+      const ref = reference(U, be, null, 0, kAux, dead).filter((j) => U[j] > 0);
+      expect(Array.from(idx.subarray(0, n)).sort((a, b) => a - b)).toEqual(ref);
+      for (let t = n; t < kAux; t++) expect(val[t]).toBe(0);
+    }
+  });
+});
+
+describe('g-SAE selection (hand-checked case)', () => {
+  // d = 2, m = 3. x = (1, 0), b_dec = 0, b_enc = 0 → z_pre = W_enc[0, :] = [1.0, 0.9, 0.5].
+  // W_dec rows: (1, 0), (0, 1), (0.6, 0.8); g = (0, 2) → W_dec g = [0, 2, 1.6].
+  // beta = 1: s = z (1 + |W_dec g|) = [1.0, 2.7, 1.3].
+  const w: SaeWeights = {
+    arch: 'gsae',
+    d: 2,
+    m: 3,
+    k: 1,
+    beta: 1,
+    W_enc: Float32Array.from([1.0, 0.9, 0.5, 0.3, -0.2, 0.7]),
+    W_dec: Float32Array.from([1, 0, 0, 1, 0.6, 0.8]),
+    b_enc: new Float32Array(3),
+    b_dec: new Float32Array(2),
+  };
+  const x = Float32Array.from([1, 0]);
+  const g = Float32Array.from([0, 2]);
+  const sorted = (c: { indices: Int32Array; values: Float32Array }) =>
+    Array.from(c.indices)
+      .map((j, t) => [j, c.values[t]] as const)
+      .sort((a, b) => a[0] - b[0]);
+
+  it('the gradient term changes which latents are selected; values stay z_pre', () => {
+    expect(sorted(encodeSparse(w, x, null))).toEqual([[0, 1]]); // TopK: largest z_pre
+    expect(sorted(encodeSparse(w, x, g))).toEqual([[1, Math.fround(0.9)]]); // g-SAE: s = 2.7 wins
+    const w2 = { ...w, k: 2 };
+    expect(sorted(encodeSparse(w2, x, g))).toEqual([
+      [1, Math.fround(0.9)],
+      [2, Math.fround(0.5)],
+    ]);
+    expect(sorted(encodeSparse(w2, x, null))).toEqual([
+      [0, 1],
+      [1, Math.fround(0.9)],
+    ]);
+    // beta = 0 or a topk SAE ignores the gradient
+    expect(sorted(encodeSparse({ ...w, beta: 0 }, x, g))).toEqual([[0, 1]]);
+    expect(sorted(encodeSparse({ ...w, arch: 'topk' }, x, g))).toEqual([[0, 1]]);
+    // a smaller beta: s = [1.0, 0.9 + 0.9·0.1·2 = 1.08, 0.5 + 0.5·0.1·1.6 = 0.58] → still latent 1
+    expect(sorted(encodeSparse({ ...w, beta: 0.1 }, x, g))).toEqual([[1, Math.fround(0.9)]]);
+    // beta = 0.05: s1 = 0.9 + 0.09 = 0.99 < 1.0 → latent 0
+    expect(sorted(encodeSparse({ ...w, beta: 0.05 }, x, g))).toEqual([[0, 1]]);
+  });
+
+  it('decodeSparse: x̂ = Σ values W_dec[idx] + b_dec', () => {
+    const w2 = { ...w, k: 2, b_dec: Float32Array.from([0.5, -1]) };
+    // x - b_dec = (0.5, 1): z_pre = 0.5·[1, .9, .5] + 1·[.3, -.2, .7] = [0.8, 0.25, 0.95]
+    const code = encodeSparse(w2, x, null);
+    expect(sorted(code)).toEqual([
+      [0, Math.fround(0.8)],
+      [2, Math.fround(0.95)],
+    ]);
+    const xh = decodeSparse(w2, code);
+    expect(xh[0]).toBeCloseTo(0.5 + 0.8 * 1 + 0.95 * 0.6, 6);
+    expect(xh[1]).toBeCloseTo(-1 + 0.95 * 0.8, 6);
+  });
+});
