@@ -11,7 +11,39 @@ import type { MetricRecord, TableRow } from './protocol.ts';
 import type { InstanceKey } from './types.ts';
 import { canonicalJson } from './util.ts';
 
-type DuckDBConnection = import('@duckdb/node-api').DuckDBConnection;
+type Bindings = typeof import('@duckdb/node-bindings');
+type Connection = import('@duckdb/node-bindings').Connection;
+type SqlValue = string | number | boolean | bigint | null;
+
+/**
+ * The writer uses DuckDB's low-level bindings (the C API): they load in ~20 ms where the high-level
+ * @duckdb/node-api takes ~150 ms, which matters for a no-op run. Queries use the high-level API.
+ */
+async function bindings(): Promise<Bindings> {
+  const mod = (await import('@duckdb/node-bindings')) as Bindings & { default?: Bindings };
+  return mod.default ?? mod;
+}
+
+async function exec(d: Bindings, conn: Connection, sql: string, values: SqlValue[] = []): Promise<void> {
+  if (values.length === 0) {
+    await d.query(conn, sql);
+    return;
+  }
+  const stmt = await d.prepare(conn, sql);
+  try {
+    values.forEach((v, i) => {
+      const idx = i + 1;
+      if (v === null || v === undefined) d.bind_null(stmt, idx);
+      else if (typeof v === 'string') d.bind_varchar(stmt, idx, v);
+      else if (typeof v === 'boolean') d.bind_boolean(stmt, idx, v);
+      else if (typeof v === 'bigint') d.bind_int64(stmt, idx, v);
+      else d.bind_double(stmt, idx, v);
+    });
+    await d.execute_prepared(stmt);
+  } finally {
+    d.destroy_prepare_sync(stmt);
+  }
+}
 
 export interface RunRow {
   run_id: string;
@@ -136,16 +168,16 @@ export class RunStore {
     if (this.pending.length === 0) return;
     const batch = this.pending;
     this.pending = [];
-    const { DuckDBInstance } = await import('@duckdb/node-api');
+    const d = await bindings();
     let lastError: unknown;
     for (let attempt = 0; attempt < 40; attempt++) {
-      let instance: Awaited<ReturnType<typeof DuckDBInstance.create>> | undefined;
-      let conn: DuckDBConnection | undefined;
+      let db: import('@duckdb/node-bindings').Database | undefined;
+      let conn: Connection | undefined;
       try {
         await fs.mkdir(path.dirname(this.dbPath), { recursive: true });
-        instance = await DuckDBInstance.create(this.dbPath);
-        conn = await instance.connect();
-        await this.write(conn, batch);
+        db = await d.open(this.dbPath);
+        conn = await d.connect(db);
+        await this.write(d, conn, batch);
         return;
       } catch (e) {
         lastError = e;
@@ -153,8 +185,8 @@ export class RunStore {
         if (!/lock|Conflicting/i.test(String((e as Error).message))) break;
         await sleep(250);
       } finally {
-        conn?.closeSync();
-        instance?.closeSync();
+        if (conn) d.disconnect_sync(conn);
+        if (db) d.close_sync(db);
       }
     }
     this.pending = [...batch, ...this.pending];
@@ -164,15 +196,15 @@ export class RunStore {
     }
   }
 
-  private async write(conn: DuckDBConnection, batch: DbRecord[]): Promise<void> {
-    for (const sql of SCHEMA) await conn.run(sql);
-    await conn.run('BEGIN TRANSACTION');
+  private async write(d: Bindings, conn: Connection, batch: DbRecord[]): Promise<void> {
+    for (const sql of SCHEMA) await exec(d, conn, sql);
+    await exec(d, conn, 'BEGIN TRANSACTION');
     try {
       for (const rec of batch) {
         if (rec.kind === 'run') {
           const r = rec.row;
-          await conn.run('DELETE FROM runs WHERE run_id = $1', [r.run_id]);
-          await conn.run('INSERT INTO runs VALUES ($1, $2::TIMESTAMP, $3::TIMESTAMP, $4, $5, $6, $7, $8, $9, $10, $11)', [
+          await exec(d, conn, 'DELETE FROM runs WHERE run_id = $1', [r.run_id]);
+          await exec(d, conn, 'INSERT INTO runs VALUES ($1, $2::TIMESTAMP, $3::TIMESTAMP, $4, $5, $6, $7, $8, $9, $10, $11)', [
             r.run_id,
             ts(r.started),
             ts(r.finished),
@@ -187,7 +219,7 @@ export class RunStore {
           ]);
         } else if (rec.kind === 'stage_run') {
           const r = rec.row;
-          await conn.run('INSERT INTO stage_runs VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::TIMESTAMP, $10::TIMESTAMP)', [
+          await exec(d, conn, 'INSERT INTO stage_runs VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::TIMESTAMP, $10::TIMESTAMP)', [
             this.runId,
             r.stage,
             canonicalJson(r.instance),
@@ -200,57 +232,57 @@ export class RunStore {
             ts(r.finished),
           ]);
         } else if (rec.kind === 'metrics') {
-          const appender = await conn.createAppender('metrics');
+          const app = d.appender_create(conn, null, 'metrics');
           const inst = canonicalJson(rec.instance);
           for (const m of rec.items) {
-            appender.appendVarchar(this.runId);
-            appender.appendVarchar(rec.stage);
-            appender.appendVarchar(inst);
-            appender.appendVarchar(m.name);
-            if (m.step === null || m.step === undefined) appender.appendNull();
-            else appender.appendBigInt(BigInt(Math.round(m.step)));
-            appender.appendDouble(m.value);
-            appender.appendBigInt(BigInt((m as MetricRecord & { seq?: number }).seq ?? 0));
-            appender.endRow();
+            d.append_varchar(app, this.runId);
+            d.append_varchar(app, rec.stage);
+            d.append_varchar(app, inst);
+            d.append_varchar(app, m.name);
+            if (m.step === null || m.step === undefined) d.append_null(app);
+            else d.append_int64(app, BigInt(Math.round(m.step)));
+            d.append_double(app, m.value);
+            d.append_int64(app, BigInt((m as MetricRecord & { seq?: number }).seq ?? 0));
+            d.appender_end_row(app);
           }
-          appender.closeSync();
+          d.appender_close_sync(app);
         } else {
-          await this.writeTable(conn, rec.name, rec.stage, rec.instance, rec.rows);
+          await this.writeTable(d, conn, rec.name, rec.stage, rec.instance, rec.rows);
         }
       }
-      await conn.run('COMMIT');
+      await exec(d, conn, 'COMMIT');
     } catch (e) {
-      await conn.run('ROLLBACK').catch(() => undefined);
+      await exec(d, conn, 'ROLLBACK').catch(() => undefined);
       throw e;
     }
   }
 
-  private async writeTable(conn: DuckDBConnection, name: string, stage: string, instance: InstanceKey, rows: TableRow[]): Promise<void> {
+  private async writeTable(d: Bindings, conn: Connection, name: string, stage: string, instance: InstanceKey, rows: TableRow[]): Promise<void> {
     const table = quoteIdent(name);
-    const existing = await conn.runAndReadAll(`SELECT column_name FROM information_schema.columns WHERE table_name = $1 AND table_schema = 'main'`, [name]);
-    const have = new Set(existing.getRows().map((r) => String(r[0])));
     // Column types come from the first row that has a non-null value for the column.
     const types = new Map<string, string>();
-    for (const row of rows) for (const [k, v] of Object.entries(row)) if (!types.has(k) || (v !== null && types.get(k) === 'VARCHAR?')) types.set(k, v === null ? 'VARCHAR?' : sqlType(v));
-    const cols = [...types.keys()];
-    if (have.size === 0) {
-      const defs = cols.map((c) => `${quoteIdent(c)} ${types.get(c)!.replace('?', '')}`);
-      await conn.run(`CREATE TABLE IF NOT EXISTS ${table} (run_id VARCHAR, stage VARCHAR, instance JSON${defs.length ? ', ' : ''}${defs.join(', ')})`);
-    } else {
-      for (const c of cols) if (!have.has(c)) await conn.run(`ALTER TABLE ${table} ADD COLUMN ${quoteIdent(c)} ${types.get(c)!.replace('?', '')}`);
+    for (const row of rows) {
+      for (const [k, v] of Object.entries(row)) {
+        if (!types.has(k) || (v !== null && types.get(k) === 'NULL')) types.set(k, v === null ? 'NULL' : sqlType(v));
+      }
     }
+    const cols = [...types.keys()];
+    const typeOf = (c: string): string => (types.get(c) === 'NULL' ? 'VARCHAR' : types.get(c)!);
+    const defs = cols.map((c) => `, ${quoteIdent(c)} ${typeOf(c)}`).join('');
+    await exec(d, conn, `CREATE TABLE IF NOT EXISTS ${table} (run_id VARCHAR, stage VARCHAR, instance JSON${defs})`);
+    for (const c of cols) await exec(d, conn, `ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS ${quoteIdent(c)} ${typeOf(c)}`);
     const inst = canonicalJson(instance);
     const allCols = ['run_id', 'stage', 'instance', ...cols];
     const chunk = Math.max(1, Math.floor(2000 / allCols.length));
     for (let i = 0; i < rows.length; i += chunk) {
       const part = rows.slice(i, i + chunk);
-      const values: Array<string | number | boolean | null> = [];
+      const values: SqlValue[] = [];
       const tuples = part.map((row) => {
         const start = values.length;
         values.push(this.runId, stage, inst, ...cols.map((c) => row[c] ?? null));
         return `(${allCols.map((_, j) => `$${start + j + 1}`).join(', ')})`;
       });
-      await conn.run(`INSERT INTO ${table} (${allCols.map(quoteIdent).join(', ')}) VALUES ${tuples.join(', ')}`, values);
+      await exec(d, conn, `INSERT INTO ${table} (${allCols.map(quoteIdent).join(', ')}) VALUES ${tuples.join(', ')}`, values);
     }
   }
 }

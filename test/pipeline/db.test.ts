@@ -112,3 +112,30 @@ describe('run store and failures', () => {
     expect(labelsWith(await stageStatuses(root), 'failed')).toEqual(['train[k=2,seed=0]']);
   });
 });
+
+describe('RunStore', () => {
+  it('project tables get engine columns, and columns that appear later are added', async () => {
+    const dir = await makeProject('parallel');
+    try {
+      const { RunStore } = await import('../../pipeline/db.ts');
+      const dbPath = path.join(dir, 'results/results.duckdb');
+      const store = new RunStore(dbPath, path.join(dir, 'records.jsonl'), 'run-1', () => undefined);
+      store.table('per_item', 's', { k: 1 }, [{ item: 'a', score: 0.5 }]);
+      await store.flush();
+      store.table('per_item', 's', { k: 2 }, [{ item: 'b', score: 1, extra: true, note: null }]);
+      store.metrics('s', { k: 2 }, [{ name: 'loss', value: Number.NaN, step: 3 }]);
+      await store.flush();
+      const { columns, rows } = await querySql(dbPath, 'SELECT * FROM per_item ORDER BY item');
+      expect(columns).toEqual(['run_id', 'stage', 'instance', 'item', 'score', 'extra', 'note']);
+      expect(rows).toEqual([
+        ['run-1', 's', '{"k":1}', 'a', 0.5, null, null],
+        ['run-1', 's', '{"k":2}', 'b', 1, true, null],
+      ]);
+      expect((await querySql(dbPath, 'SELECT name, step::INT, isnan(value) FROM metrics')).rows).toEqual([['loss', 3, true]]);
+      const lines = (await fs.readFile(path.join(dir, 'records.jsonl'), 'utf8')).trim().split('\n');
+      expect(lines).toHaveLength(3);
+    } finally {
+      await removeProject(dir);
+    }
+  });
+});
