@@ -5,8 +5,10 @@ import { corpusSourceFingerprint, pretrainedFingerprint, resolveBackend } from '
 import corpus from './corpus.ts';
 import tokenize from './tokenize.ts';
 import lm from './lm.ts';
+import collect from './collect.ts';
+import sae from './sae.ts';
 
-export const stages: Project['stages'] = [corpus, tokenize, lm];
+export const stages: Project['stages'] = [corpus, tokenize, lm, collect, sae];
 
 export async function environment(params: unknown): Promise<Record<string, string>> {
   const p = params as Params;
