@@ -60,7 +60,11 @@ export function buildCli(): Command {
     .action(async (targets: string[], o: CommonOpts & { force: string[]; dryRun?: boolean; jobs: number; set: string[]; wait: number; progress: 'auto' }) => {
       const controller = new AbortController();
       let interrupts = 0;
+      let firstAt = 0;
       const onSignal = (sig: NodeJS.Signals): void => {
+        // Ctrl-C reaches us both from the terminal and relayed by npm/tsx: count one per second.
+        if (interrupts > 0 && Date.now() - firstAt < 1000) return;
+        if (interrupts === 0) firstAt = Date.now();
         interrupts++;
         process.stderr.write(`\n${sig}: stopping running stages (nothing uncommitted is kept)${interrupts > 1 ? '' : '; again to force'}\n`);
         if (interrupts > 1) process.exit(130);
