@@ -7,8 +7,10 @@ import tokenize from './tokenize.ts';
 import lm from './lm.ts';
 import collect from './collect.ts';
 import sae from './sae.ts';
+import downstream from './downstream.ts';
+import steering from './steering.ts';
 
-export const stages: Project['stages'] = [corpus, tokenize, lm, collect, sae];
+export const stages: Project['stages'] = [corpus, tokenize, lm, collect, sae, downstream, steering];
 
 export async function environment(params: unknown): Promise<Record<string, string>> {
   const p = params as Params;
