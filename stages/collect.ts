@@ -9,21 +9,9 @@ import path from 'node:path';
 import type { StageContext, StageDef } from '../pipeline/types.ts';
 import type { Params } from './params.gen.ts';
 import { initStageBackend, throttled } from './common.ts';
+import { spreadWindows } from './shared.ts';
 import type { HookedLM } from '../lib/model/types.ts';
 import type { TokenArray } from '../lib/tokens.ts';
-
-/**
- * Start offsets of nWin windows of T+1 tokens spread evenly over the whole stream (the corpus is in
- * chronological order, so consecutive windows from the start would see only the earliest documents).
- */
-export function spreadWindows(streamLength: number, T: number, nWin: number): number[] {
-  const last = streamLength - (T + 1);
-  if (last < 0) throw new Error(`a token stream of ${streamLength} tokens is shorter than one window of ${T + 1}`);
-  const max = Math.floor(streamLength / (T + 1));
-  if (nWin > max) throw new Error(`asked for ${nWin * T} tokens but the stream holds only ${max * T} in non-overlapping windows of ${T + 1}`);
-  if (nWin === 1) return [0];
-  return Array.from({ length: nWin }, (_, i) => Math.round((i * last) / (nWin - 1)));
-}
 
 async function collectSplit(
   ctx: StageContext<Params>,

@@ -9,8 +9,9 @@ import collect from './collect.ts';
 import sae from './sae.ts';
 import downstream from './downstream.ts';
 import steering from './steering.ts';
+import report from './report.ts';
 
-export const stages: Project['stages'] = [corpus, tokenize, lm, collect, sae, downstream, steering];
+export const stages: Project['stages'] = [corpus, tokenize, lm, collect, sae, downstream, steering, report];
 
 export async function environment(params: unknown): Promise<Record<string, string>> {
   const p = params as Params;

@@ -58,13 +58,14 @@ const stage: StageDef<Params> = {
       kl: r.kl,
       targets: r.targets.map((t) => JSON.stringify(tok.decode([t]))).join(' '),
     }));
+    const detail = res.rows.map((r) => ({ ...r, target_tokens: r.targets.map((t) => tok.decode([t])) }));
     ctx.table('steering_latents', rows);
     ctx.table('steering_summary', res.summary as unknown as Array<Record<string, number>>);
     for (const s of res.summary) {
       ctx.log(`α=${s.alpha}: effect ${s.effect_mean.toFixed(3)} [${s.effect_lo.toFixed(3)}, ${s.effect_hi.toFixed(3)}], consistency ${s.consistency_mean.toFixed(3)}, KL ${s.kl_mean.toFixed(3)} over ${s.n_latents} latents`);
     }
     ctx.metrics({ steering_seconds_per_latent_alpha: res.cost.secondsPerLatentPerAlpha });
-    fs.writeFileSync(path.join(ctx.outDir, 'latents.json'), JSON.stringify({ latents: res.latents, contexts: res.contextStarts, rows }, null, 1));
+    fs.writeFileSync(path.join(ctx.outDir, 'latents.json'), JSON.stringify({ latents: res.latents, contexts: res.contextStarts, rows: detail }, null, 1));
     fs.writeFileSync(path.join(ctx.outDir, 'summary.json'), JSON.stringify(res.summary, null, 2));
     model.dispose();
   },
