@@ -67,7 +67,26 @@ describe('cache and fingerprints (toy project, real CLI)', () => {
     const statuses = await stageStatuses(root);
     expect(labelsWith(statuses, 'ran')).toEqual(['evaluate[k=1,seed=0]', 'evaluate[k=2,seed=0]', 'report', 'train[k=1,seed=0]', 'train[k=2,seed=0]']);
     expect(labelsWith(statuses, 'cached')).toEqual(['double', 'slow', 'source']);
+    // The recorded reasons name the param for train and the changed input downstream.
+    const { rows } = await querySql(
+      path.join(root, 'results/results.duckdb'),
+      "SELECT label, reason FROM stage_runs WHERE status = 'ran' AND run_id = (SELECT max(run_id) FROM runs) ORDER BY label",
+    );
+    expect(rows).toEqual([
+      ['evaluate[k=1,seed=0]', 'input train[k=1,seed=0] changed'],
+      ['evaluate[k=2,seed=0]', 'input train[k=2,seed=0] changed'],
+      ['report', 'input scores: evaluate[k=1,seed=0] changed, evaluate[k=2,seed=0] changed'],
+      ['train[k=1,seed=0]', 'param train.lr: 0.1 → 0.2'],
+      ['train[k=2,seed=0]', 'param train.lr: 0.1 → 0.2'],
+    ]);
     await takeTrace(root);
+  });
+
+  it('an environment field enters the fingerprint of the stages that declare it', async () => {
+    const dry = await cli(root, ['run', '--dry-run'], { TOY_BACKEND: 'wasm' });
+    expect(dry.stdout).toMatch(/to run\s+train\[k=1,seed=0\]\s+env backend: cpu → wasm/);
+    expect(dry.stdout).toMatch(/cached\s+source/);
+    expect(dry.stdout).toMatch(/to run\s+evaluate\[k=1,seed=0\]\s+input train\[k=1,seed=0\] will be recomputed/);
   });
 
   it('a --set override runs with the new value, is recorded, and leaves params.yaml alone', async () => {
