@@ -12,6 +12,7 @@ import { deriveSeed, mulberry32 } from '../util/random.ts';
 import { GPT2 } from './gpt2.ts';
 import { readSafetensors, writeSafetensors, type TensorF32 } from '../safetensors.ts';
 import { splitRows } from './kernels.ts';
+import { DataParallel } from './parallel.ts';
 
 export type TokenStream = Uint16Array | Uint32Array | Int32Array;
 
@@ -39,10 +40,14 @@ export interface TrainOptions {
   gradClip?: number;
   /** Seed of the batch sampler. Default 0. */
   seed?: number;
-  /** Validation stream and schedule: every evalEvery steps (and at the end) on up to valTokens tokens. */
+  /**
+   * Validation stream and schedule: every evalEvery steps on the first valMaxTokens tokens
+   * (default 65,536), and at the end on the first finalValMaxTokens (default: the whole stream).
+   */
   valTokens?: TokenStream;
   evalEvery?: number;
   valMaxTokens?: number;
+  finalValMaxTokens?: number;
   /** Progress callback every logEvery steps (default 10). */
   logEvery?: number;
   onProgress?: (p: TrainProgress) => void;
@@ -51,6 +56,12 @@ export interface TrainOptions {
   /** Save a checkpoint here every checkpointEvery steps (default 100) and at the end; resume if present. */
   checkpointDir?: string;
   checkpointEvery?: number;
+  /**
+   * Threads computing gradients (data parallel): 1 = this thread only (default); n > 1 starts n-1
+   * worker threads, each with its own wasm backend (wasm uses one core per thread). Results are
+   * reproducible for a fixed number of threads (part of the checkpoint fingerprint).
+   */
+  threads?: number;
   /** Stop between steps (without saving) when aborted; train() then rejects with an AbortError. */
   signal?: AbortSignal;
 }
@@ -187,13 +198,23 @@ export class AdamW {
    * norm to `clip` (0 = off). Returns the pre-clip global norm.
    */
   step(model: GPT2, grads: Map<string, tf.Tensor>, lr: number, clip: number): number {
+    const g = tf.tidy(() => tf.concat(this.names.map((n) => tf.reshape(grads.get(n)!, [-1]))) as tf.Tensor1D);
+    for (const x of grads.values()) x.dispose();
+    return this.update(model, g, lr, clip);
+  }
+
+  /** The same with the gradient given as one flat array (parameter order of model.paramNames). */
+  stepFlat(model: GPT2, grad: Float32Array, lr: number, clip: number): number {
+    return this.update(model, tf.tensor1d(grad), lr, clip);
+  }
+
+  /** Consumes g (flat gradient). */
+  private update(model: GPT2, g: tf.Tensor1D, lr: number, clip: number): number {
     const { beta1, beta2, eps, weightDecay } = this.opts;
     this.t++;
     const t = this.t;
     let norm = 0;
     const newParams = tf.tidy(() => {
-      const g = tf.concat(this.names.map((n) => tf.reshape(grads.get(n)!, [-1]))) as tf.Tensor1D;
-      for (const x of grads.values()) x.dispose();
       const p = tf.concat(this.names.map((n) => tf.reshape(model.param(n), [-1]))) as tf.Tensor1D;
       norm = Math.sqrt(tf.sum(tf.square(g)).dataSync()[0]);
       const scale = clip > 0 && norm > clip ? clip / (norm + 1e-6) : 1;
@@ -213,6 +234,7 @@ export class AdamW {
       const parts = splitRows(pNew, this.sizes);
       return parts.map((x, i) => tf.reshape(x, this.shapes[i]));
     });
+    g.dispose();
     model.setParams(new Map(this.names.map((n, i) => [n, newParams[i]])));
     return norm;
   }
@@ -326,7 +348,9 @@ export async function train(model: GPT2, trainTokens: TokenStream, options: Trai
   const logEvery = Math.max(1, options.logEvery ?? 10);
   const evalEvery = options.evalEvery ?? 0;
   const ckptEvery = options.checkpointEvery ?? 100;
-  const valMax = options.valMaxTokens ?? 131_072;
+  const valMax = options.valMaxTokens ?? 65_536;
+  const threads = Math.max(1, Math.floor(options.threads ?? 1));
+  const finalValMax = options.finalValMaxTokens;
   const adamOpts = {
     beta1: options.beta1 ?? 0.9,
     beta2: options.beta2 ?? 0.95,
@@ -348,8 +372,10 @@ export async function train(model: GPT2, trainTokens: TokenStream, options: Trai
     seed,
     adamOpts,
     nTrain: trainTokens.length,
+    threads,
   });
   const opt = new AdamW(model, adamOpts);
+  let dp: DataParallel | null = null;
   let step = 0;
   let lossWindow: number[] = [];
   let lastVal: number | null = null;
@@ -377,8 +403,9 @@ export async function train(model: GPT2, trainTokens: TokenStream, options: Trai
       }
     }
     const resumedFrom = step;
-    const valLoss = (): number =>
-      options.valTokens ? evaluateLoss(model, options.valTokens, { seqLen: T, batchSize: B, maxTokens: valMax }) : NaN;
+    if (threads > 1) dp = await DataParallel.create(model, threads - 1);
+    const valLoss = (maxTokens: number | undefined): number =>
+      options.valTokens ? evaluateLoss(model, options.valTokens, { seqLen: T, batchSize: B, maxTokens }) : NaN;
     const t0 = performance.now();
     let trainMs = 0;
     let gradNorm = 0;
@@ -399,9 +426,17 @@ export async function train(model: GPT2, trainTokens: TokenStream, options: Trai
       if (options.signal?.aborted) throw abortError();
       const s0 = performance.now();
       const batch = sampleBatch(trainTokens, B, T, seed, step);
-      const { loss, grads } = model.forwardBackward(batch, B, T);
       const rate = learningRate(step, totalSteps, lr, warmup, minLrRatio);
-      gradNorm = opt.step(model, grads, rate, clip);
+      let loss: number;
+      if (dp) {
+        const r = await dp.forwardBackward(model, batch, B, T);
+        loss = r.loss;
+        gradNorm = opt.stepFlat(model, r.grad, rate, clip);
+      } else {
+        const r = model.forwardBackward(batch, B, T);
+        loss = r.loss;
+        gradNorm = opt.step(model, r.grads, rate, clip);
+      }
       step++;
       trainMs += performance.now() - s0;
       lossWindow.push(loss);
@@ -423,14 +458,14 @@ export async function train(model: GPT2, trainTokens: TokenStream, options: Trai
         });
       }
       if (options.valTokens && evalEvery > 0 && step % evalEvery === 0 && step < totalSteps) {
-        lastVal = valLoss();
+        lastVal = valLoss(valMax);
         options.onMetric?.('val_loss', lastVal, tokensSeen);
       }
       if (options.checkpointDir && step % ckptEvery === 0 && step < totalSteps) checkpoint();
       // Let timers, signals and I/O run between steps.
       await new Promise((r) => setImmediate(r));
     }
-    const finalVal = valLoss();
+    const finalVal = valLoss(finalValMax);
     if (options.valTokens) {
       lastVal = finalVal;
       options.onMetric?.('val_loss', finalVal, totalSteps * perStep);
@@ -448,6 +483,7 @@ export async function train(model: GPT2, trainTokens: TokenStream, options: Trai
     };
   } finally {
     opt.dispose();
+    await dp?.close();
   }
 }
 

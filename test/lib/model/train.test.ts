@@ -175,6 +175,26 @@ describe('train', () => {
     m.dispose();
   });
 
+  it('data-parallel over 2 threads gives the same training (up to float rounding), deterministically', async () => {
+    const opts = { steps: 6, batchSize: 5, seqLen: 16, lr: 5e-3, seed: 4, valTokens: valStream, valMaxTokens: 512 };
+    const one = createGPT2(cfg, 8);
+    const r1 = await train(one, trainStream, { ...opts, threads: 1 });
+    const two = createGPT2(cfg, 8);
+    const r2 = await train(two, trainStream, { ...opts, threads: 2 });
+    expect(Math.abs(r2.finalValLoss - r1.finalValLoss)).toBeLessThan(1e-3);
+    const p1 = one.paramArrays();
+    for (const [n, a] of two.paramArrays()) {
+      const b = p1.get(n)!;
+      let d = 0;
+      for (let i = 0; i < a.length; i++) d = Math.max(d, Math.abs(a[i] - b[i]));
+      expect(d, n).toBeLessThan(1e-3);
+    }
+    const again = createGPT2(cfg, 8);
+    const r3 = await train(again, trainStream, { ...opts, threads: 2 });
+    expect(r3.finalValLoss).toBe(r2.finalValLoss);
+    for (const m of [one, two, again]) m.dispose();
+  });
+
   it('a killed run resumes from its checkpoint and reaches the identical result', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ckpt-'));
     const opts = {

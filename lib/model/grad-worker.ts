@@ -1,0 +1,68 @@
+/**
+ * Worker thread for data-parallel training (see parallel.ts): holds a replica of the model on its
+ * own wasm backend; per step it receives the current parameters (one flat Float32Array) and a
+ * share of the batch, and returns its mean loss and flat gradient.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import * as tf from '@tensorflow/tfjs';
+import { initBackend, type BackendKind } from '../backend.ts';
+import { GPT2 } from './gpt2.ts';
+import type { GPT2Config } from './types.ts';
+
+interface Init {
+  config: GPT2Config;
+  names: string[];
+  shapes: number[][];
+  backend: BackendKind;
+}
+
+interface StepMsg {
+  type: 'step';
+  id: number;
+  params: Float32Array;
+  tokens: Int32Array;
+  batch: number;
+  seqLen: number;
+}
+
+const init = workerData as Init;
+const port = parentPort!;
+await initBackend(init.backend, { quiet: true });
+const sizes = init.shapes.map((s) => s.reduce((a, b) => a * b, 1));
+const total = sizes.reduce((a, b) => a + b, 0);
+let model: GPT2 | null = null;
+
+function setParams(flat: Float32Array): void {
+  const m = new Map<string, tf.Tensor>();
+  let off = 0;
+  init.names.forEach((n, i) => {
+    m.set(n, tf.tensor(flat.subarray(off, off + sizes[i]), init.shapes[i], 'float32'));
+    off += sizes[i];
+  });
+  if (!model) model = new GPT2(init.config, m);
+  else model.setParams(m);
+}
+
+port.on('message', (msg: StepMsg | { type: 'close' }) => {
+  if (msg.type === 'close') {
+    model?.dispose();
+    port.close();
+    return;
+  }
+  try {
+    setParams(msg.params);
+    const { loss, grads } = model!.forwardBackward(msg.tokens, msg.batch, msg.seqLen);
+    const flat = new Float32Array(total);
+    let off = 0;
+    init.names.forEach((n, i) => {
+      const g = grads.get(n)!;
+      flat.set(g.dataSync() as Float32Array, off);
+      off += sizes[i];
+    });
+    for (const g of grads.values()) g.dispose();
+    port.postMessage({ type: 'grads', id: msg.id, loss, grads: flat }, [flat.buffer]);
+  } catch (e) {
+    port.postMessage({ type: 'error', id: msg.id, message: (e as Error).stack ?? String(e) });
+  }
+});
+port.postMessage({ type: 'ready' });
