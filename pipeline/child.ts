@@ -42,6 +42,7 @@ async function runStage(msg: StartMessage): Promise<void> {
   const addMetric = (name: string, value: number, step: number | undefined): void => {
     if (typeof name !== 'string' || name === '') throw new Error('ctx.metric: name must be a non-empty string');
     if (typeof value !== 'number') throw new Error(`ctx.metric(${name}): value must be a number, got ${typeof value}`);
+    if (step !== undefined && step !== null && !Number.isFinite(step)) throw new Error(`ctx.metric(${name}): step must be a finite number, got ${step}`);
     pendingMetrics.push({ name, value, step: step ?? null });
     if (pendingMetrics.length >= 1000) flushMetrics();
     else flushTimer ??= setTimeout(flushMetrics, 250);

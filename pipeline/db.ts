@@ -95,6 +95,14 @@ const SCHEMA = [
      QUALIFY row_number() OVER (PARTITION BY m.stage, m.instance::VARCHAR, m.name, m.step ORDER BY r.started DESC, m.seq DESC) = 1`,
 ];
 
+function isLockError(e: unknown): boolean {
+  return /lock|Conflicting/i.test(String((e as Error)?.message ?? e));
+}
+
+function firstLine(e: unknown): string {
+  return String((e as Error)?.message ?? e).split('\n')[0];
+}
+
 /** UTC 'YYYY-MM-DD HH:MM:SS.mmm', which DuckDB reads as a TIMESTAMP. */
 function ts(d: Date | null): string | null {
   return d ? d.toISOString().replace('T', ' ').replace('Z', '') : null;
@@ -102,6 +110,13 @@ function ts(d: Date | null): string | null {
 
 function quoteIdent(name: string): string {
   return `"${name.replace(/"/g, '""')}"`;
+}
+
+/** A table cell as a bindable value (objects, which the contract does not allow, become JSON text). */
+function cell(v: unknown): SqlValue {
+  if (v === undefined || v === null) return null;
+  if (typeof v === 'object') return JSON.stringify(v);
+  return v as SqlValue;
 }
 
 function sqlType(v: unknown): string {
@@ -113,6 +128,8 @@ function sqlType(v: unknown): string {
 export class RunStore {
   private pending: DbRecord[] = [];
   private writing: Promise<void> = Promise.resolve();
+  /** Appends to records.jsonl, in order. */
+  private recordsWritten: Promise<void> = Promise.resolve();
   private timer: NodeJS.Timeout | undefined;
   private seq = 0;
   private warned = false;
@@ -130,9 +147,10 @@ export class RunStore {
 
   private add(rec: DbRecord): void {
     this.pending.push(rec);
-    void fs
-      .mkdir(path.dirname(this.recordsFile), { recursive: true })
-      .then(() => fs.appendFile(this.recordsFile, `${JSON.stringify(rec)}\n`))
+    const line = `${JSON.stringify(rec)}\n`;
+    this.recordsWritten = this.recordsWritten
+      .then(() => fs.mkdir(path.dirname(this.recordsFile), { recursive: true }))
+      .then(() => fs.appendFile(this.recordsFile, line))
       .catch(() => undefined);
   }
 
@@ -161,7 +179,7 @@ export class RunStore {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     this.writing = this.writing.then(() => this.writeBatch());
-    return this.writing;
+    return Promise.all([this.writing, this.recordsWritten]).then(() => undefined);
   }
 
   private async writeBatch(): Promise<void> {
@@ -177,12 +195,23 @@ export class RunStore {
         await fs.mkdir(path.dirname(this.dbPath), { recursive: true });
         db = await d.open(this.dbPath);
         conn = await d.connect(db);
-        await this.write(d, conn, batch);
+        try {
+          await this.write(d, conn, batch);
+        } catch (e) {
+          if (isLockError(e)) throw e;
+          // A record the database rejects (e.g. a string in a DOUBLE column of a project table)
+          // must not hold back the others: write one by one, report and drop the bad ones.
+          for (const rec of batch) {
+            await this.write(d, conn, [rec]).catch((err: unknown) =>
+              this.log(`results.duckdb rejected a ${rec.kind} record (${firstLine(err)}); it is kept in ${this.recordsFile}`),
+            );
+          }
+        }
         return;
       } catch (e) {
         lastError = e;
         // Another process (a query, the DuckDB CLI) holds the file: retry for a while.
-        if (!/lock|Conflicting/i.test(String((e as Error).message))) break;
+        if (!isLockError(e)) break;
         await sleep(250);
       } finally {
         if (conn) d.disconnect_sync(conn);
@@ -192,7 +221,7 @@ export class RunStore {
     this.pending = [...batch, ...this.pending];
     if (!this.warned) {
       this.warned = true;
-      this.log(`could not write ${this.dbPath} (${String((lastError as Error)?.message ?? lastError).split('\n')[0]}); will retry; records are kept in ${this.recordsFile}`);
+      this.log(`could not write ${this.dbPath} (${firstLine(lastError)}); will retry; records are kept in ${this.recordsFile}`);
     }
   }
 
@@ -279,7 +308,7 @@ export class RunStore {
       const values: SqlValue[] = [];
       const tuples = part.map((row) => {
         const start = values.length;
-        values.push(this.runId, stage, inst, ...cols.map((c) => row[c] ?? null));
+        values.push(this.runId, stage, inst, ...cols.map((c) => cell(row[c])));
         return `(${allCols.map((_, j) => `$${start + j + 1}`).join(', ')})`;
       });
       await exec(d, conn, `INSERT INTO ${table} (${allCols.map(quoteIdent).join(', ')}) VALUES ${tuples.join(', ')}`, values);

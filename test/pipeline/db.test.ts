@@ -119,7 +119,8 @@ describe('RunStore', () => {
     try {
       const { RunStore } = await import('../../pipeline/db.ts');
       const dbPath = path.join(dir, 'results/results.duckdb');
-      const store = new RunStore(dbPath, path.join(dir, 'records.jsonl'), 'run-1', () => undefined);
+      const logged: string[] = [];
+      const store = new RunStore(dbPath, path.join(dir, 'records.jsonl'), 'run-1', (m) => logged.push(m));
       store.table('per_item', 's', { k: 1 }, [{ item: 'a', score: 0.5 }]);
       await store.flush();
       store.table('per_item', 's', { k: 2 }, [{ item: 'b', score: 1, extra: true, note: null }]);
@@ -132,8 +133,15 @@ describe('RunStore', () => {
         ['run-1', 's', '{"k":2}', 'b', 1, true, null],
       ]);
       expect((await querySql(dbPath, 'SELECT name, step::INT, isnan(value) FROM metrics')).rows).toEqual([['loss', 3, true]]);
+      // A record the database rejects is reported and dropped; the rest of its batch is written.
+      store.table('per_item', 's', { k: 3 }, [{ item: 'c', score: 'not a number' }]);
+      store.metrics('s', { k: 3 }, [{ name: 'loss', value: 1, step: null }]);
+      await store.flush();
+      expect(logged.join('\n')).toMatch(/results\.duckdb rejected a table record \(.*\); it is kept in .*records\.jsonl/);
+      expect((await querySql(dbPath, 'SELECT count(*)::INT FROM metrics')).rows).toEqual([[2]]);
+      expect((await querySql(dbPath, 'SELECT count(*)::INT FROM per_item')).rows).toEqual([[2]]);
       const lines = (await fs.readFile(path.join(dir, 'records.jsonl'), 'utf8')).trim().split('\n');
-      expect(lines).toHaveLength(3);
+      expect(lines).toHaveLength(5);
     } finally {
       await removeProject(dir);
     }
