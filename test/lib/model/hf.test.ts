@@ -5,7 +5,7 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../../../lib/backend.ts';
 import { createGPT2, gpt2ParamShapes, type GPT2 } from '../../../lib/model/gpt2.ts';
-import { loadGPT2, saveGPT2, toHFConfig } from '../../../lib/model/hf.ts';
+import { describeSafetensors, fromHFConfig, loadGPT2, saveGPT2, toHFConfig } from '../../../lib/model/hf.ts';
 import { encodeSafetensors, readSafetensors, type TensorF32 } from '../../../lib/safetensors.ts';
 import type { GPT2Config } from '../../../lib/model/types.ts';
 
@@ -125,6 +125,46 @@ describe('HF GPT-2 checkpoints', () => {
     fs.mkdirSync(path.join(tmp, 'nost'));
     fs.writeFileSync(path.join(tmp, 'nost', 'config.json'), JSON.stringify(toHFConfig(cfg)));
     expect(() => loadGPT2(path.join(tmp, 'nost'))).toThrow(/no model\.safetensors/);
+  });
+
+  it('reads the config.json of the real gpt2 / gpt2-medium (as on the Hugging Face hub)', () => {
+    const gpt2 = {
+      activation_function: 'gelu_new',
+      architectures: ['GPT2LMHeadModel'],
+      attn_pdrop: 0.1,
+      bos_token_id: 50256,
+      embd_pdrop: 0.1,
+      eos_token_id: 50256,
+      initializer_range: 0.02,
+      layer_norm_epsilon: 1e-5,
+      model_type: 'gpt2',
+      n_ctx: 1024,
+      n_embd: 768,
+      n_head: 12,
+      n_layer: 12,
+      n_positions: 1024,
+      resid_pdrop: 0.1,
+      summary_activation: null,
+      summary_first_dropout: 0.1,
+      summary_proj_to_labels: true,
+      summary_type: 'cls_index',
+      summary_use_proj: true,
+      task_specific_params: { 'text-generation': { do_sample: true, max_length: 50 } },
+      vocab_size: 50257,
+    };
+    expect(fromHFConfig(gpt2)).toEqual({ vocabSize: 50257, nCtx: 1024, dModel: 768, nLayer: 12, nHead: 12, layerNormEps: 1e-5 });
+    const medium = { ...gpt2, n_embd: 1024, n_head: 16, n_layer: 24, n_special: 0, predict_special_tokens: true };
+    expect(fromHFConfig(medium)).toMatchObject({ dModel: 1024, nHead: 16, nLayer: 24 });
+    expect(() => fromHFConfig({ ...gpt2, model_type: 'llama' })).toThrow(/model_type/);
+    expect(() => fromHFConfig({ ...gpt2, n_inner: 1000 })).toThrow(/n_inner/);
+    // our own config round-trips
+    expect(fromHFConfig(toHFConfig(cfg))).toEqual(cfg);
+    // and the header of our file is readable without loading the data
+    saveGPT2(model, path.join(tmp, 'desc'));
+    expect(describeSafetensors(path.join(tmp, 'desc', 'model.safetensors'))['h.0.attn.c_attn.weight']).toEqual({
+      dtype: 'F32',
+      shape: [16, 48],
+    });
   });
 
   it('loads a sharded checkpoint (model.safetensors.index.json)', () => {
