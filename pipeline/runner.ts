@@ -474,7 +474,11 @@ async function execute(plan: Plan, opts: RunOptions, out: (s: string) => void, e
         failure = `commit failed: ${(e as Error).message}`;
       }
     } else if (!failure) {
-      failure = signal ? `killed by ${signal}` : `child exited with code ${code} before finishing`;
+      failure = signal
+        ? `killed by ${signal}`
+        : code === 0
+          ? 'the process ran out of work before run() settled (a promise that never resolves?)'
+          : `the stage process exited with code ${code} before finishing`;
     }
     logStream.write(`# ${failure ? `FAILED: ${failure}` : 'committed'} after ${formatSeconds(node.seconds)}\n`);
     await new Promise<void>((resolve) => logStream.end(resolve));
