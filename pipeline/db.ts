@@ -76,7 +76,7 @@ type DbRecord =
   | { kind: 'metrics'; stage: string; instance: InstanceKey; items: MetricRecord[] }
   | { kind: 'table'; name: string; stage: string; instance: InstanceKey; rows: TableRow[] };
 
-export const ENGINE_TABLES = ['runs', 'stage_runs', 'metrics', 'latest_metrics'];
+export const ENGINE_TABLES = ['runs', 'stage_runs', 'metrics', 'current_instances', 'latest_metrics'];
 
 const SCHEMA = [
   `CREATE TABLE IF NOT EXISTS runs (run_id VARCHAR, started TIMESTAMP, finished TIMESTAMP, git_commit VARCHAR,
@@ -85,13 +85,23 @@ const SCHEMA = [
      fingerprint VARCHAR, status VARCHAR, seconds DOUBLE, reason VARCHAR, started TIMESTAMP, finished TIMESTAMP)`,
   `CREATE TABLE IF NOT EXISTS metrics (run_id VARCHAR, stage VARCHAR, instance JSON, name VARCHAR,
      step BIGINT, value DOUBLE, seq BIGINT)`,
-  // Per (stage, instance, name, step): the value from the latest run in which the instance ran to
-  // success. Cached instances keep the numbers of the run that computed them.
+  // Per (stage, instance): the fingerprint the most recent run used for it (ran or cached), i.e.
+  // what results/ shows now. Switching a param back to a cached value switches this back too.
+  `CREATE OR REPLACE VIEW current_instances AS
+     SELECT s.stage, s.instance, s.label, s.fingerprint, s.run_id AS used_in_run
+     FROM stage_runs s JOIN runs r USING (run_id)
+     WHERE s.status IN ('ran', 'cached') AND s.fingerprint IS NOT NULL
+     QUALIFY row_number() OVER (PARTITION BY s.stage, s.instance::VARCHAR ORDER BY r.started DESC, s.finished DESC NULLS LAST) = 1`,
+  // Per (stage, instance, name, step): the value computed for the instance's current fingerprint,
+  // from the latest run that ran that fingerprint to success. Cached instances keep the numbers of
+  // the run that computed them; metrics of failed attempts never appear.
   `CREATE OR REPLACE VIEW latest_metrics AS
-     SELECT m.stage, m.instance, m.name, m.step, m.value, m.run_id, r.started AS run_started
-     FROM metrics m
-     JOIN runs r USING (run_id)
-     JOIN stage_runs s ON s.run_id = m.run_id AND s.stage = m.stage AND s.instance::VARCHAR = m.instance::VARCHAR AND s.status = 'ran'
+     SELECT m.stage, m.instance, m.name, m.step, m.value, m.run_id, r.started AS run_started, c.fingerprint
+     FROM current_instances c
+     JOIN stage_runs s ON s.stage = c.stage AND s.instance::VARCHAR = c.instance::VARCHAR
+       AND s.fingerprint = c.fingerprint AND s.status = 'ran'
+     JOIN metrics m ON m.run_id = s.run_id AND m.stage = s.stage AND m.instance::VARCHAR = s.instance::VARCHAR
+     JOIN runs r ON r.run_id = m.run_id
      QUALIFY row_number() OVER (PARTITION BY m.stage, m.instance::VARCHAR, m.name, m.step ORDER BY r.started DESC, m.seq DESC) = 1`,
 ];
 

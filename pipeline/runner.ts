@@ -403,6 +403,8 @@ async function execute(plan: Plan, opts: RunOptions, out: (s: string) => void, e
       env: Object.fromEntries((inst.stage.env ?? []).map((f) => [f, plan.env[f]])),
       outputs: inst.stage.outputs,
     };
+    // Upstream metrics and stage rows are in results.duckdb before a stage starts (the report reads them).
+    if (db.pendingCount > 0) await db.flush();
     const child = fork(CHILD_SCRIPT, [], {
       cwd: paths.root,
       execArgv: ['--import', TSX_LOADER],
