@@ -56,7 +56,7 @@ export class KernelPool {
     const workers: Worker[] = [];
     try {
       for (let i = 0; i < n; i++) {
-        const w = new Worker(src, { eval: true, workerData: { spec, buf, backend } });
+        const w = new Worker(src, { eval: true, workerData: { spec, buf, backend, participant: i + 1 } });
         workers.push(w);
         await new Promise<void>((resolve, reject) => {
           const onMsg = (msg: { type: string; message?: string }) => {

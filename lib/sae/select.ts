@@ -6,7 +6,9 @@
  *   s = z                       (topk, or a g-SAE without gradient / with beta = 0)
  *   s = z + beta * z * |a|      (gsae; a = W_dec g, one number per latent)
  * the k largest s are kept, ties broken by the lower index; the kept values are z.
- * The order of the k selected latents in the output is deterministic but unspecified.
+ * Output order: the selected latents with z > 0 by ascending index, then (if fewer than k are
+ * positive) the zero-valued fillers. The order is canonical (it does not depend on the scratch
+ * state), so sums over the selection are reproducible bit for bit.
  *
  * Algorithm: one scan keeps candidates with s above a running threshold in a buffer of 4k; when
  * the buffer is full, a quickselect keeps its best k and the threshold rises to the k-th score.
@@ -70,6 +72,22 @@ export function partialTop(s: Float64Array, ix: Int32Array, n: number, k: number
     if (target <= j) hi = j;
     else if (target >= i) lo = i;
     else break;
+  }
+}
+
+/** Sort the first n candidates by ascending latent index (insertion sort: n ≤ a few dozen). */
+function sortByIndex(cs: Float64Array, ci: Int32Array, n: number): void {
+  for (let a = 1; a < n; a++) {
+    const i = ci[a];
+    const s = cs[a];
+    let b = a - 1;
+    while (b >= 0 && ci[b] > i) {
+      ci[b + 1] = ci[b];
+      cs[b + 1] = cs[b];
+      b--;
+    }
+    ci[b + 1] = i;
+    cs[b + 1] = s;
   }
 }
 
@@ -161,6 +179,7 @@ export function selectTopK(
     partialTop(sc.cs, sc.ci, n, k);
     n = k;
   }
+  sortByIndex(sc.cs, sc.ci, n);
   const { cs, ci } = sc;
   let kth = Infinity;
   for (let t = 0; t < n; t++) {
@@ -229,6 +248,7 @@ export function selectAmong(
     partialTop(cs, ci, n, kAux);
     n = kAux;
   }
+  sortByIndex(cs, ci, n);
   for (let t = 0; t < n; t++) {
     const j = ci[t];
     outIdx[outOff + t] = j;
@@ -239,4 +259,96 @@ export function selectAmong(
     outVal[outOff + t] = 0;
   }
   return n;
+}
+
+/** Minimal view of the SIMD scan kernels (simd.ts). */
+export interface ScanKernels {
+  scanPlain(u: number, be: number, j0: number, m: number, thr: number, out: number, cap: number): number;
+  scanGrad(u: number, be: number, a: number, j0: number, m: number, beta: number, thr: number, out: number, cap: number): number;
+  stop: WebAssembly.Global;
+}
+
+/**
+ * selectTopK with the candidate scan done by a WebAssembly SIMD kernel (m % 4 == 0). The kernel
+ * only pre-filters with float32 scores against a threshold lowered by a safety margin; every
+ * candidate is then scored exactly as in selectTopK (float64), so the result is identical.
+ * F: Float32Array over the whole wasm memory; uPtr, bePtr, aPtr: byte offsets of the token's U
+ * row, b_enc and A row (aPtr ignored when beta = 0); cand: i32 scratch in the same memory.
+ */
+export function selectTopKWasm(
+  ex: ScanKernels,
+  F: Float32Array,
+  uPtr: number,
+  bePtr: number,
+  aPtr: number,
+  m: number,
+  k: number,
+  beta: number,
+  cand: Int32Array,
+  outIdx: Int32Array,
+  outVal: Float32Array,
+  outOff: number,
+  sc: SelectScratch,
+): number {
+  const useG = beta !== 0;
+  const u0 = uPtr >> 2;
+  const b0 = bePtr >> 2;
+  const a0 = aPtr >> 2;
+  const cap = Math.min(sc.cap, cand.length);
+  const { cs, ci } = sc;
+  const pc = cand.byteOffset;
+  const scan = (thr0: number): number => {
+    let thr = thr0;
+    let n = 0;
+    let j = 0;
+    for (;;) {
+      if (cap - n < 8) {
+        thr = shrink(sc, n, k);
+        n = k;
+      }
+      const lo = thr > 0 ? thr * (1 - 2 ** -20) : -1e-30;
+      const got = useG ? ex.scanGrad(uPtr, bePtr, aPtr, j, m, beta, lo, pc, cap - n) : ex.scanPlain(uPtr, bePtr, j, m, lo, pc, cap - n);
+      j = ex.stop.value as number;
+      for (let t = 0; t < got; t++) {
+        const jj = cand[t];
+        const z = F[u0 + jj] + F[b0 + jj];
+        if (!(z > 0)) continue;
+        const s = useG ? z + beta * z * Math.abs(F[a0 + jj]) : z;
+        if (s > thr) {
+          cs[n] = s;
+          ci[n] = jj;
+          n++;
+        }
+      }
+      if (j >= m) return n;
+    }
+  };
+  const guess = sc.last > 0 ? 0.5 * sc.last : 0;
+  let n = scan(guess);
+  if (n < k && guess > 0) n = scan(0);
+  if (n > k) {
+    partialTop(cs, ci, n, k);
+    n = k;
+  }
+  sortByIndex(cs, ci, n);
+  let kth = Infinity;
+  for (let t = 0; t < n; t++) {
+    const j = ci[t];
+    outIdx[outOff + t] = j;
+    outVal[outOff + t] = Math.fround(F[u0 + j] + F[b0 + j]);
+    if (cs[t] < kth) kth = cs[t];
+  }
+  sc.last = n === k ? kth : 0;
+  const l0 = n;
+  if (n < k) {
+    let t = n;
+    for (let j = 0; j < m && t < k; j++) {
+      if (!(F[u0 + j] + F[b0 + j] > 0)) {
+        outIdx[outOff + t] = j;
+        outVal[outOff + t] = 0;
+        t++;
+      }
+    }
+  }
+  return l0;
 }

@@ -27,7 +27,8 @@ import type { BackendKind } from '../backend.ts';
 import { deriveSeed } from '../util/random.ts';
 import { readCheckpoint, writeCheckpoint } from './checkpoint.ts';
 import { geometricMedian, meanRows, randomUnitRows } from './init.ts';
-import { CTRL, STATS, SaeKernel, allocKernelBuffers, defaultBlockRows, type KernelBuffers, type KernelSpec } from './kernel.ts';
+import { CTRL, STATS, SaeKernel, allocKernelBuffers, defaultBlockRows, simdAvailable, type KernelBuffers, type KernelSpec } from './kernel.ts';
+import type { SimdExports } from './simd.ts';
 import { KernelPool } from './pool.ts';
 import type { SaeArch, SaeWeights } from './types.ts';
 
@@ -73,6 +74,12 @@ export interface TrainSaeConfig {
   threads?: number;
   /** Fixed split of each batch (threads ≤ chunks; results do not depend on threads). Default 2. */
   chunks?: number;
+  /**
+   * WebAssembly SIMD kernels for the sparse parts and the optimiser ('auto': when d and m are
+   * multiples of 4). false: plain TypeScript loops (float64 scratch; slower, slightly different
+   * rounding). Default 'auto'.
+   */
+  simd?: boolean | 'auto';
   /** Resume from / save checkpoints to this directory (file checkpoint.bin). */
   checkpointDir?: string;
   /** Save every N steps (0 = off). Default 0. */
@@ -188,6 +195,7 @@ export function resolveTrainConfig(cfg: TrainSaeConfig, d: number): ResolvedTrai
     seed: cfg.seed ?? 0,
     threads: Math.max(1, cfg.threads ?? 1),
     chunks: Math.max(1, cfg.chunks ?? 2),
+    simd: cfg.simd ?? 'auto',
     checkpointDir: cfg.checkpointDir ?? null,
     initHash: cfg.init ? weightsHash(cfg.init) : null,
     checkpointEverySteps: cfg.checkpointEverySteps ?? 0,
@@ -280,7 +288,10 @@ export async function trainSae(source: RowSource, cfgIn: TrainSaeConfig, cb: Tra
     chunks: C,
     useGrad,
     blockRows: Math.min(defaultBlockRows(m), Math.ceil(N / C)),
+    participants: Math.min(cfg.threads, C),
+    simd: cfg.simd === 'auto' ? simdAvailable(d, m) : cfg.simd && simdAvailable(d, m),
   };
+  if (cfg.simd === true && !spec.simd) throw new Error(`trainSae: simd kernels need d and m multiples of 4 (d=${d}, m=${m})`);
   const buf = allocKernelBuffers(spec);
   const key = numericKey(cfg, d);
   const log = (s: string) => cb.onLog?.(s);
@@ -295,16 +306,13 @@ export async function trainSae(source: RowSource, cfgIn: TrainSaeConfig, cb: Tra
       buf.W_dec.set(a.W_dec as Float32Array);
       buf.b_enc.set(a.b_enc as Float32Array);
       buf.b_dec.set(a.b_dec as Float32Array);
+      for (const name of ['W_encT', 'mWe', 'vWe', 'mWd', 'vWd'] as const) buf.opt[name].set(a[name] as Float32Array);
       st = {
         step: ck.meta.step,
         tokensSeen: ck.meta.tokensSeen,
         scale: ck.meta.scale,
         bDecInitUsed: ck.meta.bDecInitUsed,
-        W_encT: a.W_encT as Float32Array,
-        mWe: a.mWe as Float32Array,
-        vWe: a.vWe as Float32Array,
-        mWd: a.mWd as Float32Array,
-        vWd: a.vWd as Float32Array,
+        ...buf.opt,
         mbe: a.mbe as Float32Array,
         vbe: a.vbe as Float32Array,
         mbd: a.mbd as Float32Array,
@@ -324,10 +332,10 @@ export async function trainSae(source: RowSource, cfgIn: TrainSaeConfig, cb: Tra
   if (useGrad) transposeInto(buf.W_dec, m, d, buf.W_decT);
 
   // ---- participants
-  const threads = Math.min(cfg.threads, C);
+  const threads = spec.participants;
   const backend = tf.getBackend() as BackendKind;
   const pool = threads > 1 ? await KernelPool.create(threads - 1, spec, buf, backend) : null;
-  const mainKernel = new SaeKernel(spec, buf);
+  const mainKernel = new SaeKernel(spec, buf, 0);
   const assign: number[][] = Array.from({ length: threads }, () => []);
   for (let c = 0; c < C; c++) assign[c % threads].push(c);
 
@@ -384,7 +392,8 @@ export async function trainSae(source: RowSource, cfgIn: TrainSaeConfig, cb: Tra
       const variance = sumsq - mu2 / N;
       // update
       const lr = learningRate(cfg, S.step, steps);
-      applyUpdate(S, buf, cfg, spec, lr, gbeTot);
+      if (mainKernel.wasm) applyUpdateSimd(S, buf, cfg, spec, lr, gbeTot, mainKernel.wasm);
+      else applyUpdate(S, buf, cfg, spec, lr, gbeTot);
       if (useGrad) transposeInto(buf.W_dec, m, d, buf.W_decT);
       // firing statistics
       S.tokensSeen += N;
@@ -497,7 +506,6 @@ function initState(
     if (meanNorm > 0) scale = Math.sqrt(d) / meanNorm;
   }
   for (let i = 0; i < xs.length; i++) xs[i] *= scale;
-  const n = m * d;
   if (init) {
     if (init.d !== d || init.m !== m) throw new Error(`trainSae: init has d=${init.d}, m=${init.m}; expected ${d}, ${m}`);
     for (let i = 0; i < d; i++) buf.b_dec[i] = init.b_dec[i] * scale;
@@ -510,7 +518,8 @@ function initState(
       for (let i = 0; i < d; i++) buf.W_dec[j * d + i] *= inv;
     }
   }
-  const W_encT = new Float32Array(n);
+  const W_encT = buf.opt.W_encT;
+  for (const a of [buf.opt.mWe, buf.opt.vWe, buf.opt.mWd, buf.opt.vWd]) a.fill(0);
   if (init) transposeInto(init.W_enc, d, m, W_encT);
   if (!init) {
     const bd =
@@ -525,11 +534,7 @@ function initState(
     tokensSeen: 0,
     scale,
     bDecInitUsed: init ? 'init' : cfg.bDecInit,
-    W_encT,
-    mWe: new Float32Array(n),
-    vWe: new Float32Array(n),
-    mWd: new Float32Array(n),
-    vWd: new Float32Array(n),
+    ...buf.opt,
     mbe: new Float32Array(m),
     vbe: new Float32Array(m),
     mbd: new Float32Array(d),
@@ -583,6 +588,12 @@ export function sumChunkGradients(
     for (let i = 0; i < GWe.length; i++) GWe[i] += a[i];
     for (let i = 0; i < GWd.length; i++) GWd[i] += b[i];
   }
+  biasGradients(buf, spec, W_encT, gbe, gbd);
+}
+
+/** gbe = Σ_c gbe_c; gbd = Σ_c gbd_c − W_enc · gbe (W_encT [m, d]). */
+function biasGradients(buf: KernelBuffers, spec: KernelSpec, W_encT: Float32Array, gbe: Float64Array, gbd: Float64Array): void {
+  const { d, m, chunks: C } = spec;
   for (let j = 0; j < m; j++) {
     let s = 0;
     for (let c = 0; c < C; c++) s += buf.gbe[c][j];
@@ -665,6 +676,43 @@ function applyUpdate(
   // biases
   adamVec(buf.b_enc, gbe, S.mbe, S.vbe, b1, b2, stepSize, sqrtBc2, eps);
   adamVec(buf.b_dec, gbd, S.mbd, S.vbd, b1, b2, stepSize, sqrtBc2, eps);
+}
+
+/** applyUpdate with the WebAssembly SIMD kernels (float32 Adam, same formulas). */
+function applyUpdateSimd(
+  S: State,
+  buf: KernelBuffers,
+  cfg: ResolvedTrainConfig,
+  spec: KernelSpec,
+  lr: number,
+  gbe: Float64Array,
+  ex: SimdExports,
+): void {
+  const { d, m, chunks: C } = spec;
+  const b1 = cfg.adamBeta1;
+  const b2 = cfg.adamBeta2;
+  const t = S.step + 1;
+  const stepSize = lr / (1 - b1 ** t);
+  const sqrtBc2 = Math.sqrt(1 - b2 ** t);
+  const n4 = (m * d) >> 2;
+  const GWe = buf.gWeT[0];
+  const GWd = buf.gWd[0];
+  for (let c = 1; c < C; c++) {
+    ex.addInto(GWe.byteOffset, buf.gWeT[c].byteOffset, n4);
+    ex.addInto(GWd.byteOffset, buf.gWd[c].byteOffset, n4);
+  }
+  const gbd = new Float64Array(d);
+  biasGradients(buf, spec, S.W_encT, gbe, gbd);
+  const rowBytes = d * 4;
+  const pWd = buf.W_dec.byteOffset;
+  const pG = GWd.byteOffset;
+  for (let j = 0; j < m; j++) ex.projRow(pG + j * rowBytes, pWd + j * rowBytes);
+  ex.adam(pWd, pG, S.mWd.byteOffset, S.vWd.byteOffset, n4, b1, b2, stepSize, 1 / sqrtBc2, cfg.adamEps);
+  for (let j = 0; j < m; j++) ex.normRow(pWd + j * rowBytes);
+  ex.adam(S.W_encT.byteOffset, GWe.byteOffset, S.mWe.byteOffset, S.vWe.byteOffset, n4, b1, b2, stepSize, 1 / sqrtBc2, cfg.adamEps);
+  transposeInto(S.W_encT, m, d, buf.W_enc);
+  adamVec(buf.b_enc, gbe, S.mbe, S.vbe, b1, b2, stepSize, sqrtBc2, cfg.adamEps);
+  adamVec(buf.b_dec, gbd, S.mbd, S.vbd, b1, b2, stepSize, sqrtBc2, cfg.adamEps);
 }
 
 function adamVec(

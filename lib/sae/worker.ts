@@ -10,13 +10,14 @@ interface Init {
   spec: KernelSpec;
   buf: KernelBuffers;
   backend: BackendKind;
+  participant: number;
 }
 
 const port = parentPort!;
 const init = workerData as Init;
 try {
   await initBackend(init.backend, { quiet: true });
-  const kernel = new SaeKernel(init.spec, init.buf);
+  const kernel = new SaeKernel(init.spec, init.buf, init.participant);
   port.on('message', (msg: { type: 'run'; id: number; chunks: number[] }) => {
     try {
       kernel.beginStep();

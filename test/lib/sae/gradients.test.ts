@@ -108,10 +108,10 @@ function makeProblem(opts: { arch: 'topk' | 'gsae'; auxScore?: boolean; seed: nu
 }
 
 /** The kernel's gradient for the problem: {We [d,m], Wd [m,d], be, bd}. */
-function kernelGrad(P: Problem, p: Params, chunks: number): Params {
+function kernelGrad(P: Problem, p: Params, chunks: number, simd = true): Params {
   const { d, m, k, n } = P;
   const useGrad = P.g !== null && P.beta !== 0;
-  const spec: KernelSpec = { d, m, k, kAux: P.kAux, batch: n, chunks, useGrad, blockRows: 3 };
+  const spec: KernelSpec = { d, m, k, kAux: P.kAux, batch: n, chunks, useGrad, blockRows: 3, participants: 1, simd };
   const buf = allocKernelBuffers(spec);
   buf.W_enc.set(p.We);
   buf.W_dec.set(p.Wd);
@@ -178,31 +178,47 @@ function checkFD(P: Problem, p: Params, grad: Params): { checked: number; worst:
   return { checked, worst };
 }
 
-describe('hand-written SAE gradients vs finite differences', () => {
+describe.each([
+  ['WebAssembly SIMD', true],
+  ['TypeScript', false],
+])('hand-written SAE gradients vs finite differences (%s kernels)', (_name, simd) => {
   it('TopK with AuxK', () => {
     const { P, p } = makeProblem({ arch: 'topk', seed: 1 });
-    const r = checkFD(P, p, kernelGrad(P, p, 2));
+    const r = checkFD(P, p, kernelGrad(P, p, 2, simd));
     expect(r.checked).toBeGreaterThan(40);
   });
 
   it('g-SAE (beta 0.8) with AuxK selecting by z_pre', () => {
     const { P, p } = makeProblem({ arch: 'gsae', seed: 2 });
-    const r = checkFD(P, p, kernelGrad(P, p, 3));
+    const r = checkFD(P, p, kernelGrad(P, p, 3, simd));
     expect(r.checked).toBeGreaterThan(40);
   });
 
   it('g-SAE with AuxK selecting by the gradient score', () => {
     const { P, p } = makeProblem({ arch: 'gsae', auxScore: true, seed: 3 });
-    const r = checkFD(P, p, kernelGrad(P, p, 1));
+    const r = checkFD(P, p, kernelGrad(P, p, 1, simd));
     expect(r.checked).toBeGreaterThan(40);
   });
 
   it('the gradient does not depend on the chunk assignment beyond float rounding', () => {
     const { P, p } = makeProblem({ arch: 'gsae', seed: 4 });
-    const a = kernelGrad(P, p, 1);
-    const b = kernelGrad(P, p, 4);
+    const a = kernelGrad(P, p, 1, simd);
+    const b = kernelGrad(P, p, 4, simd);
     for (const name of ['We', 'Wd', 'be', 'bd'] as const) {
       for (let i = 0; i < a[name].length; i++) expect(b[name][i]).toBeCloseTo(a[name][i], 5);
+    }
+  });
+});
+
+describe('SIMD and TypeScript kernels agree', () => {
+  it('to float32 rounding', () => {
+    const { P, p } = makeProblem({ arch: 'gsae', seed: 5 });
+    const a = kernelGrad(P, p, 2, true);
+    const b = kernelGrad(P, p, 2, false);
+    for (const name of ['We', 'Wd', 'be', 'bd'] as const) {
+      let mx = 0;
+      for (let i = 0; i < a[name].length; i++) mx = Math.max(mx, Math.abs(a[name][i]));
+      for (let i = 0; i < a[name].length; i++) expect(Math.abs(a[name][i] - b[name][i])).toBeLessThan(1e-5 * mx + 1e-7);
     }
   });
 });

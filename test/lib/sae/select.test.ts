@@ -1,7 +1,8 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../../lib/backend.ts';
 import { decodeSparse, encodeSparse } from '../../../lib/sae/infer.ts';
-import { SelectScratch, selectAmong, selectTopK } from '../../../lib/sae/select.ts';
+import { SelectScratch, selectAmong, selectTopK, selectTopKWasm } from '../../../lib/sae/select.ts';
+import { buildSimdModule, type SimdExports } from '../../../lib/sae/simd.ts';
 import type { SaeWeights } from '../../../lib/sae/types.ts';
 import { mulberry32 } from '../../../lib/util/random.ts';
 
@@ -45,6 +46,44 @@ describe('selectTopK', () => {
         if (val[t] > 0) pos++;
       }
       expect(l0).toBe(pos);
+    }
+  });
+
+  it('the WebAssembly SIMD scan gives the same selection, in a canonical order', () => {
+    const pages = 4;
+    const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
+    const ex = new WebAssembly.Instance(new WebAssembly.Module(buildSimdModule(4, { min: pages, max: pages })), { env: { memory } })
+      .exports as unknown as SimdExports;
+    const F = new Float32Array(memory.buffer);
+    const rng = mulberry32(7);
+    for (let trial = 0; trial < 3000; trial++) {
+      const m = 4 * (1 + Math.floor(rng() * 120));
+      const k = 1 + Math.floor(rng() * Math.min(m, 70));
+      const U = Float32Array.from({ length: m }, () => (rng() < 0.3 ? Math.round((rng() - 0.7) * 6) / 2 : (rng() - 0.6) * 3));
+      const be = Float32Array.from({ length: m }, () => (rng() < 0.5 ? 0 : (rng() - 0.5) * 0.5));
+      const A = rng() < 0.5 ? Float32Array.from({ length: m }, () => (rng() - 0.5) * 2) : null;
+      const beta = A ? (rng() < 0.2 ? 0 : rng() * 3) : 0;
+      const pU = 0;
+      const pB = 4 * 512;
+      const pA = 8 * 512;
+      F.set(U, pU / 4);
+      F.set(be, pB / 4);
+      if (A) F.set(A, pA / 4);
+      const cand = new Int32Array(memory.buffer, 12 * 512, Math.max(4 * k, 64));
+      const idxW = new Int32Array(k);
+      const valW = new Float32Array(k);
+      const scW = new SelectScratch(k);
+      scW.last = rng() * 3;
+      const l0w = selectTopKWasm(ex, F, pU, pB, pA, m, k, beta, cand, idxW, valW, 0, scW);
+      const idx = new Int32Array(k);
+      const val = new Float32Array(k);
+      const sc = new SelectScratch(k);
+      const l0 = selectTopK(U, 0, be, m, k, A, 0, beta, idx, val, 0, sc);
+      expect(Array.from(idxW).sort((a, b) => a - b)).toEqual(reference(U, be, A, beta, k));
+      expect(idxW).toEqual(idx); // same canonical order as the TypeScript path
+      expect(valW).toEqual(val);
+      expect(l0w).toBe(l0);
+      for (let t = 1; t < l0; t++) expect(idx[t]).toBeGreaterThan(idx[t - 1]);
     }
   });
 

@@ -88,13 +88,14 @@ describe('trainSae', () => {
   });
 
   it('follows the learning-rate schedule: warmup, constant, decay to 0', () => {
-    const c = resolveTrainConfig({ arch: 'topk', k: 4, tokens: 100 * 10, batchSize: 10, lr: 1, warmupFrac: 0.1, decayStartFrac: 0.5 }, 8);
+    const raw = { arch: 'topk' as const, k: 4, tokens: 100 * 10, batchSize: 10, lr: 1, warmupFrac: 0.1, decayStartFrac: 0.5 };
+    const c = resolveTrainConfig(raw, 8);
     expect(learningRate(c, 0, 100)).toBeCloseTo(0.1);
     expect(learningRate(c, 9, 100)).toBeCloseTo(1);
     expect(learningRate(c, 40, 100)).toBe(1);
     expect(learningRate(c, 75, 100)).toBeCloseTo(0.5);
     expect(learningRate(c, 99, 100)).toBeCloseTo(0.02);
-    const cos = resolveTrainConfig({ ...c, arch: 'topk', decay: 'cosine' }, 8);
+    const cos = resolveTrainConfig({ ...raw, decay: 'cosine' }, 8);
     expect(learningRate(cos, 75, 100)).toBeCloseTo(0.5);
   });
 
