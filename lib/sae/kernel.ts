@@ -24,7 +24,7 @@
  * dW_enc is accumulated transposed ([m, d], contiguous rows) in `gWeT`.
  */
 import * as tf from '@tensorflow/tfjs';
-import { SelectScratch, selectAmong, selectTopK, selectTopKWasm } from './select.ts';
+import { SCORE, SelectScratch, WasmSelector, selectAmong, selectTopK } from './select.ts';
 import { buildSimdModule, type SimdExports } from './simd.ts';
 
 /** Sizes fixed for a training run. */
@@ -52,6 +52,10 @@ export const CTRL = {
   auxCoef: 2,
   kAux: 3, // effective: min(kAux, nDead)
   auxUsesGrad: 4,
+  /** 1: g-SAE scores from a dense matMul A = g W_decᵀ; 0: from dot products of the candidates only. */
+  denseA: 5,
+  /** An upper bound of the decoder row norms (for the sparse g-SAE score bound). */
+  rowNormMax: 6,
   size: 8,
 } as const;
 
@@ -60,7 +64,8 @@ export const STATS = {
   aux: 1, // Σ ‖ê − e‖²
   l0: 2, // Σ L0
   sumsq: 3, // Σ ‖x‖²
-  sumx: 4, // Σ x (d values follow)
+  scored: 4, // candidates whose |W_dec g| was computed (sparse g-SAE scores)
+  sumx: 5, // Σ x (d values follow)
 } as const;
 
 /** Per-thread scratch. */
@@ -212,6 +217,24 @@ export function instantiateSimd(buf: KernelBuffers): SimdExports | null {
   return new WebAssembly.Instance(buf.module, { env: { memory: buf.memory } }).exports as unknown as SimdExports;
 }
 
+/**
+ * Copy a float32 tensor's values into dst. On the wasm backend this reads the backend's heap
+ * directly (one copy, no temporary array); elsewhere it uses dataSync().
+ */
+export function copyTensorInto(t: tf.Tensor, dst: Float32Array): void {
+  const backend = tf.backend() as unknown as {
+    dataIdMap?: { get(id: unknown): { memoryOffset?: number | null } | undefined };
+    wasm?: { HEAPU8?: Uint8Array };
+  };
+  const info = backend.dataIdMap?.get(t.dataId);
+  const heap = backend.wasm?.HEAPU8;
+  if (tf.getBackend() === 'wasm' && heap && info && typeof info.memoryOffset === 'number' && info.memoryOffset % 4 === 0) {
+    dst.set(new Float32Array(heap.buffer, heap.byteOffset + info.memoryOffset, t.size));
+  } else {
+    dst.set(t.dataSync() as Float32Array);
+  }
+}
+
 /** Rows [r0, r1) of chunk c for a batch of n rows in C chunks. */
 export function chunkRange(c: number, n: number, C: number): [number, number] {
   return [Math.floor((c * n) / C), Math.floor(((c + 1) * n) / C)];
@@ -239,6 +262,7 @@ export class SaeKernel {
   /** The SIMD kernels (null: TypeScript loops). */
   readonly wasm: SimdExports | null;
   private readonly F: Float32Array;
+  private readonly selector: WasmSelector | null;
 
   constructor(
     readonly spec: KernelSpec,
@@ -259,6 +283,7 @@ export class SaeKernel {
     this.sc = buf.scratch[participant];
     this.wasm = spec.simd ? instantiateSimd(buf) : null;
     this.F = new Float32Array(buf.memory.buffer);
+    this.selector = this.wasm ? new WasmSelector(this.wasm, buf.memory, this.sc.cand, this.sel, spec.m, k, d * 4) : null;
   }
 
   /** Upload the current weights to tfjs (call after every parameter update). */
@@ -294,13 +319,13 @@ export class SaeKernel {
     }
     const xt = tf.tensor2d(sc.xc.subarray(0, nb * d), [nb, d]);
     const ut = tf.matMul(xt, this.Wenc!);
-    sc.U.set(ut.dataSync() as Float32Array);
+    copyTensorInto(ut, sc.U);
     xt.dispose();
     ut.dispose();
-    if (this.spec.useGrad) {
+    if (this.spec.useGrad && (!this.wasm || B.ctrl[CTRL.denseA] !== 0)) {
       const gt = tf.tensor2d(B.g.subarray(b0 * d, (b0 + nb) * d), [nb, d]);
       const at = tf.matMul(gt, this.WdecT!);
-      sc.A.set(at.dataSync() as Float32Array);
+      copyTensorInto(at, sc.A);
       gt.dispose();
       at.dispose();
     }
@@ -354,6 +379,12 @@ export class SaeKernel {
     const pA = useGrad ? sc.A.byteOffset : 0;
     const xh = sc.xh;
     const bd = B.b_dec;
+    const selector = this.selector!;
+    const pg = useGrad ? B.g.byteOffset : 0;
+    const mode = !useGrad || beta === 0 ? SCORE.plain : ctrl[CTRL.denseA] !== 0 ? SCORE.dense : SCORE.sparse;
+    // float32 rounding margin on top of the row-norm bound and of ‖g‖ computed in float32
+    const rowNormMax = (ctrl[CTRL.rowNormMax] || 1) * (1 + 1e-4);
+    selector.scored = 0;
     let mseSum = 0;
     let auxSum = 0;
     let l0Sum = 0;
@@ -365,7 +396,9 @@ export class SaeKernel {
         const row = b0 + r;
         const xo = row * d;
         const uo = r * m;
-        l0Sum += selectTopKWasm(ex, F, pU + uo * 4, pbe, useGrad ? pA + uo * 4 : 0, m, k, useGrad ? beta : 0, sc.cand, idx, val, 0, this.sel);
+        let gB = 0;
+        if (mode === SCORE.sparse) gB = 1 + beta * Math.sqrt(ex.dot(pg + xo * 4, pg + xo * 4)) * rowNormMax;
+        l0Sum += selector.select(pU + uo * 4, pbe, mode, beta, pA + uo * 4, pWd, pg + xo * 4, gB, idx, val, 0);
         xh.set(bd);
         for (let t = 0; t < k; t++) {
           const v = val[t];
@@ -387,7 +420,7 @@ export class SaeKernel {
           gbe[j] += ex.back(pWd + o, v, pdx, pgWd + o, pgWe + o, pxcRow);
         }
         if (kAux > 0) {
-          const na = selectAmong(sc.U, uo, be, B.dead, nDead, kAux, auxG && useGrad ? sc.A : null, uo, beta, aidx, aval, 0, this.selAux);
+          const na = selectAmong(sc.U, uo, be, B.dead, nDead, kAux, auxG && mode === SCORE.dense ? sc.A : null, uo, beta, aidx, aval, 0, this.selAux);
           for (let t = 0; t < na; t++) ex.axpy(aval[t], pWd + aidx[t] * rowBytes, pq);
           auxSum += ex.scale(pq, alpha * cc, pdx);
           for (let t = 0; t < na; t++) {
@@ -402,6 +435,7 @@ export class SaeKernel {
     stats[STATS.aux] = auxSum;
     stats[STATS.l0] = l0Sum;
     stats[STATS.sumsq] = sumsq;
+    stats[STATS.scored] = selector.scored;
   }
 
   private runChunkTS(c: number): void {

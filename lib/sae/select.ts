@@ -14,8 +14,9 @@
  * the buffer is full, a quickselect keeps its best k and the threshold rises to the k-th score.
  * Only latents with z > 0 are candidates; if fewer than k latents are positive, the lowest-index
  * non-positive latents (value 0) fill the selection, which is what the tie rule gives. The scan
- * starts from a threshold guessed from the previous token (half its k-th score) and is redone
- * from 0 in the rare case that fewer than k candidates pass it — the result is exact either way.
+ * starts from a threshold guessed from the previous token (a fraction of its k-th score, adapted
+ * to how often guesses fail) and is redone from 0 when fewer than k candidates pass it — the
+ * result is exact either way.
  */
 
 /** Reusable scratch for selections of up to k latents. */
@@ -23,8 +24,10 @@ export class SelectScratch {
   readonly cap: number;
   readonly cs: Float64Array;
   readonly ci: Int32Array;
-  /** k-th score of the previous selection (threshold guess). */
+  /** k-th score of the previous selection (threshold guess = last × factor). */
   last = 0;
+  /** Adapts: grows while guesses succeed, halves when one fails (speed only, never results). */
+  factor = 0.5;
   constructor(readonly k: number) {
     this.cap = Math.max(4 * k, 64);
     this.cs = new Float64Array(this.cap);
@@ -73,6 +76,10 @@ export function partialTop(s: Float64Array, ix: Int32Array, n: number, k: number
     else if (target >= i) lo = i;
     else break;
   }
+}
+
+function adaptGuess(sc: SelectScratch, ok: boolean): void {
+  sc.factor = ok ? Math.min(0.95, sc.factor + 0.02) : Math.max(0.05, sc.factor * 0.5);
 }
 
 /** Sort the first n candidates by ascending latent index (insertion sort: n ≤ a few dozen). */
@@ -170,8 +177,9 @@ export function selectTopK(
   sc: SelectScratch,
 ): number {
   const useG = A !== null && beta !== 0;
-  const guess = sc.last > 0 ? 0.5 * sc.last : 0;
+  const guess = sc.last > 0 ? sc.factor * sc.last : 0;
   let n = useG ? scanGrad(U, uOff, bEnc, m, k, A!, aOff, beta, guess, sc) : scanPlain(U, uOff, bEnc, m, k, guess, sc);
+  if (guess > 0) adaptGuess(sc, n >= k);
   if (n < k && guess > 0) {
     n = useG ? scanGrad(U, uOff, bEnc, m, k, A!, aOff, beta, 0, sc) : scanPlain(U, uOff, bEnc, m, k, 0, sc);
   }
@@ -261,44 +269,112 @@ export function selectAmong(
   return n;
 }
 
-/** Minimal view of the SIMD scan kernels (simd.ts). */
+/** Minimal view of the SIMD kernels used by the selection (simd.ts). */
 export interface ScanKernels {
   scanPlain(u: number, be: number, j0: number, m: number, thr: number, out: number, cap: number): number;
   scanGrad(u: number, be: number, a: number, j0: number, m: number, beta: number, thr: number, out: number, cap: number): number;
+  dot(a: number, b: number): number;
   stop: WebAssembly.Global;
 }
 
+/** How the g-SAE term |W_dec g| is obtained. */
+export const SCORE = {
+  /** s = z (TopK, or no gradient, or beta = 0). */
+  plain: 0,
+  /** |a| read from a dense row A = g W_decᵀ (computed by a matMul). */
+  dense: 1,
+  /**
+   * |a_j| = |W_dec[j]·g| computed only for candidates: since decoder rows have unit norm,
+   * s_j ≤ z_j (1 + beta‖g‖), so only latents with z_j > thr / (1 + beta‖g‖) can enter.
+   */
+  sparse: 2,
+} as const;
+
 /**
- * selectTopK with the candidate scan done by a WebAssembly SIMD kernel (m % 4 == 0). The kernel
- * only pre-filters with float32 scores against a threshold lowered by a safety margin; every
- * candidate is then scored exactly as in selectTopK (float64), so the result is identical.
- * F: Float32Array over the whole wasm memory; uPtr, bePtr, aPtr: byte offsets of the token's U
- * row, b_enc and A row (aPtr ignored when beta = 0); cand: i32 scratch in the same memory.
+ * Top-k selection with the candidate scan done by WebAssembly SIMD kernels (m % 4 == 0). The
+ * kernels only pre-filter with float32 scores against a threshold lowered by a safety margin;
+ * every candidate is then scored exactly as in selectTopK (float64 from the float32 inputs), so
+ * the result equals selectTopK's for the same scores, in the same canonical order.
  */
-export function selectTopKWasm(
-  ex: ScanKernels,
-  F: Float32Array,
-  uPtr: number,
-  bePtr: number,
-  aPtr: number,
-  m: number,
-  k: number,
-  beta: number,
-  cand: Int32Array,
-  outIdx: Int32Array,
-  outVal: Float32Array,
-  outOff: number,
-  sc: SelectScratch,
-): number {
-  const useG = beta !== 0;
-  const u0 = uPtr >> 2;
-  const b0 = bePtr >> 2;
-  const a0 = aPtr >> 2;
-  const cap = Math.min(sc.cap, cand.length);
-  const { cs, ci } = sc;
-  const pc = cand.byteOffset;
-  const scan = (thr0: number): number => {
-    let thr = thr0;
+export class WasmSelector {
+  /** Candidates scored exactly since the last reset (for the dense / sparse decision). */
+  scored = 0;
+  private readonly u32: Float32Array;
+  constructor(
+    private readonly ex: ScanKernels,
+    memory: WebAssembly.Memory,
+    private readonly cand: Int32Array,
+    private readonly sc: SelectScratch,
+    private readonly m: number,
+    private readonly k: number,
+    private readonly rowBytes: number,
+  ) {
+    this.u32 = new Float32Array(memory.buffer);
+  }
+
+  /**
+   * Select for one token. uPtr, bePtr: byte offsets of the U row and b_enc. mode SCORE.dense: aPtr =
+   * the A row; SCORE.sparse: wdPtr = W_dec, gPtr = the token's g, gB = 1 + beta‖g‖ (an upper bound
+   * of 1 + beta|a_j|). Writes k indices and values at outOff; returns the token's L0.
+   */
+  select(
+    uPtr: number,
+    bePtr: number,
+    mode: number,
+    beta: number,
+    aPtr: number,
+    wdPtr: number,
+    gPtr: number,
+    gB: number,
+    outIdx: Int32Array,
+    outVal: Float32Array,
+    outOff: number,
+  ): number {
+    const { sc, k, m } = this;
+    const F = this.u32;
+    const u0 = uPtr >> 2;
+    const b0 = bePtr >> 2;
+    const guess = sc.last > 0 ? sc.factor * sc.last : 0;
+    let n = this.scan(guess, uPtr, bePtr, mode, beta, aPtr, wdPtr, gPtr, gB);
+    if (guess > 0) adaptGuess(sc, n >= k);
+    if (n < k && guess > 0) n = this.scan(0, uPtr, bePtr, mode, beta, aPtr, wdPtr, gPtr, gB);
+    const { cs, ci } = sc;
+    if (n > k) {
+      partialTop(cs, ci, n, k);
+      n = k;
+    }
+    sortByIndex(cs, ci, n);
+    let kth = Infinity;
+    for (let t = 0; t < n; t++) {
+      const j = ci[t];
+      outIdx[outOff + t] = j;
+      outVal[outOff + t] = Math.fround(F[u0 + j] + F[b0 + j]);
+      if (cs[t] < kth) kth = cs[t];
+    }
+    sc.last = n === k ? kth : 0;
+    const l0 = n;
+    if (n < k) {
+      let t = n;
+      for (let j = 0; j < m && t < k; j++) {
+        if (!(F[u0 + j] + F[b0 + j] > 0)) {
+          outIdx[outOff + t] = j;
+          outVal[outOff + t] = 0;
+          t++;
+        }
+      }
+    }
+    return l0;
+  }
+
+  private scan(thr: number, uPtr: number, bePtr: number, mode: number, beta: number, aPtr: number, wdPtr: number, gPtr: number, gB: number): number {
+    const { ex, sc, cand, k, m, rowBytes } = this;
+    const F = this.u32;
+    const u0 = uPtr >> 2;
+    const b0 = bePtr >> 2;
+    const a0 = aPtr >> 2;
+    const cap = Math.min(sc.cap, cand.length);
+    const { cs, ci } = sc;
+    const pc = cand.byteOffset;
     let n = 0;
     let j = 0;
     for (;;) {
@@ -306,14 +382,26 @@ export function selectTopKWasm(
         thr = shrink(sc, n, k);
         n = k;
       }
-      const lo = thr > 0 ? thr * (1 - 2 ** -20) : -1e-30;
-      const got = useG ? ex.scanGrad(uPtr, bePtr, aPtr, j, m, beta, lo, pc, cap - n) : ex.scanPlain(uPtr, bePtr, j, m, lo, pc, cap - n);
+      let got: number;
+      if (mode === SCORE.dense) {
+        got = ex.scanGrad(uPtr, bePtr, aPtr, j, m, beta, thr > 0 ? thr * (1 - 2 ** -20) : -1e-30, pc, cap - n);
+      } else {
+        const t = mode === SCORE.sparse ? thr / gB : thr;
+        got = ex.scanPlain(uPtr, bePtr, j, m, t > 0 ? t * (1 - 2 ** -20) : -1e-30, pc, cap - n);
+      }
       j = ex.stop.value as number;
       for (let t = 0; t < got; t++) {
         const jj = cand[t];
         const z = F[u0 + jj] + F[b0 + jj];
         if (!(z > 0)) continue;
-        const s = useG ? z + beta * z * Math.abs(F[a0 + jj]) : z;
+        let s = z;
+        if (mode === SCORE.dense) {
+          s = z + beta * z * Math.abs(F[a0 + jj]);
+        } else if (mode === SCORE.sparse) {
+          if (z * gB <= thr) continue;
+          this.scored++;
+          s = z + beta * z * Math.abs(ex.dot(wdPtr + jj * rowBytes, gPtr));
+        }
         if (s > thr) {
           cs[n] = s;
           ci[n] = jj;
@@ -322,33 +410,5 @@ export function selectTopKWasm(
       }
       if (j >= m) return n;
     }
-  };
-  const guess = sc.last > 0 ? 0.5 * sc.last : 0;
-  let n = scan(guess);
-  if (n < k && guess > 0) n = scan(0);
-  if (n > k) {
-    partialTop(cs, ci, n, k);
-    n = k;
   }
-  sortByIndex(cs, ci, n);
-  let kth = Infinity;
-  for (let t = 0; t < n; t++) {
-    const j = ci[t];
-    outIdx[outOff + t] = j;
-    outVal[outOff + t] = Math.fround(F[u0 + j] + F[b0 + j]);
-    if (cs[t] < kth) kth = cs[t];
-  }
-  sc.last = n === k ? kth : 0;
-  const l0 = n;
-  if (n < k) {
-    let t = n;
-    for (let j = 0; j < m && t < k; j++) {
-      if (!(F[u0 + j] + F[b0 + j] > 0)) {
-        outIdx[outOff + t] = j;
-        outVal[outOff + t] = 0;
-        t++;
-      }
-    }
-  }
-  return l0;
 }

@@ -8,6 +8,7 @@
  *   back(w, v, dy, gwd, gwe, xc)  gwd += v·dy; du = w·dy; gwe += du·xc; returns du
  *   resid(xh, x, c, dx, q, gbd)   r = xh − x; q = r; dx = c·r; gbd += dx; returns Σ r²
  *   scale(q, c, dx)               dx = c·q; returns Σ q²
+ *   dot(a, b)                     Σ a·b over d values
  *   scanPlain(u, be, j0, m, thr, out, cap)          indices j ≥ j0 with u[j] + be[j] > thr
  *   scanGrad(u, be, a, j0, m, beta, thr, out, cap)  … with z = u + be > 0 and z + beta·z·|a| > thr
  *       (m a multiple of 4; at most cap indices, written as i32 to out; returns the count and
@@ -32,6 +33,7 @@ export interface SimdExports {
   back(w: number, v: number, dy: number, gwd: number, gwe: number, xc: number): number;
   resid(xh: number, x: number, c: number, dx: number, q: number, gbd: number): number;
   scale(q: number, c: number, dx: number): number;
+  dot(a: number, b: number): number;
   scanPlain(u: number, be: number, j0: number, m: number, thr: number, out: number, cap: number): number;
   scanGrad(u: number, be: number, a: number, j0: number, m: number, beta: number, thr: number, out: number, cap: number): number;
   addInto(dst: number, src: number, n4: number): void;
@@ -153,6 +155,21 @@ export function buildSimdModule(d: number, memPages: { min: number; max: number 
       f.get(q).get(i).i32Add().v128Load(o).set(a);
       f.get(acc[u]).get(a).get(a).f32x4Mul().f32x4Add().set(acc[u]);
       f.get(dx).get(i).i32Add().get(cv).get(a).f32x4Mul().v128Store(o);
+    });
+    for (let u = 1; u < U; u++) f.get(acc[0]).get(acc[u]).f32x4Add().set(acc[0]);
+    hsum(f, acc[0]);
+    fns.push(f);
+  }
+  {
+    // dot(a, b) -> Σ a b
+    const f = new Fn('dot', [I32, I32], [F32]);
+    const [a, b] = [0, 1];
+    const acc = Array.from({ length: U }, () => f.local(V128));
+    const i = f.local(I32);
+    for (const x of acc) f.f32(0).f32x4Splat().set(x);
+    vecLoop(f, i, bytes, U, (u) => {
+      const o = 16 * u;
+      f.get(acc[u]).get(a).get(i).i32Add().v128Load(o).get(b).get(i).i32Add().v128Load(o).f32x4Mul().f32x4Add().set(acc[u]);
     });
     for (let u = 1; u < U; u++) f.get(acc[0]).get(acc[u]).f32x4Add().set(acc[0]);
     hsum(f, acc[0]);

@@ -80,6 +80,13 @@ export interface TrainSaeConfig {
    * rounding). Default 'auto'.
    */
   simd?: boolean | 'auto';
+  /**
+   * g-SAE scores |W_dec g| (SIMD kernels only): 'dense' = a matMul g W_decᵀ per batch; 'sparse' =
+   * dot products for the candidates that can still reach the top k (z_j (1 + beta‖g‖) above the
+   * threshold: exact, since decoder rows have unit norm); 'auto' = sparse, switching to dense for
+   * 25 steps whenever more than m/10 candidates per token needed a dot product. Default 'auto'.
+   */
+  gradScores?: 'auto' | 'dense' | 'sparse';
   /** Resume from / save checkpoints to this directory (file checkpoint.bin). */
   checkpointDir?: string;
   /** Save every N steps (0 = off). Default 0. */
@@ -196,6 +203,7 @@ export function resolveTrainConfig(cfg: TrainSaeConfig, d: number): ResolvedTrai
     threads: Math.max(1, cfg.threads ?? 1),
     chunks: Math.max(1, cfg.chunks ?? 2),
     simd: cfg.simd ?? 'auto',
+    gradScores: cfg.gradScores ?? 'auto',
     checkpointDir: cfg.checkpointDir ?? null,
     initHash: cfg.init ? weightsHash(cfg.init) : null,
     checkpointEverySteps: cfg.checkpointEverySteps ?? 0,
@@ -236,6 +244,8 @@ export function learningRate(c: ResolvedTrainConfig, t: number, steps: number): 
 
 interface State {
   step: number;
+  /** g-SAE 'auto' scores: use the dense matMul until this step. */
+  denseUntil: number;
   tokensSeen: number;
   scale: number;
   bDecInitUsed: string;
@@ -309,6 +319,7 @@ export async function trainSae(source: RowSource, cfgIn: TrainSaeConfig, cb: Tra
       for (const name of ['W_encT', 'mWe', 'vWe', 'mWd', 'vWd'] as const) buf.opt[name].set(a[name] as Float32Array);
       st = {
         step: ck.meta.step,
+        denseUntil: ck.meta.denseUntil ?? 0,
         tokensSeen: ck.meta.tokensSeen,
         scale: ck.meta.scale,
         bDecInitUsed: ck.meta.bDecInitUsed,
@@ -364,6 +375,9 @@ export async function trainSae(source: RowSource, cfgIn: TrainSaeConfig, cb: Tra
       buf.ctrl[CTRL.auxCoef] = cfg.auxCoef;
       buf.ctrl[CTRL.kAux] = cfg.auxCoef > 0 ? Math.min(cfg.kAux, nDead) : 0;
       buf.ctrl[CTRL.auxUsesGrad] = cfg.auxSelect === 'score' ? 1 : 0;
+      const dense = cfg.gradScores === 'dense' || cfg.auxSelect === 'score' || (cfg.gradScores === 'auto' && S.step < S.denseUntil);
+      buf.ctrl[CTRL.denseA] = dense ? 1 : 0;
+      buf.ctrl[CTRL.rowNormMax] = 1; // decoder rows are renormalised after every update
       // forward/backward of all chunks
       const others = pool ? pool.run(assign.slice(1)) : Promise.resolve();
       mainKernel.beginStep();
@@ -386,6 +400,11 @@ export async function trainSae(source: RowSource, cfgIn: TrainSaeConfig, cb: Tra
         l0 += s[STATS.l0];
         sumsq += s[STATS.sumsq];
         for (let i = 0; i < d; i++) sumx[i] += s[STATS.sumx + i];
+      }
+      if (useGrad && spec.simd && !dense && cfg.gradScores === 'auto') {
+        let scored = 0;
+        for (let c = 0; c < C; c++) scored += buf.stats[c][STATS.scored];
+        if (scored / N > m / 10) S.denseUntil = S.step + 1 + 25;
       }
       let mu2 = 0;
       for (let i = 0; i < d; i++) mu2 += sumx[i] * sumx[i];
@@ -531,6 +550,7 @@ function initState(
   }
   return {
     step: 0,
+    denseUntil: 0,
     tokensSeen: 0,
     scale,
     bDecInitUsed: init ? 'init' : cfg.bDecInit,
@@ -547,7 +567,7 @@ function initState(
 function saveCheckpoint(file: string, key: string, S: State, buf: KernelBuffers): void {
   writeCheckpoint(
     file,
-    { key, step: S.step, tokensSeen: S.tokensSeen, scale: S.scale, bDecInitUsed: S.bDecInitUsed },
+    { key, step: S.step, denseUntil: S.denseUntil, tokensSeen: S.tokensSeen, scale: S.scale, bDecInitUsed: S.bDecInitUsed },
     {
       W_encT: S.W_encT,
       W_dec: buf.W_dec,

@@ -108,7 +108,7 @@ function makeProblem(opts: { arch: 'topk' | 'gsae'; auxScore?: boolean; seed: nu
 }
 
 /** The kernel's gradient for the problem: {We [d,m], Wd [m,d], be, bd}. */
-function kernelGrad(P: Problem, p: Params, chunks: number, simd = true): Params {
+function kernelGrad(P: Problem, p: Params, chunks: number, simd = true, dense = false): Params {
   const { d, m, k, n } = P;
   const useGrad = P.g !== null && P.beta !== 0;
   const spec: KernelSpec = { d, m, k, kAux: P.kAux, batch: n, chunks, useGrad, blockRows: 3, participants: 1, simd };
@@ -128,6 +128,14 @@ function kernelGrad(P: Problem, p: Params, chunks: number, simd = true): Params 
   buf.ctrl[CTRL.auxCoef] = P.alpha;
   buf.ctrl[CTRL.kAux] = Math.min(P.kAux, P.dead.length);
   buf.ctrl[CTRL.auxUsesGrad] = P.auxScore ? 1 : 0;
+  buf.ctrl[CTRL.denseA] = dense || P.auxScore ? 1 : 0;
+  let maxNorm = 0;
+  for (let j = 0; j < m; j++) {
+    let q = 0;
+    for (let i = 0; i < d; i++) q += p.Wd[j * d + i] ** 2;
+    maxNorm = Math.max(maxNorm, Math.sqrt(q));
+  }
+  buf.ctrl[CTRL.rowNormMax] = maxNorm; // these test rows are not unit norm
   const kern = new SaeKernel(spec, buf);
   kern.beginStep();
   for (let c = 0; c < chunks; c++) kern.runChunk(c);
@@ -188,9 +196,15 @@ describe.each([
     expect(r.checked).toBeGreaterThan(40);
   });
 
-  it('g-SAE (beta 0.8) with AuxK selecting by z_pre', () => {
+  it('g-SAE (beta 0.8) with AuxK selecting by z_pre, sparse scores', () => {
     const { P, p } = makeProblem({ arch: 'gsae', seed: 2 });
     const r = checkFD(P, p, kernelGrad(P, p, 3, simd));
+    expect(r.checked).toBeGreaterThan(40);
+  });
+
+  it('g-SAE (beta 0.8), dense scores (a matMul g W_decᵀ)', () => {
+    const { P, p } = makeProblem({ arch: 'gsae', seed: 6 });
+    const r = checkFD(P, p, kernelGrad(P, p, 2, simd, true));
     expect(r.checked).toBeGreaterThan(40);
   });
 

@@ -1,7 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../../lib/backend.ts';
 import { decodeSparse, encodeSparse } from '../../../lib/sae/infer.ts';
-import { SelectScratch, selectAmong, selectTopK, selectTopKWasm } from '../../../lib/sae/select.ts';
+import { SCORE, SelectScratch, WasmSelector, selectAmong, selectTopK } from '../../../lib/sae/select.ts';
 import { buildSimdModule, type SimdExports } from '../../../lib/sae/simd.ts';
 import type { SaeWeights } from '../../../lib/sae/types.ts';
 import { mulberry32 } from '../../../lib/util/random.ts';
@@ -49,37 +49,53 @@ describe('selectTopK', () => {
     }
   });
 
-  it('the WebAssembly SIMD scan gives the same selection, in a canonical order', () => {
+  it('the WebAssembly SIMD scan gives the same selection, in a canonical order (plain, dense and sparse scores)', () => {
     const pages = 4;
     const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
-    const ex = new WebAssembly.Instance(new WebAssembly.Module(buildSimdModule(4, { min: pages, max: pages })), { env: { memory } })
+    const d = 4;
+    const ex = new WebAssembly.Instance(new WebAssembly.Module(buildSimdModule(d, { min: pages, max: pages })), { env: { memory } })
       .exports as unknown as SimdExports;
     const F = new Float32Array(memory.buffer);
     const rng = mulberry32(7);
+    const pU = 0;
+    const pB = 4 * 512;
+    const pA = 8 * 512;
+    const pW = 12 * 512; // W_dec [m, d] unit rows
+    const pG = 40 * 512; // g [d]
+    const cand = new Int32Array(memory.buffer, 48 * 512, 4 * 80);
     for (let trial = 0; trial < 3000; trial++) {
       const m = 4 * (1 + Math.floor(rng() * 120));
       const k = 1 + Math.floor(rng() * Math.min(m, 70));
       const U = Float32Array.from({ length: m }, () => (rng() < 0.3 ? Math.round((rng() - 0.7) * 6) / 2 : (rng() - 0.6) * 3));
       const be = Float32Array.from({ length: m }, () => (rng() < 0.5 ? 0 : (rng() - 0.5) * 0.5));
-      const A = rng() < 0.5 ? Float32Array.from({ length: m }, () => (rng() - 0.5) * 2) : null;
-      const beta = A ? (rng() < 0.2 ? 0 : rng() * 3) : 0;
-      const pU = 0;
-      const pB = 4 * 512;
-      const pA = 8 * 512;
+      const Wd = new Float32Array(m * d);
+      for (let j = 0; j < m; j++) {
+        let q = 0;
+        for (let i = 0; i < d; i++) q += (Wd[j * d + i] = rng() - 0.5) ** 2;
+        for (let i = 0; i < d; i++) Wd[j * d + i] /= Math.sqrt(q);
+      }
+      const g = Float32Array.from({ length: d }, () => (rng() - 0.5) * 2);
+      // A = W_dec g computed exactly like the sparse path (float32 SIMD dot) so both modes agree
+      F.set(Wd, pW / 4);
+      F.set(g, pG / 4);
+      const A = Float32Array.from({ length: m }, (_, j) => ex.dot(pW + j * d * 4, pG));
+      const mode = [SCORE.plain, SCORE.dense, SCORE.sparse][trial % 3];
+      const beta = mode === SCORE.plain ? 0 : rng() * 3;
       F.set(U, pU / 4);
       F.set(be, pB / 4);
-      if (A) F.set(A, pA / 4);
-      const cand = new Int32Array(memory.buffer, 12 * 512, Math.max(4 * k, 64));
-      const idxW = new Int32Array(k);
-      const valW = new Float32Array(k);
+      F.set(A, pA / 4);
+      let gn = 0;
+      for (const v of g) gn += v * v;
       const scW = new SelectScratch(k);
       scW.last = rng() * 3;
-      const l0w = selectTopKWasm(ex, F, pU, pB, pA, m, k, beta, cand, idxW, valW, 0, scW);
+      const sel = new WasmSelector(ex, memory, cand, scW, m, k, d * 4);
+      const idxW = new Int32Array(k);
+      const valW = new Float32Array(k);
+      const l0w = sel.select(pU, pB, mode, beta, pA, pW, pG, 1 + beta * Math.sqrt(gn) * (1 + 1e-4), idxW, valW, 0);
       const idx = new Int32Array(k);
       const val = new Float32Array(k);
-      const sc = new SelectScratch(k);
-      const l0 = selectTopK(U, 0, be, m, k, A, 0, beta, idx, val, 0, sc);
-      expect(Array.from(idxW).sort((a, b) => a - b)).toEqual(reference(U, be, A, beta, k));
+      const l0 = selectTopK(U, 0, be, m, k, mode === SCORE.plain ? null : A, 0, beta, idx, val, 0, new SelectScratch(k));
+      expect(Array.from(idxW).sort((a, b) => a - b)).toEqual(reference(U, be, mode === SCORE.plain ? null : A, beta, k));
       expect(idxW).toEqual(idx); // same canonical order as the TypeScript path
       expect(valW).toEqual(val);
       expect(l0w).toBe(l0);

@@ -61,6 +61,16 @@ describe('trainSae', () => {
     expectSameWeights(one.weights, two.weights);
   });
 
+  it('g-SAE scores from the dense matMul and from sparse dot products give the same training', async () => {
+    const cfg: TrainSaeConfig = { ...base, arch: 'gsae', beta: 2, tokens: 15 * 256 };
+    const dense = await trainSae(src, { ...cfg, gradScores: 'dense' });
+    const sparse = await trainSae(src, { ...cfg, gradScores: 'sparse' });
+    let maxDiff = 0;
+    for (let i = 0; i < dense.weights.W_dec.length; i++) maxDiff = Math.max(maxDiff, Math.abs(dense.weights.W_dec[i] - sparse.weights.W_dec[i]));
+    expect(maxDiff).toBeLessThan(1e-3);
+    expect(sparse.final.fvu).toBeCloseTo(dense.final.fvu, 3);
+  });
+
   it('keeps decoder rows at unit norm, reports metrics with step = tokens seen, and learns', async () => {
     const metrics: { step: number; values: Record<string, number> }[] = [];
     const progress: number[] = [];
