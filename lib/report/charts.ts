@@ -1,6 +1,7 @@
 /**
  * The report's charts: each one is a SQL query over results.duckdb plus a function turning its
  * rows into a Vega-Lite spec with the rows inlined, so the .vl.json file is self-contained.
+ * Every query is scoped to the reported run (sql.ts: only the instances it ran or cached).
  */
 import type { TopLevelSpec } from 'vega-lite';
 import type { Row } from './db.ts';
@@ -173,15 +174,19 @@ function curveSpec(title: string, yTitle: string, rows: Row[]): TopLevelSpec {
 const CI_NOTE =
   'Line: mean over seeds; band and bars: 95% CI (Student-t over the per-seed values; with one seed, the stored bootstrap CI of that seed).';
 
-export function chartDefs(stages: Partial<StageNames> = {}): ChartDef[] {
+/** Tables and views a metrics chart reads (scoped to a run: stage_runs and runs too). */
+const METRICS_TABLES = ['metrics', 'stage_runs', 'runs'];
+
+/** The charts of the report of run `runId` (null: no run recorded, every chart is empty). */
+export function chartDefs(runId: string | null, stages: Partial<StageNames> = {}): ChartDef[] {
   const S = { ...DEFAULT_STAGES, ...stages };
   const downstream = (name: string, title: string, yTitle: string, metric: string, caption: string, section: ChartDef['section'] = 'Downstream faithfulness', gradfree = true): ChartDef => ({
     name,
     title,
     section,
     stage: S.downstream,
-    tables: ['latest_metrics'],
-    sql: finalMetricsOverSeedsSql(S.downstream, gradfree ? [metric, `${metric}_gradfree`] : [metric]),
+    tables: METRICS_TABLES,
+    sql: finalMetricsOverSeedsSql(runId, S.downstream, gradfree ? [metric, `${metric}_gradfree`] : [metric]),
     spec: (rows) => perKSpec({ title, yTitle, rows }),
     caption: `${caption} ${CI_NOTE}`,
   });
@@ -229,7 +234,7 @@ export function chartDefs(stages: Partial<StageNames> = {}): ChartDef[] {
       section: 'Steering',
       stage: S.steering,
       tables: ['steering_summary', 'runs', 'stage_runs'],
-      sql: steeringOverSeedsSql(['effect']),
+      sql: steeringOverSeedsSql(runId, ['effect'], S.steering),
       spec: (rows) => perKSpec({ title: 'Steering effect vs k', yTitle: 'mean rise of log p(targets)', rows, facetField: 'alpha', facetTitle: 'α (steering scale)' }),
       caption:
         'Per SAE: mean over sampled alive latents of the rise in log-probability of the latent\'s 5 target tokens (chosen on a calibration half) on held-out evaluation contexts, steering with α · r · W_dec[i] at every position. Higher is better (claim 3). One column per α. ' +
@@ -241,7 +246,7 @@ export function chartDefs(stages: Partial<StageNames> = {}): ChartDef[] {
       section: 'Steering',
       stage: S.steering,
       tables: ['steering_summary', 'runs', 'stage_runs'],
-      sql: steeringOverSeedsSql(['consistency']),
+      sql: steeringOverSeedsSql(runId, ['consistency'], S.steering),
       spec: (rows) => perKSpec({ title: 'Steering consistency vs k', yTitle: 'fraction of positions where log p(targets) rises', rows, facetField: 'alpha', facetTitle: 'α (steering scale)' }),
       caption: 'Per SAE: mean over sampled latents of the fraction of evaluation positions where the target tokens\' log-probability rises. Higher is better. ' + CI_NOTE,
     },
@@ -251,7 +256,7 @@ export function chartDefs(stages: Partial<StageNames> = {}): ChartDef[] {
       section: 'Steering',
       stage: S.steering,
       tables: ['steering_summary', 'runs', 'stage_runs'],
-      sql: steeringOverSeedsSql(['effect']),
+      sql: steeringOverSeedsSql(runId, ['effect'], S.steering),
       spec: (rows) =>
         perKSpec({ title: 'Steering effect vs α', yTitle: 'mean rise of log p(targets)', rows, xField: 'alpha', xTitle: 'α (steering scale, × mean ‖x‖)', facetField: 'k', facetTitle: 'k' }),
       caption: 'The same effect as a function of the steering scale α, one column per k. ' + CI_NOTE,
@@ -262,7 +267,7 @@ export function chartDefs(stages: Partial<StageNames> = {}): ChartDef[] {
       section: 'Steering',
       stage: S.steering,
       tables: ['steering_summary', 'runs', 'stage_runs'],
-      sql: steeringOverSeedsSql(['kl']),
+      sql: steeringOverSeedsSql(runId, ['kl'], S.steering),
       spec: (rows) => perKSpec({ title: 'KL(steered ‖ clean) vs k', yTitle: 'KL (nats/token)', rows, facetField: 'alpha', facetTitle: 'α (steering scale)' }),
       caption: 'How much steering moves the whole next-token distribution (not only the targets). Context for the effect: a larger effect at equal KL is a more targeted latent. ' + CI_NOTE,
     },
@@ -272,7 +277,7 @@ export function chartDefs(stages: Partial<StageNames> = {}): ChartDef[] {
       section: 'Steering',
       stage: S.steering,
       tables: ['steering_latents', 'runs', 'stage_runs'],
-      sql: steeringLatentsSql(),
+      sql: steeringLatentsSql(runId, S.steering),
       spec: (rows) => {
         const data = rows.map((r) => ({ ...r, series: archLabel(r.arch) }));
         return {
@@ -302,8 +307,8 @@ export function chartDefs(stages: Partial<StageNames> = {}): ChartDef[] {
       title: 'Language model: train and validation loss',
       section: 'Training',
       stage: S.lm,
-      tables: ['latest_metrics'],
-      sql: curveSql(S.lm, ['train_loss', 'val_loss'], false),
+      tables: METRICS_TABLES,
+      sql: curveSql(runId, S.lm, ['train_loss', 'val_loss'], false),
       spec: (rows) =>
         ({
           $schema: VL_SCHEMA,
@@ -330,8 +335,8 @@ export function chartDefs(stages: Partial<StageNames> = {}): ChartDef[] {
       title: 'SAE training: FVU vs tokens',
       section: 'Training',
       stage: S.sae,
-      tables: ['latest_metrics'],
-      sql: curveSql(S.sae, ['fvu']),
+      tables: METRICS_TABLES,
+      sql: curveSql(runId, S.sae, ['fvu']),
       spec: (rows) => curveSpec('SAE training: FVU vs tokens', 'FVU (training batches)', rows),
       caption: 'Fraction of variance unexplained on training batches during SAE training; one line per seed, one column per k.',
     },
@@ -340,8 +345,8 @@ export function chartDefs(stages: Partial<StageNames> = {}): ChartDef[] {
       title: 'SAE training: dead fraction vs tokens',
       section: 'Training',
       stage: S.sae,
-      tables: ['latest_metrics'],
-      sql: curveSql(S.sae, ['dead_frac']),
+      tables: METRICS_TABLES,
+      sql: curveSql(runId, S.sae, ['dead_frac']),
       spec: (rows) => curveSpec('SAE training: dead fraction vs tokens', 'dead fraction', rows),
       caption: 'Fraction of latents that have not fired for dead_tokens tokens, during SAE training; one line per seed, one column per k.',
     },

@@ -1,6 +1,6 @@
 /** The run header: which run, its params, environment, fingerprints and time per stage. */
 import type { ReportDb, Row } from './db.ts';
-import { DEFAULT_STAGES, lit, type StageNames } from './sql.ts';
+import { DEFAULT_STAGES, lit, runLit, runMetricsCtes, type StageNames } from './sql.ts';
 import type { RunHeader, StageInstanceRow, StageTime } from './types.ts';
 
 function parseJson(v: unknown): unknown {
@@ -14,14 +14,29 @@ function parseJson(v: unknown): unknown {
 
 const str = (v: unknown) => (v === null || v === undefined ? null : String(v));
 
-export function headerSql(runId: string | undefined, stages: StageNames) {
-  const which = runId ? `WHERE run_id = ${lit(runId)}` : 'ORDER BY started DESC NULLS LAST LIMIT 1';
+/** The SQL that picks the most recent run (the one reported when no run id is given). */
+export const LATEST_RUN_SQL = 'SELECT run_id FROM runs ORDER BY started DESC NULLS LAST, run_id DESC LIMIT 1';
+
+/**
+ * The run to report: `runId` if given, else the most recent run in `runs` (by started); null when
+ * there is none. Resolved once, so every query of the report embeds the same literal run id.
+ */
+export async function resolveRunId(db: ReportDb, runId?: string): Promise<string | null> {
+  if (runId) return runId;
+  if (!(await db.hasRelation('runs'))) return null;
+  const rows = await db.query(LATEST_RUN_SQL);
+  return rows.length ? String(rows[0].run_id) : null;
+}
+
+/** The header's SQL for run `runId` (null: no run; every query is then empty). */
+export function headerSql(runId: string | null, stages: StageNames) {
+  const which = `WHERE run_id = ${runLit(runId)}`;
   // SELECT * REPLACE keeps working whatever extra columns the engine's runs table has (backend, command, …).
   const run = `SELECT * REPLACE (CAST(started AS VARCHAR) AS started, CAST(finished AS VARCHAR) AS finished,
        CAST(params AS VARCHAR) AS params, CAST(overrides AS VARCHAR) AS overrides, CAST(env AS VARCHAR) AS env)
 FROM runs
 ${which}`;
-  const runIdExpr = runId ? lit(runId) : `(SELECT run_id FROM runs ORDER BY started DESC NULLS LAST LIMIT 1)`;
+  const runIdExpr = runLit(runId);
   // Per instance of the run: its status in this run, and the compute time of the latest run that
   // actually ran it with the same fingerprint (a cached instance costs ≈ 0 s now, but took time once).
   const computed = `computed AS (
@@ -52,9 +67,11 @@ SELECT stage,
        coalesce(sum(compute_seconds), 0) AS compute_seconds
 FROM inst
 GROUP BY stage`;
-  const facts = `SELECT stage, name, value
-FROM latest_metrics
-WHERE stage IN (${[stages.tokenize, stages.lm, stages.collect].map(lit).join(', ')}) AND step IS NULL
+  const factStages = [stages.tokenize, stages.lm, stages.collect];
+  const facts = `WITH ${runMetricsCtes(runId, factStages)}
+SELECT stage, name, value
+FROM run_metrics
+WHERE stage IN (${factStages.map(lit).join(', ')}) AND step IS NULL
 ORDER BY stage, name`;
   return { run, stages: stagesSql, instances, facts };
 }
@@ -68,7 +85,8 @@ function stageOrder(stages: StageNames): (s: string) => number {
   };
 }
 
-export async function readHeader(db: ReportDb, runId?: string, stagesIn: Partial<StageNames> = {}): Promise<RunHeader> {
+/** The header of run `runId` (as resolved by resolveRunId). */
+export async function readHeader(db: ReportDb, runId: string | null, stagesIn: Partial<StageNames> = {}): Promise<RunHeader> {
   const stages = { ...DEFAULT_STAGES, ...stagesIn };
   const sql = headerSql(runId, stages);
   const has = async (t: string) => db.hasRelation(t);
@@ -104,7 +122,7 @@ export async function readHeader(db: ReportDb, runId?: string, stagesIn: Partial
       }))
       .sort((a, b) => ord(a.stage) - ord(b.stage));
   }
-  const facts = (await has('latest_metrics'))
+  const facts = runRows.length && (await has('metrics')) && (await has('stage_runs'))
     ? (await db.query(sql.facts)).map((r) => ({ stage: String(r.stage), name: String(r.name), value: Number(r.value) }))
     : [];
   const backend = run.backend != null ? String(run.backend) : env && typeof env === 'object' && 'backend' in env ? String(env.backend) : null;

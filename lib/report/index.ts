@@ -5,6 +5,11 @@
  *
  * Writes outDir/index.html, <chart>.vl.json and <chart>.svg for every chart with data,
  * vendor/ (vega, vega-lite, vega-embed browser builds) and summary.json.
+ *
+ * The report is of ONE run: meta.runId, else the most recent run in `runs` (inside the pipeline
+ * that is the running run; the engine writes the records of every upstream stage before it starts
+ * the report stage). Charts, claims and header facts show only the instances that run used (ran
+ * or cached), with the numbers computed for the fingerprint it used (see sql.ts).
  */
 import { existsSync } from 'node:fs';
 import { copyFile, mkdir, rm, writeFile } from 'node:fs/promises';
@@ -13,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 import type { TopLevelSpec } from 'vega-lite';
 import { chartDefs, type ChartDef } from './charts.ts';
 import { openReportDb, type ReportDb, type Row } from './db.ts';
-import { readHeader } from './header.ts';
+import { readHeader, resolveRunId } from './header.ts';
 import { renderHtml, renderSvg, type RenderedChart } from './render.ts';
 import { DEFAULT_STAGES, finalMetricsOverSeedsSql, steeringOverSeedsSql, type StageNames } from './sql.ts';
 import type { ChartResult, LatentBrowserData, ReportMeta } from './types.ts';
@@ -26,6 +31,7 @@ export { chartDefs } from './charts.ts';
 export { buildClaims, judge, CHECKS, CLAIMS } from './verdicts.ts';
 export { renderSvg } from './render.ts';
 export { openReportDb, wrapConnection } from './db.ts';
+export { resolveRunId } from './header.ts';
 
 export interface BuildReportOptions {
   /** results.duckdb, opened read-only. */
@@ -89,7 +95,7 @@ async function missingTables(db: ReportDb, tables: string[]): Promise<string[]> 
   return missing;
 }
 
-async function runChart(db: ReportDb, def: ChartDef, outDir: string): Promise<RenderedChart> {
+async function runChart(db: ReportDb, def: ChartDef, outDir: string, runId: string | null): Promise<RenderedChart> {
   const base: ChartResult = { name: def.name, title: def.title, section: def.section, status: 'no data', rows: 0, files: [], warnings: [] };
   const missing = await missingTables(db, def.tables);
   if (missing.length) {
@@ -102,7 +108,8 @@ async function runChart(db: ReportDb, def: ChartDef, outDir: string): Promise<Re
     return { def, result: { ...base, status: 'error', message: `query failed: ${(e as Error).message}` } };
   }
   if (rows.length === 0) {
-    return { def, result: { ...base, message: `no data: stage ${def.stage} has not run` } };
+    const where = runId === null ? 'no run recorded' : `no rows for the instances run ${runId} ran or cached`;
+    return { def, result: { ...base, message: `no data: stage ${def.stage} has not run (${where})` } };
   }
   try {
     const spec: TopLevelSpec = def.spec(rows);
@@ -129,24 +136,26 @@ export async function buildReport(opts: BuildReportOptions): Promise<ReportResul
   const outDir = path.resolve(opts.outDir);
   await mkdir(outDir, { recursive: true });
   // Stale charts from an earlier report must not survive (a chart may now have no data).
-  for (const def of chartDefs(stages)) {
+  for (const def of chartDefs(null, stages)) {
     await rm(path.join(outDir, `${def.name}.vl.json`), { force: true });
     await rm(path.join(outDir, `${def.name}.svg`), { force: true });
   }
   const db = opts.db ?? (await openReportDb(opts.dbPath!));
   try {
     const meta = opts.meta ?? {};
-    const header = await readHeader(db, meta.runId, stages);
+    // Resolved once: every query shown in the page embeds this literal run id.
+    const runId = await resolveRunId(db, meta.runId);
+    const header = await readHeader(db, runId, stages);
     const claimsSql = {
-      downstream: finalMetricsOverSeedsSql(stages.downstream, ['delta_ce', 'delta_ce_gradfree', 'loss_recovered', 'kl', 'dead_frac']),
-      steering: steeringOverSeedsSql(['effect', 'consistency']),
+      downstream: finalMetricsOverSeedsSql(runId, stages.downstream, ['delta_ce', 'delta_ce_gradfree', 'loss_recovered', 'kl', 'dead_frac']),
+      steering: steeringOverSeedsSql(runId, ['effect', 'consistency'], stages.steering),
     };
     const claims = buildClaims(
-      await claimRows(db, claimsSql.downstream, ['latest_metrics']),
+      await claimRows(db, claimsSql.downstream, ['metrics', 'runs', 'stage_runs']),
       await claimRows(db, claimsSql.steering, ['steering_summary', 'runs', 'stage_runs']),
     );
     const charts: RenderedChart[] = [];
-    for (const def of chartDefs(stages)) charts.push(await runChart(db, def, outDir));
+    for (const def of chartDefs(runId, stages)) charts.push(await runChart(db, def, outDir, runId));
     const vendorScripts = await copyVendor(outDir);
     const html = renderHtml({
       meta,
@@ -163,7 +172,7 @@ export async function buildReport(opts: BuildReportOptions): Promise<ReportResul
     const results = charts.map((c) => c.result);
     await writeFile(
       path.join(outDir, 'summary.json'),
-      JSON.stringify({ runId: header.runId, charts: results, claims: claims.summary, claimRows: claims.rows }, null, 2) + '\n',
+      JSON.stringify({ runId: header.runId ?? runId, charts: results, claims: claims.summary, claimRows: claims.rows }, null, 2) + '\n',
     );
     return { outDir, indexHtml, charts: results, claims };
   } finally {

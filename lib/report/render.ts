@@ -103,6 +103,9 @@ function renderHeader(h: RunHeader, meta: ReportMeta): string {
   const backend = meta.backend ?? h.backend;
   const kv: Array<[string, string]> = [
     ['run', h.runId ? `<code>${esc(h.runId)}</code> (${esc(h.status ?? '?')})` : '<span class="note">no run recorded in <code>runs</code></span>'],
+    ...(h.runId
+      ? ([['scope', 'charts, claims and facts show only the instances this run ran or took from the cache, with the numbers computed for the fingerprint it used']] as Array<[string, string]>)
+      : []),
     ['started / finished', `${esc(h.started ?? '–')} / ${esc(h.finished ?? '–')}`],
     ['git commit', h.gitCommit ? `<code>${esc(h.gitCommit)}</code>` : '–'],
     ['backend', backend ? `<code>${esc(backend)}</code>` : '–'],

@@ -4,6 +4,7 @@
  *   ΔCE:        g-SAE clearly better at k = 8, 16 (reproduced), overlapping at k = 32 (inconclusive)
  *   dead_frac:  g-SAE better at k = 8, TopK better at k = 32 (not reproduced)
  * An older run holds superseded values (99) that must never reach the report.
+ * appendRun adds later runs with other k sets (the smoke preset next to the default one).
  */
 import { DuckDBInstance } from '@duckdb/node-api';
 import { mulberry32, randn } from '../../../lib/util/random.ts';
@@ -30,18 +31,25 @@ export async function createSyntheticDb(file: string, opts: FixtureOptions = {})
   const c = await instance.connect();
   const rand = mulberry32(1234);
   const noise = randn(rand);
-  // Mirrors the engine's SCHEMA in pipeline/db.ts (runs, stage_runs, metrics, latest_metrics).
+  // Mirrors the engine's SCHEMA in pipeline/db.ts (runs, stage_runs, metrics, current_instances, latest_metrics).
   await c.run(`
     CREATE TABLE runs (run_id VARCHAR, started TIMESTAMP, finished TIMESTAMP, git_commit VARCHAR,
       params JSON, overrides JSON, env JSON, backend VARCHAR, status VARCHAR, command VARCHAR, jobs INTEGER);
     CREATE TABLE stage_runs (run_id VARCHAR, stage VARCHAR, instance JSON, label VARCHAR,
       fingerprint VARCHAR, status VARCHAR, seconds DOUBLE, reason VARCHAR, started TIMESTAMP, finished TIMESTAMP);
     CREATE TABLE metrics (run_id VARCHAR, stage VARCHAR, instance JSON, name VARCHAR, step BIGINT, value DOUBLE, seq BIGINT);
+    CREATE VIEW current_instances AS
+      SELECT s.stage, s.instance, s.label, s.fingerprint, s.run_id AS used_in_run
+      FROM stage_runs s JOIN runs r USING (run_id)
+      WHERE s.status IN ('ran', 'cached') AND s.fingerprint IS NOT NULL
+      QUALIFY row_number() OVER (PARTITION BY s.stage, s.instance::VARCHAR ORDER BY r.started DESC, s.finished DESC NULLS LAST) = 1;
     CREATE VIEW latest_metrics AS
-      SELECT m.stage, m.instance, m.name, m.step, m.value, m.run_id, r.started AS run_started
-      FROM metrics m
-      JOIN runs r USING (run_id)
-      JOIN stage_runs s ON s.run_id = m.run_id AND s.stage = m.stage AND s.instance::VARCHAR = m.instance::VARCHAR AND s.status = 'ran'
+      SELECT m.stage, m.instance, m.name, m.step, m.value, m.run_id, r.started AS run_started, c.fingerprint
+      FROM current_instances c
+      JOIN stage_runs s ON s.stage = c.stage AND s.instance::VARCHAR = c.instance::VARCHAR
+        AND s.fingerprint = c.fingerprint AND s.status = 'ran'
+      JOIN metrics m ON m.run_id = s.run_id AND m.stage = s.stage AND m.instance::VARCHAR = s.instance::VARCHAR
+      JOIN runs r ON r.run_id = m.run_id
       QUALIFY row_number() OVER (PARTITION BY m.stage, m.instance::VARCHAR, m.name, m.step ORDER BY r.started DESC, m.seq DESC) = 1;
   `);
   const params = {
@@ -134,8 +142,6 @@ export async function createSyntheticDb(file: string, opts: FixtureOptions = {})
       }
     }
   }
-  // An instance that only the old run has (e.g. a k later removed from params) keeps its
-  // number in latest_metrics by design; keep the fixture free of those to make checks simple.
   await c.run(`INSERT INTO metrics VALUES ${metrics.join(',\n')}`);
   await c.run(`INSERT INTO stage_runs VALUES ${stageRuns.join(',\n')}`);
 
@@ -170,6 +176,77 @@ export async function createSyntheticDb(file: string, opts: FixtureOptions = {})
     }
     await c.run(`INSERT INTO steering_latents VALUES ${lat.join(',\n')}`);
     await c.run(`INSERT INTO steering_summary VALUES ${sum.join(',\n')}`);
+  }
+  c.closeSync();
+  instance.closeSync();
+}
+
+export interface ExtraRun {
+  runId: string;
+  /** 'YYYY-MM-DD HH:MM:SS', after the runs already in the database. */
+  started: string;
+  /** The run's sae.k list: its sae, downstream and steering instances are these k × ARCHS × seeds. */
+  ks: number[];
+  /** k values whose instances are cached with the first fingerprint ('v1', computed in run-new). */
+  cachedKs?: number[];
+  /** Fingerprint tag of the instances that run (those not in cachedKs). */
+  fp: string;
+  /** Every metric and table value those instances record (easy to spot in a report). */
+  value: number;
+  seeds?: number;
+}
+
+/**
+ * TEST DATA ONLY: one more run in a database made by createSyntheticDb. tokenize, lm and collect
+ * are cached (fingerprint v1); sae, downstream and steering instances of cachedKs are cached with
+ * fingerprint v1 (their numbers are run-new's), the others run with fingerprint `fp` and record
+ * `value` everywhere (ΔCE, dead fraction, FVU curves, steering rows). Steering rows are written
+ * only if the steering tables exist.
+ */
+export async function appendRun(file: string, run: ExtraRun): Promise<void> {
+  const seeds = SEEDS.slice(0, run.seeds ?? SEEDS.length);
+  const instance = await DuckDBInstance.create(file);
+  const c = await instance.connect();
+  const hasSteering = (await c.runAndReadAll(`SELECT count(*)::INT AS n FROM information_schema.tables WHERE table_name = 'steering_summary'`)).getRowObjectsJS()[0].n === 1;
+  const params = { sae: { arch: [...ARCHS], k: run.ks, seeds }, steering: { alphas: ALPHAS } };
+  await c.run(`INSERT INTO runs VALUES (${sqlStr(run.runId)}, TIMESTAMP ${sqlStr(run.started)}, TIMESTAMP ${sqlStr(run.started)} + INTERVAL 1 HOUR,
+    'ccccccc', ${sqlStr(JSON.stringify(params))}, ${sqlStr(JSON.stringify({ 'sae.k': run.ks }))}, '{"backend":"wasm"}', 'wasm', 'ok', 'pipeline run', 1)`);
+  const stageRuns: string[] = [];
+  const metrics: string[] = [];
+  const sum: string[] = [];
+  const lat: string[] = [];
+  const sr = (stage: string, i: string, status: string, fp: string) =>
+    stageRuns.push(`(${sqlStr(run.runId)}, ${sqlStr(stage)}, ${sqlStr(i)}, ${sqlStr(`${stage}${i}`)}, ${sqlStr(`${fp}-${stage}-${i}`)}, ${sqlStr(status)}, 1, ${sqlStr(status)}, NULL, NULL)`);
+  let seq = 1_000_000;
+  const m = (stage: string, i: string, name: string, step: number | null) =>
+    metrics.push(`(${sqlStr(run.runId)}, ${sqlStr(stage)}, ${sqlStr(i)}, ${sqlStr(name)}, ${step === null ? 'NULL' : step}, ${run.value}, ${seq++})`);
+  for (const stage of ['tokenize', 'lm', 'collect']) sr(stage, '{}', 'cached', 'v1');
+  for (const arch of ARCHS) {
+    for (const k of run.ks) {
+      for (const seed of seeds) {
+        const i = inst({ arch, k, seed });
+        const cached = run.cachedKs?.includes(k) ?? false;
+        for (const stage of ['sae', 'downstream', ...(hasSteering ? ['steering'] : [])]) sr(stage, i, cached ? 'cached' : 'ran', cached ? 'v1' : run.fp);
+        if (cached) continue;
+        for (const step of [200_000, 400_000]) {
+          m('sae', i, 'fvu', step);
+          m('sae', i, 'dead_frac', step);
+        }
+        for (const name of ['delta_ce', 'loss_recovered', 'kl', 'fvu', 'dead_frac']) for (const suffix of ['', '_lo', '_hi']) m('downstream', i, `${name}${suffix}`, null);
+        if (arch === 'gsae') for (const suffix of ['', '_lo', '_hi']) m('downstream', i, `delta_ce_gradfree${suffix}`, null);
+        for (const alpha of ALPHAS) {
+          const v = run.value;
+          sum.push(`(${sqlStr(run.runId)}, 'steering', ${sqlStr(i)}, ${alpha}, 16, ${v}, ${v}, ${v}, ${v}, ${v}, ${v}, ${v}, ${v}, ${v})`);
+          lat.push(`(${sqlStr(run.runId)}, 'steering', ${sqlStr(i)}, ${alpha}, 1, ${v}, ${v}, ${v}, '[]')`);
+        }
+      }
+    }
+  }
+  await c.run(`INSERT INTO stage_runs VALUES ${stageRuns.join(',\n')}`);
+  if (metrics.length) await c.run(`INSERT INTO metrics VALUES ${metrics.join(',\n')}`);
+  if (hasSteering && sum.length) {
+    await c.run(`INSERT INTO steering_summary VALUES ${sum.join(',\n')}`);
+    await c.run(`INSERT INTO steering_latents VALUES ${lat.join(',\n')}`);
   }
   c.closeSync();
   instance.closeSync();

@@ -1,16 +1,18 @@
 /**
  * buildReport on a synthetic results.duckdb (test/lib/report/fixture.ts — TEST DATA ONLY):
  * every chart has rows, every .vl.json validates against vega-lite's JSON schema, the page holds
- * what the issue asks for, and superseded runs never leak in.
+ * what the issue asks for, superseded runs never leak in, and a report shows only the instances
+ * of its run (a database shared by params sets with different k lists).
  */
 import { Ajv } from 'ajv';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildReport, openReportDb, packageDir, type ReportResult } from '../../../lib/report/index.ts';
-import { curveSql, finalMetricsOverSeedsSql } from '../../../lib/report/sql.ts';
-import { createSyntheticDb, KS, syntheticLatentBrowser } from './fixture.ts';
+import { querySql } from '../../../pipeline/db.ts';
+import { buildReport, chartDefs, openReportDb, packageDir, type ReportResult } from '../../../lib/report/index.ts';
+import { curveSql, finalMetricsOverSeedsSql, runMetricsCtes } from '../../../lib/report/sql.ts';
+import { appendRun, createSyntheticDb, KS, syntheticLatentBrowser } from './fixture.ts';
 
 let tmp: string;
 let full: ReportResult;
@@ -110,7 +112,10 @@ describe('buildReport on the synthetic database', () => {
     // One SQL block per chart plus header and claims blocks, each with a copy button.
     const copies = html.match(/<button type="button" class="copy"/g) ?? [];
     expect(copies.length).toBeGreaterThanOrEqual(full.charts.length + 5);
-    expect(html).toContain('FROM latest_metrics');
+    // Every query is scoped to the reported run, named literally (copy-paste gives the same rows).
+    expect(html).toContain('FROM run_metrics');
+    expect(html).toContain("WHERE run_id = 'run-new' AND status IN ('ran', 'cached')");
+    expect(html).not.toContain('ORDER BY started DESC');
     // Latent browser: tokens shaded by activation, escaped.
     expect(html).toContain('id="latents"');
     expect(html).toMatch(/class="tok peak" style="background: rgba\(230, 85, 13, 0\.880\)"/);
@@ -128,7 +133,7 @@ describe('the SQL', () => {
   it('CI over seeds is mean ± t(0.975, n−1) · sd / √n', async () => {
     const db = await openReportDb(path.join(tmp, 'results.duckdb'));
     try {
-      const rows = await db.query(finalMetricsOverSeedsSql('downstream', ['delta_ce']));
+      const rows = await db.query(finalMetricsOverSeedsSql('run-new', 'downstream', ['delta_ce']));
       const r = rows.find((x) => x.arch === 'topk' && x.k === 8)!;
       expect(r.n_seeds).toBe(3);
       expect(r.sd as number).toBeCloseTo(0.005, 10);
@@ -144,7 +149,7 @@ describe('the SQL', () => {
   it('training curves are thinned to about maxPoints per curve, keeping the last step', async () => {
     const db = await openReportDb(path.join(tmp, 'results.duckdb'));
     try {
-      const rows = await db.query(curveSql('sae', ['fvu'], true, 4));
+      const rows = await db.query(curveSql('run-new', 'sae', ['fvu'], true, 4));
       const curve = rows.filter((x) => x.arch === 'gsae' && x.k === 16 && x.seed === 1).map((x) => x.tokens);
       expect(curve).toEqual([200_000, 800_000, 1_400_000, 2_000_000]);
     } finally {
@@ -198,5 +203,102 @@ describe('buildReport with missing stages and a single seed', () => {
     const p = readFileSync(emptyRes.indexHtml, 'utf8');
     expect(p).toContain('no run recorded');
     expect(p).toContain('not measured (requires raters)');
+  });
+});
+
+describe('a report is of one run (several params sets share the database)', () => {
+  // run-new: k = 8, 16, 32 (fingerprint v1). run-mid: k = 8 only, with another fingerprint (v2,
+  // every number 55). run-smoke (the latest): k = 4 (v3, every number 0.5) and k = 8 cached with
+  // v1 again, so its k = 8 numbers are run-new's, not run-mid's.
+  let db: string;
+  let smoke: ReportResult;
+  let fromNew: ReportResult;
+  let fromMid: ReportResult;
+  let smokeHtml: string;
+  const spec = (res: ReportResult, chart: string) => JSON.parse(readFileSync(path.join(res.outDir, `${chart}.vl.json`), 'utf8'));
+  const ksOf = (res: ReportResult) => {
+    const ks = new Set<number>();
+    for (const c of res.charts.filter((x) => x.status === 'ok')) for (const r of spec(res, c.name).data.values) if (r.k !== undefined) ks.add(r.k);
+    for (const r of res.claims.rows) ks.add(r.k);
+    return [...ks].sort((a, b) => a - b);
+  };
+  /** Chart rows at one k. */
+  const rowsAt = (res: ReportResult, chart: string, k: number) => spec(res, chart).data.values.filter((r: { k: number }) => r.k === k);
+  /** Numbers to 12 significant digits: DuckDB's parallel sums may differ in the last bit between queries. */
+  const round = (x: unknown): unknown => JSON.parse(JSON.stringify(x, (_, v) => (typeof v === 'number' ? Number(v.toPrecision(12)) : v)));
+
+  beforeAll(async () => {
+    db = path.join(tmp, 'shared.duckdb');
+    await createSyntheticDb(db);
+    await appendRun(db, { runId: 'run-mid', started: '2025-01-03 10:00:00', ks: [8], fp: 'v2', value: 55 });
+    await appendRun(db, { runId: 'run-smoke', started: '2025-01-04 10:00:00', ks: [4, 8], cachedKs: [8], fp: 'v3', value: 0.5 });
+    smoke = await buildReport({ dbPath: db, outDir: path.join(tmp, 'shared-smoke') });
+    fromNew = await buildReport({ dbPath: db, outDir: path.join(tmp, 'shared-new'), meta: { runId: 'run-new' } });
+    fromMid = await buildReport({ dbPath: db, outDir: path.join(tmp, 'shared-mid'), meta: { runId: 'run-mid' } });
+    smokeHtml = readFileSync(smoke.indexHtml, 'utf8');
+  });
+
+  it('the latest run by default, and only its k values everywhere', () => {
+    expect(JSON.parse(readFileSync(path.join(smoke.outDir, 'summary.json'), 'utf8')).runId).toBe('run-smoke');
+    for (const c of smoke.charts) expect(c.status, `${c.name}: ${c.message}`).toBe('ok');
+    expect(ksOf(smoke)).toEqual([4, 8]);
+    for (const chart of ['delta_ce_vs_k', 'dead_frac_vs_k', 'steering_effect_vs_k', 'steering_effect_distribution', 'sae_training_fvu']) {
+      expect(new Set(spec(smoke, chart).data.values.map((r: { k: number }) => r.k)), chart).toEqual(new Set([4, 8]));
+    }
+    expect(new Set(smoke.claims.rows.filter((r) => r.label === 'ΔCE').map((r) => r.k))).toEqual(new Set([4, 8]));
+    expect(smokeHtml).toContain('run-smoke');
+    expect(smokeHtml).toContain("WHERE run_id = 'run-smoke' AND status IN ('ran', 'cached')");
+    expect(smokeHtml).not.toContain("run_id = 'run-new'");
+    // The instance table of the header lists this run's instances: 2 archs × 2 k × 3 seeds per SAE stage.
+    expect(smokeHtml).toContain('Fingerprints per stage instance (39)');
+  });
+
+  it('an instance that ran in this run shows this run’s numbers', () => {
+    for (const r of rowsAt(smoke, 'delta_ce_vs_k', 4)) expect(r.mean).toBe(0.5);
+    for (const r of rowsAt(smoke, 'steering_effect_vs_k', 4)) expect(r.mean).toBe(0.5);
+    expect(smoke.claims.rows.find((r) => r.label === 'ΔCE' && r.k === 4)?.topk?.mean).toBe(0.5);
+  });
+
+  it('a cached instance keeps the numbers of the run that computed its fingerprint, not of a later run with another one', () => {
+    for (const chart of ['delta_ce_vs_k', 'dead_frac_vs_k', 'steering_effect_vs_k', 'steering_kl_vs_k', 'sae_training_fvu', 'steering_effect_distribution']) {
+      const mine = rowsAt(smoke, chart, 8);
+      expect(mine.length, chart).toBeGreaterThan(0);
+      expect(round(mine), chart).toEqual(round(rowsAt(fromNew, chart, 8)));
+      expect(JSON.stringify(mine), chart).not.toMatch(/\b55\b/);
+    }
+    const claim = (res: ReportResult) => res.claims.rows.filter((r) => r.k === 8);
+    expect(round(claim(smoke))).toEqual(round(claim(fromNew)));
+    // The header facts of cached stages come from the runs that computed them (tokenize, lm: run-old).
+    expect(smokeHtml).toContain('final_val_loss');
+  });
+
+  it('meta.runId reports an older run with its own k values and its own numbers', () => {
+    expect(ksOf(fromNew)).toEqual(KS);
+    expect(JSON.parse(readFileSync(path.join(fromNew.outDir, 'summary.json'), 'utf8')).runId).toBe('run-new');
+    expect(ksOf(fromMid)).toEqual([8]);
+    for (const r of rowsAt(fromMid, 'delta_ce_vs_k', 8)) expect(r.mean).toBe(55);
+    for (const r of rowsAt(fromMid, 'steering_effect_vs_k', 8)) expect(r.mean).toBe(55);
+  });
+
+  it('the SQL shown runs as is (as npm run query does) and gives the chart’s rows', async () => {
+    for (const def of chartDefs('run-smoke')) {
+      const c = smoke.charts.find((x) => x.name === def.name)!;
+      const { rows } = await querySql(db, def.sql);
+      expect(rows.length, def.name).toBe(c.rows);
+    }
+  });
+
+  it('for the latest run, run_metrics equals latest_metrics restricted to the run’s instances', async () => {
+    const stages = ['tokenize', 'lm', 'collect', 'sae', 'downstream'];
+    const sql = (a: string, b: string) => `WITH ${runMetricsCtes('run-smoke', stages)},
+latest AS (
+  SELECT l.stage, CAST(l.instance AS VARCHAR) AS inst, l.name, l.step, l.value
+  FROM latest_metrics l JOIN scope ON scope.stage = l.stage AND scope.inst = CAST(l.instance AS VARCHAR)
+),
+mine AS (SELECT stage, CAST(instance AS VARCHAR) AS inst, name, step, value FROM run_metrics)
+SELECT count(*)::INT AS n FROM (SELECT * FROM ${a} EXCEPT ALL SELECT * FROM ${b})`;
+    expect((await querySql(db, sql('latest', 'mine'))).rows).toEqual([[0]]);
+    expect((await querySql(db, sql('mine', 'latest'))).rows).toEqual([[0]]);
+    expect((await querySql(db, `WITH ${runMetricsCtes('run-smoke', stages)} SELECT count(*)::INT FROM run_metrics`)).rows[0][0]).toBeGreaterThan(100);
   });
 });
