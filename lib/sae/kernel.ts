@@ -102,6 +102,8 @@ export interface KernelBuffers {
   g: Float32Array; // [batch, d] (length 0 unless useGrad)
   dead: Int32Array; // [m] ascending ids of dead latents, first ctrl[nDead] valid
   ctrl: Float64Array; // [CTRL.size]
+  /** [0]: next chunk to run (dynamic scheduling with Atomics.add). */
+  sched: Int32Array;
   gWeT: Float32Array[]; // per chunk [m, d]
   gWd: Float32Array[]; // per chunk [m, d]
   gbe: Float32Array[]; // per chunk [m]
@@ -147,6 +149,7 @@ export function allocKernelBuffers(s: KernelSpec): KernelBuffers {
     g: take('f32', s.useGrad ? batch * d : 0),
     dead: take('i32', m),
     ctrl: take('f64', CTRL.size),
+    sched: take('i32', 4),
     gWeT: Array.from({ length: chunks }, () => take('f32', m * d)),
     gWd: Array.from({ length: chunks }, () => take('f32', m * d)),
     gbe: Array.from({ length: chunks }, () => take('f32', m)),
@@ -186,6 +189,7 @@ export function allocKernelBuffers(s: KernelSpec): KernelBuffers {
     g: f32(L.g),
     dead: view(L.dead) as Int32Array,
     ctrl: view(L.ctrl) as Float64Array,
+    sched: view(L.sched) as Int32Array,
     gWeT: L.gWeT.map(f32),
     gWd: L.gWd.map(f32),
     gbe: L.gbe.map(f32),
@@ -328,6 +332,22 @@ export class SaeKernel {
       copyTensorInto(at, sc.A);
       gt.dispose();
       at.dispose();
+    }
+  }
+
+  /**
+   * Run chunks until none is left: each participant takes the next chunk index with Atomics.add on
+   * buf.sched[0] (reset to 0 by the trainer before each step). Which thread runs which chunk varies;
+   * the numbers do not. Returns how many chunks this thread ran.
+   */
+  runAvailable(): number {
+    const C = this.spec.chunks;
+    let ran = 0;
+    for (;;) {
+      const c = Atomics.add(this.buf.sched, 0, 1);
+      if (c >= C) return ran;
+      this.runChunk(c);
+      ran++;
     }
   }
 

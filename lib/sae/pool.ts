@@ -79,19 +79,15 @@ export class KernelPool {
     return new KernelPool(workers);
   }
 
-  /** Run chunk lists on the workers (worker i gets lists[i]); resolves when all are done. */
-  run(lists: number[][]): Promise<void> {
+  /** Let every worker take chunks (SaeKernel.runAvailable) until none is left; resolves when all are done. */
+  run(): Promise<void> {
     if (this.failure) return Promise.reject(this.failure);
-    const jobs: Promise<void>[] = [];
-    lists.forEach((chunks, i) => {
-      if (chunks.length === 0) return;
+    const jobs = this.workers.map((w) => {
       const id = this.nextId++;
-      jobs.push(
-        new Promise<void>((resolve, reject) => {
-          this.pending.set(id, { resolve, reject });
-          this.workers[i].postMessage({ type: 'run', id, chunks });
-        }),
-      );
+      return new Promise<void>((resolve, reject) => {
+        this.pending.set(id, { resolve, reject });
+        w.postMessage({ type: 'run', id });
+      });
     });
     return Promise.all(jobs).then(() => undefined);
   }

@@ -72,7 +72,11 @@ export interface TrainSaeConfig {
   seed?: number;
   /** Threads (main + worker threads). Default 1. */
   threads?: number;
-  /** Fixed split of each batch (threads ≤ chunks; results do not depend on threads). Default 2. */
+  /**
+   * Fixed split of each batch into chunks whose gradients are summed in a fixed order (threads take
+   * chunks dynamically; results depend on `chunks`, never on `threads`). Default: 8 when the
+   * per-chunk gradient buffers (8·m·d bytes) fit 32 MB, else 2.
+   */
   chunks?: number;
   /**
    * WebAssembly SIMD kernels for the sparse parts and the optimiser ('auto': when d and m are
@@ -201,7 +205,7 @@ export function resolveTrainConfig(cfg: TrainSaeConfig, d: number): ResolvedTrai
     normalize: cfg.normalize ?? 'mean_norm',
     seed: cfg.seed ?? 0,
     threads: Math.max(1, cfg.threads ?? 1),
-    chunks: Math.max(1, cfg.chunks ?? 2),
+    chunks: Math.max(1, cfg.chunks ?? (8 * m * d <= 32 * 2 ** 20 ? 8 : 2)),
     simd: cfg.simd ?? 'auto',
     gradScores: cfg.gradScores ?? 'auto',
     checkpointDir: cfg.checkpointDir ?? null,
@@ -347,8 +351,6 @@ export async function trainSae(source: RowSource, cfgIn: TrainSaeConfig, cb: Tra
   const backend = tf.getBackend() as BackendKind;
   const pool = threads > 1 ? await KernelPool.create(threads - 1, spec, buf, backend) : null;
   const mainKernel = new SaeKernel(spec, buf, 0);
-  const assign: number[][] = Array.from({ length: threads }, () => []);
-  for (let c = 0; c < C; c++) assign[c % threads].push(c);
 
   const stream = source.stream(deriveSeed(cfg.seed, 'data'), S.tokensSeen);
   const gBatch = useGrad ? buf.g : null;
@@ -379,10 +381,11 @@ export async function trainSae(source: RowSource, cfgIn: TrainSaeConfig, cb: Tra
       buf.ctrl[CTRL.denseA] = dense ? 1 : 0;
       buf.ctrl[CTRL.rowNormMax] = 1; // decoder rows are renormalised after every update
       // forward/backward of all chunks
-      const others = pool ? pool.run(assign.slice(1)) : Promise.resolve();
+      Atomics.store(buf.sched, 0, 0);
+      const others = pool ? pool.run() : Promise.resolve();
       mainKernel.beginStep();
       try {
-        for (const c of assign[0]) mainKernel.runChunk(c);
+        mainKernel.runAvailable();
       } finally {
         mainKernel.endStep();
       }

@@ -18,10 +18,10 @@ const init = workerData as Init;
 try {
   await initBackend(init.backend, { quiet: true });
   const kernel = new SaeKernel(init.spec, init.buf, init.participant);
-  port.on('message', (msg: { type: 'run'; id: number; chunks: number[] }) => {
+  port.on('message', (msg: { type: 'run'; id: number }) => {
     try {
       kernel.beginStep();
-      for (const c of msg.chunks) kernel.runChunk(c);
+      kernel.runAvailable();
       kernel.endStep();
       port.postMessage({ type: 'done', id: msg.id });
     } catch (e) {

@@ -8,6 +8,8 @@ import { evaluateSae } from '../../../lib/sae/infer.ts';
 import { randomUnitRows } from '../../../lib/sae/init.ts';
 import { learningRate, resolveTrainConfig, trainSae, type TrainSaeConfig } from '../../../lib/sae/train.ts';
 import type { SaeWeights } from '../../../lib/sae/types.ts';
+import { spawn } from 'node:child_process';
+import { killConfig, killData } from './killcfg.ts';
 import { plantedData } from './planted.ts';
 
 beforeAll(async () => {
@@ -161,6 +163,40 @@ describe('trainSae', () => {
     const other = await trainSae(src, { ...cfg, seed: 99, tokens: 2 * 256, checkpointDir: ckdir }, { onLog: (s) => logs.push(s) });
     expect(other.resumedFromStep).toBe(0);
     expect(logs.at(-1)).toMatch(/different configuration/);
+  });
+
+  it('resumes after a real SIGKILL of a training process (atomic checkpoints)', async () => {
+    const ckdir = path.join(tmpRoot, 'ckpt-kill');
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join(import.meta.dirname, 'killable.ts'), ckdir], {
+      cwd: path.resolve(import.meta.dirname, '../../..'),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let err = '';
+    child.stderr.on('data', (b) => (err += b));
+    const killedAt = await new Promise<number>((resolve, reject) => {
+      child.stdout.on('data', (b) => {
+        out += b;
+        const steps = [...out.matchAll(/step (\d+)/g)].map((m) => Number(m[1]));
+        const last = steps.at(-1) ?? 0;
+        if (last >= 9) {
+          child.kill('SIGKILL');
+          resolve(last);
+        }
+      });
+      child.on('exit', (code, sig) => {
+        if (sig !== 'SIGKILL') reject(new Error(`child exited early (${code}): ${out} ${err}`));
+      });
+    });
+    await new Promise((r) => child.once('exit', r));
+    expect(out).not.toMatch(/done/);
+    expect(killedAt).toBeLessThan(40);
+    const P2 = killData();
+    const src2 = new MemoryRows(P2.d, P2.x, P2.g);
+    const resumed = await trainSae(src2, { ...killConfig, checkpointDir: ckdir, checkpointEverySteps: 2 });
+    expect(resumed.resumedFromStep).toBeGreaterThanOrEqual(8);
+    const straight = await trainSae(src2, killConfig);
+    expectSameWeights(straight.weights, resumed.weights);
   });
 
   it('rejects a g-SAE without gradients and bad configs', async () => {
