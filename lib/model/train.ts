@@ -42,7 +42,7 @@ export interface TrainOptions {
   seed?: number;
   /**
    * Validation stream and schedule: every evalEvery steps on the first valMaxTokens tokens
-   * (default 65,536), and at the end on the first finalValMaxTokens (default: the whole stream).
+   * (default 32,768), and at the end on the first finalValMaxTokens (default: the whole stream).
    */
   valTokens?: TokenStream;
   evalEvery?: number;
@@ -348,7 +348,7 @@ export async function train(model: GPT2, trainTokens: TokenStream, options: Trai
   const logEvery = Math.max(1, options.logEvery ?? 10);
   const evalEvery = options.evalEvery ?? 0;
   const ckptEvery = options.checkpointEvery ?? 100;
-  const valMax = options.valMaxTokens ?? 65_536;
+  const valMax = options.valMaxTokens ?? 32_768;
   const threads = Math.max(1, Math.floor(options.threads ?? 1));
   const finalValMax = options.finalValMaxTokens;
   const adamOpts = {
@@ -358,7 +358,7 @@ export async function train(model: GPT2, trainTokens: TokenStream, options: Trai
     weightDecay: options.weightDecay ?? 0.1,
   };
   for (let i = 0; i < trainTokens.length; i++) {
-    if (trainTokens[i] >= c.vocabSize) throw new Error(`train: token ${trainTokens[i]} at ${i} is outside the vocabulary ${c.vocabSize}`);
+    if (!(trainTokens[i] >= 0 && trainTokens[i] < c.vocabSize)) throw new Error(`train: token ${trainTokens[i]} at ${i} is outside the vocabulary ${c.vocabSize}`);
   }
   const fingerprint = JSON.stringify({
     config: c,
@@ -436,6 +436,9 @@ export async function train(model: GPT2, trainTokens: TokenStream, options: Trai
         const r = model.forwardBackward(batch, B, T);
         loss = r.loss;
         gradNorm = opt.step(model, r.grads, rate, clip);
+      }
+      if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
+        throw new Error(`train: diverged at step ${step + 1} (loss ${loss}, gradient norm ${gradNorm}); lower the learning rate`);
       }
       step++;
       trainMs += performance.now() - s0;
