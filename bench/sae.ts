@@ -8,7 +8,8 @@
  * For each (size, arch, threads) it trains for a few steps with trainSae and reports the median
  * step time after the first step, as tokens/s. `--procs` also runs two single-thread trainings in
  * two processes at once (the other way to use 2 cores: two SAE instances in parallel) and reports
- * their summed throughput. Reference on this 2-core machine (FACTS.md, PyTorch CPU, 2 threads):
+ * their summed throughput. The process CPU time per step (all threads) is shown too: on a machine
+ * shared with other jobs, tokens per CPU-second is the steadier figure. Reference on this 2-core machine (FACTS.md, PyTorch CPU, 2 threads):
  * ~35,000 tokens/s (small), ~1,400 tokens/s (gpt2).
  */
 import { spawn } from 'node:child_process';
@@ -73,12 +74,19 @@ function syntheticRows(d: number, rows: number, seed: number): MemoryRows {
   return new MemoryRows(d, x, g);
 }
 
-async function measure(size: string, arch: SaeArch, threads: number, a: Args): Promise<{ tokPerSec: number; stepMs: number; steps: number }> {
+async function measure(
+  size: string,
+  arch: SaeArch,
+  threads: number,
+  a: Args,
+): Promise<{ tokPerSec: number; stepMs: number; steps: number; cpuMs: number }> {
   const { d, m } = SIZES[size];
   const steps = size === 'small' ? a.steps : a.largeSteps;
   const src = syntheticRows(d, Math.min(65536, a.batch * 4), 1);
   const times: number[] = [];
+  const cpus: number[] = [];
   let last = 0;
+  let lastCpu = 0;
   const t0 = performance.now();
   await trainSae(
     src,
@@ -86,15 +94,22 @@ async function measure(size: string, arch: SaeArch, threads: number, a: Args): P
     {
       onStep: () => {
         const t = performance.now();
-        if (last > 0) times.push(t - last);
+        const u = process.cpuUsage();
+        const cpu = (u.user + u.system) / 1000;
+        if (last > 0) {
+          times.push(t - last);
+          cpus.push(cpu - lastCpu);
+        }
         last = t;
+        lastCpu = cpu;
       },
     },
   );
   void t0;
   times.sort((x, y) => x - y);
+  cpus.sort((x, y) => x - y);
   const med = times[Math.floor(times.length / 2)];
-  return { tokPerSec: (a.batch / med) * 1000, stepMs: med, steps };
+  return { tokPerSec: (a.batch / med) * 1000, stepMs: med, steps, cpuMs: cpus[Math.floor(cpus.length / 2)] };
 }
 
 async function runChildren(size: string, arch: SaeArch, a: Args): Promise<number> {
@@ -123,14 +138,14 @@ if (a.child) {
   console.log(`CHILD_TOKPS ${r.tokPerSec}`);
 } else {
   console.log(`SAE training speed, batch ${a.batch}, k ${a.k} (median step after the first; tokens/s)`);
-  console.log('size   d    m      arch  threads  step ms   tokens/s');
+  console.log('size   d    m      arch  threads  step ms   tokens/s   cpu ms/step  tokens/cpu-s');
   for (const size of sizes) {
     const { d, m } = SIZES[size];
     for (const arch of a.arch) {
       for (const th of a.threads) {
         const r = await measure(size, arch, th, a);
         console.log(
-          `${size.padEnd(6)} ${String(d).padEnd(4)} ${String(m).padEnd(6)} ${arch.padEnd(5)} ${String(th).padEnd(8)} ${r.stepMs.toFixed(0).padStart(7)}  ${r.tokPerSec.toFixed(0).padStart(9)}`,
+          `${size.padEnd(6)} ${String(d).padEnd(4)} ${String(m).padEnd(6)} ${arch.padEnd(5)} ${String(th).padEnd(8)} ${r.stepMs.toFixed(0).padStart(7)}  ${r.tokPerSec.toFixed(0).padStart(9)}  ${r.cpuMs.toFixed(0).padStart(11)}  ${((a.batch / r.cpuMs) * 1000).toFixed(0).padStart(12)}`,
         );
       }
       if (a.procs) {

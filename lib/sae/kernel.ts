@@ -294,8 +294,11 @@ export class SaeKernel {
   beginStep(): void {
     this.endStep();
     const { d, m } = this.spec;
-    this.Wenc = tf.tensor2d(this.buf.W_enc.slice(), [d, m]);
-    if (this.spec.useGrad) this.WdecT = tf.tensor2d(this.buf.W_decT.slice(), [d, m]);
+    // The wasm backend copies tensor data into its heap; other backends may keep a reference to
+    // the array, which the trainer overwrites later: give them a copy.
+    const own = (a: Float32Array) => (tf.getBackend() === 'wasm' ? a : a.slice());
+    this.Wenc = tf.tensor2d(own(this.buf.W_enc), [d, m]);
+    if (this.spec.useGrad && (!this.wasm || this.buf.ctrl[CTRL.denseA] !== 0)) this.WdecT = tf.tensor2d(own(this.buf.W_decT), [d, m]);
   }
 
   endStep(): void {
