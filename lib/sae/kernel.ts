@@ -56,7 +56,14 @@ export const CTRL = {
   denseA: 5,
   /** An upper bound of the decoder row norms (for the sparse g-SAE score bound). */
   rowNormMax: 6,
-  size: 8,
+  size: 16,
+  // Adam parameters of the current update (written by the trainer)
+  adamB1: 8,
+  adamB2: 9,
+  adamStep: 10,
+  adamRsb2: 11,
+  adamEps: 12,
+  adamSqrtBc2: 13,
 } as const;
 
 export const STATS = {
@@ -86,6 +93,12 @@ export interface OptBuffers {
   vWe: Float32Array;
   mWd: Float32Array;
   vWd: Float32Array;
+  mbe: Float32Array; // [m]
+  vbe: Float32Array; // [m]
+  /** Σ_c db_enc of the step (float64, written by the update blocks). */
+  gbe: Float64Array; // [m]
+  /** Per update block: Σ_{j in block} db_enc[j] W_enc[:, j] (pre-update), for db_dec. */
+  gbdPart: Float64Array; // [updateBlocks, d]
 }
 
 /** All arrays are views on one shared WebAssembly.Memory (byteOffset = wasm pointer). */
@@ -165,7 +178,17 @@ export function allocKernelBuffers(s: KernelSpec): KernelBuffers {
       q: take('f32', d),
       cand: take('i32', cap),
     })),
-    opt: { W_encT: take('f32', m * d), mWe: take('f32', m * d), vWe: take('f32', m * d), mWd: take('f32', m * d), vWd: take('f32', m * d) },
+    opt: {
+      W_encT: take('f32', m * d),
+      mWe: take('f32', m * d),
+      vWe: take('f32', m * d),
+      mWd: take('f32', m * d),
+      vWd: take('f32', m * d),
+      mbe: take('f32', m),
+      vbe: take('f32', m),
+      gbe: take('f64', m),
+      gbdPart: take('f64', updateBlocks(m) * d),
+    },
   };
   const pages = Math.max(1, Math.ceil(bytes / PAGE));
   if (pages > MAX_PAGES) {
@@ -211,6 +234,10 @@ export function allocKernelBuffers(s: KernelSpec): KernelBuffers {
       vWe: f32(L.opt.vWe),
       mWd: f32(L.opt.mWd),
       vWd: f32(L.opt.vWd),
+      mbe: f32(L.opt.mbe),
+      vbe: f32(L.opt.vbe),
+      gbe: view(L.opt.gbe) as Float64Array,
+      gbdPart: view(L.opt.gbdPart) as Float64Array,
     },
   };
 }
@@ -237,6 +264,12 @@ export function copyTensorInto(t: tf.Tensor, dst: Float32Array): void {
   } else {
     dst.set(t.dataSync() as Float32Array);
   }
+}
+
+/** Latents per block of the parallel parameter update. */
+export const UPDATE_BLOCK = 64;
+export function updateBlocks(m: number): number {
+  return Math.ceil(m / UPDATE_BLOCK);
 }
 
 /** Rows [r0, r1) of chunk c for a batch of n rows in C chunks. */
@@ -335,6 +368,88 @@ export class SaeKernel {
       copyTensorInto(at, sc.A);
       gt.dispose();
       at.dispose();
+    }
+  }
+
+  /**
+   * The parameter update of the latents, in blocks of UPDATE_BLOCK latents taken dynamically (via
+   * Atomics.add on buf.sched[1]) by every thread (SIMD path only). Per block: sum the chunk
+   * gradients (fixed chunk order), db_enc, the block's part of W_enc·db_enc (for db_dec, summed by
+   * the trainer in block order), then the decoder rows (remove the parallel component, Adam,
+   * renormalise), the encoder (Adam on W_encᵀ rows, then W_enc columns), W_decᵀ columns (g-SAE)
+   * and b_enc. Every element's arithmetic is the same whichever thread runs it.
+   */
+  runUpdateBlocks(): void {
+    const ex = this.wasm;
+    if (!ex) throw new Error('SaeKernel.runUpdateBlocks needs the SIMD kernels');
+    const { d, m, chunks: C, useGrad } = this.spec;
+    const B = this.buf;
+    const O = B.opt;
+    const ctrl = B.ctrl;
+    const b1 = ctrl[CTRL.adamB1];
+    const b2 = ctrl[CTRL.adamB2];
+    const step = ctrl[CTRL.adamStep];
+    const rsb2 = ctrl[CTRL.adamRsb2];
+    const eps = ctrl[CTRL.adamEps];
+    const sqrtBc2 = ctrl[CTRL.adamSqrtBc2];
+    const rowBytes = d * 4;
+    const nb = updateBlocks(m);
+    const WeT = O.W_encT;
+    const We = B.W_enc;
+    const Wd = B.W_dec;
+    const WdT = B.W_decT;
+    for (;;) {
+      const blk = Atomics.add(B.sched, 1, 1);
+      if (blk >= nb) return;
+      const j0 = blk * UPDATE_BLOCK;
+      const j1 = Math.min(m, j0 + UPDATE_BLOCK);
+      const rows = j1 - j0;
+      const o = j0 * rowBytes;
+      const n4 = (rows * d) >> 2;
+      const GWe = B.gWeT[0];
+      const GWd = B.gWd[0];
+      for (let c = 1; c < C; c++) {
+        ex.addInto(GWe.byteOffset + o, B.gWeT[c].byteOffset + o, n4);
+        ex.addInto(GWd.byteOffset + o, B.gWd[c].byteOffset + o, n4);
+      }
+      // db_enc and this block's part of W_enc · db_enc (pre-update W_enc)
+      const part = O.gbdPart;
+      const po = blk * d;
+      for (let i = 0; i < d; i++) part[po + i] = 0;
+      for (let j = j0; j < j1; j++) {
+        let g = 0;
+        for (let c = 0; c < C; c++) g += B.gbe[c][j];
+        O.gbe[j] = g;
+        if (g !== 0) {
+          const wo = j * d;
+          for (let i = 0; i < d; i++) part[po + i] += WeT[wo + i] * g;
+        }
+      }
+      // decoder rows
+      for (let j = j0; j < j1; j++) ex.projRow(GWd.byteOffset + j * rowBytes, Wd.byteOffset + j * rowBytes);
+      ex.adam(Wd.byteOffset + o, GWd.byteOffset + o, O.mWd.byteOffset + o, O.vWd.byteOffset + o, n4, b1, b2, step, rsb2, eps);
+      for (let j = j0; j < j1; j++) ex.normRow(Wd.byteOffset + j * rowBytes);
+      // encoder
+      ex.adam(WeT.byteOffset + o, GWe.byteOffset + o, O.mWe.byteOffset + o, O.vWe.byteOffset + o, n4, b1, b2, step, rsb2, eps);
+      for (let i = 0; i < d; i++) {
+        const dof = i * m;
+        for (let j = j0; j < j1; j++) We[dof + j] = WeT[j * d + i];
+      }
+      if (useGrad) {
+        for (let i = 0; i < d; i++) {
+          const dof = i * m;
+          for (let j = j0; j < j1; j++) WdT[dof + j] = Wd[j * d + i];
+        }
+      }
+      // b_enc (float64 arithmetic, float32 state)
+      for (let j = j0; j < j1; j++) {
+        const g = O.gbe[j];
+        const mm = b1 * O.mbe[j] + (1 - b1) * g;
+        const vv = b2 * O.vbe[j] + (1 - b2) * g * g;
+        O.mbe[j] = mm;
+        O.vbe[j] = vv;
+        B.b_enc[j] -= (step * mm) / (Math.sqrt(vv) / sqrtBc2 + eps);
+      }
     }
   }
 

@@ -79,14 +79,17 @@ export class KernelPool {
     return new KernelPool(workers);
   }
 
-  /** Let every worker take chunks (SaeKernel.runAvailable) until none is left; resolves when all are done. */
-  run(): Promise<void> {
+  /**
+   * Let every worker take chunks (type 'run': SaeKernel.runAvailable) or update blocks ('update':
+   * SaeKernel.runUpdateBlocks) until none is left; resolves when all are done.
+   */
+  run(type: 'run' | 'update' = 'run'): Promise<void> {
     if (this.failure) return Promise.reject(this.failure);
     const jobs = this.workers.map((w) => {
       const id = this.nextId++;
       return new Promise<void>((resolve, reject) => {
         this.pending.set(id, { resolve, reject });
-        w.postMessage({ type: 'run', id });
+        w.postMessage({ type, id });
       });
     });
     return Promise.all(jobs).then(() => undefined);

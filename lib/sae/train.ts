@@ -27,8 +27,17 @@ import type { BackendKind } from '../backend.ts';
 import { deriveSeed } from '../util/random.ts';
 import { readCheckpoint, writeCheckpoint } from './checkpoint.ts';
 import { geometricMedian, meanRows, randomUnitRows } from './init.ts';
-import { CTRL, STATS, SaeKernel, allocKernelBuffers, defaultBlockRows, simdAvailable, type KernelBuffers, type KernelSpec } from './kernel.ts';
-import type { SimdExports } from './simd.ts';
+import {
+  CTRL,
+  STATS,
+  SaeKernel,
+  allocKernelBuffers,
+  defaultBlockRows,
+  simdAvailable,
+  updateBlocks,
+  type KernelBuffers,
+  type KernelSpec,
+} from './kernel.ts';
 import { KernelPool } from './pool.ts';
 import type { SaeArch, SaeWeights } from './types.ts';
 
@@ -321,7 +330,7 @@ export async function trainSae(source: RowSource, cfgIn: TrainSaeConfig, cb: Tra
       buf.W_dec.set(a.W_dec as Float32Array);
       buf.b_enc.set(a.b_enc as Float32Array);
       buf.b_dec.set(a.b_dec as Float32Array);
-      for (const name of ['W_encT', 'mWe', 'vWe', 'mWd', 'vWd'] as const) buf.opt[name].set(a[name] as Float32Array);
+      for (const name of ['W_encT', 'mWe', 'vWe', 'mWd', 'vWd', 'mbe', 'vbe'] as const) buf.opt[name].set(a[name] as Float32Array);
       st = {
         step: ck.meta.step,
         denseUntil: ck.meta.denseUntil ?? 0,
@@ -329,8 +338,6 @@ export async function trainSae(source: RowSource, cfgIn: TrainSaeConfig, cb: Tra
         scale: ck.meta.scale,
         bDecInitUsed: ck.meta.bDecInitUsed,
         ...buf.opt,
-        mbe: a.mbe as Float32Array,
-        vbe: a.vbe as Float32Array,
         mbd: a.mbd as Float32Array,
         vbd: a.vbd as Float32Array,
         firing: a.firing as Float64Array,
@@ -415,9 +422,9 @@ export async function trainSae(source: RowSource, cfgIn: TrainSaeConfig, cb: Tra
       const variance = sumsq - mu2 / N;
       // update
       const lr = learningRate(cfg, S.step, steps);
-      if (mainKernel.wasm) applyUpdateSimd(S, buf, cfg, spec, lr, gbeTot, mainKernel.wasm);
+      if (mainKernel.wasm) await applyUpdateParallel(S, buf, cfg, spec, lr, mainKernel, pool);
       else applyUpdate(S, buf, cfg, spec, lr, gbeTot);
-      if (useGrad) transposeInto(buf.W_dec, m, d, buf.W_decT);
+      if (useGrad && !mainKernel.wasm) transposeInto(buf.W_dec, m, d, buf.W_decT);
       // firing statistics
       S.tokensSeen += N;
       S.step += 1;
@@ -542,7 +549,7 @@ function initState(
     }
   }
   const W_encT = buf.opt.W_encT;
-  for (const a of [buf.opt.mWe, buf.opt.vWe, buf.opt.mWd, buf.opt.vWd]) a.fill(0);
+  for (const a of [buf.opt.mWe, buf.opt.vWe, buf.opt.mWd, buf.opt.vWd, buf.opt.mbe, buf.opt.vbe]) a.fill(0);
   if (init) transposeInto(init.W_enc, d, m, W_encT);
   if (!init) {
     const bd =
@@ -559,8 +566,6 @@ function initState(
     scale,
     bDecInitUsed: init ? 'init' : cfg.bDecInit,
     ...buf.opt,
-    mbe: new Float32Array(m),
-    vbe: new Float32Array(m),
     mbd: new Float32Array(d),
     vbd: new Float32Array(d),
     firing: new Float64Array(m),
@@ -702,40 +707,42 @@ function applyUpdate(
   adamVec(buf.b_dec, gbd, S.mbd, S.vbd, b1, b2, stepSize, sqrtBc2, eps);
 }
 
-/** applyUpdate with the WebAssembly SIMD kernels (float32 Adam, same formulas). */
-function applyUpdateSimd(
+/**
+ * The parameter update with the SIMD kernels, split in blocks of latents over all threads
+ * (SaeKernel.runUpdateBlocks), then b_dec on this thread: db_dec = Σ_c db_dec_c − Σ_blocks
+ * (W_enc db_enc)_block, in block order (deterministic whatever the thread count).
+ */
+async function applyUpdateParallel(
   S: State,
   buf: KernelBuffers,
   cfg: ResolvedTrainConfig,
   spec: KernelSpec,
   lr: number,
-  gbe: Float64Array,
-  ex: SimdExports,
-): void {
+  kernel: SaeKernel,
+  pool: KernelPool | null,
+): Promise<void> {
   const { d, m, chunks: C } = spec;
   const b1 = cfg.adamBeta1;
   const b2 = cfg.adamBeta2;
   const t = S.step + 1;
   const stepSize = lr / (1 - b1 ** t);
   const sqrtBc2 = Math.sqrt(1 - b2 ** t);
-  const n4 = (m * d) >> 2;
-  const GWe = buf.gWeT[0];
-  const GWd = buf.gWd[0];
-  for (let c = 1; c < C; c++) {
-    ex.addInto(GWe.byteOffset, buf.gWeT[c].byteOffset, n4);
-    ex.addInto(GWd.byteOffset, buf.gWd[c].byteOffset, n4);
-  }
+  const ctrl = buf.ctrl;
+  ctrl[CTRL.adamB1] = b1;
+  ctrl[CTRL.adamB2] = b2;
+  ctrl[CTRL.adamStep] = stepSize;
+  ctrl[CTRL.adamRsb2] = 1 / sqrtBc2;
+  ctrl[CTRL.adamEps] = cfg.adamEps;
+  ctrl[CTRL.adamSqrtBc2] = sqrtBc2;
+  Atomics.store(buf.sched, 1, 0);
+  const others = pool ? pool.run('update') : Promise.resolve();
+  kernel.runUpdateBlocks();
+  await others;
   const gbd = new Float64Array(d);
-  biasGradients(buf, spec, S.W_encT, gbe, gbd);
-  const rowBytes = d * 4;
-  const pWd = buf.W_dec.byteOffset;
-  const pG = GWd.byteOffset;
-  for (let j = 0; j < m; j++) ex.projRow(pG + j * rowBytes, pWd + j * rowBytes);
-  ex.adam(pWd, pG, S.mWd.byteOffset, S.vWd.byteOffset, n4, b1, b2, stepSize, 1 / sqrtBc2, cfg.adamEps);
-  for (let j = 0; j < m; j++) ex.normRow(pWd + j * rowBytes);
-  ex.adam(S.W_encT.byteOffset, GWe.byteOffset, S.mWe.byteOffset, S.vWe.byteOffset, n4, b1, b2, stepSize, 1 / sqrtBc2, cfg.adamEps);
-  transposeInto(S.W_encT, m, d, buf.W_enc);
-  adamVec(buf.b_enc, gbe, S.mbe, S.vbe, b1, b2, stepSize, sqrtBc2, cfg.adamEps);
+  for (let c = 0; c < C; c++) for (let i = 0; i < d; i++) gbd[i] += buf.gbd[c][i];
+  const part = buf.opt.gbdPart;
+  const nb = updateBlocks(m);
+  for (let b = 0; b < nb; b++) for (let i = 0; i < d; i++) gbd[i] -= part[b * d + i];
   adamVec(buf.b_dec, gbd, S.mbd, S.vbd, b1, b2, stepSize, sqrtBc2, cfg.adamEps);
 }
 

@@ -18,11 +18,15 @@ const init = workerData as Init;
 try {
   await initBackend(init.backend, { quiet: true });
   const kernel = new SaeKernel(init.spec, init.buf, init.participant);
-  port.on('message', (msg: { type: 'run'; id: number }) => {
+  port.on('message', (msg: { type: 'run' | 'update'; id: number }) => {
     try {
-      kernel.beginStep();
-      kernel.runAvailable();
-      kernel.endStep();
+      if (msg.type === 'update') {
+        kernel.runUpdateBlocks();
+      } else {
+        kernel.beginStep();
+        kernel.runAvailable();
+        kernel.endStep();
+      }
       port.postMessage({ type: 'done', id: msg.id });
     } catch (e) {
       port.postMessage({ type: 'error', id: msg.id, message: (e as Error)?.stack ?? String(e) });

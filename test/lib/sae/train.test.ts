@@ -56,11 +56,22 @@ describe('trainSae', () => {
     expect(Buffer.from(gsae.weights.W_dec.buffer).equals(Buffer.from(topk.weights.W_dec.buffer))).toBe(false);
   });
 
-  it('gives the same numbers with 2 threads as with 1 (fixed chunks)', async () => {
-    const cfg: TrainSaeConfig = { ...base, arch: 'gsae', beta: 1, tokens: 12 * 256, chunks: 2 };
-    const one = await trainSae(src, { ...cfg, threads: 1 });
-    const two = await trainSae(src, { ...cfg, threads: 2 });
-    expectSameWeights(one.weights, two.weights);
+  it('gives the same numbers with 2 threads as with 1 (SIMD and TypeScript kernels)', async () => {
+    for (const simd of [true, false]) {
+      const cfg: TrainSaeConfig = { ...base, arch: 'gsae', beta: 1, tokens: 12 * 256, simd };
+      const one = await trainSae(src, { ...cfg, threads: 1 });
+      const two = await trainSae(src, { ...cfg, threads: 2 });
+      expectSameWeights(one.weights, two.weights);
+    }
+  });
+
+  it('the SIMD and TypeScript kernels train the same SAE up to float rounding', async () => {
+    const a = await trainSae(src, { ...base, simd: true });
+    const b = await trainSae(src, { ...base, simd: false });
+    let maxDiff = 0;
+    for (let i = 0; i < a.weights.W_dec.length; i++) maxDiff = Math.max(maxDiff, Math.abs(a.weights.W_dec[i] - b.weights.W_dec[i]));
+    expect(maxDiff).toBeLessThan(1e-3);
+    expect(a.final.fvu).toBeCloseTo(b.final.fvu, 3);
   });
 
   it('g-SAE scores from the dense matMul and from sparse dot products give the same training', async () => {
