@@ -201,30 +201,67 @@ export function buildSimdModule(d: number, memPages: { min: number; max: number 
       f.get(beta).f32x4Splat().set(bv);
       f.f32(0).f32x4Splat().set(zero);
     }
+    // mask of the group of 4 latents at j + off (pushed on the stack)
+    const mask = (off: number) => {
+      f.get(u).get(j).i32(2).i32Shl().i32Add().v128Load(4 * off);
+      f.get(be).get(j).i32(2).i32Shl().i32Add().v128Load(4 * off);
+      f.f32x4Add().set(z);
+      if (grad) {
+        // s = z + (beta z) |a|; mask = (z > 0) & (s > thr)
+        f.get(z);
+        f.get(bv).get(z).f32x4Mul();
+        f.get(a).get(j).i32(2).i32Shl().i32Add().v128Load(4 * off).f32x4Abs();
+        f.f32x4Mul().f32x4Add();
+        f.get(tv).f32x4Gt();
+        f.get(z).get(zero).f32x4Gt();
+        f.v128And();
+      } else {
+        f.get(z).get(tv).f32x4Gt();
+      }
+    };
+    // store the lanes of mask local mk (group at j + off) as candidates
+    const emit = (mk: number, off: number) => {
+      f.get(mk).i32x4Bitmask().tee(bits);
+      f.if_();
+      for (let lane = 0; lane < 4; lane++) {
+        f.get(bits).i32(1 << lane).i32And().if_();
+        f.get(out).get(n).i32(2).i32Shl().i32Add().get(j).i32(off + lane).i32Add().i32Store();
+        f.get(n).i32(1).i32Add().set(n);
+        f.end();
+      }
+      f.end();
+    };
+    const mks = [f.local(V128), f.local(V128), f.local(V128), f.local(V128)];
+    const lim16 = f.local(I32);
+    const m16 = f.local(I32);
     f.get(j0).set(j);
     f.i32(0).set(n);
+    f.get(cap).i32(16).i32Sub().set(lim16);
+    f.get(m).i32(16).i32Sub().set(m16);
+    // fast loop: 16 latents per iteration, one branch when none passes
+    f.block();
+    f.loop();
+    f.get(j).get(m16).i32GtS().brIf(1);
+    f.get(n).get(lim16).i32GtS().brIf(1);
+    for (let g = 0; g < 4; g++) {
+      mask(4 * g);
+      f.set(mks[g]);
+    }
+    f.get(mks[0]).get(mks[1]).v128Or().get(mks[2]).get(mks[3]).v128Or().v128Or().v128AnyTrue();
+    f.if_();
+    for (let g = 0; g < 4; g++) emit(mks[g], 4 * g);
+    f.end();
+    f.get(j).i32(16).i32Add().set(j);
+    f.br(0);
+    f.end();
+    f.end();
     f.get(cap).i32(4).i32Sub().set(lim); // room for a whole group of 4
     f.block();
     f.loop();
     // while (j < m && n <= cap - 4)
     f.get(j).get(m).i32GeS().brIf(1);
     f.get(n).get(lim).i32GtS().brIf(1);
-    // z = u[j] + be[j]
-    f.get(u).get(j).i32(2).i32Shl().i32Add().v128Load();
-    f.get(be).get(j).i32(2).i32Shl().i32Add().v128Load();
-    f.f32x4Add().set(z);
-    if (grad) {
-      // s = z + (beta z) |a|; mask = (z > 0) & (s > thr)
-      f.get(z);
-      f.get(bv).get(z).f32x4Mul();
-      f.get(a).get(j).i32(2).i32Shl().i32Add().v128Load().f32x4Abs();
-      f.f32x4Mul().f32x4Add();
-      f.get(tv).f32x4Gt();
-      f.get(z).get(zero).f32x4Gt();
-      f.v128And();
-    } else {
-      f.get(z).get(tv).f32x4Gt();
-    }
+    mask(0);
     f.i32x4Bitmask().tee(bits);
     f.if_();
     for (let lane = 0; lane < 4; lane++) {

@@ -193,6 +193,9 @@ export class Fn {
   v128And() {
     return this.simd(0x4e);
   }
+  v128Or() {
+    return this.simd(0x50);
+  }
   v128AnyTrue() {
     return this.simd(0x53);
   }
