@@ -147,11 +147,17 @@ export interface TrainProgress {
   lr: number;
 }
 
+/** Training-batch metrics (raw activation units). */
 export interface TrainMetrics {
+  /** Mean over the batch of ‖x − x̂‖² (summed over the d dimensions). */
   mse: number;
+  /** Σ‖x − x̂‖² / Σ‖x − mean_batch(x)‖². */
   fvu: number;
+  /** Mean over the batch of the AuxK term ‖e − ê‖² (before the α_aux factor; 0 with no dead latent). */
   aux_loss: number;
+  /** Fraction of latents that did not fire during the last deadTokens training tokens (0 before deadTokens tokens). */
   dead_frac: number;
+  /** Mean number of latents firing per token. */
   l0: number;
 }
 
