@@ -50,6 +50,7 @@ port.on('message', (msg: StepMsg | { type: 'close' }) => {
     return;
   }
   try {
+    const t0 = performance.timeOrigin + performance.now();
     setParams(msg.params);
     const { loss, grads } = model!.forwardBackward(msg.tokens, msg.batch, msg.seqLen);
     const flat = new Float32Array(total);
@@ -60,7 +61,8 @@ port.on('message', (msg: StepMsg | { type: 'close' }) => {
       off += sizes[i];
     });
     for (const g of grads.values()) g.dispose();
-    port.postMessage({ type: 'grads', id: msg.id, loss, grads: flat }, [flat.buffer]);
+    const span = [t0, performance.timeOrigin + performance.now()];
+    port.postMessage({ type: 'grads', id: msg.id, loss, grads: flat, span }, [flat.buffer]);
   } catch (e) {
     port.postMessage({ type: 'error', id: msg.id, message: (e as Error).stack ?? String(e) });
   }

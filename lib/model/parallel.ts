@@ -21,6 +21,8 @@ class GradWorker {
   private pending = new Map<number, Pending>();
   private nextId = 0;
   private failed: Error | null = null;
+  /** Wall-clock [start, end] (ms since epoch) of the worker's last job, for diagnostics. */
+  lastSpan: number[] = [];
   readonly ready: Promise<void>;
 
   constructor(readonly worker: Worker) {
@@ -30,7 +32,8 @@ class GradWorker {
       );
       worker.once('error', reject);
     });
-    worker.on('message', (m: { type: string; id: number; loss: number; grads: Float32Array; message: string }) => {
+    worker.on('message', (m: { type: string; id: number; loss: number; grads: Float32Array; message: string; span: number[] }) => {
+      if (m.span) this.lastSpan = m.span;
       const p = this.pending.get(m.id);
       if (!p) return;
       this.pending.delete(m.id);
@@ -98,6 +101,12 @@ export class DataParallel {
     return new DataParallel(workers, names, sizes);
   }
 
+  /** Wall-clock spans of the last step: this thread's share and each worker's, for diagnostics. */
+  lastOwnSpan: number[] = [];
+  get spans(): { own: number[]; workers: number[][] } {
+    return { own: this.lastOwnSpan, workers: this.workers.map((w) => w.lastSpan) };
+  }
+
   get threads(): number {
     return this.workers.length + 1;
   }
@@ -127,7 +136,9 @@ export class DataParallel {
       start += b;
     }
     const jobShares = shares.slice(1).filter((b) => b > 0);
+    const ownStart = performance.timeOrigin + performance.now();
     const own = model.forwardBackward(tokens.subarray(0, shares[0] * per), shares[0], seqLen);
+    this.lastOwnSpan = [ownStart, performance.timeOrigin + performance.now()];
     const grad = new Float32Array(total);
     off = 0;
     const w0 = shares[0] / batch;
