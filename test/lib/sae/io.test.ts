@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MemoryRows } from '../../../lib/activations.ts';
+import { MemoryRows, ShardReader, ShardWriter } from '../../../lib/activations.ts';
 import { initBackend } from '../../../lib/backend.ts';
 import { readSafetensors } from '../../../lib/safetensors.ts';
 import { decodeSparse, encodeSparse, evaluateSae } from '../../../lib/sae/infer.ts';
@@ -79,6 +79,24 @@ describe('saveSae / loadSae', () => {
     delete cfg.k;
     fs.writeFileSync(path.join(dir, 'cfg.json'), JSON.stringify(cfg));
     expect(loadSae(dir)).toEqual(w); // k from activation_fn_kwargs
+  });
+});
+
+describe('training from shards on disk', () => {
+  it('float16 shards in windows train like the same rows in memory', async () => {
+    const dir = path.join(tmpRoot, 'shards16');
+    const w = new ShardWriter(dir, { d, rowsPerShard: 500, dtype: 'float16' });
+    for (let r = 0; r < 4000; r += 300) w.append(P.x.subarray(r * d, Math.min(4000, r + 300) * d), P.g.subarray(r * d, Math.min(4000, r + 300) * d));
+    w.finish({ note: 'test' });
+    const reader = new ShardReader(dir, { maxMemoryBytes: 3 * 500 * d * 8 }); // 3 shards per window
+    expect(reader.windowShards).toBe(3);
+    const cfg = { arch: 'gsae' as const, beta: 1, k: 3, m: 48, tokens: 30 * 256, batchSize: 256, seed: 4 };
+    const fromDisk = await trainSae(reader, cfg);
+    const inMemory = await trainSae(new MemoryRows(d, P.x, P.g), cfg);
+    const evDisk = evaluateSae(fromDisk.weights, P.x.subarray(0, 1000 * d));
+    const evMem = evaluateSae(inMemory.weights, P.x.subarray(0, 1000 * d));
+    expect(evDisk.fvu).toBeLessThan(0.6);
+    expect(Math.abs(evDisk.fvu - evMem.fvu)).toBeLessThan(0.1);
   });
 });
 
