@@ -21,8 +21,17 @@ export interface Params {
      * Use only the first N documents (0 = all).
      */
     max_docs?: number;
+    /**
+     * Fraction of documents in the validation split.
+     */
     val_fraction: number;
+    /**
+     * Fraction of documents in the held-out test split (activations, downstream, steering).
+     */
     test_fraction: number;
+    /**
+     * Seed of the document shuffle that makes the split.
+     */
     split_seed: number;
   };
   tokenizer: {
@@ -40,9 +49,21 @@ export interface Params {
      * Directory with a Hugging Face GPT-2 checkpoint (config.json + model.safetensors); null = train our own small GPT.
      */
     pretrained: string | null;
+    /**
+     * Transformer blocks.
+     */
     n_layer: number;
+    /**
+     * Residual-stream width (the SAEs' d).
+     */
     d_model: number;
+    /**
+     * Attention heads (must divide d_model).
+     */
     n_head: number;
+    /**
+     * Context length; also the sequence length used by collect and downstream.
+     */
     n_ctx: number;
     /**
      * Sequences per training step.
@@ -52,7 +73,13 @@ export interface Params {
      * Peak AdamW learning rate (linear warmup, cosine decay).
      */
     lr: number;
+    /**
+     * AdamW decoupled weight decay (matrices only).
+     */
     weight_decay: number;
+    /**
+     * Linear warmup steps.
+     */
     warmup_steps: number;
     /**
      * Training budget in tokens.
@@ -62,11 +89,17 @@ export interface Params {
      * Global gradient-norm clip (0 = off).
      */
     grad_clip: number;
+    /**
+     * Validation-loss estimate every N steps.
+     */
     eval_every_steps: number;
     /**
      * Tokens of the val split used for each validation-loss estimate.
      */
     val_tokens: number;
+    /**
+     * Seed of the initialisation and of the batch sampler.
+     */
     seed: number;
     /**
      * Threads computing gradients (data parallel; wasm uses one core per thread). Part of the result: a different count changes the numbers slightly.
@@ -78,6 +111,9 @@ export interface Params {
      * Block index of the hook (the paper: layer 7 of GPT-2 small's 12, ~60% depth).
      */
     layer: number;
+    /**
+     * Hook site: the residual stream before (resid_pre) or after (resid_post) the block.
+     */
     site: 'resid_pre' | 'resid_post';
     /**
      * Activation/gradient pairs collected from the train split for SAE training.
@@ -157,7 +193,13 @@ export interface Params {
      * Held-out test tokens used for the spliced cross-entropy.
      */
     tokens: number;
+    /**
+     * Sequences per forward pass.
+     */
     batch_size: number;
+    /**
+     * Bootstrap resamples (over held-out sequences) for the 95% CIs.
+     */
     bootstrap_resamples: number;
   };
   steering: {
@@ -175,12 +217,21 @@ export interface Params {
      * Random held-out contexts (half calibration, half evaluation).
      */
     contexts: number;
+    /**
+     * Tokens per context.
+     */
     context_len: number;
     /**
      * Target tokens per latent chosen on the calibration half.
      */
     n_targets: number;
+    /**
+     * Seed of the latent and context sampling.
+     */
     seed: number;
+    /**
+     * Bootstrap resamples (over latents) for the 95% CIs.
+     */
     bootstrap_resamples: number;
   };
   report: {

@@ -6,6 +6,7 @@ import path from 'node:path';
 import type { StageContext, StageDef, UpstreamInstance } from '../pipeline/types.ts';
 import type { Params } from './params.gen.ts';
 import { readJson, spreadWindows } from './shared.ts';
+import { initStageBackend } from './common.ts';
 import type { LatentBrowserData } from '../lib/report/types.ts';
 
 /** The k shown in the latent browser: the middle of the k list. */
@@ -119,7 +120,9 @@ const stage: StageDef<Params> = {
     tokens: { stage: 'tokenize' },
   },
   outputs: ['index.html', 'summary.json'],
+  env: ['backend'],
   async run(ctx) {
+    await initStageBackend(ctx); // the latent browser encodes held-out activations with tfjs
     const { buildReport } = await import('../lib/report/index.ts');
     const browser = await latentBrowser(ctx);
     const res = await withRetry(() =>

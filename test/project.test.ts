@@ -4,6 +4,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { stages } from '../stages/index.ts';
+import { paramsTable, readmeWithTable } from '../scripts/readme-params.ts';
 
 const ROOT = path.resolve(__dirname, '..');
 
@@ -31,5 +32,10 @@ describe('project', () => {
     expect(missingKeys).toEqual([]);
     const missingStages = stages.map((s) => s.name).filter((n) => !readme.includes(`| \`${n}\` |`));
     expect(missingStages).toEqual([]);
+  });
+
+  it('has the README params table generated from the current schema and params.yaml', () => {
+    const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+    expect(readmeWithTable(readme, paramsTable(ROOT)), 'run: npx tsx scripts/readme-params.ts').toBe(readme);
   });
 });
