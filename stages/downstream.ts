@@ -24,6 +24,7 @@ const stage: StageDef<Params> = {
     const { readTokenSplits } = await import('../lib/tokens.ts');
     const { loadSae } = await import('../lib/sae/index.ts');
     const { evaluateDownstream, downstreamCIs, mergeDead, writeDownstream } = await import('../lib/eval/downstream.ts');
+    const { wilsonInterval } = await import('../lib/eval/stats.ts');
     const p = ctx.params.downstream;
     const model = loadGPT2(ctx.inputs.lm);
     const { test } = readTokenSplits(ctx.inputs.tokens);
@@ -35,10 +36,16 @@ const stage: StageDef<Params> = {
     const cis = downstreamCIs(res, { resamples: p.bootstrap_resamples, seed: 0 });
     // Dead = never fires on the held-out set AND dead over the last dead_tokens of training.
     const dead = trainingDead(ctx.inputs.sae);
-    const merged: Record<string, number> = { dead_frac_heldout: res.summary.dead_frac, dead_frac: mergeDead(res.firesPerLatent, dead).deadFrac };
+    // Its 95% CI is a Wilson interval over the m latents (a proportion; informative at 0).
+    const withCI = (name: string, fires: ArrayLike<number>): Record<string, number> => {
+      const { deadFrac } = mergeDead(fires, dead);
+      const { lo, hi } = wilsonInterval(Math.round(deadFrac * sae.m), sae.m);
+      return { [name]: deadFrac, [`${name}_lo`]: lo, [`${name}_hi`]: hi };
+    };
+    const merged: Record<string, number> = { dead_frac_heldout: res.summary.dead_frac, ...withCI('dead_frac', res.firesPerLatent) };
     if (res.firesPerLatentGradfree) {
       merged.dead_frac_heldout_gradfree = res.summary.dead_frac_gradfree;
-      merged.dead_frac_gradfree = mergeDead(res.firesPerLatentGradfree, dead).deadFrac;
+      Object.assign(merged, withCI('dead_frac_gradfree', res.firesPerLatentGradfree));
     }
     const summary = { ...res.summary, ...cis, ...merged };
     ctx.metrics(summary);
