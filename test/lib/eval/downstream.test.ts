@@ -13,7 +13,8 @@ import {
   readDownstream,
   writeDownstream,
 } from '../../../lib/eval/downstream.ts';
-import { decodeReference, encodeReference, identityHook } from '../../../lib/eval/saeHook.ts';
+import { identityHook } from '../../../lib/eval/saeHook.ts';
+import { decodeReference, encodeReference } from './saeReference.ts';
 import type { SaeWeights } from '../../../lib/sae/types.ts';
 import { identitySae, randomSae } from './saeFixtures.ts';
 import { TINY_HOOK, TinyLM, syntheticTokens } from './tinyLM.ts';

@@ -3,13 +3,12 @@ import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../../../lib/backend.ts';
 import {
   SaeInference,
-  decodeReference,
-  encodeReference,
   identityHook,
   meanAblationHook,
   zeroAblationHook,
 } from '../../../lib/eval/saeHook.ts';
 import type { SaeWeights } from '../../../lib/sae/types.ts';
+import { decodeReference, encodeReference } from './saeReference.ts';
 import { identitySae, randomMatrix, randomSae } from './saeFixtures.ts';
 
 beforeAll(async () => {
