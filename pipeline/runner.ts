@@ -282,7 +282,11 @@ async function execute(plan: Plan, opts: RunOptions, out: (s: string) => void, e
   };
   db.run({ ...runRow });
   db.scheduleFlush(1000); // the run shows as 'running' while it lasts
-  const gitPromise = gitCommit(paths.root).then((c) => (runRow.git_commit = c));
+  // Rewrite the run row once the commit is known, so stages that read it mid-run (the report) see it.
+  const gitPromise = gitCommit(paths.root).then((c) => {
+    runRow.git_commit = c;
+    if (c) db.run({ ...runRow });
+  });
   const mode = opts.progress ?? 'auto';
   const reporter: Reporter =
     mode === 'none'
