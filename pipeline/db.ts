@@ -78,7 +78,8 @@ type DbRecord =
 
 export const ENGINE_TABLES = ['runs', 'stage_runs', 'metrics', 'current_instances', 'latest_metrics'];
 
-const SCHEMA = [
+/** The engine's tables and views (also used by tests that build a results.duckdb by hand). */
+export const ENGINE_SCHEMA = [
   `CREATE TABLE IF NOT EXISTS runs (run_id VARCHAR, started TIMESTAMP, finished TIMESTAMP, git_commit VARCHAR,
      params JSON, overrides JSON, env JSON, backend VARCHAR, status VARCHAR, command VARCHAR, jobs INTEGER)`,
   `CREATE TABLE IF NOT EXISTS stage_runs (run_id VARCHAR, stage VARCHAR, instance JSON, label VARCHAR,
@@ -236,7 +237,7 @@ export class RunStore {
   }
 
   private async write(d: Bindings, conn: Connection, batch: DbRecord[]): Promise<void> {
-    for (const sql of SCHEMA) await exec(d, conn, sql);
+    for (const sql of ENGINE_SCHEMA) await exec(d, conn, sql);
     await exec(d, conn, 'BEGIN TRANSACTION');
     try {
       for (const rec of batch) {

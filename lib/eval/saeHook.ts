@@ -17,6 +17,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { HookFn } from '../model/types.ts';
 import type { SaeWeights, SparseCode } from '../sae/types.ts';
+import { checkWeights } from '../sae/infer.ts';
 
 /** 'topk': gradient-free selection (also used for a g-SAE at gradient-free inference).
  *  'gradient': g-SAE selection with the loss gradient g aligned with x. */
@@ -37,15 +38,6 @@ export interface SaeHookOptions {
   onEncode?: (obs: EncodeObservation) => void;
 }
 
-/** Shapes of the weight arrays agree with d, m, k. */
-export function checkWeights(w: SaeWeights): void {
-  const { d, m, k } = w;
-  if (!(d > 0 && m > 0 && k > 0 && k <= m)) throw new Error(`sae: bad sizes d=${d} m=${m} k=${k}`);
-  if (w.W_enc.length !== d * m) throw new Error(`sae: W_enc has ${w.W_enc.length} values, expected d*m=${d * m}`);
-  if (w.W_dec.length !== m * d) throw new Error(`sae: W_dec has ${w.W_dec.length} values, expected m*d=${m * d}`);
-  if (w.b_enc.length !== m) throw new Error(`sae: b_enc has ${w.b_enc.length} values, expected m=${m}`);
-  if (w.b_dec.length !== d) throw new Error(`sae: b_dec has ${w.b_dec.length} values, expected d=${d}`);
-}
 
 /** Whether a given SAE + mode uses the gradient in selection. */
 export function usesGradient(w: SaeWeights, mode: SaeMode): boolean {

@@ -9,7 +9,8 @@ import { defaultBlockRows } from './kernel.ts';
 import { SelectScratch, selectTopK } from './select.ts';
 import type { SaeWeights, SparseCode } from './types.ts';
 
-function checkWeights(w: SaeWeights): void {
+/** Shapes of the weight arrays agree with d, m, k (throws naming the array). */
+export function checkWeights(w: SaeWeights): void {
   const { d, m, k } = w;
   if (!(d > 0 && m > 0 && k > 0 && k <= m)) throw new Error(`sae: bad sizes d=${d} m=${m} k=${k}`);
   if (w.W_enc.length !== d * m) throw new Error(`sae: W_enc has ${w.W_enc.length} values, expected d*m=${d * m}`);

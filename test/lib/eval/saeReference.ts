@@ -2,7 +2,7 @@
  * Test oracle: a plain-TypeScript, float64-accumulating encoder/decoder that follows the SAE
  * contract (lib/sae/types.ts) literally. The tfjs hook (lib/eval/saeHook.ts) is checked against it.
  */
-import { checkWeights } from '../../../lib/eval/saeHook.ts';
+import { checkWeights } from '../../../lib/sae/infer.ts';
 import type { SaeWeights, SparseCode } from '../../../lib/sae/types.ts';
 
 /**

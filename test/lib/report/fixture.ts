@@ -7,6 +7,7 @@
  * appendRun adds later runs with other k sets (the smoke preset next to the default one).
  */
 import { DuckDBInstance } from '@duckdb/node-api';
+import { ENGINE_SCHEMA } from '../../../pipeline/db.ts';
 import { mulberry32, randn } from '../../../lib/util/random.ts';
 import type { LatentBrowserData } from '../../../lib/report/types.ts';
 
@@ -31,27 +32,8 @@ export async function createSyntheticDb(file: string, opts: FixtureOptions = {})
   const c = await instance.connect();
   const rand = mulberry32(1234);
   const noise = randn(rand);
-  // Mirrors the engine's SCHEMA in pipeline/db.ts (runs, stage_runs, metrics, current_instances, latest_metrics).
-  await c.run(`
-    CREATE TABLE runs (run_id VARCHAR, started TIMESTAMP, finished TIMESTAMP, git_commit VARCHAR,
-      params JSON, overrides JSON, env JSON, backend VARCHAR, status VARCHAR, command VARCHAR, jobs INTEGER);
-    CREATE TABLE stage_runs (run_id VARCHAR, stage VARCHAR, instance JSON, label VARCHAR,
-      fingerprint VARCHAR, status VARCHAR, seconds DOUBLE, reason VARCHAR, started TIMESTAMP, finished TIMESTAMP);
-    CREATE TABLE metrics (run_id VARCHAR, stage VARCHAR, instance JSON, name VARCHAR, step BIGINT, value DOUBLE, seq BIGINT);
-    CREATE VIEW current_instances AS
-      SELECT s.stage, s.instance, s.label, s.fingerprint, s.run_id AS used_in_run
-      FROM stage_runs s JOIN runs r USING (run_id)
-      WHERE s.status IN ('ran', 'cached') AND s.fingerprint IS NOT NULL
-      QUALIFY row_number() OVER (PARTITION BY s.stage, s.instance::VARCHAR ORDER BY r.started DESC, s.finished DESC NULLS LAST) = 1;
-    CREATE VIEW latest_metrics AS
-      SELECT m.stage, m.instance, m.name, m.step, m.value, m.run_id, r.started AS run_started, c.fingerprint
-      FROM current_instances c
-      JOIN stage_runs s ON s.stage = c.stage AND s.instance::VARCHAR = c.instance::VARCHAR
-        AND s.fingerprint = c.fingerprint AND s.status = 'ran'
-      JOIN metrics m ON m.run_id = s.run_id AND m.stage = s.stage AND m.instance::VARCHAR = s.instance::VARCHAR
-      JOIN runs r ON r.run_id = m.run_id
-      QUALIFY row_number() OVER (PARTITION BY m.stage, m.instance::VARCHAR, m.name, m.step ORDER BY r.started DESC, m.seq DESC) = 1;
-  `);
+  // The engine's own schema (tables and views), so the fixture cannot drift from it.
+  for (const sql of ENGINE_SCHEMA) await c.run(sql);
   const params = {
     backend: 'wasm',
     corpus: { source: 'sotu' },
