@@ -1,8 +1,9 @@
 /** Messages between the engine (parent) and a stage instance's child process, over Node IPC. */
 import type { FileEntry } from './store.ts';
-import type { InstanceKey, UpstreamInstance } from './types.ts';
+import type { StageContext } from './types.ts';
 
-export interface StartMessage {
+/** The per-instance fields of the stage context travel as they are; the child adds the methods. */
+export interface StartMessage extends Pick<StageContext, 'instance' | 'inputs' | 'inputsAll' | 'outDir' | 'scratchDir' | 'env'> {
   type: 'start';
   stage: string;
   label: string;
@@ -11,12 +12,6 @@ export interface StartMessage {
   stagesModule: string;
   params: unknown;
   declared: string[];
-  instance: InstanceKey;
-  inputs: Record<string, string>;
-  inputsAll: Record<string, UpstreamInstance[]>;
-  outDir: string;
-  scratchDir: string;
-  env: Record<string, string>;
   outputs: string[];
 }
 
