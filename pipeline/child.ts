@@ -49,7 +49,7 @@ async function runStage(msg: StartMessage): Promise<void> {
   };
   let lastProgress = 0;
   const ctx: StageContext = {
-    params: projectParams(msg.params, msg.declared, msg.stage),
+    params: projectParams(msg.params, msg.declared, msg.stage, msg.hidden),
     instance: Object.freeze({ ...msg.instance }),
     inputs: msg.inputs,
     inputsAll: msg.inputsAll,

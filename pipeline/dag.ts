@@ -1,9 +1,12 @@
 /** The stage graph as Mermaid (default) or DOT text: one node per stage, edges from inputs. */
 import type { StageDef } from './types.ts';
-import { topoSortStages } from './graph.ts';
+import { matrixAxes, topoSortStages } from './graph.ts';
 
 function nodeText(s: StageDef, counts?: Map<string, number>): string {
-  const vars = Object.keys(s.matrix ?? {});
+  // A conditional variable shows its condition: `arch × (beta if arch=gsae) × k`.
+  const vars = matrixAxes(s).map((a) =>
+    a.when ? `(${a.variable} if ${Object.entries(a.when).map(([v, w]) => `${v}=${Array.isArray(w) ? w.map(String).join('|') : String(w)}`).join(',')})` : a.variable,
+  );
   const n = counts?.get(s.name);
   const matrix = vars.length > 0 ? ` [${vars.join(' × ')}]` : '';
   const count = n !== undefined && vars.length > 0 ? ` (${n} instances)` : '';

@@ -21,9 +21,12 @@ export interface FingerprintComponents {
   code: Record<string, string>;
   /** Third-party packages the closure imports, and their dependencies: lockfile key -> version. */
   packages: Record<string, string>;
-  /** Declared params keys -> values, with the stage's matrix lists left out. */
+  /**
+   * Params keys this instance declares (conditional entries only where `when` matches) -> values,
+   * with every matrix list of the stage left out (also the lists of variables the instance lacks).
+   */
   params: Record<string, unknown>;
-  /** This instance's matrix values. */
+  /** This instance's matrix values (only the variables it has). */
   instance: InstanceKey;
   /** Input name -> upstream content (one for a plain input, every instance for `all: true`). */
   inputs: Record<string, InputFingerprint | InputFingerprint[]>;

@@ -1,6 +1,6 @@
 /** Stage instances: matrix expansion, labels, instance-wise dependencies, target selection. */
 import { UsageError } from './errors.ts';
-import type { InstanceKey, StageDef } from './types.ts';
+import type { Conditional, InstanceKey, MatrixValue, StageDef, When } from './types.ts';
 import { getPath, showValue } from './util.ts';
 
 export interface InputEdge {
@@ -31,23 +31,104 @@ export function instanceDirName(instance: InstanceKey): string {
     .join(',');
 }
 
-function expandMatrix(stage: StageDef, params: unknown): InstanceKey[] {
+/** One matrix variable of a stage: its params key, and the condition if it is conditional. */
+export interface MatrixAxis {
+  variable: string;
+  key: string;
+  when?: When;
+}
+
+/** The params key of a matrix variable or params entry (a plain key or `{ key, when }`). */
+export function matrixKey(spec: string | Conditional): string {
+  return typeof spec === 'string' ? spec : spec.key;
+}
+
+/** The stage's matrix variables in declaration order. */
+export function matrixAxes(stage: StageDef): MatrixAxis[] {
+  return Object.entries(stage.matrix ?? {}).map(([variable, spec]) =>
+    typeof spec === 'string' ? { variable, key: spec } : { variable, key: spec.key, when: spec.when },
+  );
+}
+
+/** Does the instance satisfy the condition (every named variable present, equal or in the list)? */
+export function matchesWhen(when: When | undefined, instance: InstanceKey): boolean {
+  if (!when) return true;
+  return Object.entries(when).every(([variable, want]) => {
+    if (!Object.hasOwn(instance, variable)) return false;
+    const have = instance[variable];
+    return Array.isArray(want) ? want.includes(have) : want === have;
+  });
+}
+
+/** Params keys this instance declares: the plain entries plus the conditional ones it matches. */
+export function declaredKeys(stage: StageDef, instance: InstanceKey): string[] {
+  const out: string[] = [];
+  for (const entry of stage.params) {
+    const key = typeof entry === 'string' ? entry : matchesWhen(entry.when, instance) ? entry.key : undefined;
+    if (key !== undefined && !out.includes(key)) out.push(key);
+  }
+  return out;
+}
+
+/** Params keys of the stage's matrix lists (every variable, also those an instance lacks). */
+export function matrixKeys(stage: StageDef): string[] {
+  return [...new Set(matrixAxes(stage).map((a) => a.key))];
+}
+
+/**
+ * Lists the instance must not see: params key -> variable, for each conditional variable the
+ * instance lacks (unless a variable it has uses the same key).
+ */
+export function hiddenKeys(stage: StageDef, instance: InstanceKey): Record<string, string> {
+  const axes = matrixAxes(stage);
+  const present = new Set(axes.filter((a) => Object.hasOwn(instance, a.variable)).map((a) => a.key));
+  const out: Record<string, string> = {};
+  for (const a of axes) if (!Object.hasOwn(instance, a.variable) && !present.has(a.key)) out[a.key] ??= a.variable;
+  return out;
+}
+
+function matrixList(stage: StageDef, axis: MatrixAxis, params: unknown): MatrixValue[] {
+  const list = getPath(params, axis.key);
+  if (!Array.isArray(list)) {
+    throw new UsageError(`stage "${stage.name}": matrix variable "${axis.variable}" needs params.${axis.key} to be a list; got ${showValue(list)}`);
+  }
+  for (const v of list) {
+    if (!['string', 'number', 'boolean'].includes(typeof v)) {
+      throw new UsageError(`stage "${stage.name}": params.${axis.key} must hold strings, numbers or booleans; got ${showValue(v)}`);
+    }
+  }
+  return list as MatrixValue[];
+}
+
+/**
+ * Every combination, in list order. A conditional variable is expanded only for the combinations
+ * (of the variables before it) that match its `when`; the others are kept without it. Its list is
+ * read only if some combination needs it.
+ */
+export function expandMatrix(stage: StageDef, params: unknown): InstanceKey[] {
   let combos: InstanceKey[] = [{}];
-  for (const [variable, key] of Object.entries(stage.matrix ?? {})) {
-    const list = getPath(params, key);
-    if (!Array.isArray(list)) {
-      throw new UsageError(`stage "${stage.name}": matrix variable "${variable}" needs params.${key} to be a list; got ${showValue(list)}`);
-    }
-    for (const v of list) {
-      if (!['string', 'number', 'boolean'].includes(typeof v)) {
-        throw new UsageError(`stage "${stage.name}": params.${key} must hold strings, numbers or booleans; got ${showValue(v)}`);
-      }
-    }
+  for (const axis of matrixAxes(stage)) {
+    let list: MatrixValue[] | undefined;
     const next: InstanceKey[] = [];
-    for (const c of combos) for (const v of list as Array<string | number | boolean>) next.push({ ...c, [variable]: v });
+    for (const c of combos) {
+      if (!matchesWhen(axis.when, c)) {
+        next.push(c);
+        continue;
+      }
+      list ??= matrixList(stage, axis, params);
+      for (const v of list) next.push({ ...c, [axis.variable]: v });
+    }
     combos = next;
   }
   return combos;
+}
+
+/**
+ * Does the upstream instance agree with the downstream instance on the variables both stages
+ * declare? A variable the downstream instance lacks (conditional) must be absent upstream too.
+ */
+function agrees(shared: string[], down: InstanceKey, up: InstanceKey): boolean {
+  return shared.every((v) => (Object.hasOwn(down, v) ? Object.hasOwn(up, v) && up[v] === down[v] : !Object.hasOwn(up, v)));
 }
 
 /** Every instance of every stage, in a topological order (upstream first), with resolved inputs. */
@@ -64,16 +145,16 @@ export function buildInstances(stages: StageDef[], params: unknown): Instance[] 
       for (const [name, spec] of Object.entries(stage.inputs ?? {})) {
         const upstream = byName.get(spec.stage)!;
         const candidates = instancesOf.get(spec.stage) ?? [];
-        // Wildcards: agree on the matrix variables both stages have.
-        const shared = Object.keys(upstream.matrix ?? {}).filter((v) => v in key);
-        const matching = candidates.filter((c) => shared.every((v) => c.instance[v] === key[v]));
+        // Wildcards: agree on the matrix variables both stages declare (absent = absent).
+        const shared = Object.keys(upstream.matrix ?? {}).filter((v) => Object.hasOwn(stage.matrix ?? {}, v));
+        const matching = candidates.filter((c) => agrees(shared, key, c.instance));
         if (spec.all) {
           inputs.push({ name, stage: spec.stage, all: true, from: matching.map((m) => m.id) });
         } else {
           if (matching.length !== 1) {
             throw new UsageError(
               `${id}: input "${name}" must match exactly one instance of "${spec.stage}" on the shared matrix variables ` +
-                `(${shared.join(', ') || 'none'}), but ${matching.length} match` +
+                `(${shared.map((v) => (Object.hasOwn(key, v) ? v : `${v} absent`)).join(', ') || 'none'}), but ${matching.length} match` +
                 (matching.length > 1 ? `; declare it with all: true to read every instance` : ''),
             );
           }
@@ -129,11 +210,12 @@ export function matchTargets(instances: Instance[], targets: string[]): Set<stri
       throw new UsageError(`unknown stage "${stage}" (stages: ${names.join(', ')})`);
     }
     for (const v of Object.keys(filter)) {
-      if (!(v in (ofStage[0].stage.matrix ?? {}))) {
+      if (!Object.hasOwn(ofStage[0].stage.matrix ?? {}, v)) {
         throw new UsageError(`target "${t}": stage "${stage}" has no matrix variable "${v}"`);
       }
     }
-    const hits = ofStage.filter((i) => Object.entries(filter).every(([k, v]) => String(i.instance[k]) === v));
+    // An instance lacking a (conditional) variable does not match a filter on it.
+    const hits = ofStage.filter((i) => Object.entries(filter).every(([k, v]) => Object.hasOwn(i.instance, k) && String(i.instance[k]) === v));
     if (hits.length === 0) throw new UsageError(`target "${t}" matches no instance of "${stage}"`);
     for (const h of hits) out.add(h.id);
   }

@@ -169,7 +169,11 @@ export function formatAjvError(e: ErrorObject, root: unknown): string {
   }
 }
 
-/** The values of the declared keys (for the fingerprint), with the stage's matrix keys left out. */
+/**
+ * The values of the declared keys (for the fingerprint), with the stage's matrix keys left out.
+ * `declared` are the keys of one instance (conditional entries already resolved), so a conditional
+ * key that does not apply leaves the result exactly as if the stage did not list it.
+ */
 export function declaredValues(params: unknown, declared: string[], matrixKeys: string[]): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const key of declared) {

@@ -3,7 +3,9 @@ import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { CodeGraph } from './closure.ts';
 import { UsageError } from './errors.ts';
+import { isDeclared } from './projection.ts';
 import type { Project, StageDef } from './types.ts';
+import { showValue } from './util.ts';
 
 export interface ProjectPaths {
   root: string;
@@ -55,7 +57,7 @@ export async function importProject(stagesModule: string): Promise<Project> {
 
 const NAME = /^[A-Za-z][A-Za-z0-9_-]*$/;
 
-/** Check the declarations themselves (names, inputs, matrix variables) before anything runs. */
+/** Check the declarations themselves (names, inputs, matrix variables, conditions) before anything runs. */
 export function checkStageDefs(stages: StageDef[]): void {
   const names = new Set<string>();
   for (const s of stages) {
@@ -67,15 +69,83 @@ export function checkStageDefs(stages: StageDef[]): void {
     if (typeof s.run !== 'function') throw new UsageError(`stage "${s.name}" has no run(ctx) function`);
     if (!Array.isArray(s.params)) throw new UsageError(`stage "${s.name}": params must be a list of keys`);
     if (!Array.isArray(s.outputs)) throw new UsageError(`stage "${s.name}": outputs must be a list of files`);
-    for (const v of Object.keys(s.matrix ?? {})) {
-      if (!NAME.test(v)) throw new UsageError(`stage "${s.name}": matrix variable "${v}" is not a valid name`);
-    }
+    checkMatrixAndParams(s);
   }
   for (const s of stages) {
     for (const [input, spec] of Object.entries(s.inputs ?? {})) {
       if (!names.has(spec.stage)) {
         throw new UsageError(`stage "${s.name}": input "${input}" reads unknown stage "${spec.stage}" (stages: ${[...names].join(', ')})`);
       }
+    }
+  }
+}
+
+const isPlainObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+const isMatrixValue = (v: unknown): boolean => ['string', 'number', 'boolean'].includes(typeof v);
+
+/**
+ * A `{ key, when }` entry: `where` names it in messages; `allowed` are the matrix variables its
+ * condition may name; `why` says why another variable is not allowed.
+ */
+function checkConditional(where: string, spec: unknown, allowed: string[], why: (variable: string) => string): void {
+  if (!isPlainObject(spec)) throw new UsageError(`${where} must be a params key or { key, when }; got ${showValue(spec)}`);
+  const extra = Object.keys(spec).filter((k) => k !== 'key' && k !== 'when');
+  if (extra.length > 0) throw new UsageError(`${where}: unknown field ${extra.map((k) => `"${k}"`).join(', ')} (allowed: key, when)`);
+  if (typeof spec.key !== 'string' || spec.key === '') throw new UsageError(`${where}: "key" must be a params key; got ${showValue(spec.key)}`);
+  if (!isPlainObject(spec.when)) throw new UsageError(`${where}: "when" must map matrix variables to values; got ${showValue(spec.when)}`);
+  const names = Object.keys(spec.when);
+  if (names.length === 0) throw new UsageError(`${where}: "when" is empty (name at least one matrix variable, or use a plain key)`);
+  for (const variable of names) {
+    if (!allowed.includes(variable)) throw new UsageError(`${where}: "when" names "${variable}", ${why(variable)}`);
+    const want = spec.when[variable];
+    const ok = Array.isArray(want) ? want.length > 0 && want.every(isMatrixValue) : isMatrixValue(want);
+    if (!ok) {
+      throw new UsageError(`${where}: "when.${variable}" must be a string, number or boolean, or a non-empty list of them; got ${showValue(want)}`);
+    }
+  }
+}
+
+/** Matrix variables (names, keys, conditions over earlier variables) and params entries. */
+function checkMatrixAndParams(s: StageDef): void {
+  const matrix = s.matrix ?? {};
+  if (!isPlainObject(matrix)) throw new UsageError(`stage "${s.name}": matrix must map variable names to params keys; got ${showValue(matrix)}`);
+  const variables = Object.keys(matrix);
+  const list = variables.join(', ') || 'none';
+  const earlier: string[] = [];
+  for (const [v, spec] of Object.entries(matrix)) {
+    const where = `stage "${s.name}": matrix variable "${v}"`;
+    if (!NAME.test(v)) throw new UsageError(`${where} is not a valid name`);
+    if (typeof spec === 'string') {
+      if (spec === '') throw new UsageError(`${where}: the params key is empty`);
+    } else {
+      checkConditional(where, spec, earlier, (w) =>
+        w === v
+          ? 'which is this variable itself (a condition may use only variables declared before it)'
+          : variables.includes(w)
+            ? `which is declared after "${v}" in the matrix (a condition may use only variables declared before it: ${earlier.join(', ') || 'none'})`
+            : `which is not a matrix variable of the stage (variables: ${list})`,
+      );
+    }
+    earlier.push(v);
+  }
+  const plain: string[] = [];
+  for (const [i, entry] of s.params.entries()) {
+    if (typeof entry === 'string') {
+      if (entry === '') throw new UsageError(`stage "${s.name}": params entry ${i} is an empty key`);
+      plain.push(entry);
+    }
+  }
+  for (const [i, entry] of s.params.entries()) {
+    if (typeof entry === 'string') continue;
+    const key = isPlainObject(entry) && typeof entry.key === 'string' ? `"${entry.key}"` : `entry ${i}`;
+    const where = `stage "${s.name}": conditional params ${key}`;
+    checkConditional(where, entry, variables, () => `which is not a matrix variable of the stage (variables: ${list})`);
+    const cover = plain.find((d) => isDeclared(entry.key, [d]));
+    if (cover !== undefined) {
+      throw new UsageError(
+        `${where} is inside "${cover}", which the stage declares for every instance, so the condition has no effect ` +
+          `(declare the keys of "${cover}" it needs one by one instead)`,
+      );
     }
   }
 }

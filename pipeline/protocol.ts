@@ -11,7 +11,10 @@ export interface StartMessage extends Pick<StageContext, 'instance' | 'inputs' |
   modulePath: string;
   stagesModule: string;
   params: unknown;
+  /** The params keys this instance declares (conditional entries resolved). */
   declared: string[];
+  /** Matrix lists of conditional variables this instance lacks: params key -> variable. */
+  hidden: Record<string, string>;
   outputs: string[];
 }
 

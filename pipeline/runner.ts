@@ -14,7 +14,7 @@ import { type CodeGraph, loadCodeGraph, localClosure, packageVersions } from './
 import { ENGINE_TABLES, RunStore } from './db.ts';
 import { UsageError } from './errors.ts';
 import { explainChange, ENGINE_FINGERPRINT_VERSION, type FingerprintComponents, fingerprintOf, type InputFingerprint } from './fingerprint.ts';
-import { buildInstances, type Instance, matchTargets, withDependencies } from './graph.ts';
+import { buildInstances, declaredKeys, hiddenKeys, type Instance, matchTargets, matrixKeys, withDependencies } from './graph.ts';
 import { acquireLock, type Lock } from './lock.ts';
 import { applyOverrides, declaredValues, type Override, parseOverride, readParamsFile, readSchema, validateParams } from './params.ts';
 import { plainReporter, type Reporter, ttyReporter } from './progress.ts';
@@ -148,7 +148,9 @@ function componentsFor(plan: Plan, inst: Instance, inputContent: (label: string)
     stage: stage.name,
     code: code.files,
     packages: code.packages,
-    params: declaredValues(plan.params, stage.params, Object.values(stage.matrix ?? {})),
+    // Only the keys this instance declares; every matrix list of the stage is left out (also those of
+    // conditional variables it lacks), so adding a value to one never touches the others.
+    params: declaredValues(plan.params, declaredKeys(stage, inst.instance), matrixKeys(stage)),
     instance: inst.instance,
     inputs,
     env: Object.fromEntries((stage.env ?? []).map((f) => [f, plan.env[f]])),
@@ -398,7 +400,8 @@ async function execute(plan: Plan, opts: RunOptions, out: (s: string) => void, e
       modulePath: plan.code.get(inst.stage.name)!.module,
       stagesModule: paths.stagesModule,
       params: plan.params,
-      declared: inst.stage.params,
+      declared: declaredKeys(inst.stage, inst.instance),
+      hidden: hiddenKeys(inst.stage, inst.instance),
       instance: inst.instance,
       inputs,
       inputsAll,

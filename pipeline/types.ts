@@ -3,15 +3,35 @@
  * Generic: nothing here knows about SAEs or language models.
  */
 
-/** Values of the matrix variables of one stage instance, e.g. {arch: 'gsae', k: 32, seed: 0}. */
-export type InstanceKey = Record<string, string | number | boolean>;
+/** One value of a matrix variable. */
+export type MatrixValue = string | number | boolean;
+
+/**
+ * Values of the matrix variables of one stage instance, e.g. {arch: 'gsae', k: 32, seed: 0}, in the
+ * order the stage declares them. A conditional variable (see `Conditional`) is absent from the
+ * instances it does not apply to.
+ */
+export type InstanceKey = Record<string, MatrixValue>;
+
+/**
+ * A condition on an instance's matrix values: every named variable must be present and equal to the
+ * value (or, for a list, to one of its values). {arch: 'gsae'}, {arch: ['gsae', 'dense'], k: 8}.
+ */
+export type When = Record<string, MatrixValue | MatrixValue[]>;
+
+/** A params key that applies only to the instances matching `when`. */
+export interface Conditional {
+  key: string;
+  when: When;
+}
 
 export interface InputSpec {
   /** Name of the upstream stage. */
   stage: string;
   /**
    * false (default): read the single upstream instance whose matrix values agree with this
-   * instance's values on the matrix variables both stages share (Snakemake-style wildcards).
+   * instance's values on the matrix variables both stages share (Snakemake-style wildcards). A
+   * shared conditional variable this instance lacks must be absent from the upstream instance too.
    * true: read every instance of the upstream stage (e.g. a report over all evaluations).
    * (When both stages are matrix stages sharing variables, "every" means every instance that
    * agrees on the shared variables: summary[arch=gsae] with all: true reads the gsae instances.)
@@ -32,9 +52,10 @@ export interface MetricOptions {
 
 export interface StageContext<P = any> {
   /**
-   * The params, restricted to the keys this stage declared (reading any other key throws, so the
-   * fingerprint can never miss a dependency). For a matrix variable, the declared list is there
-   * too, but use `instance` for this instance's value.
+   * The params, restricted to the keys this stage declared for this instance (reading any other key
+   * throws, so the fingerprint can never miss a dependency). For a matrix variable, the declared list
+   * is there too, but use `instance` for this instance's value; the list of a conditional variable
+   * this instance lacks is not there (reading it throws).
    */
   params: P;
   /** Matrix values of this instance ({} for a plain stage). */
@@ -72,15 +93,19 @@ export interface StageDef<P = any> {
   description?: string;
   /**
    * Params keys this stage reads, dotted ('lm.n_layer') or a whole subtree ('lm').
-   * Only these values enter the fingerprint.
+   * Only these values enter the fingerprint. `{ key, when }` declares a key for the instances
+   * matching `when` only (over this stage's matrix variables); for the others it is neither in the
+   * fingerprint nor readable.
    */
-  params: string[];
+  params: Array<string | Conditional>;
   /**
    * Matrix variables: variable name -> params key holding a list. One instance per combination,
    * in the order of the lists. Only the instance's own values enter its fingerprint, so growing a
-   * list runs only the new instances.
+   * list runs only the new instances. `{ key, when }` is a conditional variable: it is expanded only
+   * for the combinations of the variables declared before it that match `when`; the other
+   * instances lack it (e.g. `beta: { key: 'sae.beta', when: { arch: 'gsae' } }`).
    */
-  matrix?: Record<string, string>;
+  matrix?: Record<string, string | Conditional>;
   /** Input name -> upstream stage. */
   inputs?: Record<string, InputSpec>;
   /** Files (relative to outDir) that run() must create; checked before commit. */
