@@ -6,31 +6,46 @@
  * (firingCounts[i] > 0), seeded. Steering latent i with strength α adds α · r · W_dec[i] to the
  * residual at the hook at every position (r = mean norm of x at the hook, given by the caller).
  * Contexts: nContexts random windows of contextLen tokens from the held-out stream (seeded start
- * positions), the first half (floor(n/2)) for calibration, the rest for evaluation. Every
- * position of a context is scored (its next-token distribution).
+ * positions; they depend only on the stream length, nContexts, contextLen and seed — never on the
+ * SAE — so every SAE of a run is scored on the same contexts), the first half (floor(n/2)) for
+ * calibration, the rest for evaluation. Every position of a context is scored (its next-token
+ * distribution).
  *
- * Per (α, latent):
- * - calibration: rise_v = mean over calibration positions of [log p_steered(v) − log p_clean(v)];
- *   targets T = the nTargets (5) tokens with the largest rise_v (ties: lower token id).
- * - evaluation, per evaluation position:
+ * Two target rules, scored on the SAME steered passes of the evaluation half:
+ * - "calibration": rise_v = mean over calibration positions of [log p_steered(v) − log p_clean(v)];
+ *   T(α, i) = the nTargets tokens with the largest rise_v (ties: lower token id). Per position
  *     Δ = log Σ_{v∈T} p_steered(v) − log Σ_{v∈T} p_clean(v)
- *   i.e. the rise of the log of the TOTAL probability of the target set (the probability that the
- *   next token is one of the targets; chosen over the mean of the 5 log-probs, which is dominated
- *   by targets that were very unlikely to begin with).
- *   effect = mean Δ; consistency = fraction of positions with Δ > 0;
- *   kl = mean KL(p_steered ‖ p_clean) = Σ_v p_s (log p_s − log p_c).
- * Summary per α: mean and percentile-bootstrap CI over the steered latents.
+ *   the rise of the log of the TOTAL probability of the target set (chosen over the mean of the
+ *   log-probs, which is dominated by targets that were very unlikely to begin with).
+ * - "logit_lens": T(i) = the nTargets tokens W_dec[i] promotes directly through the final
+ *   LayerNorm's scale and the unembedding (logitLens.ts: score_v = Σ_j W_U[v,j] γ_j (W_dec[i,j] −
+ *   mean_j W_dec[i]); ties: lower id); the same for every α. Per position
+ *     Δ = Σ_{v∈T} p_steered(v) − Σ_{v∈T} p_clean(v)
+ *   the ADDED probability of the target set.
+ * Per (rule, α, latent): effect = mean Δ over evaluation positions; consistency = fraction of
+ * positions with Δ > 0; kl = mean KL(p_steered ‖ p_clean) = Σ_v p_s (log p_s − log p_c) (the same
+ * for both rules). Per (rule, α, latent, evaluation context): the same means over that context's
+ * positions (`perContext`; every context has contextLen positions, so the row values are the plain
+ * means of the per-context values) — for a bootstrap over latents AND contexts.
+ * Summary per (rule, α): mean and percentile-bootstrap CI over the steered latents.
+ * As α → 0, effect ∝ α and KL ∝ α², but consistency tends to the fraction of positions where the
+ * FIRST-ORDER change is positive — not to ½ — so a small α de-saturates KL, not consistency.
  *
  * Cost: the clean pass of each context batch is shared by all α and latents; the steered passes
  * of L latents run as one forward call on the contexts tiled L times (row = latent * Bc + context),
- * L chosen so the logits stay under `maxLogitElements` floats.
+ * L chosen so the logits stay under `maxLogitElements` floats. Forward tokens:
+ * nContexts·contextLen·(1 + S·|α|); the logit-lens rule adds no pass.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { HookedLM, HookName } from '../model/types.ts';
 import type { SaeWeights } from '../sae/types.ts';
 import { deriveSeed, mulberry32, shuffleInPlace } from '../util/random.ts';
 import { logSumExpRows, rowKlFrom, rowLogSumExp, setLogProb } from './logits.ts';
+import { type LogitLensWeights, logitLensTargets, logitLensWeightsOf, topIndices } from './logitLens.ts';
 import { bootstrapMeanCI } from './stats.ts';
+
+export const STEERING_RULES = ['calibration', 'logit_lens'] as const;
+export type SteeringRule = (typeof STEERING_RULES)[number];
 
 export interface SteeringOptions {
   hook: HookName;
@@ -40,7 +55,9 @@ export interface SteeringOptions {
   firingCounts: ArrayLike<number>;
   /** r: mean norm of x at the hook. */
   meanNorm: number;
-  /** Steering strengths α (in units of r). Default [2, 4] (params.yaml steering.alphas). */
+  /** Unembedding and final LayerNorm scale for the logit-lens rule (default: read from a GPT2). */
+  logitLens?: LogitLensWeights;
+  /** Steering strengths α (in units of r). Default [0.25, 0.5, 1] (params.yaml steering.alphas). */
   alphas?: number[];
   /** S, latents to steer (default 32; all alive latents if fewer). */
   nLatents?: number;
@@ -58,10 +75,12 @@ export interface SteeringOptions {
   maxLogitElements?: number;
   seed?: number; // default 0
   bootstrap?: { resamples?: number; level?: number; seed?: number };
-  onProgress?: (message: string) => void;
+  /** After each context batch; done/total count batches (calibration and evaluation). */
+  onProgress?: (message: string, done: number, total: number) => void;
 }
 
 export interface SteeringRow {
+  rule: SteeringRule;
   alpha: number;
   latent: number;
   effect: number;
@@ -72,6 +91,7 @@ export interface SteeringRow {
 
 /** One row of the `steering_summary` table (docs/CONTRACTS.md). */
 export interface SteeringSummaryRow {
+  rule: SteeringRule;
   alpha: number;
   n_latents: number;
   effect_mean: number;
@@ -85,11 +105,27 @@ export interface SteeringSummaryRow {
   kl_hi: number;
 }
 
+/** Per evaluation context values, indexed [alphaIndex][latentIndex][contextIndex]. */
+export interface SteeringPerContext {
+  /** Mean KL(steered ‖ clean) over the context's positions. */
+  kl: number[][][];
+  /** Mean Δ over the context's positions, per rule. */
+  effect: Record<SteeringRule, number[][][]>;
+  /** Fraction of the context's positions with Δ > 0, per rule. */
+  consistency: Record<SteeringRule, number[][][]>;
+}
+
 export interface SteeringResult {
+  /** Ordered by rule, then α, then latent index. */
   rows: SteeringRow[];
+  /** Ordered by rule, then α. */
   summary: SteeringSummaryRow[];
+  rules: SteeringRule[];
+  alphas: number[];
+  /** Latent ids; latentIndex in perContext refers to this order. */
   latents: number[];
   contextStarts: { calibration: number[]; evaluation: number[] };
+  perContext: SteeringPerContext;
   cost: {
     seconds: number;
     forwardTokens: number;
@@ -115,13 +151,6 @@ export function sampleContexts(streamLength: number, nContexts: number, contextL
   return Array.from({ length: nContexts }, () => Math.floor(u() * span));
 }
 
-/** Indices of the n largest values (ties: lower index first). */
-function topIndices(v: Float64Array, n: number): number[] {
-  const idx = Array.from(v.keys());
-  idx.sort((a, b) => v[b] - v[a] || a - b);
-  return idx.slice(0, n);
-}
-
 export function evaluateSteering(
   model: HookedLM,
   tokens: Uint16Array | Uint32Array | Int32Array,
@@ -134,7 +163,10 @@ export function evaluateSteering(
   if (W_dec.length !== m * d) throw new Error('steering: W_dec is not [m, d]');
   if (opts.firingCounts.length !== m) throw new Error(`steering: firingCounts has ${opts.firingCounts.length} entries, m=${m}`);
   if (!(opts.meanNorm > 0)) throw new Error('steering: meanNorm must be > 0');
-  const alphas = opts.alphas ?? [2, 4];
+  const lens = opts.logitLens ?? logitLensWeightsOf(model);
+  if (!lens) throw new Error('steering: pass logitLens (W_U, ln_f scale) for a model that is not a GPT2');
+  if (lens.lnScale.length !== d || lens.W_U.length !== V * d) throw new Error(`steering: logitLens is not W_U [${V}, ${d}] and γ [${d}]`);
+  const alphas = opts.alphas ?? [0.25, 0.5, 1];
   const seed = opts.seed ?? 0;
   const T = opts.contextLen ?? 64;
   const nTargets = opts.nTargets ?? 5;
@@ -151,6 +183,7 @@ export function evaluateSteering(
   const nCal = Math.floor(nContexts / 2);
   const calStarts = starts.slice(0, nCal);
   const evalStarts = starts.slice(nCal);
+  const nEval = evalStarts.length;
   const r = opts.meanNorm;
   const nA = alphas.length;
   let forwardTokens = 0;
@@ -202,6 +235,8 @@ export function evaluateSteering(
     }
   };
 
+  const nBatches = Math.ceil(nCal / Bc) + Math.ceil(nEval / Bc);
+  let batchesDone = 0;
   const groups: number[][] = [];
   for (let i = 0; i < S; i += L) groups.push(latents.slice(i, i + L));
 
@@ -231,43 +266,55 @@ export function evaluateSteering(
     } finally {
       ctx.dispose();
     }
-    opts.onProgress?.(`calibration ${Math.min(c0 + Bc, nCal)}/${nCal} contexts`);
+    opts.onProgress?.(`calibration ${Math.min(c0 + Bc, nCal)}/${nCal} contexts`, ++batchesDone, nBatches);
   }
-  const targets: number[][] = calSteered.map((acc) => {
-    const rise = new Float64Array(V);
-    for (let v = 0; v < V; v++) rise[v] = acc[v] - calClean[v]; // = nCalPositions × mean rise
-    return topIndices(rise, nTargets);
-  });
+  // targets[rule][a·S + s]
+  const targets: Record<SteeringRule, number[][]> = {
+    calibration: calSteered.map((acc) => {
+      const rise = new Float64Array(V);
+      for (let v = 0; v < V; v++) rise[v] = acc[v] - calClean[v]; // = nCalPositions × mean rise
+      return topIndices(rise, nTargets);
+    }),
+    logit_lens: [],
+  };
+  const lensTargets = latents.map((lat) => logitLensTargets(lens, W_dec, nTargets, lat * d));
+  for (let a = 0; a < nA; a++) targets.logit_lens.push(...lensTargets);
 
-  // ---- evaluation
-  const sumRise = new Float64Array(nA * S);
-  const nRise = new Float64Array(nA * S);
-  const sumKl = new Float64Array(nA * S);
-  let nPos = 0;
-  for (let c0 = 0; c0 < evalStarts.length; c0 += Bc) {
+  // ---- evaluation: sums per (a·S + s)·nEval + context
+  const cells = nA * S * nEval;
+  const sumEffect = { calibration: new Float64Array(cells), logit_lens: new Float64Array(cells) };
+  const nRise = { calibration: new Float64Array(cells), logit_lens: new Float64Array(cells) };
+  const sumKl = new Float64Array(cells);
+  for (let c0 = 0; c0 < nEval; c0 += Bc) {
     const batchStarts = evalStarts.slice(c0, c0 + Bc);
     const nb = batchStarts.length;
     const per = nb * T;
-    nPos += per;
     const ctx = tf.tensor2d(contextTokens(batchStarts), [nb, T], 'int32');
     try {
       const lC = cleanLogits(ctx);
       const lseC = logSumExpRows(lC, V);
+      // clean log p(T) of the lens targets per (latent, position): shared by every α
+      const lensClean = lensTargets.map((set) => Float64Array.from({ length: per }, (_, p) => setLogProb(lC, p * V, set, lseC[p])));
       alphas.forEach((alpha, a) => {
         for (const [gi, lats] of groups.entries()) {
           const lS = steeredLogits(ctx, alpha, lats);
           lats.forEach((_, l) => {
-            const j = a * S + gi * L + l;
-            const set = targets[j];
-            // clean log p(T) per position (targets differ per latent)
+            const s = gi * L + l;
+            const j = a * S + s;
+            const calSet = targets.calibration[j];
+            const lensSet = lensTargets[s];
             for (let p = 0; p < per; p++) {
+              const cell = j * nEval + c0 + Math.floor(p / T);
               const oS = (l * per + p) * V;
               const oC = p * V;
               const { lse, kl } = rowKlFrom(lS, oS, lC, oC, lseC[p], V); // KL(p_steered ‖ p_clean)
-              const dlt = setLogProb(lS, oS, set, lse) - setLogProb(lC, oC, set, lseC[p]);
-              sumRise[j] += dlt;
-              if (dlt > 0) nRise[j] += 1;
-              sumKl[j] += kl;
+              sumKl[cell] += kl;
+              const dCal = setLogProb(lS, oS, calSet, lse) - setLogProb(lC, oC, calSet, lseC[p]);
+              sumEffect.calibration[cell] += dCal;
+              if (dCal > 0) nRise.calibration[cell] += 1;
+              const dLens = Math.exp(setLogProb(lS, oS, lensSet, lse)) - Math.exp(lensClean[s][p]);
+              sumEffect.logit_lens[cell] += dLens;
+              if (dLens > 0) nRise.logit_lens[cell] += 1;
             }
           });
         }
@@ -275,42 +322,68 @@ export function evaluateSteering(
     } finally {
       ctx.dispose();
     }
-    opts.onProgress?.(`evaluation ${Math.min(c0 + Bc, evalStarts.length)}/${evalStarts.length} contexts`);
+    opts.onProgress?.(`evaluation ${Math.min(c0 + Bc, nEval)}/${nEval} contexts`, ++batchesDone, nBatches);
   }
 
+  /** [a][s][c] = sums / T (per-context means). */
+  const perContextOf = (sums: Float64Array): number[][][] =>
+    alphas.map((_, a) => latents.map((_, s) => Array.from(sums.subarray((a * S + s) * nEval, (a * S + s + 1) * nEval), (x) => x / T)));
+  const perContext: SteeringPerContext = {
+    kl: perContextOf(sumKl),
+    effect: { calibration: perContextOf(sumEffect.calibration), logit_lens: perContextOf(sumEffect.logit_lens) },
+    consistency: { calibration: perContextOf(nRise.calibration), logit_lens: perContextOf(nRise.logit_lens) },
+  };
+  const mean = (x: number[]) => x.reduce((acc, v) => acc + v, 0) / x.length;
+
+  const rules = [...STEERING_RULES];
   const rows: SteeringRow[] = [];
-  alphas.forEach((alpha, a) => {
-    latents.forEach((latent, s) => {
-      const j = a * S + s;
-      rows.push({ alpha, latent, effect: sumRise[j] / nPos, consistency: nRise[j] / nPos, kl: sumKl[j] / nPos, targets: targets[j] });
+  for (const rule of rules) {
+    alphas.forEach((alpha, a) => {
+      latents.forEach((latent, s) => {
+        rows.push({
+          rule,
+          alpha,
+          latent,
+          effect: mean(perContext.effect[rule][a][s]),
+          consistency: mean(perContext.consistency[rule][a][s]),
+          kl: mean(perContext.kl[a][s]),
+          targets: targets[rule][a * S + s],
+        });
+      });
     });
-  });
+  }
   const bo = { resamples: opts.bootstrap?.resamples ?? 1000, level: opts.bootstrap?.level ?? 0.95, seed: opts.bootstrap?.seed ?? seed };
-  const summary: SteeringSummaryRow[] = alphas.map((alpha) => {
-    const sel = rows.filter((row) => row.alpha === alpha);
-    const e = bootstrapMeanCI(sel.map((x) => x.effect), bo);
-    const c = bootstrapMeanCI(sel.map((x) => x.consistency), bo);
-    const k = bootstrapMeanCI(sel.map((x) => x.kl), bo);
-    return {
-      alpha,
-      n_latents: sel.length,
-      effect_mean: e.mean,
-      effect_lo: e.lo,
-      effect_hi: e.hi,
-      consistency_mean: c.mean,
-      consistency_lo: c.lo,
-      consistency_hi: c.hi,
-      kl_mean: k.mean,
-      kl_lo: k.lo,
-      kl_hi: k.hi,
-    };
-  });
+  const summary: SteeringSummaryRow[] = rules.flatMap((rule) =>
+    alphas.map((alpha) => {
+      const sel = rows.filter((row) => row.rule === rule && row.alpha === alpha);
+      const e = bootstrapMeanCI(sel.map((x) => x.effect), bo);
+      const c = bootstrapMeanCI(sel.map((x) => x.consistency), bo);
+      const k = bootstrapMeanCI(sel.map((x) => x.kl), bo);
+      return {
+        rule,
+        alpha,
+        n_latents: sel.length,
+        effect_mean: e.mean,
+        effect_lo: e.lo,
+        effect_hi: e.hi,
+        consistency_mean: c.mean,
+        consistency_lo: c.lo,
+        consistency_hi: c.hi,
+        kl_mean: k.mean,
+        kl_lo: k.lo,
+        kl_hi: k.hi,
+      };
+    }),
+  );
   const seconds = (performance.now() - t0) / 1000;
   return {
     rows,
     summary,
+    rules,
+    alphas: [...alphas],
     latents,
     contextStarts: { calibration: calStarts, evaluation: evalStarts },
+    perContext,
     cost: { seconds, forwardTokens, forwardTokensPerSecond: forwardTokens / seconds, secondsPerLatentPerAlpha: seconds / (S * nA) },
   };
 }
