@@ -20,3 +20,14 @@ export function throttled(fn: (...a: any[]) => void, ms = 500): (...a: any[]) =>
     }
   };
 }
+
+/**
+ * The SAE matrix shared by sae, downstream and steering: arch × k × seed, and β for g-SAEs only
+ * (an axis that TopK instances do not have, so adding a β value leaves every TopK instance cached).
+ */
+export const SAE_MATRIX = {
+  arch: 'sae.arch',
+  beta: { key: 'sae.beta', when: { arch: 'gsae' } },
+  k: 'sae.k',
+  seed: 'sae.seeds',
+} as const;

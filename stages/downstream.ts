@@ -1,42 +1,99 @@
 /**
- * downstream: splice each SAE into the LM on held-out test tokens: CE clean / spliced / zero /
- * mean ablation, ΔCE, loss recovered, KL(clean ‖ spliced), FVU, L0, dead fraction; g-SAEs both
- * with the clean-pass gradient and gradient-free. Per-token values are kept for bootstrap CIs.
+ * downstream: splice each SAE into the LM on the held-out windows of the collect stage: CE clean /
+ * spliced / zero / mean ablation, ΔCE, loss recovered, KL(clean ‖ spliced), FVU, L0, dead fraction
+ * and the selection change rate, on the test split (verdicts) and the val split (β* selection).
+ * g-SAEs select with the stored clean-pass gradient and, on test, also gradient-free. Per-token
+ * values are kept for the paired statistics of the compare stage.
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import type { StageDef } from '../pipeline/types.ts';
 import type { Params } from './params.gen.ts';
-import { initStageBackend, throttled } from './common.ts';
+import { initStageBackend, SAE_MATRIX, throttled } from './common.ts';
 import { readJson, trainingDead } from './shared.ts';
+
+/** `n` indices spread evenly over [0, total) (all of them when n ≥ total). */
+function evenlySpaced(total: number, n: number): number[] {
+  if (n >= total) return Array.from({ length: total }, (_, i) => i);
+  if (n === 1) return [0];
+  return Array.from({ length: n }, (_, i) => Math.round((i * (total - 1)) / (n - 1)));
+}
 
 const stage: StageDef<Params> = {
   name: 'downstream',
-  description: 'Spliced cross-entropy, loss recovered, KL, FVU, L0, dead fraction on held-out tokens',
-  params: ['downstream', 'lm.n_ctx'],
-  matrix: { arch: 'sae.arch', k: 'sae.k', seed: 'sae.seeds' },
+  description: 'Spliced cross-entropy, loss recovered, KL, FVU, L0, dead fraction, change rate on held-out val and test windows',
+  params: ['downstream'],
+  matrix: SAE_MATRIX,
   inputs: { sae: { stage: 'sae' }, lm: { stage: 'lm' }, tokens: { stage: 'tokenize' }, acts: { stage: 'collect' } },
   env: ['backend'],
-  outputs: ['per_token.bin', 'per_token.json', 'summary.json'],
+  outputs: ['per_token.bin', 'per_token.json', 'per_token_val.bin', 'per_token_val.json', 'summary.json'],
   async run(ctx) {
     await initStageBackend(ctx);
     const { loadGPT2 } = await import('../lib/model/index.ts');
     const { readTokenSplits } = await import('../lib/tokens.ts');
-    const { loadSae } = await import('../lib/sae/index.ts');
-    const { evaluateDownstream, downstreamCIs, mergeDead, writeDownstream } = await import('../lib/eval/downstream.ts');
+    const { loadSae, selectionChangeRate } = await import('../lib/sae/index.ts');
+    const { ShardReader } = await import('../lib/activations.ts');
+    const { spreadWindows } = await import('../lib/collect.ts');
+    const { readArrays } = await import('../lib/util/arrays.ts');
+    const { evaluateDownstream, downstreamCIs, mergeDead, windowsAt, writeDownstream } = await import('../lib/eval/downstream.ts');
     const { wilsonInterval } = await import('../lib/eval/stats.ts');
     const p = ctx.params.downstream;
     const model = loadGPT2(ctx.inputs.lm);
-    const { test } = readTokenSplits(ctx.inputs.tokens);
+    const splits = readTokenSplits(ctx.inputs.tokens);
     const sae = loadSae(ctx.inputs.sae);
-    const hook: string = readJson(path.join(ctx.inputs.acts, 'summary.json')).hook;
-    const seqLen = Math.min(ctx.params.lm.n_ctx, model.config.nCtx);
+    const acts = readJson(path.join(ctx.inputs.acts, 'summary.json'));
+    const hook: string = acts.hook;
+    const seqLen: number = acts.seq_len;
+    const isG = sae.arch === 'gsae';
+
+    /** The collect stage's windows of a split (for test: an evenly spaced subset of downstream.tokens positions). */
+    const heldOut = (split: 'val' | 'test') => {
+      const dir = path.join(ctx.inputs.acts, split);
+      const reader = new ShardReader(dir);
+      const nWin = Number(reader.manifest.windows);
+      const starts = spreadWindows(splits[split].length, seqLen, nWin);
+      const pick = split === 'test' ? evenlySpaced(nWin, Math.max(1, Math.floor(p.tokens / seqLen))) : evenlySpaced(nWin, nWin);
+      const rows = (a: Float32Array, width: number) => {
+        const out = new Float32Array(pick.length * seqLen * width);
+        pick.forEach((j, q) => out.set(a.subarray(j * seqLen * width, (j + 1) * seqLen * width), q * seqLen * width));
+        return out;
+      };
+      const all = reader.readAll();
+      const base = readArrays(path.join(dir, 'baselines')).arrays;
+      return {
+        windows: windowsAt(splits[split], pick.map((j) => starts[j]), seqLen),
+        x: rows(all.x, sae.d),
+        g: all.g ? rows(all.g, sae.d) : null,
+        baselines: { ce_zero: rows(base.ce_zero as Float32Array, 1), ce_mean: rows(base.ce_mean as Float32Array, 1) },
+      };
+    };
+
     const progress = throttled((done: number, total: number) => ctx.progress(done, total));
-    const res = evaluateDownstream(model, test, { hook, sae, nTokens: p.tokens, seqLen, batch: p.batch_size, gradientMode: 'both', onProgress: progress });
+    const evaluate = (split: 'val' | 'test') => {
+      const h = heldOut(split);
+      if (isG && !h.g) throw new Error(`downstream: the ${split} activations have no gradients, which a g-SAE needs`);
+      const res = evaluateDownstream(model, splits[split], {
+        hook,
+        sae,
+        nTokens: h.windows.length,
+        seqLen,
+        batch: p.batch_size,
+        windows: h.windows,
+        gradients: isG ? h.g! : undefined,
+        baselines: h.baselines,
+        gradientMode: split === 'test' ? 'both' : 'gradient',
+        onProgress: progress,
+      });
+      return { res, changeRate: selectionChangeRate(sae, h.x, h.g) };
+    };
+
+    // ---- test split: every metric, with bootstrap CIs over held-out sequences
+    const test = evaluate('test');
+    const res = test.res;
     const cis = downstreamCIs(res, { resamples: p.bootstrap_resamples, seed: 0 });
-    // Dead = never fires on the held-out set AND dead over the last dead_tokens of training.
+    // Dead = never fires on the held-out set AND dead over the last dead_tokens of training;
+    // its 95% CI is a Wilson interval over the m latents (a proportion; informative at 0).
     const dead = trainingDead(ctx.inputs.sae);
-    // Its 95% CI is a Wilson interval over the m latents (a proportion; informative at 0).
     const withCI = (name: string, fires: ArrayLike<number>): Record<string, number> => {
       const { deadFrac } = mergeDead(fires, dead);
       const { lo, hi } = wilsonInterval(Math.round(deadFrac * sae.m), sae.m);
@@ -47,16 +104,30 @@ const stage: StageDef<Params> = {
       merged.dead_frac_heldout_gradfree = res.summary.dead_frac_gradfree;
       Object.assign(merged, withCI('dead_frac_gradfree', res.firesPerLatentGradfree));
     }
-    const summary = { ...res.summary, ...cis, ...merged };
-    ctx.metrics(summary);
-    ctx.metrics({ positions: res.nPositions, positions_per_second: res.cost.positionsPerSecond });
+    const summary: Record<string, number> = { ...res.summary, ...cis, ...merged };
+    if (isG) summary.change_rate = test.changeRate;
+
+    // ---- val split: the numbers β* is chosen on (never used for a verdict)
+    const val = evaluate('val');
+    const valSummary: Record<string, number> = {
+      delta_ce_val: val.res.summary.delta_ce,
+      kl_val: val.res.summary.kl,
+      loss_recovered_val: val.res.summary.loss_recovered,
+    };
+    if (isG) valSummary.change_rate_val = val.changeRate;
+
+    ctx.metrics({ ...summary, ...valSummary });
+    ctx.metrics({ positions: res.nPositions, positions_val: val.res.nPositions, positions_per_second: res.cost.positionsPerSecond });
     ctx.log(
-      `ΔCE ${summary.delta_ce.toFixed(4)} [${summary.delta_ce_lo?.toFixed(4)}, ${summary.delta_ce_hi?.toFixed(4)}], ` +
+      `test: ΔCE ${summary.delta_ce.toFixed(4)} [${summary.delta_ce_lo?.toFixed(4)}, ${summary.delta_ce_hi?.toFixed(4)}], ` +
         `loss recovered ${summary.loss_recovered.toFixed(4)}, KL ${summary.kl.toFixed(4)}, FVU ${summary.fvu.toFixed(4)}, dead ${(summary.dead_frac * 100).toFixed(1)}%` +
-        (summary.delta_ce_gradfree !== undefined ? `; gradient-free ΔCE ${summary.delta_ce_gradfree.toFixed(4)}` : ''),
+        (isG ? `; change rate ${(100 * test.changeRate).toFixed(1)}%; gradient-free ΔCE ${summary.delta_ce_gradfree.toFixed(4)}` : '') +
+        ` | val: ΔCE ${valSummary.delta_ce_val.toFixed(4)} over ${val.res.nPositions} positions`,
     );
-    writeDownstream(res, path.join(ctx.outDir, 'per_token'), { arch: sae.arch, k: sae.k, hook });
-    fs.writeFileSync(path.join(ctx.outDir, 'summary.json'), JSON.stringify({ arch: sae.arch, k: sae.k, hook, n_positions: res.nPositions, ...summary }, null, 2));
+    const meta = { arch: sae.arch, k: sae.k, beta: sae.beta, m: sae.m, hook };
+    writeDownstream(res, path.join(ctx.outDir, 'per_token'), { ...meta, split: 'test' });
+    writeDownstream(val.res, path.join(ctx.outDir, 'per_token_val'), { ...meta, split: 'val' });
+    fs.writeFileSync(path.join(ctx.outDir, 'summary.json'), JSON.stringify({ ...meta, n_positions: res.nPositions, n_positions_val: val.res.nPositions, ...summary, ...valSummary }, null, 2));
     model.dispose();
   },
 };

@@ -9,9 +9,10 @@ import collect from './collect.ts';
 import sae from './sae.ts';
 import downstream from './downstream.ts';
 import steering from './steering.ts';
+import compare from './compare.ts';
 import report from './report.ts';
 
-export const stages: Project['stages'] = [corpus, tokenize, lm, collect, sae, downstream, steering, report];
+export const stages: Project['stages'] = [corpus, tokenize, lm, collect, sae, downstream, steering, compare, report];
 
 export async function environment(params: unknown): Promise<Record<string, string>> {
   const p = params as Params;

@@ -120,6 +120,10 @@ export interface Params {
      */
     train_tokens: number;
     /**
+     * Activation/gradient pairs collected from the val split: the tokens on which beta* is chosen (disjoint from the test tokens of the verdicts).
+     */
+    val_tokens: number;
+    /**
      * Activation/gradient pairs collected from the test split (held out).
      */
     test_tokens: number;
@@ -156,9 +160,15 @@ export interface Params {
      */
     expansion: number;
     /**
-     * g-SAE selection weight beta in s = z_pre + beta * z_pre * |W_dec g|.
+     * Matrix (g-SAE instances only): selection weight beta in s = z_pre + beta * z_pre * |W_dec g| / c (c from sae.grad_scale). beta* per k is chosen on the val split.
+     *
+     * @minItems 1
      */
-    beta: number;
+    beta: number[];
+    /**
+     * How the gradient term is scaled (ours): 'data' divides it by c = E||g|| / sqrt(d) measured by collect, so beta = 1 makes it comparable on average to the activation term and beta transfers across models; 'none' is the paper's literal formula (c = 1).
+     */
+    grad_scale: 'data' | 'none';
     /**
      * Peak Adam learning rate.
      */
@@ -190,7 +200,7 @@ export interface Params {
   };
   downstream: {
     /**
-     * Held-out test tokens used for the spliced cross-entropy.
+     * Held-out test positions evaluated: that many positions' worth of windows, evenly spaced among the collect stage's test windows (at most collect.test_tokens).
      */
     tokens: number;
     /**
@@ -233,6 +243,20 @@ export interface Params {
      * Bootstrap resamples (over latents) for the 95% CIs.
      */
     bootstrap_resamples: number;
+  };
+  compare: {
+    /**
+     * Resamples of the paired bootstraps behind every verdict.
+     */
+    bootstrap_resamples: number;
+    /**
+     * KL(steered || clean) in nats at which steering effects are compared at matched disruption (0 = automatic: the geometric mean over the run's SAEs of the mean KL at the middle steering alpha).
+     */
+    match_kl: number;
+    /**
+     * Seed of the bootstrap resampling.
+     */
+    seed: number;
   };
   report: {
     /**

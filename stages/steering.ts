@@ -1,21 +1,24 @@
 /**
  * steering (our protocol; the paper's is not published): add α·r·W_dec[i] at the hook for S
- * latents sampled among alive ones; target tokens from a calibration half of random held-out
- * contexts; effect, consistency and KL on the evaluation half. Per-latent rows and a per-α summary
- * with bootstrap 95% CIs go to DuckDB.
+ * latents sampled among alive ones; two target rules ("calibration": tokens whose log-prob rises
+ * most on a calibration half of random held-out contexts; "logit_lens": tokens W_dec[i] promotes
+ * through ln_f's scale and the unembedding), scored on the same steered passes of the evaluation
+ * half: effect, consistency and KL per (rule, α, latent) and per evaluation context. Per-latent
+ * rows and a per-(rule, α) summary with bootstrap 95% CIs go to DuckDB; the per-context values
+ * (for a bootstrap over latents and contexts) to latents.json.
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import type { StageDef } from '../pipeline/types.ts';
 import type { Params } from './params.gen.ts';
-import { initStageBackend } from './common.ts';
+import { initStageBackend, SAE_MATRIX } from './common.ts';
 import { readJson, trainingDead } from './shared.ts';
 
 const stage: StageDef<Params> = {
   name: 'steering',
   description: 'Steer with sampled alive latents; effect, consistency, KL on held-out contexts',
   params: ['steering'],
-  matrix: { arch: 'sae.arch', k: 'sae.k', seed: 'sae.seeds' },
+  matrix: SAE_MATRIX,
   inputs: { sae: { stage: 'sae' }, lm: { stage: 'lm' }, tokens: { stage: 'tokenize' }, acts: { stage: 'collect' } },
   env: ['backend'],
   outputs: ['latents.json', 'summary.json'],
@@ -26,6 +29,7 @@ const stage: StageDef<Params> = {
     const { loadTokenizer } = await import('../lib/tokenizer/index.ts');
     const { loadSae } = await import('../lib/sae/index.ts');
     const { evaluateSteering } = await import('../lib/eval/steering.ts');
+    const { gpt2LogitLens } = await import('../lib/eval/logitLens.ts');
     const p = ctx.params.steering;
     const model = loadGPT2(ctx.inputs.lm);
     const { test } = readTokenSplits(ctx.inputs.tokens);
@@ -34,13 +38,12 @@ const stage: StageDef<Params> = {
     const acts = readJson(path.join(ctx.inputs.acts, 'summary.json'));
     // Alive = fired during the last dead_tokens tokens of training.
     const alive = Array.from(trainingDead(ctx.inputs.sae), (d) => 1 - d);
-    const total = p.n_latents * p.alphas.length;
-    let done = 0;
     const res = evaluateSteering(model, test, {
       hook: acts.hook,
       sae,
       firingCounts: alive,
       meanNorm: acts.mean_norm_x,
+      logitLens: gpt2LogitLens(model),
       alphas: p.alphas,
       nLatents: p.n_latents,
       nContexts: p.contexts,
@@ -48,9 +51,10 @@ const stage: StageDef<Params> = {
       nTargets: p.n_targets,
       seed: p.seed,
       bootstrap: { resamples: p.bootstrap_resamples, seed: p.seed },
-      onProgress: () => ctx.progress(Math.min(++done, total), total),
+      onProgress: (_message, done, total) => ctx.progress(done, total),
     });
     const rows = res.rows.map((r) => ({
+      rule: r.rule,
       alpha: r.alpha,
       latent: r.latent,
       effect: r.effect,
@@ -60,12 +64,21 @@ const stage: StageDef<Params> = {
     }));
     const detail = res.rows.map((r) => ({ ...r, target_tokens: r.targets.map((t) => tok.decode([t])) }));
     ctx.table('steering_latents', rows);
-    ctx.table('steering_summary', res.summary as unknown as Array<Record<string, number>>);
+    ctx.table('steering_summary', res.summary.map((s) => ({ ...s })));
     for (const s of res.summary) {
-      ctx.log(`α=${s.alpha}: effect ${s.effect_mean.toFixed(3)} [${s.effect_lo.toFixed(3)}, ${s.effect_hi.toFixed(3)}], consistency ${s.consistency_mean.toFixed(3)}, KL ${s.kl_mean.toFixed(3)} over ${s.n_latents} latents`);
+      ctx.log(`${s.rule} α=${s.alpha}: effect ${s.effect_mean.toFixed(3)} [${s.effect_lo.toFixed(3)}, ${s.effect_hi.toFixed(3)}], consistency ${s.consistency_mean.toFixed(3)}, KL ${s.kl_mean.toFixed(3)} over ${s.n_latents} latents`);
     }
     ctx.metrics({ steering_seconds_per_latent_alpha: res.cost.secondsPerLatentPerAlpha });
-    fs.writeFileSync(path.join(ctx.outDir, 'latents.json'), JSON.stringify({ latents: res.latents, contexts: res.contextStarts, rows: detail }, null, 1));
+    // per_context.*[alphaIndex][latentIndex][contextIndex]: latents, alphas, contexts.evaluation give the axes
+    const latentsJson = {
+      latents: res.latents,
+      alphas: res.alphas,
+      rules: res.rules,
+      contexts: res.contextStarts,
+      per_context: res.perContext,
+      rows: detail,
+    };
+    fs.writeFileSync(path.join(ctx.outDir, 'latents.json'), JSON.stringify(latentsJson, null, 1));
     fs.writeFileSync(path.join(ctx.outDir, 'summary.json'), JSON.stringify(res.summary, null, 2));
     model.dispose();
   },

@@ -1,10 +1,11 @@
 /**
- * Downstream loss by splicing (SCIENCE.md "Downstream loss").
+ * Downstream loss by splicing (docs/METHOD.md "Downstream loss").
  *
- * Held-out sequences: consecutive non-overlapping windows of seqLen + 1 tokens from the start of
- * the test stream (window j = tokens[j(seqLen+1) .. (j+1)(seqLen+1)) ); inputs are the first
- * seqLen tokens, targets the last seqLen; nSeq = min(floor(nTokens / seqLen), available windows),
- * so about nTokens predicted positions are evaluated.
+ * Held-out sequences: the caller passes the windows (`windows`, nSeq × (seqLen + 1) tokens; the
+ * pipeline uses the collect stage's windows, spread evenly over the whole split because the corpus
+ * is chronological), or, without them, consecutive non-overlapping windows from the start of the
+ * stream (window j = tokens[j(seqLen+1) .. (j+1)(seqLen+1)) ), nSeq = min(floor(nTokens / seqLen),
+ * available windows). Inputs are the first seqLen tokens of a window, targets the last seqLen.
  *
  * Per position (row = seq * seqLen + t) we keep: CE_clean, CE_spliced (x → x̂ at every position),
  * CE_zero (x → 0), CE_mean (x → mean activation), KL(p_clean ‖ p_spliced), the squared
@@ -15,17 +16,17 @@
  * latents never firing on the held-out positions (the caller may AND this with the training-time
  * dead mask: `mergeDead`).
  *
- * g-SAE: the primary variant selects with the gradient from the clean forward/backward pass on the
- * same tokens (model.activationAndGrad); the "_gradfree" variant selects with plain TopK at eval
- * time (SCIENCE.md, ours). A topk SAE has only the primary variant (no gradient pass).
+ * g-SAE: the primary variant selects with the gradient of the clean forward/backward pass on the
+ * same tokens — given as `gradients` (the collect stage stored exactly that g for these windows)
+ * or computed here (model.activationAndGrad); the "_gradfree" variant selects with plain TopK at
+ * eval time (ours). A topk SAE has only the primary variant (no gradient pass).
  *
- * Mean activation: when not given, it is the mean of x over the same held-out positions, and
- * CE_mean is computed in a second sweep (one extra forward per batch; KL is not computed for the
- * ablations).
+ * Ablations: CE_zero and CE_mean do not depend on the SAE, so the caller may pass them
+ * (`baselines`, computed once per split by `ablationBaselines`). Otherwise they are computed here;
+ * the mean activation is then the mean of x over the same held-out positions (a second sweep).
  */
 import * as tf from '@tensorflow/tfjs';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import path from 'node:path';
+import { type NamedArrays, readArrays, writeArrays } from '../util/arrays.ts';
 import type { HookFn, HookedLM, HookName, Hooks } from '../model/types.ts';
 import type { SaeWeights } from '../sae/types.ts';
 import { type EncodeObservation, SaeInference, meanAblationHook, zeroAblationHook } from './saeHook.ts';
@@ -50,6 +51,12 @@ export interface DownstreamOptions {
   gradientMode?: GradientMode;
   /** Mean activation for mean ablation; default: estimated on the same held-out positions. */
   meanActivation?: Float32Array;
+  /** The held-out windows, nSeq × (seqLen + 1) tokens (default: consecutive from the stream start). */
+  windows?: Int32Array;
+  /** g = dL/dx at the hook for every evaluated position [nSeq·seqLen, d] (default: a gradient pass here). */
+  gradients?: Float32Array;
+  /** Per-position CE under zero and mean ablation of these windows (default: computed here). */
+  baselines?: AblationBaselines;
   onProgress?: (doneSeq: number, totalSeq: number) => void;
 }
 
@@ -75,6 +82,11 @@ export interface DownstreamResult {
   cost: { seconds: number; positionsPerSecond: number; forwardTokens: number; forwardTokensPerSecond: number };
 }
 
+export interface AblationBaselines {
+  ce_zero: Float32Array;
+  ce_mean: Float32Array;
+}
+
 /** Number of held-out sequences and their windows (Int32, nSeq × (seqLen + 1)). */
 export function heldOutWindows(
   tokens: Uint16Array | Uint32Array | Int32Array,
@@ -90,6 +102,64 @@ export function heldOutWindows(
   const windows = new Int32Array(nSeq * w);
   for (let i = 0; i < nSeq * w; i++) windows[i] = tokens[i];
   return { nSeq, windows };
+}
+
+function givenWindows(windows: Int32Array, seqLen: number): { nSeq: number; windows: Int32Array } {
+  const w = seqLen + 1;
+  if (windows.length === 0 || windows.length % w !== 0) throw new Error(`downstream: windows hold ${windows.length} tokens, not a positive multiple of seqLen + 1 = ${w}`);
+  return { nSeq: windows.length / w, windows };
+}
+
+/** Windows of seqLen + 1 tokens starting at `starts`, back to back (Int32). */
+export function windowsAt(tokens: Uint16Array | Uint32Array | Int32Array, starts: number[], seqLen: number): Int32Array {
+  const w = seqLen + 1;
+  const out = new Int32Array(starts.length * w);
+  starts.forEach((s, j) => {
+    if (s < 0 || s + w > tokens.length) throw new Error(`downstream: window at ${s} runs past the stream (${tokens.length} tokens)`);
+    for (let t = 0; t < w; t++) out[j * w + t] = tokens[s + t];
+  });
+  return out;
+}
+
+/**
+ * CE per position under zero ablation (x → 0) and mean ablation (x → meanActivation) at `hook`
+ * on the given windows: what every SAE's loss recovered is measured against, computed once.
+ */
+export function ablationBaselines(
+  model: HookedLM,
+  windows: Int32Array,
+  opts: { hook: HookName; seqLen: number; batch: number; meanActivation: Float32Array; onProgress?: (done: number, total: number) => void },
+): AblationBaselines {
+  const { seqLen, batch, hook } = opts;
+  const { nSeq } = givenWindows(windows, seqLen);
+  const V = model.config.vocabSize;
+  const N = nSeq * seqLen;
+  const out: AblationBaselines = { ce_zero: new Float32Array(N), ce_mean: new Float32Array(N) };
+  const meanHook = meanAblationHook(opts.meanActivation);
+  for (let s0 = 0; s0 < nSeq; s0 += batch) {
+    const nb = Math.min(batch, nSeq - s0);
+    const inputs = new Int32Array(nb * seqLen);
+    const targets = new Int32Array(nb * seqLen);
+    for (let b = 0; b < nb; b++) {
+      for (let t = 0; t < seqLen; t++) {
+        inputs[b * seqLen + t] = windows[(s0 + b) * (seqLen + 1) + t];
+        targets[b * seqLen + t] = windows[(s0 + b) * (seqLen + 1) + t + 1];
+      }
+    }
+    const inp = tf.tensor2d(inputs, [nb, seqLen], 'int32');
+    try {
+      for (const [fn, arr] of [[zeroAblationHook, out.ce_zero], [meanHook, out.ce_mean]] as const) {
+        const lt = model.logits(inp, { [hook]: fn });
+        const l = lt.dataSync() as Float32Array;
+        lt.dispose();
+        for (let r = 0; r < targets.length; r++) arr[s0 * seqLen + r] = rowLogSumExp(l, r * V, V) - l[r * V + targets[r]];
+      }
+    } finally {
+      inp.dispose();
+    }
+    opts.onProgress?.(s0 + nb, nSeq);
+  }
+  return out;
 }
 
 /** Accumulates reconstruction statistics from the SAE hook's observations, in row order. */
@@ -179,8 +249,10 @@ export function evaluateDownstream(
   if (!(batch >= 1) || !(seqLen >= 1)) throw new Error('downstream: batch and seqLen must be ≥ 1');
   if (w.d !== model.config.dModel) throw new Error(`downstream: SAE d=${w.d} but model d=${model.config.dModel}`);
   const V = model.config.vocabSize;
-  const { nSeq, windows } = heldOutWindows(tokens, opts.nTokens, seqLen);
+  const { nSeq, windows } = opts.windows ? givenWindows(opts.windows, seqLen) : heldOutWindows(tokens, opts.nTokens, seqLen);
   const N = nSeq * seqLen;
+  if (opts.gradients && opts.gradients.length !== N * w.d) throw new Error(`downstream: gradients hold ${opts.gradients.length} values, expected ${N} positions × d ${w.d}`);
+  if (opts.baselines && (opts.baselines.ce_zero.length !== N || opts.baselines.ce_mean.length !== N)) throw new Error(`downstream: baselines must hold ${N} positions`);
   const isG = w.arch === 'gsae';
   const mode: GradientMode = isG ? (opts.gradientMode ?? 'both') : 'gradfree';
   const primaryG = isG && mode !== 'gradfree';
@@ -238,7 +310,9 @@ export function evaluateDownstream(
       const off = s0 * seqLen;
       const { win, inputs, targets } = batchInputs(s0, nb);
       let g: tf.Tensor3D | null = null;
-      if (primaryG) {
+      if (primaryG && opts.gradients) {
+        g = tf.tensor3d(opts.gradients.subarray(off * w.d, (off + n) * w.d), [nb, seqLen, w.d]);
+      } else if (primaryG) {
         const ag = model.activationAndGrad(win, nb, seqLen, hook);
         forwardTokens += n;
         g = tf.tensor3d(ag.g, [nb, seqLen, w.d]);
@@ -262,8 +336,8 @@ export function evaluateDownstream(
         };
         spliced({ [hook]: sae.hook({ mode: primaryG ? 'gradient' : 'topk', g: g ?? undefined, onEncode: stats.observe }) }, 'ce_spliced', 'kl');
         if (statsGF) spliced({ [hook]: sae.hook({ mode: 'topk', onEncode: statsGF.observe }) }, 'ce_spliced_gradfree', 'kl_gradfree');
-        ceInto(logitsOf(inp, { [hook]: zeroAblationHook }), targets, pt.ce_zero, off);
-        if (opts.meanActivation) ceInto(logitsOf(inp, { [hook]: meanAblationHook(opts.meanActivation) }), targets, pt.ce_mean, off);
+        if (!opts.baselines) ceInto(logitsOf(inp, { [hook]: zeroAblationHook }), targets, pt.ce_zero, off);
+        if (opts.meanActivation && !opts.baselines) ceInto(logitsOf(inp, { [hook]: meanAblationHook(opts.meanActivation) }), targets, pt.ce_mean, off);
       } finally {
         g?.dispose();
         inp.dispose();
@@ -272,7 +346,10 @@ export function evaluateDownstream(
     }
 
     const meanAct = opts.meanActivation ?? stats.mean();
-    if (!opts.meanActivation) {
+    if (opts.baselines) {
+      pt.ce_zero.set(opts.baselines.ce_zero);
+      pt.ce_mean.set(opts.baselines.ce_mean);
+    } else if (!opts.meanActivation) {
       const hookFn = meanAblationHook(meanAct);
       for (let s0 = 0; s0 < nSeq; s0 += batch) {
         const nb = Math.min(batch, nSeq - s0);
@@ -442,50 +519,18 @@ export function mergeDead(firesHeldOut: ArrayLike<number>, trainingDead: ArrayLi
 }
 
 // ---------------------------------------------------------------------------------------------
-// Per-token results on disk: <base>.bin (little-endian arrays back to back) + <base>.json.
-
-interface ArrayEntry {
-  name: string;
-  dtype: 'float32' | 'float64';
-  byteOffset: number;
-  length: number;
-}
+// Per-token results on disk: <base>.bin + <base>.json (lib/util/arrays.ts).
 
 /** Writes the per-token arrays and firing counts to `<base>.bin` and the metadata to `<base>.json`. */
 export function writeDownstream(result: DownstreamResult, base: string, extra: Record<string, unknown> = {}): { bin: string; json: string } {
-  mkdirSync(path.dirname(base), { recursive: true });
-  const arrays: [string, Float32Array | Float64Array][] = Object.entries(result.perToken);
-  arrays.push(['fires_per_latent', result.firesPerLatent]);
-  if (result.firesPerLatentGradfree) arrays.push(['fires_per_latent_gradfree', result.firesPerLatentGradfree]);
-  arrays.push(['mean_activation', result.meanActivation]);
-  const entries: ArrayEntry[] = [];
-  let off = 0;
-  for (const [name, a] of arrays) {
-    entries.push({ name, dtype: a instanceof Float64Array ? 'float64' : 'float32', byteOffset: off, length: a.length });
-    off += a.byteLength;
-    off = Math.ceil(off / 8) * 8;
-  }
-  const buf = Buffer.alloc(off);
-  for (let i = 0; i < arrays.length; i++) {
-    const a = arrays[i][1];
-    Buffer.from(a.buffer, a.byteOffset, a.byteLength).copy(buf, entries[i].byteOffset);
-  }
-  const bin = base + '.bin';
-  const json = base + '.json';
-  writeFileSync(bin, buf);
+  const arrays: NamedArrays = { ...result.perToken, fires_per_latent: result.firesPerLatent };
+  if (result.firesPerLatentGradfree) arrays.fires_per_latent_gradfree = result.firesPerLatentGradfree;
+  arrays.mean_activation = result.meanActivation;
   const { perToken: _p, firesPerLatent: _f, firesPerLatentGradfree: _g, meanActivation: _m, ...meta } = result;
-  writeFileSync(json, JSON.stringify({ ...meta, ...extra, binary: path.basename(bin), endianness: 'little', arrays: entries }, null, 2));
-  return { bin, json };
+  return writeArrays(base, arrays, { ...meta, ...extra });
 }
 
 /** Reads what writeDownstream wrote: metadata plus the arrays by name. */
-export function readDownstream(base: string): { meta: Record<string, unknown>; arrays: Record<string, Float32Array | Float64Array> } {
-  const meta = JSON.parse(readFileSync(base + '.json', 'utf8')) as Record<string, unknown> & { arrays: ArrayEntry[] };
-  const buf = readFileSync(base + '.bin');
-  const ab = buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength);
-  const arrays: Record<string, Float32Array | Float64Array> = {};
-  for (const e of meta.arrays) {
-    arrays[e.name] = e.dtype === 'float64' ? new Float64Array(ab, e.byteOffset, e.length) : new Float32Array(ab, e.byteOffset, e.length);
-  }
-  return { meta, arrays };
+export function readDownstream(base: string): { meta: Record<string, unknown>; arrays: NamedArrays } {
+  return readArrays(base);
 }

@@ -12,6 +12,6 @@ export {
   type TrainMetrics,
   type TrainSaeResult,
 } from './train.ts';
-export { encodeSparse, decodeSparse, evaluateSae, usesGradient, type SaeEvaluation } from './infer.ts';
+export { encodeSparse, decodeSparse, evaluateSae, selectionChangeRate, usesGradient, type SaeEvaluation } from './infer.ts';
 export { saveSae, saveTrainResult, loadSae, loadSaeCfg, loadFiringCounts, type FiringStats } from './io.ts';
 export { selectTopK, SelectScratch } from './select.ts';

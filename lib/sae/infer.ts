@@ -187,3 +187,23 @@ export function evaluateSae(w: SaeWeights, x: Float32Array, g?: Float32Array | n
     firing,
   };
 }
+
+/**
+ * Selection change rate of a g-SAE on rows x, g [n, d]: the fraction of the k selected latents
+ * that differ between the g-SAE selection and plain TopK selection with the same weights,
+ * |S_g \ S_topk| / k averaged over rows. 0 for topk weights, beta = 0 or no gradient. It says
+ * how much the gradient term actually changes which latents are kept.
+ */
+export function selectionChangeRate(w: SaeWeights, x: Float32Array, g: Float32Array | null): number {
+  if (!usesGradient(w, g)) return 0;
+  const plain = encodeSparse(w, x, null);
+  const k = w.k;
+  const inPlain = new Uint8Array(w.m);
+  let changed = 0;
+  encodeRows(w, x, g, (r, idx) => {
+    for (let t = 0; t < k; t++) inPlain[plain.indices[r * k + t]] = 1;
+    for (let t = 0; t < k; t++) if (!inPlain[idx[t]]) changed++;
+    for (let t = 0; t < k; t++) inPlain[plain.indices[r * k + t]] = 0;
+  });
+  return changed / (plain.n * k);
+}
