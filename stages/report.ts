@@ -15,13 +15,38 @@ function browserK(ks: number[]): number {
   return sorted[Math.floor((sorted.length - 1) / 2)];
 }
 
-function pick(list: UpstreamInstance[], arch: string, k: number): UpstreamInstance | undefined {
-  return list
-    .filter((u) => u.instance.arch === arch && Number(u.instance.k) === k)
-    .sort((a, b) => Number(a.instance.seed) - Number(b.instance.seed))[0];
+/** The instance of arch at k with the lowest seed; for the g-SAE at β = `beta` when there is one. */
+function pick(list: UpstreamInstance[], arch: string, k: number, beta?: number): UpstreamInstance | undefined {
+  const mine = list.filter((u) => u.instance.arch === arch && Number(u.instance.k) === k);
+  const atBeta = beta === undefined ? [] : mine.filter((u) => Number(u.instance.beta) === beta);
+  return (atBeta.length ? atBeta : mine).sort(
+    (a, b) => Number(a.instance.beta ?? 0) - Number(b.instance.beta ?? 0) || Number(a.instance.seed) - Number(b.instance.seed),
+  )[0];
 }
 
-async function latentBrowser(ctx: StageContext<Params>): Promise<LatentBrowserData> {
+/** β* per k as the compare stage chose it for the running run (empty when it wrote none). */
+async function betaStars(dbPath: string): Promise<Map<number, number>> {
+  const { openReportDb, resolveRunId } = await import('../lib/report/index.ts');
+  const { betaSelectionSql } = await import('../lib/report/sql.ts');
+  const db = await openReportDb(dbPath);
+  try {
+    if (!(await db.hasRelation('beta_selection'))) return new Map();
+    const rows = await db.query(betaSelectionSql(await resolveRunId(db)));
+    return new Map(rows.filter((r) => r.chosen === true).map((r) => [Number(r.k), Number(r.beta)]));
+  } finally {
+    db.close();
+  }
+}
+
+interface SteeredLatent {
+  rule?: string;
+  alpha: number;
+  latent: number;
+  target_tokens: string[];
+  effect: number;
+}
+
+async function latentBrowser(ctx: StageContext<Params>, dbPath: string): Promise<LatentBrowserData> {
   const nLatents = ctx.params.report.browser_latents;
   const nContexts = ctx.params.report.browser_contexts;
   if (nLatents === 0) return [];
@@ -41,15 +66,21 @@ async function latentBrowser(ctx: StageContext<Params>): Promise<LatentBrowserDa
   const T = man.seq_len;
   const starts = spreadWindows(test.length, T, man.windows);
   const tokenAt = (row: number): number => test[starts[Math.floor(row / T)] + (row % T)];
+  // The g-SAE shown is the one the claims use at this k (β*).
+  const betaStar = (await withRetry(() => betaStars(dbPath))).get(k);
   const out: LatentBrowserData = [];
   for (const arch of ['topk', 'gsae']) {
-    const s = pick(saes, arch, k);
-    const st = pick(steers, arch, k);
+    const beta = arch === 'gsae' ? betaStar : undefined;
+    const s = pick(saes, arch, k, beta);
+    const st = s && pick(steers, arch, k, s.instance.beta === undefined ? undefined : Number(s.instance.beta));
     if (!s || !st) continue;
     const w = loadSae(s.dir);
     const steer = readJson(path.join(st.dir, 'latents.json'));
-    const firstAlpha = steer.rows[0]?.alpha;
-    const rows = (steer.rows as Array<{ alpha: number; latent: number; target_tokens: string[]; effect: number }>).filter((r) => r.alpha === firstAlpha);
+    const all = steer.rows as SteeredLatent[];
+    // Targets of the rule that decides claim 3 (logit_lens) when the steering stage recorded rules.
+    const rule = all.some((r) => r.rule === 'logit_lens') ? 'logit_lens' : all[0]?.rule;
+    const firstAlpha = all.find((r) => r.rule === rule)?.alpha;
+    const rows = all.filter((r) => r.rule === rule && r.alpha === firstAlpha);
     const chosen = rows.slice(0, nLatents);
     const code = encodeSparse(w, acts.x, arch === 'gsae' ? acts.g : null);
     for (const r of chosen) {
@@ -85,11 +116,12 @@ async function latentBrowser(ctx: StageContext<Params>): Promise<LatentBrowserDa
       out.push({
         arch,
         k,
+        ...(s.instance.beta !== undefined ? { beta: Number(s.instance.beta), betaStar: Number(s.instance.beta) === betaStar } : {}),
         latent: r.latent,
         seed: Number(s.instance.seed),
         contexts,
         promoted: r.target_tokens,
-        note: `fires on ${((100 * fires) / code.n).toFixed(2)}% of held-out tokens; steering effect ${r.effect.toFixed(3)} at α = ${firstAlpha}`,
+        note: `fires on ${((100 * fires) / code.n).toFixed(2)}% of held-out tokens; steering effect ${r.effect.toFixed(3)} at α = ${firstAlpha}${rule ? ` (${rule} targets)` : ''}`,
       });
     }
   }
@@ -110,7 +142,7 @@ async function withRetry<T>(fn: () => Promise<T>, tries = 40): Promise<T> {
 
 const stage: StageDef<Params> = {
   name: 'report',
-  description: 'Charts, claims table with verdicts and latent browser: results/report/index.html',
+  description: 'Charts, claims table (the compare stage\'s paired verdicts) and latent browser: results/report/index.html',
   params: ['report', 'sae.k'],
   inputs: {
     downstream: { stage: 'downstream', all: true },
@@ -118,20 +150,22 @@ const stage: StageDef<Params> = {
     sae: { stage: 'sae', all: true },
     acts: { stage: 'collect' },
     tokens: { stage: 'tokenize' },
+    // Not read as files: the claims come from its DuckDB tables, so the report must run after it.
+    compare: { stage: 'compare' },
   },
   outputs: ['index.html', 'summary.json'],
   env: ['backend'],
   async run(ctx) {
     await initStageBackend(ctx); // the latent browser encodes held-out activations with tfjs
     const { buildReport } = await import('../lib/report/index.ts');
-    const browser = await latentBrowser(ctx);
-    const res = await withRetry(() =>
-      buildReport({ dbPath: path.resolve('results', 'results.duckdb'), outDir: ctx.outDir, latentBrowser: browser }),
-    );
+    const dbPath = path.resolve('results', 'results.duckdb');
+    const browser = await latentBrowser(ctx, dbPath);
+    const res = await withRetry(() => buildReport({ dbPath, outDir: ctx.outDir, latentBrowser: browser }));
     for (const c of res.charts) ctx.log(`${c.status === 'ok' ? '✓' : '·'} ${c.name}: ${c.status}${c.message ? ` (${c.message})` : ''}, ${c.rows} rows`);
     for (const c of res.claims.summary) ctx.log(`claim ${c.claim} (${c.text}): ${c.status}`);
     const errors = res.charts.filter((c) => c.status === 'error');
     if (errors.length > 0) throw new Error(`report: ${errors.length} chart(s) failed: ${errors.map((c) => `${c.name}: ${c.message}`).join('; ')}`);
+    if (res.claims.error) throw new Error(`report: ${res.claims.error}`);
   },
 };
 export default stage;

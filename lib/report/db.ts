@@ -11,6 +11,8 @@ export interface ReportDb {
   query(sql: string): Promise<Row[]>;
   /** Whether a table or view of that name exists (main schema). */
   hasRelation(name: string): Promise<boolean>;
+  /** Whether a table or view has a column of that name (tables gain columns as stages change). */
+  hasColumn(table: string, column: string): Promise<boolean>;
   close(): void;
 }
 
@@ -45,6 +47,13 @@ export function wrapConnection(connection: DuckDBConnection, onClose?: () => voi
         relations.set(key, n > 0);
       }
       return relations.get(key)!;
+    },
+    async hasColumn(table: string, column: string): Promise<boolean> {
+      const q = (v: string) => `'${v.toLowerCase().replace(/'/g, "''")}'`;
+      const reader = await connection.runAndReadAll(
+        `SELECT count(*) AS n FROM information_schema.columns WHERE lower(table_name) = ${q(table)} AND lower(column_name) = ${q(column)}`,
+      );
+      return Number(reader.getRowObjectsJS()[0]?.n ?? 0) > 0;
     },
     close() {
       onClose?.();

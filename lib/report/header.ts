@@ -78,7 +78,7 @@ ORDER BY stage, name`;
 
 /** Pipeline order of the known stages; unknown stages keep their alphabetical order after them. */
 function stageOrder(stages: StageNames): (s: string) => number {
-  const order = [stages.tokenize, stages.lm, stages.collect, stages.sae, stages.downstream, stages.steering, 'report'];
+  const order = [stages.tokenize, stages.lm, stages.collect, stages.sae, stages.downstream, stages.steering, stages.compare, 'report'];
   return (s) => {
     const i = order.indexOf(s);
     return i < 0 ? order.length : i;

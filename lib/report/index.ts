@@ -1,5 +1,6 @@
 /**
- * The report: DuckDB → Vega-Lite charts → one offline HTML page with a verdict per claim.
+ * The report: DuckDB → Vega-Lite charts → one offline HTML page with the compare stage's verdict
+ * per claim and k (the report displays the `paired` table; it judges nothing itself).
  *
  *   const res = await buildReport({ dbPath: 'results/results.duckdb', outDir: 'results/report' });
  *
@@ -20,15 +21,15 @@ import { chartDefs, type ChartDef } from './charts.ts';
 import { openReportDb, type ReportDb, type Row } from './db.ts';
 import { readHeader, resolveRunId } from './header.ts';
 import { renderHtml, renderSvg, type RenderedChart } from './render.ts';
-import { DEFAULT_STAGES, finalMetricsOverSeedsSql, steeringOverSeedsSql, type StageNames } from './sql.ts';
-import type { ChartResult, LatentBrowserData, ReportMeta } from './types.ts';
+import { AT_BETA_STAR, betaSelectionSql, DEFAULT_STAGES, pairedSql, type StageNames } from './sql.ts';
+import type { ChartResult, ClaimsSql, LatentBrowserData, ReportMeta } from './types.ts';
 import { buildClaims, type ClaimsTable } from './verdicts.ts';
 
 export type { ChartDef } from './charts.ts';
-export type { ClaimsTable, ClaimRow, Estimate, CellVerdict } from './verdicts.ts';
+export type { ClaimsTable, PairedRow, BetaSelectionRow, ClaimSummary, CellVerdict } from './verdicts.ts';
 export type * from './types.ts';
 export { chartDefs } from './charts.ts';
-export { buildClaims, judge, CHECKS, CLAIMS } from './verdicts.ts';
+export { buildClaims, CLAIMS } from './verdicts.ts';
 export { renderSvg } from './render.ts';
 export { openReportDb, wrapConnection } from './db.ts';
 export { resolveRunId } from './header.ts';
@@ -95,11 +96,21 @@ async function missingTables(db: ReportDb, tables: string[]): Promise<string[]> 
   return missing;
 }
 
+async function missingColumns(db: ReportDb, columns: Array<[string, string]>): Promise<string[]> {
+  const missing: string[] = [];
+  for (const [t, c] of columns) if (!(await db.hasColumn(t, c))) missing.push(`${t}.${c}`);
+  return missing;
+}
+
 async function runChart(db: ReportDb, def: ChartDef, outDir: string, runId: string | null): Promise<RenderedChart> {
   const base: ChartResult = { name: def.name, title: def.title, section: def.section, status: 'no data', rows: 0, files: [], warnings: [] };
   const missing = await missingTables(db, def.tables);
   if (missing.length) {
     return { def, result: { ...base, message: `no data: stage ${def.stage} has not run (missing ${missing.join(', ')})` } };
+  }
+  const missingCols = await missingColumns(db, def.columns ?? []);
+  if (missingCols.length) {
+    return { def, result: { ...base, message: `no data: the ${def.stage} rows predate column ${missingCols.join(', ')} (rerun stage ${def.stage})` } };
   }
   let rows: Row[];
   try {
@@ -109,7 +120,7 @@ async function runChart(db: ReportDb, def: ChartDef, outDir: string, runId: stri
   }
   if (rows.length === 0) {
     const where = runId === null ? 'no run recorded' : `no rows for the instances run ${runId} ran or cached`;
-    return { def, result: { ...base, message: `no data: stage ${def.stage} has not run (${where})` } };
+    return { def, result: { ...base, message: `no data: stage ${def.stage} has not run, or recorded none of these values (${where})` } };
   }
   try {
     const spec: TopLevelSpec = def.spec(rows);
@@ -124,10 +135,19 @@ async function runChart(db: ReportDb, def: ChartDef, outDir: string, runId: stri
   }
 }
 
-/** Rows for the claims table (empty when the stage has not run). */
-async function claimRows(db: ReportDb, sql: string, tables: string[]): Promise<Row[]> {
-  if ((await missingTables(db, tables)).length) return [];
-  return db.query(sql);
+/** The claims table from the compare stage's tables (no rows when that stage has not run). */
+async function readClaims(db: ReportDb, sql: ClaimsSql): Promise<ClaimsTable> {
+  const needed = ['paired', 'runs', 'stage_runs'];
+  if ((await missingTables(db, needed)).length) return buildClaims([], [], []);
+  try {
+    const atBetaStar = await db.query(sql.atBetaStar);
+    const all = await db.query(sql.all);
+    const betaSelection = (await db.hasRelation('beta_selection')) ? await db.query(sql.betaSelection) : [];
+    return buildClaims(atBetaStar, all, betaSelection, 'no data: no paired rows at β* for the instances this run used');
+  } catch (e) {
+    const error = `claims query failed: ${(e as Error).message.split('\n')[0]}`;
+    return { ...buildClaims([], [], [], error), error };
+  }
 }
 
 export async function buildReport(opts: BuildReportOptions): Promise<ReportResult> {
@@ -146,14 +166,12 @@ export async function buildReport(opts: BuildReportOptions): Promise<ReportResul
     // Resolved once: every query shown in the page embeds this literal run id.
     const runId = await resolveRunId(db, meta.runId);
     const header = await readHeader(db, runId, stages);
-    const claimsSql = {
-      downstream: finalMetricsOverSeedsSql(runId, stages.downstream, ['delta_ce', 'delta_ce_gradfree', 'loss_recovered', 'kl', 'dead_frac']),
-      steering: steeringOverSeedsSql(runId, ['effect', 'consistency'], stages.steering),
+    const claimsSql: ClaimsSql = {
+      atBetaStar: pairedSql(runId, stages.compare, AT_BETA_STAR),
+      all: pairedSql(runId, stages.compare),
+      betaSelection: betaSelectionSql(runId, stages.compare),
     };
-    const claims = buildClaims(
-      await claimRows(db, claimsSql.downstream, ['metrics', 'runs', 'stage_runs']),
-      await claimRows(db, claimsSql.steering, ['steering_summary', 'runs', 'stage_runs']),
-    );
+    const claims = await readClaims(db, claimsSql);
     const charts: RenderedChart[] = [];
     for (const def of chartDefs(runId, stages)) charts.push(await runChart(db, def, outDir, runId));
     const vendorScripts = await copyVendor(outDir);
@@ -172,7 +190,7 @@ export async function buildReport(opts: BuildReportOptions): Promise<ReportResul
     const results = charts.map((c) => c.result);
     await writeFile(
       path.join(outDir, 'summary.json'),
-      JSON.stringify({ runId: header.runId ?? runId, charts: results, claims: claims.summary, claimRows: claims.rows }, null, 2) + '\n',
+      JSON.stringify({ runId: header.runId ?? runId, charts: results, claims: claims.summary, claimRows: claims.rows, claimsError: claims.error ?? null, seeds: claims.seeds }, null, 2) + '\n',
     );
     return { outDir, indexHtml, charts: results, claims };
   } finally {

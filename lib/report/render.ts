@@ -9,9 +9,10 @@
 import * as vega from 'vega';
 import * as vl from 'vega-lite';
 import type { TopLevelSpec } from 'vega-lite';
-import type { ChartDef } from './charts.ts';
-import type { ClaimRow, ClaimsTable, Estimate } from './verdicts.ts';
-import type { ChartResult, LatentBrowserData, LatentEntry, ReportMeta, RunHeader } from './types.ts';
+import { archLabel, fmtBeta, type ChartDef } from './charts.ts';
+import { ruleLabel, STATS_TEXT, STEERING_RULE_TEXT } from './texts.ts';
+import { CLAIMS, type BetaSelectionRow, type ClaimsTable, type PairedRow } from './verdicts.ts';
+import type { ChartResult, ClaimsSql, LatentBrowserData, LatentEntry, ReportMeta, RunHeader } from './types.ts';
 
 // ---------------------------------------------------------------------------------------------
 // SVG in Node
@@ -67,12 +68,6 @@ export function fmtNum(v: number | null | undefined, digits = 4): string {
   if (Number.isInteger(v) && Math.abs(v) < 1e15) return v.toLocaleString('en-US');
   if (v !== 0 && (Math.abs(v) >= 1e6 || Math.abs(v) < 1e-4)) return v.toExponential(2);
   return String(Number(v.toPrecision(digits)));
-}
-
-function fmtEstimate(e: Estimate | null): string {
-  if (!e) return '<span class="muted">–</span>';
-  const ci = e.lo !== null && e.hi !== null ? ` <span class="ci">[${fmtNum(e.lo)}, ${fmtNum(e.hi)}]</span>` : ' <span class="ci">[no CI]</span>';
-  return `${fmtNum(e.mean)}${ci}`;
 }
 
 function getParam(params: unknown, path: string): unknown {
@@ -170,47 +165,122 @@ function describeModel(params: unknown): string {
   return `GPT trained here: ${nl} layers, d_model ${getParam(params, 'lm.d_model')}, ${getParam(params, 'lm.n_head')} heads, context ${getParam(params, 'lm.n_ctx')}${hook}`;
 }
 
-function renderClaims(claims: ClaimsTable, sql: { downstream: string; steering: string }): string {
+const verdictClass = (v: string | null) => `v-${(v ?? 'no data').replace(/\s+/g, '-')}`;
+
+function fmtDiff(r: PairedRow): string {
+  const ci = r.lo !== null && r.hi !== null ? ` <span class="ci">[${fmtNum(r.lo)}, ${fmtNum(r.hi)}]</span>` : ' <span class="ci">[no CI]</span>';
+  return `${fmtNum(r.diff)}${ci}`;
+}
+
+/** The check, its direction, and what the row is at (target rule, α, matched KL). */
+function checkCell(r: PairedRow): string {
+  const at = [
+    ...(r.rule ? [ruleLabel(r.rule)] : []),
+    ...(r.alpha !== null ? [`α = ${fmtNum(r.alpha)}`] : []),
+    ...(r.matchKl !== null ? [`at KL = ${fmtNum(r.matchKl)}`] : []),
+  ];
+  return `${esc(r.label)} <span class="muted small">(${esc(r.better)} is better${at.length ? `; ${esc(at.join(', '))}` : ''})</span> <code class="small">${esc(r.check)}</code>`;
+}
+
+function holmCell(r: PairedRow): string {
+  if (r.verdictHolm === null) return '<td class="muted">–</td>';
+  return `<td class="verdict ${verdictClass(r.verdictHolm)}">${esc(r.verdictHolm)}${r.pHolm !== null ? ` <span class="ci">p=${fmtNum(r.pHolm, 2)}</span>` : ''}</td>`;
+}
+
+const PAIRED_HEAD = ['check', 'k', 'β*', 'TopK', 'g-SAE', 'g-SAE − TopK [95% CI]', 'interval', 'n', 'p', 'verdict', 'Holm verdict (p)', 'change rate', 'MDE'];
+
+/** One comparison as table cells (the columns of PAIRED_HEAD, or with split / β / seed for every row). */
+function pairedCells(r: PairedRow, full = false): string {
+  const beta = r.beta === null ? '–' : `${fmtNum(r.beta)}${full && r.isBetaStar ? ' <span class="muted small">(β*)</span>' : ''}`;
+  return (
+    `<td>${checkCell(r)}</td>` +
+    (full ? `<td>${esc(r.split)}</td>` : '') +
+    `<td>${r.k}</td><td>${beta}</td>` +
+    (full ? `<td>${r.seed === null ? `all (${r.seeds ?? '?'})` : r.seed}</td>` : '') +
+    `<td>${fmtNum(r.topk)}</td><td>${fmtNum(r.gsae)}</td><td>${fmtDiff(r)}</td>` +
+    `<td class="small">${esc(r.interval || '–')}</td><td>${fmtNum(r.n)}</td><td>${fmtNum(r.p, 2)}</td>` +
+    `<td class="verdict ${verdictClass(r.verdict)}">${esc(r.verdict)}</td>${holmCell(r)}` +
+    `<td>${fmtNum(r.changeRate, 3)}</td><td>${fmtNum(r.mde, 3)}</td>`
+  );
+}
+
+function pairedAttrs(r: PairedRow): string {
+  return `data-claim="${r.claim}" data-check="${esc(r.check)}" data-k="${r.k}" data-beta="${r.beta ?? ''}" data-verdict="${esc(r.verdict)}" data-verdict-holm="${esc(r.verdictHolm ?? '')}"`;
+}
+
+function pairedTable(rows: PairedRow[], cls: string, full = false): string {
+  const head = full ? ['check', 'split', 'k', 'β', 'seed', ...PAIRED_HEAD.slice(3)] : PAIRED_HEAD;
+  return `<table class="claims ${cls}"><thead><tr>${head.map((h) => `<th>${esc(h)}</th>`).join('')}</tr></thead><tbody>${rows
+    .map((r) => `<tr class="${r.primary ? 'primary' : 'secondary'}" ${pairedAttrs(r)}>${pairedCells(r, full)}</tr>`)
+    .join('\n')}</tbody></table>`;
+}
+
+function betaSelectionTable(rows: BetaSelectionRow[]): string {
+  return `<table class="compact beta-selection"><thead><tr><th>k</th><th>β</th><th>val ΔCE g-SAE − TopK [95% CI]</th><th>change rate (val)</th><th>chosen</th><th>criterion</th></tr></thead><tbody>${rows
+    .map(
+      (r) =>
+        `<tr class="${r.chosen ? 'chosen' : ''}" data-k="${r.k}" data-beta="${r.beta}" data-chosen="${r.chosen}"><td>${r.k}</td><td>${fmtNum(r.beta)}</td><td>${fmtNum(r.valDiff)} <span class="ci">[${fmtNum(r.valLo)}, ${fmtNum(r.valHi)}]</span></td><td>${fmtNum(r.changeRateVal, 3)}</td><td>${r.chosen ? '<b>β*</b>' : ''}</td><td class="small">${esc(r.criterion)}</td></tr>`,
+    )
+    .join('')}</tbody></table>`;
+}
+
+function seedNote(seeds: ClaimsTable['seeds']): string {
+  if (!seeds) return '';
+  if (seeds.max === 1) return `<p class="note one-seed">${esc(STATS_TEXT.oneSeed)}</p>`;
+  if (seeds.min === 1) return '<p class="note one-seed">Some rows rest on a single seed (column seeds of the full table): their intervals measure evaluation noise only, not seed-to-seed variation.</p>';
+  return `<p class="muted small">Seeds per arm: ${seeds.min === seeds.max ? seeds.min : `${seeds.min}–${seeds.max}`}. ${esc(STATS_TEXT.seeds)}</p>`;
+}
+
+function renderClaims(claims: ClaimsTable, sql: ClaimsSql): string {
   const summary = `<ol class="claims-summary">${claims.summary
     .map((s) => {
       const cls = s.claim === 4 ? 'v-not-measured' : s.counts['reproduced'] && !s.counts['not reproduced'] && !s.counts['inconclusive'] ? 'v-reproduced' : s.counts['not reproduced'] ? 'v-not-reproduced' : '';
-      return `<li value="${s.claim}"><b>${esc(s.text)}.</b> <span class="${cls}">${esc(s.status)}</span></li>`;
+      return `<li value="${s.claim}" data-claim="${s.claim}"><b>${esc(s.text)}.</b> <span class="${cls}">${esc(s.status)}</span></li>`;
     })
     .join('')}</ol>`;
-  const byClaim = new Map<number, ClaimRow[]>();
-  for (const r of claims.rows) byClaim.set(r.claim, [...(byClaim.get(r.claim) ?? []), r]);
+  const cols = PAIRED_HEAD.length;
   const body: string[] = [];
   for (const claim of [1, 2, 3] as const) {
-    const rows = byClaim.get(claim) ?? [];
-    const text = claims.summary.find((s) => s.claim === claim)?.text ?? '';
+    const rows = claims.rows.filter((r) => r.claim === claim);
+    const s = claims.summary.find((x) => x.claim === claim)!;
+    body.push(`<tr class="claim-start claim-head"><td colspan="${cols}"><b>Claim ${claim}.</b> ${esc(s.text)}</td></tr>`);
     if (!rows.length) {
-      body.push(`<tr class="claim-start"><td>${claim}</td><td>${esc(text)}</td><td colspan="6" class="note">no data: the ${claim === 3 ? 'steering' : 'downstream'} stage has not run</td></tr>`);
+      body.push(`<tr><td colspan="${cols}" class="note">${esc(s.status)}</td></tr>`);
       continue;
     }
-    rows.forEach((r, i) => {
-      const vcls = `v-${r.verdict.replace(/\s+/g, '-')}`;
-      body.push(
-        `<tr class="${i === 0 ? 'claim-start' : ''} ${r.primary ? 'primary' : 'secondary'}">` +
-          (i === 0 ? `<td rowspan="${rows.length}">${claim}</td><td rowspan="${rows.length}">${esc(text)}</td>` : '') +
-          `<td>${esc(r.label)} <span class="muted">(${r.better} is better)</span></td>` +
-          `<td>${r.k}${r.alpha !== null ? ` <span class="muted">α=${fmtNum(r.alpha)}</span>` : ''}</td>` +
-          `<td>${fmtEstimate(r.topk)}</td><td>${fmtEstimate(r.gsae)}</td>` +
-          `<td>${r.topk?.n ?? '–'} / ${r.gsae?.n ?? '–'}</td>` +
-          `<td class="verdict ${vcls}" title="${esc(r.reason)}">${esc(r.verdict)}</td></tr>`,
-      );
-    });
+    for (const r of rows) body.push(`<tr class="primary" ${pairedAttrs(r)}>${pairedCells(r)}</tr>`);
   }
-  body.push(`<tr class="claim-start"><td>4</td><td>${esc(claims.summary.find((s) => s.claim === 4)?.text ?? '')}</td><td colspan="5" class="muted">Needs human or LLM raters of latent explanations; this pipeline has none. Browse latents below to judge informally.</td><td class="verdict v-not-measured">not measured (requires raters)</td></tr>`);
+  body.push(
+    `<tr class="claim-start claim-head"><td colspan="${cols}"><b>Claim 4.</b> ${esc(CLAIMS[4])}</td></tr>` +
+      `<tr><td colspan="${cols - 4}" class="muted">Needs human or LLM raters of latent explanations; this pipeline has none. Browse latents below to judge informally.</td><td class="verdict v-not-measured" colspan="4">not measured (requires raters)</td></tr>`,
+  );
+  const table = `<table class="claims primary-table"><thead><tr>${PAIRED_HEAD.map((h) => `<th>${esc(h)}</th>`).join('')}</tr></thead><tbody>${body.join('\n')}</tbody></table>`;
+  const secondary = claims.secondary.length
+    ? `<details class="secondary-checks"><summary>Secondary checks at β* (test split, ${claims.secondary.length} rows): the other metrics of each claim, and steering at equal α and with the other target rule</summary>${pairedTable(claims.secondary, 'secondary-table')}</details>`
+    : '';
+  const all = claims.all.length
+    ? `<details class="all-paired"><summary>Every row of the paired table (${claims.all.length}: every β, val and test splits, aggregate and per seed)</summary>${pairedTable(claims.all, 'all-table', true)}${sqlBlock(sql.all, 'SQL (every paired row)')}</details>`
+    : '';
+  const beta = claims.betaSelection.length
+    ? `<details class="beta-selection" open><summary>How β* was chosen (validation split)</summary>${betaSelectionTable(claims.betaSelection)}${sqlBlock(sql.betaSelection, 'SQL (beta_selection)')}</details>`
+    : '';
   return `<section id="claims"><h2>Claims</h2>
-<p>Per paper claim and per k: TopK vs g-SAE, mean over seeds with its 95% CI in brackets, and the verdict:
-<b>reproduced</b> when the g-SAE is better and the CIs do not overlap, <b>not reproduced</b> when TopK is better beyond the CIs,
-<b>inconclusive</b> when they overlap. Bold rows decide the summary; the others are context.</p>
+<p>${esc(STATS_TEXT.paired)} Per paper claim and per k: the row of the claim's primary check at β* on the test split, exactly as the compare stage wrote it (both arms' values, the paired difference with its 95% CI, which interval that is, the verdict and the Holm verdict). More in <a href="#methods">Methods</a>.</p>
+<ul class="small rules">
+<li>${esc(STATS_TEXT.verdict)}</li>
+<li>${esc(STATS_TEXT.holm)}</li>
+<li>${esc(STATS_TEXT.betaStar)}</li>
+<li>${esc(STATS_TEXT.steeringPrimary)}</li>
+<li>${esc(STATS_TEXT.intervalColumn)} ${esc(STATS_TEXT.mde)}</li>
+</ul>
+${claims.error ? `<p class="note error">${esc(claims.error)}</p>` : ''}
+${seedNote(claims.seeds)}
 ${summary}
-<table class="claims"><colgroup><col style="width:2.5em"><col style="width:19%"><col style="width:17%"><col style="width:6%"><col style="width:18%"><col style="width:18%"><col style="width:7%"><col></colgroup><thead><tr><th>#</th><th>claim</th><th>metric</th><th>k</th><th>TopK mean [95% CI]</th><th>g-SAE mean [95% CI]</th><th>seeds (TopK / g-SAE)</th><th>verdict</th></tr></thead>
-<tbody>${body.join('\n')}</tbody></table>
-<p class="muted small">CIs: with ≥ 2 seeds, Student-t intervals over the per-seed values; with 1 seed, the bootstrap CI stored by the evaluation stage for that seed (over held-out sequences, or over steered latents), which measures evaluation noise only, not seed-to-seed variation. Verdict rule: <code>verdictFromCIs</code> in lib/eval/stats.ts.</p>
-${sqlBlock(sql.downstream, 'SQL (downstream claims)')}
-${sqlBlock(sql.steering, 'SQL (steering claims)')}
+${table}
+${secondary}
+${beta}
+${all}
+${sqlBlock(sql.atBetaStar, 'SQL (the rows at β*: claims table and secondary checks)')}
 </section>`;
 }
 
@@ -279,8 +349,14 @@ function renderLatentBrowser(data: LatentBrowserData | undefined): string {
     const archs = [...new Set(data.filter((d) => d.k === k).map((d) => d.arch))].sort((a, b) => archOrder(a) - archOrder(b) || a.localeCompare(b));
     const cols = archs.map((arch) => {
       const entries = data.filter((d) => d.k === k && d.arch === arch);
-      const label = arch === 'topk' ? 'TopK' : arch === 'gsae' ? 'g-SAE' : arch;
-      return `<div class="arch-col"><h4>${esc(label)}</h4>${entries.map(renderLatent).join('')}</div>`;
+      const betas = [...new Set(entries.map((d) => d.beta))];
+      return betas
+        .map((beta) => {
+          const mine = entries.filter((d) => d.beta === beta);
+          const label = `${archLabel(arch)}${beta !== undefined ? ` β=${fmtBeta(beta)}${mine[0].betaStar ? ' (β*)' : ''}` : ''}`;
+          return `<div class="arch-col"><h4>${esc(label)}</h4>${mine.map(renderLatent).join('')}</div>`;
+        })
+        .join('');
     });
     return `<details ${k === ks[0] ? 'open' : ''}><summary>k = ${k}</summary><div class="latent-grid">${cols.join('')}</div></details>`;
   });
@@ -294,7 +370,7 @@ function renderMethods(params: unknown): string {
 <h3>From the paper (and Gao et al. 2024 for TopK)</h3>
 <ul>
 <li>TopK SAE: z = TopK<sub>k</sub>(ReLU(W<sub>enc</sub>(x − b<sub>dec</sub>) + b<sub>enc</sub>)), x̂ = W<sub>dec</sub> z + b<sub>dec</sub>, unit-norm decoder rows, AuxK loss for dead latents.</li>
-<li>g-SAE selection: score s = z<sub>pre</sub> + β · z<sub>pre</sub> ∘ |W<sub>dec</sub> g| with g = ∇<sub>x</sub>L; the top-k indices of s are kept with their z<sub>pre</sub> values (the gradient only chooses). β = 0 is TopK exactly. ${p('sae.beta')}.</li>
+<li>g-SAE selection: score s = z<sub>pre</sub> + β · z<sub>pre</sub> ∘ |W<sub>dec</sub> g| with g = ∇<sub>x</sub>L; the top-k indices of s are kept with their z<sub>pre</sub> values (the gradient only chooses). β = 0 is TopK exactly. ${p('sae.beta')}. <b>Ours</b>: the gradient term is divided by c = E‖g‖ / √d when ${p('sae.grad_scale')} is <code>data</code>, so that β = 1 makes it comparable to the activation term on average (<code>none</code>: c = 1, the literal formula).</li>
 <li>The four claims at equal k: lower downstream loss when spliced in, fewer dead latents, more effective steering, comparable interpretability. The paper's setting is GPT-2 small, layer 7, residual stream.</li>
 <li>Downstream metrics: ΔCE = CE<sub>spliced</sub> − CE<sub>clean</sub>, loss recovered = (CE<sub>zero</sub> − CE<sub>spliced</sub>) / (CE<sub>zero</sub> − CE<sub>clean</sub>), KL(p<sub>clean</sub> ‖ p<sub>spliced</sub>), FVU, L0, dead fraction.</li>
 </ul>
@@ -303,10 +379,27 @@ function renderMethods(params: unknown): string {
 <li><b>Laptop scale.</b> A small GPT trained here on U.S. State of the Union text (${p('corpus.source')}, ${p('tokenizer.kind')}) instead of GPT-2 small on OpenWebText, SAEs at ${p('collect.layer')} ${p('collect.site')}; setting <code>lm.pretrained</code>${getParam(params, 'lm.pretrained') === undefined ? '' : ` (now <code>${esc(JSON.stringify(getParam(params, 'lm.pretrained')))}</code>)`} to a GPT-2 checkpoint (with <code>tokenizer.kind: gpt2</code>) runs the paper's model. Absolute numbers are therefore not comparable with the paper's; the comparison TopK vs g-SAE at equal k is.</li>
 <li><b>Gradient source at evaluation.</b> The g-SAE's gradient comes from the clean forward/backward pass on the same held-out tokens. Because a user cannot always compute a loss gradient, the g-SAE is also evaluated <i>gradient-free</i> (plain TopK selection at inference): the dashed series in the charts and the "gradient-free" claims rows.</li>
 <li><b>b<sub>dec</sub> initialization.</b> ${p('sae.b_dec_init')} of a sample of activations (as in Gao et al.); the paper does not state it.</li>
-<li><b>Steering protocol</b> (the paper's is not known). Per SAE, ${p('steering.n_latents')} latents sampled uniformly among alive latents (${p('steering.seed')}); steer by adding α · r · W<sub>dec</sub>[i] at every position, r = mean ‖x‖ at the hook, ${p('steering.alphas')}. Random held-out contexts (${p('steering.contexts')}) split in halves: on the calibration half, the ${p('steering.n_targets')} tokens whose log-probability rises most are the targets; on the evaluation half ("arbitrary contexts"), effect = mean rise of log p(targets) per position, consistency = fraction of positions where it rises, and KL(steered ‖ clean). Per SAE: mean and bootstrap 95% CI over latents.</li>
+<li><b>g-SAE β.</b> The g-SAEs are trained at every β of ${p('sae.beta')}; TopK has no β. The charts show each β as its own series; the claims use β* per k (below).</li>
+<li><b>Steering protocol</b> (the paper's is not known). Per SAE, ${p('steering.n_latents')} latents sampled uniformly among alive latents (${p('steering.seed')}); steer by adding α · r · W<sub>dec</sub>[i] at every position, r = mean ‖x‖ at the hook, ${p('steering.alphas')}. Random held-out contexts (${p('steering.contexts')}) split in halves; the evaluation half gives the "arbitrary contexts". Two target rules (${p('steering.n_targets')} targets each), scored on the same steered passes: ${Object.values(STEERING_RULE_TEXT).map(esc).join('; ')}. Consistency = fraction of positions where the targets rise; KL(steered ‖ clean) measures how much the steering disrupts the model overall.</li>
 <li><b>Dead latents.</b> A latent is dead if it never fires on the held-out set and did not fire during the last ${p('sae.dead_tokens')} training tokens.</li>
-<li><b>Verdict rule.</b> Per claim and k, from the means over seeds (${p('sae.seeds')}) with 95% CIs: reproduced / not reproduced when the CIs separate in favour of the g-SAE / TopK, inconclusive when they overlap. With ≥ 2 seeds the CI is a Student-t interval over the per-seed values; with one seed it is the stored bootstrap CI of that seed (${p('downstream.bootstrap_resamples')} resamples of held-out sequences; ${p('steering.bootstrap_resamples')} of latents), which captures evaluation noise but not training-seed variation.</li>
 <li><b>Interpretability</b> (claim 4) is not measured: it needs human or LLM raters. The latent browser is for informal inspection only.</li>
+</ul>
+<h3 id="statistics">Statistics (ours): how the claims are decided</h3>
+<p>The compare stage writes every number of the claims table (tables <code>paired</code> and <code>beta_selection</code>); the report only displays them.</p>
+<ul>
+<li>${esc(STATS_TEXT.paired)}</li>
+<li>${esc(STATS_TEXT.downstream)} (${p('downstream.bootstrap_resamples')} resamples.)</li>
+<li>${esc(STATS_TEXT.seeds)} The seeds of this run: ${p('sae.seeds')}.</li>
+<li>${esc(STATS_TEXT.dead)}</li>
+<li>${esc(STATS_TEXT.steering)} (${p('steering.bootstrap_resamples')} resamples.)</li>
+<li>${esc(STATS_TEXT.intervalColumn)}</li>
+<li>${esc(STATS_TEXT.verdict)}</li>
+<li>${esc(STATS_TEXT.holm)}</li>
+<li>${esc(STATS_TEXT.betaStar)}</li>
+<li>${esc(STATS_TEXT.steeringPrimary)}</li>
+<li>${esc(STATS_TEXT.mde)}</li>
+<li>${esc(STATS_TEXT.changeRate)}</li>
+<li>With one seed, seed-to-seed variation is not measured: the intervals then measure evaluation noise only.</li>
 </ul>
 <p class="muted small">Every number in this page comes from SQL over <code>results/results.duckdb</code>; the query is shown under each table and chart and can be rerun with <code>npm run query -- "&lt;SQL&gt;"</code>.</p>
 </section>`;
@@ -347,6 +440,12 @@ table.claims tr.primary td { font-weight: 600; } table.claims tr.secondary td { 
 td.v-inconclusive { background: #f3f4f6; color: #374151; }
 .v-not-measured, td.v-no-data { color: var(--muted); font-style: italic; }
 ol.claims-summary li { margin: 4px 0; }
+table.claims tr.claim-head td { background: #f6f7f9; font-weight: 400; }
+table.claims td.small, table.claims .small { font-size: 12px; }
+details.secondary-checks, details.all-paired, details.beta-selection { margin: 10px 0; }
+details table.claims tr.primary td, table.primary-table tr.primary td { font-weight: 400; }
+table.primary-table td.verdict { font-weight: 600; }
+table.beta-selection tr.chosen td { font-weight: 600; background: #f0f7ff; }
 figure.chart { margin: 22px 0; padding: 12px 14px; border: 1px solid var(--line); border-radius: 6px; }
 figure.chart h3 { margin-top: 0; }
 figure.chart .static svg { max-width: 100%; height: auto; }
@@ -414,7 +513,7 @@ export interface PageModel {
   meta: ReportMeta;
   header: RunHeader;
   claims: ClaimsTable;
-  claimsSql: { downstream: string; steering: string };
+  claimsSql: ClaimsSql;
   charts: RenderedChart[];
   latentBrowser?: LatentBrowserData;
   generatedAt: string;

@@ -10,6 +10,9 @@ export interface LatentContext {
 export interface LatentEntry {
   arch: string; // 'topk' | 'gsae'
   k: number;
+  /** The g-SAE's β (absent for TopK), and whether it is β* at this k. */
+  beta?: number;
+  betaStar?: boolean;
   latent: number;
   seed?: number;
   /** Top-activating held-out contexts (the activating token is the one with the largest act). */
@@ -94,4 +97,13 @@ export interface RunHeader {
   facts: Array<{ stage: string; name: string; value: number }>;
   /** SQL of each part, shown in the page. */
   sql: { run: string; stages: string; instances: string; facts: string };
+}
+
+/** The SQL of the claims section (each shown in the page). */
+export interface ClaimsSql {
+  /** Every check's aggregate test row at β* (the claims table and its secondary rows). */
+  atBetaStar: string;
+  /** Every row of paired. */
+  all: string;
+  betaSelection: string;
 }

@@ -1,150 +1,186 @@
 /**
- * The claims table: for each paper claim and each k, TopK vs g-SAE means over seeds with 95% CIs
- * and a verdict.
- *
- * The verdict rule is lib/eval/stats.ts `verdictFromCIs` (shared with the evaluations). The CIs it
- * is applied to come from SQL (sql.ts), so the page shows exactly the numbers the verdict used:
- * ≥ 2 seeds: Student-t interval over the per-seed values; 1 seed: the bootstrap CI the evaluation
- * stage stored for that seed (`<name>_lo/_hi`, or the steering table's `*_lo/*_hi`).
+ * The claims table: what the compare stage's `paired` table says, per claim and k, at β* on the
+ * test split. The report judges nothing: differences, intervals, p-values, verdicts, Holm verdicts
+ * and β* are the compare stage's (lib/eval/paired.ts); this module only selects and groups rows.
  */
-import { verdictFromCIs, type Better, type Verdict } from '../eval/stats.ts';
 import type { Row } from './db.ts';
+import { CLAIM_TEXT } from './texts.ts';
 
-export type { Better, Verdict };
-export type CellVerdict = Verdict | 'no data' | 'not measured';
+export type CellVerdict = 'reproduced' | 'not reproduced' | 'inconclusive' | 'no data' | 'not measured';
 
-/** A mean over seeds with its 95% CI (lo/hi null when no CI could be formed). */
-export interface Estimate {
-  mean: number;
+/** One row of `paired` (sql.ts pairedSql): a comparison g-SAE − TopK. */
+export interface PairedRow {
+  claim: number;
+  check: string;
+  label: string;
+  /** '' or the steering target rule ('calibration' | 'logit_lens'). */
+  rule: string;
+  better: string;
+  primary: boolean;
+  split: string;
+  k: number;
+  beta: number | null;
+  alpha: number | null;
+  matchKl: number | null;
+  /** null: the aggregate over seeds; a number: that seed's paired difference. */
+  seed: number | null;
+  seeds: number | null;
+  topk: number | null;
+  gsae: number | null;
+  diff: number | null;
   lo: number | null;
   hi: number | null;
-  n: number;
-  ci?: string;
+  interval: string;
+  n: number | null;
+  p: number | null;
+  verdict: string;
+  mde: number | null;
+  isBetaStar: boolean;
+  pHolm: number | null;
+  verdictHolm: string | null;
+  changeRate: number | null;
 }
 
-/**
- * SCIENCE.md's rule ("reproduced" when the g-SAE is better beyond the CIs, "not reproduced" when
- * TopK is, "inconclusive" when they overlap or a CI is missing), via stats.ts, plus a reason.
- */
-export function judge(topk: Estimate, gsae: Estimate, better: Better): { verdict: Verdict; reason: string } {
-  const ok = (e: Estimate) => e.lo !== null && e.hi !== null && Number.isFinite(e.lo) && Number.isFinite(e.hi);
-  const asCI = (e: Estimate) => ({ mean: e.mean, lo: e.lo ?? NaN, hi: e.hi ?? NaN, n: e.n, level: 0.95 });
-  const verdict = verdictFromCIs(asCI(topk), asCI(gsae), better);
-  if (!ok(topk) || !ok(gsae)) return { verdict, reason: 'no CI (a single seed without a stored bootstrap CI)' };
-  const reason =
-    verdict === 'reproduced'
-      ? `g-SAE ${better} beyond the 95% CIs`
-      : verdict === 'not reproduced'
-        ? `TopK ${better} beyond the 95% CIs`
-        : 'the 95% CIs overlap';
-  return { verdict, reason };
-}
-
-export interface Check {
-  claim: 1 | 2 | 3;
-  /** metric column value in the SQL rows. */
-  metric: string;
-  /** '' or 'gradient-free' (g-SAE evaluated with plain TopK selection). */
-  variant: '' | 'gradient-free';
-  source: 'downstream' | 'steering';
-  label: string;
-  better: Better;
-  /** Primary checks decide the per-claim summary; the others are shown for context. */
-  primary: boolean;
-}
-
-export const CLAIMS: Record<1 | 2 | 3 | 4, string> = {
-  1: 'Downstream faithfulness: spliced-in reconstructions give lower downstream loss at equal k',
-  2: 'Fewer dead latents at equal k',
-  3: 'Latents are on average more effective at steering the model in arbitrary contexts',
-  4: 'Interpretability comparable to TopK SAEs',
-};
-
-export const CHECKS: Check[] = [
-  { claim: 1, metric: 'delta_ce', variant: '', source: 'downstream', label: 'ΔCE', better: 'lower', primary: true },
-  { claim: 1, metric: 'loss_recovered', variant: '', source: 'downstream', label: 'loss recovered', better: 'higher', primary: false },
-  { claim: 1, metric: 'kl', variant: '', source: 'downstream', label: 'KL(clean ‖ spliced)', better: 'lower', primary: false },
-  { claim: 1, metric: 'delta_ce', variant: 'gradient-free', source: 'downstream', label: 'ΔCE, g-SAE gradient-free eval', better: 'lower', primary: false },
-  { claim: 2, metric: 'dead_frac', variant: '', source: 'downstream', label: 'dead fraction', better: 'lower', primary: true },
-  { claim: 3, metric: 'effect', variant: '', source: 'steering', label: 'steering effect', better: 'higher', primary: true },
-  { claim: 3, metric: 'consistency', variant: '', source: 'steering', label: 'steering consistency', better: 'higher', primary: false },
-];
-
-export interface ClaimRow {
-  claim: 1 | 2 | 3;
-  label: string;
-  better: Better;
-  primary: boolean;
+/** One row of `beta_selection`: a candidate β for one k, judged on the val split. */
+export interface BetaSelectionRow {
   k: number;
-  alpha: number | null;
-  topk: Estimate | null;
-  gsae: Estimate | null;
-  verdict: CellVerdict;
-  reason: string;
+  beta: number;
+  valDiff: number | null;
+  valLo: number | null;
+  valHi: number | null;
+  changeRateVal: number | null;
+  chosen: boolean;
+  criterion: string;
 }
 
 export interface ClaimSummary {
   claim: 1 | 2 | 3 | 4;
   text: string;
-  /** e.g. "reproduced at k = 16, 32; inconclusive at k = 64", or "not measured (requires raters)". */
+  /** e.g. "reproduced at k = 16, 32; inconclusive at k = 8 (Holm: reproduced at k = 32; inconclusive at k = 8, 16)". */
   status: string;
   counts: Partial<Record<CellVerdict, number>>;
 }
 
 export interface ClaimsTable {
-  rows: ClaimRow[];
+  /** Per claim and k, the primary check's aggregate test row at β*: what decides the claim. */
+  rows: PairedRow[];
+  /** The other checks' aggregate test rows at β*, for context. */
+  secondary: PairedRow[];
+  /** Every row of `paired` (every β, both splits, per seed). */
+  all: PairedRow[];
+  betaSelection: BetaSelectionRow[];
   summary: ClaimSummary[];
+  /** Fewest and most seeds behind an aggregate row (null without rows). */
+  seeds: { min: number; max: number } | null;
+  /** Set when the claims queries failed (shown on the page; the report stage fails on it). */
+  error?: string;
 }
 
-function toEstimate(r: Row | undefined): Estimate | null {
-  if (!r || typeof r.mean !== 'number') return null;
-  const num = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : null);
-  return { mean: r.mean, lo: num(r.lo), hi: num(r.hi), n: Number(r.n_seeds ?? 0), ci: r.ci == null ? undefined : String(r.ci) };
+export const CLAIMS = CLAIM_TEXT;
+
+const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+const str = (v: unknown): string => (v === null || v === undefined ? '' : String(v));
+
+export function toPairedRow(r: Row): PairedRow {
+  return {
+    claim: Number(r.claim),
+    check: str(r.check),
+    label: str(r.label) || str(r.check),
+    rule: str(r.rule),
+    better: str(r.better),
+    primary: r.primary === true,
+    split: str(r.split),
+    k: Number(r.k),
+    beta: num(r.beta),
+    alpha: num(r.alpha),
+    matchKl: num(r.match_kl),
+    seed: num(r.seed),
+    seeds: num(r.seeds),
+    topk: num(r.topk),
+    gsae: num(r.gsae),
+    diff: num(r.diff),
+    lo: num(r.lo),
+    hi: num(r.hi),
+    interval: str(r.interval),
+    n: num(r.n),
+    p: num(r.p),
+    verdict: str(r.verdict) || 'no data',
+    mde: num(r.mde),
+    isBetaStar: r.is_beta_star === true,
+    pHolm: num(r.p_holm),
+    verdictHolm: r.verdict_holm === null || r.verdict_holm === undefined ? null : String(r.verdict_holm),
+    changeRate: num(r.change_rate),
+  };
 }
 
-const keyOf = (k: unknown, alpha: unknown) => `${k}|${alpha ?? ''}`;
+export function toBetaSelectionRow(r: Row): BetaSelectionRow {
+  return {
+    k: Number(r.k),
+    beta: Number(r.beta),
+    valDiff: num(r.val_delta_ce_diff),
+    valLo: num(r.val_delta_ce_lo),
+    valHi: num(r.val_delta_ce_hi),
+    changeRateVal: num(r.change_rate_val),
+    chosen: r.chosen === true,
+    criterion: str(r.criterion),
+  };
+}
+
+const VERDICT_ORDER = ['reproduced', 'not reproduced', 'inconclusive'];
 
 /**
- * Builds the claims table from the rows of `finalMetricsOverSeedsSql` (downstream) and
- * `steeringOverSeedsSql` (steering): columns metric, variant, arch, k, alpha, n_seeds, mean, lo, hi, ci.
+ * "reproduced at k = 16, 32; inconclusive at k = 8" from the rows' verdicts (or Holm verdicts).
+ * A row is named by its k, plus α / matched KL / rule where these differ between the rows.
  */
-export function buildClaims(downstream: Row[], steering: Row[]): ClaimsTable {
-  const rows: ClaimRow[] = [];
-  for (const check of CHECKS) {
-    const src = check.source === 'downstream' ? downstream : steering;
-    const mine = src.filter((r) => r.metric === check.metric);
-    // The g-SAE side of a gradient-free check is the gsae row with that variant; TopK is always plain.
-    const topkRows = mine.filter((r) => r.arch === 'topk' && !r.variant);
-    const gsaeRows = mine.filter((r) => r.arch === 'gsae' && (r.variant ?? '') === check.variant);
-    const keys = new Map<string, { k: number; alpha: number | null }>();
-    for (const r of [...topkRows, ...gsaeRows]) {
-      keys.set(keyOf(r.k, r.alpha), { k: Number(r.k), alpha: typeof r.alpha === 'number' ? r.alpha : null });
-    }
-    const sorted = [...keys.values()].sort((a, b) => a.k - b.k || (a.alpha ?? 0) - (b.alpha ?? 0));
-    for (const { k, alpha } of sorted) {
-      const topk = toEstimate(topkRows.find((r) => keyOf(r.k, r.alpha) === keyOf(k, alpha)));
-      const gsae = toEstimate(gsaeRows.find((r) => keyOf(r.k, r.alpha) === keyOf(k, alpha)));
-      let verdict: CellVerdict = 'no data';
-      let reason = topk ? 'no g-SAE result at this k' : 'no TopK result at this k';
-      if (topk && gsae) ({ verdict, reason } = judge(topk, gsae, check.better));
-      rows.push({ claim: check.claim, label: check.label, better: check.better, primary: check.primary, k, alpha, topk, gsae, verdict, reason });
-    }
+function verdictLine(rows: PairedRow[], verdictOf: (r: PairedRow) => string | null): string {
+  const varies = (f: (r: PairedRow) => unknown) => new Set(rows.map((r) => String(f(r)))).size > 1;
+  const showAlpha = varies((r) => r.alpha);
+  const showKl = varies((r) => r.matchKl);
+  const showRule = varies((r) => r.rule);
+  const where = new Map<string, string[]>();
+  for (const r of rows) {
+    const v = verdictOf(r);
+    if (v === null) continue;
+    const q = [
+      ...(showRule && r.rule ? [r.rule] : []),
+      ...(showAlpha && r.alpha !== null ? [`α=${r.alpha}`] : []),
+      ...(showKl && r.matchKl !== null ? [`KL=${r.matchKl}`] : []),
+    ];
+    where.set(v, [...(where.get(v) ?? []), q.length ? `${r.k} (${q.join(', ')})` : `${r.k}`]);
   }
+  const order = [...VERDICT_ORDER.filter((v) => where.has(v)), ...[...where.keys()].filter((v) => !VERDICT_ORDER.includes(v)).sort()];
+  return order.map((v) => `${v} at k = ${where.get(v)!.join(', ')}`).join('; ');
+}
+
+const byKey = (a: PairedRow, b: PairedRow) =>
+  a.claim - b.claim || a.k - b.k || (a.alpha ?? -Infinity) - (b.alpha ?? -Infinity) || (a.matchKl ?? -Infinity) - (b.matchKl ?? -Infinity) || a.rule.localeCompare(b.rule);
+
+/**
+ * Builds the claims table from the rows of `pairedSql` restricted to AT_BETA_STAR (`atBetaStar`),
+ * of `pairedSql` unrestricted (`all`) and of `betaSelectionSql`. `noDataReason` is the status of
+ * every claim when there are no rows at all (e.g. the compare stage has not run).
+ */
+export function buildClaims(atBetaStar: Row[], all: Row[] = [], betaSelection: Row[] = [], noDataReason = 'no data: the compare stage has not run'): ClaimsTable {
+  const star = atBetaStar.map(toPairedRow);
+  const rows = star.filter((r) => r.primary).sort(byKey);
+  const secondary = star.filter((r) => !r.primary);
+  const allRows = all.map(toPairedRow);
+  const aggregates = [...star, ...allRows].filter((r) => r.seed === null && r.seeds !== null);
+  const seeds = aggregates.length
+    ? { min: Math.min(...aggregates.map((r) => r.seeds!)), max: Math.max(...aggregates.map((r) => r.seeds!)) }
+    : null;
   const summary: ClaimSummary[] = ([1, 2, 3] as const).map((claim) => {
-    const primary = rows.filter((r) => r.claim === claim && r.primary);
+    const mine = rows.filter((r) => r.claim === claim);
     const counts: Partial<Record<CellVerdict, number>> = {};
-    const where = new Map<CellVerdict, string[]>();
-    for (const r of primary) {
-      counts[r.verdict] = (counts[r.verdict] ?? 0) + 1;
-      const at = r.alpha === null ? `${r.k}` : `${r.k} (α=${r.alpha})`;
-      where.set(r.verdict, [...(where.get(r.verdict) ?? []), at]);
+    for (const r of mine) {
+      const v = (VERDICT_ORDER.includes(r.verdict) ? r.verdict : 'no data') as CellVerdict;
+      counts[v] = (counts[v] ?? 0) + 1;
     }
-    const order: CellVerdict[] = ['reproduced', 'not reproduced', 'inconclusive', 'no data'];
-    const status = primary.length
-      ? order.filter((v) => where.has(v)).map((v) => `${v} at k = ${where.get(v)!.join(', ')}`).join('; ')
-      : 'no data: the stage has not run';
-    return { claim, text: CLAIMS[claim], status, counts };
+    let status = mine.length ? verdictLine(mine, (r) => r.verdict) : star.length ? 'no data: the compare stage wrote no rows for this claim' : noDataReason;
+    const holm = verdictLine(mine, (r) => r.verdictHolm);
+    if (holm) status += ` (Holm: ${holm})`;
+    return { claim, text: CLAIM_TEXT[claim], status, counts };
   });
-  summary.push({ claim: 4, text: CLAIMS[4], status: 'not measured (requires raters)', counts: { 'not measured': 1 } });
-  return { rows, summary };
+  summary.push({ claim: 4, text: CLAIM_TEXT[4], status: 'not measured (requires raters)', counts: { 'not measured': 1 } });
+  return { rows, secondary, all: allRows, betaSelection: betaSelection.map(toBetaSelectionRow), summary, seeds };
 }
