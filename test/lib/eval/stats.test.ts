@@ -3,9 +3,9 @@ import {
   bootstrapDiffCI,
   bootstrapMeanCI,
   bootstrapRatioCI,
-  decideVerdict,
+  pairedBootstrap,
   quantileSorted,
-  verdictFromCIs,
+  verdictFromDiff,
 } from '../../../lib/eval/stats.ts';
 import { mulberry32, randn } from '../../../lib/util/random.ts';
 
@@ -73,39 +73,22 @@ describe('bootstrap', () => {
   });
 });
 
-describe('verdicts', () => {
-  const ci = (lo: number, hi: number) => ({ mean: (lo + hi) / 2, lo, hi, n: 5, level: 0.95 });
-  it('rule on CIs', () => {
-    expect(verdictFromCIs(ci(1, 2), ci(0.2, 0.5), 'lower')).toBe('reproduced');
-    expect(verdictFromCIs(ci(1, 2), ci(2.5, 3), 'lower')).toBe('not reproduced');
-    expect(verdictFromCIs(ci(1, 2), ci(1.5, 3), 'lower')).toBe('inconclusive');
-    expect(verdictFromCIs(ci(1, 2), ci(2, 3), 'lower')).toBe('inconclusive'); // touching
-    expect(verdictFromCIs(ci(1, 2), ci(2.5, 3), 'higher')).toBe('reproduced');
-    expect(verdictFromCIs(ci(1, 2), ci(0.2, 0.5), 'higher')).toBe('not reproduced');
-    expect(verdictFromCIs(ci(1, 2), ci(NaN, 3), 'higher')).toBe('inconclusive');
+describe('verdicts from the CI of a paired difference g-SAE − TopK', () => {
+  it('rule: the CI excludes 0 in the g-SAE\'s favour, in TopK\'s, or not at all', () => {
+    expect(verdictFromDiff({ lo: -0.3, hi: -0.1 }, 'lower')).toBe('reproduced');
+    expect(verdictFromDiff({ lo: 0.1, hi: 0.3 }, 'lower')).toBe('not reproduced');
+    expect(verdictFromDiff({ lo: -0.1, hi: 0.3 }, 'lower')).toBe('inconclusive');
+    expect(verdictFromDiff({ lo: 0, hi: 0.3 }, 'lower')).toBe('inconclusive'); // touching 0
+    expect(verdictFromDiff({ lo: 0.1, hi: 0.3 }, 'higher')).toBe('reproduced');
+    expect(verdictFromDiff({ lo: -0.3, hi: -0.1 }, 'higher')).toBe('not reproduced');
+    expect(verdictFromDiff({ lo: NaN, hi: 3 }, 'higher')).toBe('inconclusive');
   });
 
-  it('per-seed: clear win, clear loss, overlap', () => {
-    const topk = { perSeed: [0.30, 0.31, 0.29, 0.30] };
-    expect(decideVerdict({ topk, gsae: { perSeed: [0.20, 0.21, 0.19] }, better: 'lower' })).toMatchObject({ verdict: 'reproduced', basis: 'seeds' });
-    expect(decideVerdict({ topk, gsae: { perSeed: [0.40, 0.41, 0.42] }, better: 'lower' }).verdict).toBe('not reproduced');
-    expect(decideVerdict({ topk, gsae: { perSeed: [0.28, 0.33, 0.30] }, better: 'lower' }).verdict).toBe('inconclusive');
-    expect(decideVerdict({ topk, gsae: { perSeed: [0.40, 0.41, 0.42] }, better: 'higher' }).verdict).toBe('reproduced');
-  });
-
-  it('single seed falls back to units (clustered) or given CIs; nothing → inconclusive', () => {
+  it('clustering by sequence keeps the paired CI honest when positions of a sequence move together', () => {
     const r = randn(mulberry32(9));
-    const t = Array.from({ length: 500 }, () => 1 + r());
-    const g = Array.from({ length: 500 }, () => 1.5 + r());
-    const res = decideVerdict({ topk: { perSeed: [1], units: t }, gsae: { perSeed: [1.5], units: g }, better: 'higher' });
-    expect(res).toMatchObject({ verdict: 'reproduced', basis: 'units' });
-    // two sequences each, strongly correlated within a sequence: clustering makes the CI honest
-    const tc = Array.from({ length: 500 }, (_, i) => (i < 250 ? 0 : 2) + 0.01 * r());
-    const gc = Array.from({ length: 500 }, (_, i) => (i < 250 ? 0.5 : 2.5) + 0.01 * r());
-    expect(decideVerdict({ topk: { units: tc }, gsae: { units: gc }, better: 'higher' }).verdict).toBe('reproduced');
-    const res2 = decideVerdict({ topk: { units: tc, clusterSize: 250 }, gsae: { units: gc, clusterSize: 250 }, better: 'higher' });
-    expect(res2.verdict).toBe('inconclusive');
-    expect(decideVerdict({ topk: { ci: ci(1, 2) }, gsae: { ci: ci(3, 4) }, better: 'higher' })).toMatchObject({ verdict: 'reproduced', basis: 'given' });
-    expect(decideVerdict({ topk: { perSeed: [1] }, gsae: { perSeed: [2] }, better: 'higher' })).toMatchObject({ verdict: 'inconclusive', basis: 'none' });
+    // two sequences of 250 positions: the difference is +0.5 in one and −0.3 in the other
+    const d = Array.from({ length: 500 }, (_, i) => (i < 250 ? 0.5 : -0.3) + 0.01 * r());
+    expect(verdictFromDiff(pairedBootstrap(d, null), 'higher')).toBe('reproduced'); // positions as if independent
+    expect(verdictFromDiff(pairedBootstrap(d, null, { clusterSize: 250 }), 'higher')).toBe('inconclusive');
   });
 });
