@@ -16,6 +16,7 @@ import { checkStageDefs, importProject, projectPaths } from './project.ts';
 import { acquireLock } from './lock.ts';
 import { runPipeline } from './runner.ts';
 import { Store } from './store.ts';
+import { verifyStore } from './verify.ts';
 
 function positiveInt(value: string): number {
   const n = Number(value);
@@ -56,8 +57,9 @@ export function buildCli(): Command {
     .option('-j, --jobs <n>', 'instances run in parallel', positiveInt, os.availableParallelism())
     .option('--set <key=value>', 'override a param for this run (YAML value), e.g. --set sae.k=[8,16]; repeatable', collect, [])
     .option('--wait <seconds>', 'wait this long for another run holding the store lock', nonNegative, 0)
+    .option('--verify', 're-hash every cache entry before it is used, whatever its file stats (corrupted ones are recomputed)')
     .addOption(new Option('--progress <mode>', 'progress display').choices(['auto', 'tty', 'plain', 'none']).default('auto'))
-    .action(async (targets: string[], o: CommonOpts & { force: string[]; dryRun?: boolean; jobs: number; set: string[]; wait: number; progress: 'auto' }) => {
+    .action(async (targets: string[], o: CommonOpts & { force: string[]; dryRun?: boolean; jobs: number; set: string[]; wait: number; verify?: boolean; progress: 'auto' }) => {
       const controller = new AbortController();
       let interrupts = 0;
       let firstAt = 0;
@@ -81,6 +83,7 @@ export function buildCli(): Command {
         jobs: o.jobs,
         set: o.set,
         waitSeconds: o.wait,
+        verify: o.verify,
         progress: o.progress,
         signal: controller.signal,
         command: ['run', ...process.argv.slice(3)].join(' '),
@@ -148,6 +151,29 @@ export function buildCli(): Command {
         for (const r of removed) process.stdout.write(`${o.dryRun ? 'would remove' : 'removed'} ${r.label} ${r.fingerprint.slice(0, 12)} (${(r.bytes / 1e6).toFixed(1)} MB)\n`);
         const mb = removed.reduce((a, r) => a + r.bytes, 0) / 1e6;
         process.stdout.write(`${removed.length} entr${removed.length === 1 ? 'y' : 'ies'} (${mb.toFixed(1)} MB) ${o.dryRun ? 'to remove' : 'removed'}; ${kept} kept\n`);
+      } finally {
+        await lock.release();
+      }
+    });
+
+  program
+    .command('verify')
+    .description('re-hash every cache entry in use; report corrupted ones and the instances they affect, and remove them so the next run recomputes them (exit 1 if any)')
+    .addOption(rootOption())
+    .option('--wait <seconds>', 'wait this long for another run holding the store lock', nonNegative, 0)
+    .action(async (o: { root?: string; wait: number }) => {
+      const paths = projectPaths(o);
+      const store = new Store(paths.cacheDir);
+      const lock = await acquireLock(store.lockFile, { waitSeconds: o.wait });
+      try {
+        const r = await verifyStore(store, { remove: true });
+        for (const c of r.corrupted) {
+          const affects = c.affects.length > 0 ? `; affects ${c.affects.join(', ')}` : '';
+          process.stdout.write(`corrupted ${c.label} ${c.fingerprint.slice(0, 12)}: ${c.problem}${affects}; removed, the next run recomputes it\n`);
+        }
+        const summary = `${r.checked} entr${r.checked === 1 ? 'y' : 'ies'} in use, ${r.files} files (${(r.bytes / 1e6).toFixed(1)} MB) re-hashed`;
+        process.stdout.write(r.corrupted.length === 0 ? `ok: ${summary}, none corrupted\n` : `${r.corrupted.length} corrupted: ${summary}\n`);
+        if (r.corrupted.length > 0) process.exitCode = 1;
       } finally {
         await lock.release();
       }

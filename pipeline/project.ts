@@ -2,7 +2,7 @@
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { CodeGraph } from './closure.ts';
-import { UsageError } from './errors.ts';
+import { ParamsError, UsageError } from './errors.ts';
 import { isDeclared } from './projection.ts';
 import type { Project, StageDef } from './types.ts';
 import { showValue } from './util.ts';
@@ -52,7 +52,9 @@ export async function importProject(stagesModule: string): Promise<Project> {
   const stages = mod.stages ?? mod.default?.stages;
   if (!Array.isArray(stages)) throw new UsageError(`${stagesModule} must export \`stages: StageDef[]\``);
   const environment = mod.environment ?? mod.default?.environment;
-  return { stages, environment };
+  const validate = mod.validate ?? mod.default?.validate;
+  if (validate !== undefined && typeof validate !== 'function') throw new UsageError(`${stagesModule}: \`validate\` must be a function (params) => string[]`);
+  return { stages, environment, validate };
 }
 
 const NAME = /^[A-Za-z][A-Za-z0-9_-]*$/;
@@ -167,4 +169,19 @@ export async function stageModules(project: Project, graph: CodeGraph, root: str
   }
   for (const s of project.stages) if (!out.has(s.name)) out.set(s.name, graph.entry);
   return out;
+}
+
+/** The project's cross-field checks (Project.validate): every problem at once, exit 2. */
+export async function validateProject(project: Project, params: unknown): Promise<void> {
+  if (!project.validate) return;
+  let problems: unknown;
+  try {
+    problems = await project.validate(params);
+  } catch (e) {
+    throw new ParamsError(`invalid params:\n  ${(e as Error).message}`, [(e as Error).message]);
+  }
+  if (!Array.isArray(problems) || problems.some((p) => typeof p !== 'string')) {
+    throw new UsageError(`the project's validate(params) must return a list of strings; got ${showValue(problems)}`);
+  }
+  if (problems.length > 0) throw new ParamsError(`invalid params:\n  ${(problems as string[]).join('\n  ')}`, problems as string[]);
 }

@@ -18,9 +18,9 @@ import { buildInstances, declaredKeys, hiddenKeys, type Instance, matchTargets, 
 import { acquireLock, type Lock } from './lock.ts';
 import { applyOverrides, declaredValues, type Override, parseOverride, readParamsFile, readSchema, validateParams } from './params.ts';
 import { plainReporter, type Reporter, ttyReporter } from './progress.ts';
-import { checkStageDefs, importProject, type PathOptions, type ProjectPaths, projectPaths, stageModules } from './project.ts';
+import { checkStageDefs, importProject, type PathOptions, type ProjectPaths, projectPaths, stageModules, validateProject } from './project.ts';
 import type { ChildMessage, StartMessage } from './protocol.ts';
-import { contentHashOf, linkResult, type Manifest, Store } from './store.ts';
+import { contentHashOf, linkResult, type Manifest, type ResultEntry, Store, switchResults } from './store.ts';
 import type { InstanceKey, Project, UpstreamInstance } from './types.ts';
 import { formatSeconds } from './util.ts';
 
@@ -41,6 +41,8 @@ export interface RunOptions extends PathOptions {
   set?: string[];
   /** Seconds to wait for a lock held by a live run (default 0: fail at once, exit code 3). */
   waitSeconds?: number;
+  /** Re-hash every cache entry before using it, whatever its file stats (`run --verify`). */
+  verify?: boolean;
   /** 'auto' (bars on a TTY, plain lines otherwise), 'tty', 'plain' or 'none'. */
   progress?: 'auto' | 'tty' | 'plain' | 'none';
   /** Where messages go (default: stdout / stderr). */
@@ -95,12 +97,19 @@ export async function planPipeline(opts: RunOptions): Promise<Plan> {
 
   const project = await importProject(paths.stagesModule);
   checkStageDefs(project.stages);
+  await validateProject(project, params);
   const instances = buildInstances(project.stages, params);
   const targets = opts.targets ?? [];
   const forced = opts.force?.length ? matchTargets(instances, opts.force) : new Set<string>();
   const selected = targets.length === 0 ? instances : withDependencies(instances, new Set([...matchTargets(instances, targets), ...forced]));
 
-  const env = project.environment ? await project.environment(params) : {};
+  let env: Record<string, string> = {};
+  try {
+    env = project.environment ? await project.environment(params) : {};
+  } catch (e) {
+    // e.g. a backend that cannot load on this machine: the user's to fix, so one line, no stack.
+    throw new UsageError(`cannot run with these params: ${(e as Error).message}`);
+  }
   for (const s of project.stages) {
     for (const field of s.env ?? []) {
       if (!(field in env)) {
@@ -184,9 +193,14 @@ async function gitCommit(root: string): Promise<string | null> {
   }
 }
 
-async function tailLines(file: string, n: number): Promise<string[]> {
-  const text = await fs.readFile(file, 'utf8').catch(() => '');
-  return text.trimEnd().split('\n').slice(-n);
+async function tailLines(file: string, n: number, without?: string): Promise<string[]> {
+  let text = await fs.readFile(file, 'utf8').catch(() => '');
+  if (without) text = text.replace(`${without}\n`, '');
+  return text
+    .trimEnd()
+    .split('\n')
+    .filter((l) => !l.startsWith('# FAILED: '))
+    .slice(-n);
 }
 
 /** Dry run: every selected instance as cached or to run, with the reason. */
@@ -333,10 +347,13 @@ async function execute(plan: Plan, opts: RunOptions, out: (s: string) => void, e
     db.scheduleFlush();
   };
 
+  // Each instance is linked in this run's own folder as soon as it is committed (or found cached);
+  // results/<stage> switches to this run only when the whole run succeeded (see the end).
+  const runOutputs = path.join(runDir, 'outputs');
   const publish = async (node: NodeState): Promise<void> => {
     await store.writeRef(node.inst.stage.name, node.inst.id, node.fingerprint!);
-    await linkResult(paths.resultsDir, node.inst.stage.name, node.inst.instance, store.outDir(node.fingerprint!)).catch((e: Error) =>
-      err(`could not update ${paths.resultsDir} for ${node.inst.id}: ${e.message}`),
+    await linkResult(runOutputs, node.inst.stage.name, node.inst.instance, store.outDir(node.fingerprint!)).catch((e: Error) =>
+      err(`could not update ${runOutputs} for ${node.inst.id}: ${e.message}`),
     );
   };
 
@@ -351,7 +368,7 @@ async function execute(plan: Plan, opts: RunOptions, out: (s: string) => void, e
       node.status = 'ready';
       return;
     }
-    const v = await store.verify(fp);
+    const v = await store.verify(fp, { rehash: opts.verify });
     if (v.ok) {
       node.content = v.manifest.contentHash;
       node.reason = 'up to date';
@@ -426,6 +443,7 @@ async function execute(plan: Plan, opts: RunOptions, out: (s: string) => void, e
     child.stderr!.pipe(logStream, { end: false });
     let files: Manifest['files'] | undefined;
     let failure: string | undefined;
+    let failureStack: string | undefined;
     child.on('message', (msg: ChildMessage) => {
       switch (msg.type) {
         case 'log':
@@ -447,6 +465,7 @@ async function execute(plan: Plan, opts: RunOptions, out: (s: string) => void, e
           break;
         case 'error':
           failure = msg.message;
+          failureStack = msg.stack;
           logStream.write(`${msg.stack ?? msg.message}\n`);
           break;
       }
@@ -499,8 +518,12 @@ async function execute(plan: Plan, opts: RunOptions, out: (s: string) => void, e
     } else if (failure) {
       await fs.rm(tmp.dir, { recursive: true, force: true });
       node.reason = `${node.reason}; failed: ${failure}`;
-      const tail = await tailLines(logFile, 20);
-      reporter.finish(inst.id, `✗ ${inst.id} failed after ${formatSeconds(node.seconds)}: ${failure}\n  last lines of ${logFile}:\n${tail.map((l) => `    ${l}`).join('\n')}`);
+      // The console gets the message and what the stage printed; the stack trace stays in the log.
+      const tail = await tailLines(logFile, 20, failureStack);
+      reporter.finish(
+        inst.id,
+        `✗ ${inst.id} failed after ${formatSeconds(node.seconds)}: ${failure}\n  last lines of ${logFile}${failureStack ? ' (stack trace there)' : ''}:\n${tail.map((l) => `    ${l}`).join('\n')}`,
+      );
       record(node, 'failed', startedAt);
     } else {
       reporter.finish(inst.id, `✓ ${inst.id} ran in ${formatSeconds(node.seconds)}`);
@@ -601,6 +624,7 @@ async function execute(plan: Plan, opts: RunOptions, out: (s: string) => void, e
   await db.flush();
   if (db.pendingCount > 0) await db.flush();
   if (db.pendingCount > 0) err(`results.duckdb was not updated for this run: its records are in ${path.join(runDir, 'records.jsonl')}`);
+  await showRun(plan, runId, runRow.status, list, store, out, err);
   if (count('ran') === 0 && failed === 0 && count('skipped') === 0) {
     out(`nothing to run: all ${list.length} instances cached (${formatSeconds((Date.now() - started.getTime()) / 1000)})`);
   } else {
@@ -608,4 +632,107 @@ async function execute(plan: Plan, opts: RunOptions, out: (s: string) => void, e
   }
   const exitCode = interrupted ? 130 : failed > 0 ? 1 : 0;
   return { runId, status: runRow.status as RunSummary['status'], exitCode, instances: list };
+}
+
+/**
+ * results/ shows one run: after a run that succeeded, every stage it has points at exactly its
+ * instances and results/runs/latest at its folder. A stage downstream of those that the run did not
+ * select keeps the links of its instances whose committed entry was made from exactly the contents
+ * results/ now shows (their recorded input hashes match); the others are removed. After a failed or
+ * interrupted run nothing changes there: its committed instances are linked in
+ * results/runs/<id>/outputs/ only.
+ */
+async function showRun(
+  plan: Plan,
+  runId: string,
+  status: 'running' | 'ok' | 'failed' | 'interrupted',
+  list: InstanceResult[],
+  store: Store,
+  out: (s: string) => void,
+  err: (s: string) => void,
+): Promise<void> {
+  const resultsDir = plan.paths.resultsDir;
+  const latest = path.join(resultsDir, 'runs', 'latest');
+  if (status !== 'ok') {
+    const shown = await fs.readlink(latest).catch(() => null);
+    out(
+      `results/ still shows ${shown ? `run ${path.basename(shown)}` : 'no run'} (this run ${status}); ` +
+        `what it committed is linked in ${path.relative(process.cwd(), path.join(resultsDir, 'runs', runId, 'outputs')) || '.'}`,
+    );
+    return;
+  }
+  try {
+    const entries: ResultEntry[] = [];
+    const shownContent = new Map<string, string>();
+    for (const r of list) {
+      if (!r.fingerprint) continue;
+      const m = await store.readManifest(r.fingerprint);
+      if (m) shownContent.set(r.label, m.contentHash);
+      entries.push({ stage: r.stage, instance: r.instance, target: store.outDir(r.fingerprint) });
+    }
+    const inRun = new Set(list.map((r) => r.stage));
+    const remove: string[] = [];
+    const touched = new Set<string>(inRun);
+    const objects = path.join(store.dir, 'objects');
+    // Stages the run did not select, upstream first: those downstream of the run keep what still matches.
+    for (const s of topoOrder(plan.project.stages).filter((x) => !inRun.has(x.name))) {
+      const downstream = Object.values(s.inputs ?? {}).some((i) => touched.has(i.stage));
+      let kept = 0;
+      for (const fp of await linkedFingerprints(path.join(resultsDir, s.name), objects)) {
+        const m = await store.readManifest(fp);
+        if (!m) continue;
+        const inputs = Object.values(m.components.inputs ?? {}).flatMap((i) => (Array.isArray(i) ? i : [i]));
+        if (downstream && !inputs.every((i) => shownContent.get(i.label) === i.content)) continue;
+        shownContent.set(m.label, m.contentHash);
+        if (downstream) entries.push({ stage: s.name, instance: m.instance, target: store.outDir(fp) });
+        kept++;
+      }
+      if (downstream) {
+        touched.add(s.name);
+        if (kept === 0) remove.push(s.name);
+      }
+    }
+    const skipped = await switchResults(resultsDir, entries, remove);
+    for (const p of skipped) err(`left ${p} alone: it holds files the engine did not make`);
+    const tmp = `${latest}.${process.pid}.tmp-link`;
+    await fs.rm(tmp, { force: true });
+    await fs.symlink(runId, tmp);
+    await fs.rename(tmp, latest);
+  } catch (e) {
+    err(`could not update ${resultsDir}: ${(e as Error).message}`);
+  }
+}
+
+/** Stages with every upstream before its readers (declaration order where free). */
+function topoOrder(stages: Project['stages']): Project['stages'] {
+  const out: Project['stages'] = [];
+  const done = new Set<string>();
+  const visit = (s: Project['stages'][number], seen: Set<string>): void => {
+    if (done.has(s.name) || seen.has(s.name)) return;
+    seen.add(s.name);
+    for (const i of Object.values(s.inputs ?? {})) {
+      const up = stages.find((x) => x.name === i.stage);
+      if (up) visit(up, seen);
+    }
+    done.add(s.name);
+    out.push(s);
+  };
+  for (const s of stages) visit(s, new Set());
+  return out;
+}
+
+/** Fingerprints of the cache entries results/<stage> links to now (a symlink or a folder of them). */
+async function linkedFingerprints(stageDir: string, objects: string): Promise<string[]> {
+  const st = await fs.lstat(stageDir).catch(() => undefined);
+  if (!st) return [];
+  const links = st.isSymbolicLink() ? [stageDir] : st.isDirectory() ? (await fs.readdir(stageDir)).map((f) => path.join(stageDir, f)) : [];
+  const out: string[] = [];
+  for (const l of links) {
+    const target = await fs.readlink(l).catch(() => null);
+    if (!target) continue;
+    const rel = path.relative(objects, path.resolve(path.dirname(l), target));
+    const fp = rel.split(path.sep)[0];
+    if (!rel.startsWith('..') && /^[0-9a-f]{64}$/.test(fp)) out.push(fp);
+  }
+  return out;
 }

@@ -90,10 +90,12 @@ export class Store {
   }
 
   /**
-   * Is the entry there and intact? Files whose size + mtime + inode match the manifest are trusted;
-   * others are re-hashed (and their new stats recorded when the content still matches).
+   * Is the entry there and intact? Files whose size + mtime + ctime + inode match the manifest are
+   * trusted; others are re-hashed (and their new stats recorded when the content still matches).
+   * Any write to a file changes its ctime, which cannot be set back, so an in-place edit is always
+   * re-hashed. `rehash: true` hashes every file whatever its stats (`verify` command, `run --verify`).
    */
-  async verify(fp: string): Promise<Verification> {
+  async verify(fp: string, opts: { rehash?: boolean } = {}): Promise<Verification> {
     const manifest = await this.readManifest(fp);
     if (!manifest) return (await exists(this.objectDir(fp))) ? { ok: false, missing: false, problem: 'manifest.json unreadable' } : { ok: false, missing: true };
     const out = this.outDir(fp);
@@ -114,11 +116,13 @@ export class Store {
       } catch {
         return { ok: false, missing: false, problem: `file ${rel} missing` };
       }
-      if (sameStat(stat, entry.stat)) continue;
+      if (!opts.rehash && sameStat(stat, entry.stat)) continue;
       if (stat.size !== entry.size) return { ok: false, missing: false, problem: `file ${rel} changed size` };
       if ((await sha256File(abs)) !== entry.sha256) return { ok: false, missing: false, problem: `file ${rel} content changed` };
-      entry.stat = stat;
-      restat = true;
+      if (!sameStat(stat, entry.stat)) {
+        entry.stat = stat;
+        restat = true;
+      }
     }
     if (restat) await writeFileAtomic(path.join(this.objectDir(fp), 'manifest.json'), JSON.stringify(manifest, null, 1));
     return { ok: true, manifest };
@@ -141,7 +145,12 @@ export class Store {
 
   /** Atomically publish tmpDir (with out/ inside) as objects/<fp>/. */
   async commit(tmpDir: string, manifest: Manifest): Promise<void> {
-    for (const rel of Object.keys(manifest.files)) await fs.chmod(path.join(tmpDir, 'out', rel), 0o444);
+    for (const [rel, entry] of Object.entries(manifest.files)) {
+      const abs = path.join(tmpDir, 'out', rel);
+      await fs.chmod(abs, 0o444);
+      // chmod changed the ctime the child recorded: record the stats the committed file really has.
+      entry.stat = await fileStat(abs);
+    }
     await fs.writeFile(path.join(tmpDir, 'manifest.json'), JSON.stringify(manifest, null, 1));
     await fs.mkdir(path.join(this.dir, 'objects'), { recursive: true });
     const final = this.objectDir(manifest.fingerprint);
@@ -171,12 +180,17 @@ export class Store {
 
   /** Fingerprints that some instance last used (refs/). */
   async referenced(): Promise<Set<string>> {
-    const out = new Set<string>();
+    return new Set((await this.refs()).map((r) => r.fingerprint));
+  }
+
+  /** Every ref: the entry each instance last used, with its stage. */
+  async refs(): Promise<Array<Ref & { stage: string }>> {
+    const out: Array<Ref & { stage: string }> = [];
     const refs = path.join(this.dir, 'refs');
-    for (const stage of await fs.readdir(refs).catch(() => [] as string[])) {
-      for (const f of await fs.readdir(path.join(refs, stage)).catch(() => [] as string[])) {
+    for (const stage of (await fs.readdir(refs).catch(() => [] as string[])).sort()) {
+      for (const f of (await fs.readdir(path.join(refs, stage)).catch(() => [] as string[])).sort()) {
         const ref = await readJson<Ref>(path.join(refs, stage, f));
-        if (ref) out.add(ref.fingerprint);
+        if (ref) out.push({ ...ref, stage });
       }
     }
     return out;
@@ -233,4 +247,69 @@ export async function linkResult(resultsDir: string, stage: string, instance: In
   await fs.rm(tmp, { force: true });
   await fs.symlink(rel, tmp);
   await fs.rename(tmp, link);
+}
+
+/** One instance as results/ shows it: its stage, matrix values and committed outputs folder. */
+export interface ResultEntry {
+  stage: string;
+  instance: InstanceKey;
+  target: string;
+}
+
+/** A results/<stage> path the engine made: a symlink, or a folder holding only symlinks. */
+async function engineMade(p: string): Promise<boolean> {
+  const st = await fs.lstat(p).catch(() => undefined);
+  if (!st) return false;
+  if (st.isSymbolicLink()) return true;
+  if (!st.isDirectory()) return false;
+  return (await fs.readdir(p, { withFileTypes: true })).every((e) => e.isSymbolicLink());
+}
+
+/**
+ * Make results/ show one run: for every stage of `entries`, results/<stage> is replaced by links to
+ * exactly that run's instances (a matrix stage's folder is built aside and swapped in, so instances
+ * the run does not have disappear); each stage in `remove` (not in the run, but downstream of a
+ * stage that is, so possibly stale) loses its links. Paths that hold anything but engine-made links
+ * are left alone and named in the returned list.
+ */
+export async function switchResults(resultsDir: string, entries: ResultEntry[], remove: string[]): Promise<string[]> {
+  await fs.mkdir(resultsDir, { recursive: true });
+  const skipped: string[] = [];
+  const byStage = new Map<string, ResultEntry[]>();
+  for (const e of entries) {
+    if (!byStage.has(e.stage)) byStage.set(e.stage, []);
+    byStage.get(e.stage)!.push(e);
+  }
+  const tag = `${process.pid}-${randomBytes(3).toString('hex')}`;
+  for (const [stage, list] of byStage) {
+    const final = path.join(resultsDir, stage);
+    if ((await exists(final)) && !(await engineMade(final))) {
+      skipped.push(final);
+      continue;
+    }
+    const next = path.join(resultsDir, `.${stage}.next-${tag}`);
+    const plain = list.length === 1 && Object.keys(list[0].instance).length === 0;
+    if (plain) {
+      await fs.symlink(path.relative(resultsDir, list[0].target), next);
+    } else {
+      await fs.mkdir(next);
+      for (const e of list) await fs.symlink(path.relative(final, e.target), path.join(next, instanceDirName(e.instance)));
+    }
+    const st = await fs.lstat(final).catch(() => undefined);
+    if (plain && (!st || st.isSymbolicLink())) {
+      await fs.rename(next, final); // one atomic step
+      continue;
+    }
+    const old = path.join(resultsDir, `.${stage}.old-${tag}`);
+    if (st) await fs.rename(final, old);
+    await fs.rename(next, final);
+    if (st) await fs.rm(old, { recursive: true, force: true });
+  }
+  for (const stage of remove) {
+    const p = path.join(resultsDir, stage);
+    if (!(await exists(p))) continue;
+    if (await engineMade(p)) await fs.rm(p, { recursive: true, force: true });
+    else skipped.push(p);
+  }
+  return skipped;
 }

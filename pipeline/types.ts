@@ -120,4 +120,12 @@ export interface Project {
   stages: StageDef[];
   /** Environment fingerprint fields, computed once per run in the parent (e.g. compute backend). */
   environment?(params: unknown): Promise<Record<string, string>>;
+  /**
+   * Cross-field checks the schema cannot express (`lm.n_head` divides `lm.d_model`, ...), called
+   * with the schema-valid params (after `--set`) before anything runs, also for --dry-run. Returns
+   * one line per problem, `params.a.b: <what is allowed>; got <value>` (empty: fine); any problem
+   * ends the command with exit 2 and nothing runs. It may read small files named by the params
+   * (a checkpoint's config.json) but must not write anything.
+   */
+  validate?(params: unknown): string[] | Promise<string[]>;
 }

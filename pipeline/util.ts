@@ -38,16 +38,23 @@ export interface FileStat {
   size: number;
   /** Modification time in nanoseconds (string: exceeds 2^53). */
   mtimeNs: string;
+  /**
+   * Status-change time in nanoseconds: set by the kernel on every write, chmod or rename of the
+   * inode and cannot be set back by a user (unlike mtime, which `touch -d` restores), so a write
+   * that keeps the size and restores the mtime is still seen.
+   */
+  ctimeNs: string;
   ino: string;
 }
 
 export async function fileStat(file: string): Promise<FileStat> {
   const st = await fs.stat(file, { bigint: true });
-  return { size: Number(st.size), mtimeNs: st.mtimeNs.toString(), ino: st.ino.toString() };
+  return { size: Number(st.size), mtimeNs: st.mtimeNs.toString(), ctimeNs: st.ctimeNs.toString(), ino: st.ino.toString() };
 }
 
+/** Equal size, mtime, ctime and inode: the bytes are trusted without re-hashing (a stat recorded without ctime never matches). */
 export function sameStat(a: FileStat | undefined, b: FileStat | undefined): boolean {
-  return !!a && !!b && a.size === b.size && a.mtimeNs === b.mtimeNs && a.ino === b.ino;
+  return !!a && !!b && a.size === b.size && a.mtimeNs === b.mtimeNs && a.ctimeNs === b.ctimeNs && a.ino === b.ino;
 }
 
 /** Every regular file below dir, as paths relative to dir with '/' separators, sorted. */

@@ -59,7 +59,12 @@ describe('run store and failures', () => {
     const r = await cli(root, ['run', 'report', '--set', 'train.fail_k=2', '--set', 'train.lr=0.3', '--jobs', '2']);
     expect(r.code).toBe(1);
     expect(r.stdout).toMatch(/✗ train\[k=2,seed=0\] failed after [\d.]+s: train k=2 fails on purpose/);
-    expect(r.stdout).toMatch(/last lines of .*train\[k=2,seed=0\]\.log:\n(.*\n)*.*Error: train k=2 fails on purpose/);
+    // The message is one line on the console; the stack trace is in the instance's log only.
+    expect(r.stdout).toMatch(/last lines of .*train\[k=2,seed=0\]\.log \(stack trace there\):\n/);
+    expect(r.stdout).not.toMatch(/^\s+at /m);
+    const runId = /^run (\S+):/m.exec(r.stdout)![1];
+    const log = await fs.readFile(path.join(root, 'results/runs', runId, 'logs', 'train[k=2,seed=0].log'), 'utf8');
+    expect(log).toMatch(/Error: train k=2 fails on purpose\n\s+at /);
     const statuses = await stageStatuses(root);
     expect(statuses).toEqual({
       source: 'cached',

@@ -32,6 +32,7 @@ const BAD: Array<{ kind: string; yaml?: string; set?: string[]; message: RegExp 
   { kind: 'duplicate YAML key', yaml: GOOD.replace('n: 5', 'n: 5\n  n: 6'), message: /Map keys must be unique/ },
   { kind: 'bad --set value', set: ['train.k=[4,4]'], message: /params\.train\.k: must be an array of unique items .*got \[4,4\]/ },
   { kind: 'bad --set syntax', set: ['train.k'], message: /--set train\.k: expected key=value/ },
+  { kind: 'cross-field (the project\'s validate)', set: ['train.k=[1,900]'], message: /invalid params:\n  params\.train\.k: every k must be ≤ 100 × source\.n \(500\); got \[1,900\]\n?$/ },
 ];
 
 describe('params validation through the CLI', () => {
