@@ -11,6 +11,7 @@ import downstream from './downstream.ts';
 import steering from './steering.ts';
 import compare from './compare.ts';
 import report from './report.ts';
+import { validateParams } from './validate.ts';
 
 export const stages: Project['stages'] = [corpus, tokenize, lm, collect, sae, downstream, steering, compare, report];
 
@@ -21,4 +22,9 @@ export async function environment(params: unknown): Promise<Record<string, strin
     corpus_source: corpusSourceFingerprint(p.corpus.source),
     lm_pretrained: pretrainedFingerprint(p.lm.pretrained),
   };
+}
+
+/** Cross-field checks before anything runs (the engine calls this after the schema check). */
+export function validate(params: unknown): string[] {
+  return validateParams(params);
 }
