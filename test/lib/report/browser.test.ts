@@ -6,7 +6,8 @@
  * marks, the no-JS fallback has marks too, and saves a screenshot to test/artifacts/report.png.
  *
  * Fallback: if the sparticuz binary cannot start, /usr/bin/chromium (Debian) is tried; if neither
- * works the tests are skipped with a loud message.
+ * works the tests are skipped with a loud message on a developer's machine, and FAIL in CI
+ * (CI=true): there a missing browser is a broken setup, not a reason to pass.
  */
 import chromiumBinary from '@sparticuz/chromium';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
@@ -28,7 +29,16 @@ let page: Page | undefined;
 let launchedWith = '';
 const launchErrors: string[] = [];
 
+/** In CI the browser test must run: a Chromium that cannot start fails it instead of skipping. */
+export function requireBrowser(env: NodeJS.ProcessEnv = process.env): boolean {
+  return env.CI === 'true' || env.CI === '1';
+}
+
 async function launch(): Promise<Browser | undefined> {
+  if (process.env.GSAE_TEST_NO_BROWSER === '1') {
+    launchErrors.push('GSAE_TEST_NO_BROWSER=1 (simulated: no browser can start)');
+    return undefined;
+  }
   try {
     const executablePath = await chromiumBinary.executablePath();
     const b = await chromium.launch({ executablePath, args: chromiumBinary.args, headless: true });
@@ -60,6 +70,9 @@ beforeAll(async () => {
   await createSyntheticDb(db);
   report = await buildReport({ dbPath: db, outDir: path.join(tmp, 'report'), latentBrowser: syntheticLatentBrowser() });
   browser = await launch();
+  if (!browser && requireBrowser()) {
+    throw new Error(`report browser test: CI=true and no headless Chromium could be started:\n${launchErrors.map((e) => `  ${e}`).join('\n')}`);
+  }
   if (!browser) {
     console.error(
       `\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n` +
