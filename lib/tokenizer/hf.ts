@@ -116,8 +116,17 @@ export function parseTokenizerJson(text: string, source = 'tokenizer.json'): Bpe
   if (!isObj(pre) || pre.type !== 'ByteLevel') fail(source, `pre_tokenizer must be {"type": "ByteLevel", ...}, got ${j(pre)}`);
   if (pre.use_regex === false) fail(source, 'pre_tokenizer.use_regex is false; only the GPT-2 regex split is supported');
   if (pre.add_prefix_space === true) fail(source, 'pre_tokenizer.add_prefix_space is true; only false is supported');
-  for (const key of ['dropout', 'unk_token', 'continuing_subword_prefix', 'end_of_word_suffix'] as const) {
+  for (const key of ['dropout', 'unk_token'] as const) {
     if (model[key] != null) fail(source, `model.${key} is ${j(model[key])}; only null is supported`);
+  }
+  // HF writes "" for GPT-2's (no prefix, no suffix): the same as null.
+  for (const key of ['continuing_subword_prefix', 'end_of_word_suffix'] as const) {
+    if (model[key] != null && model[key] !== '') fail(source, `model.${key} is ${j(model[key])}; only null or "" (none) is supported`);
+  }
+  // ignore_merges: true takes a whole pre-token that is in the vocab as one id without merging,
+  // which can give other ids than BPE merges: our encoder does not do that, so refuse the file.
+  if (model.ignore_merges != null && model.ignore_merges !== false) {
+    fail(source, `model.ignore_merges is ${j(model.ignore_merges)}; only false is supported (whole-word vocab lookups before merging would encode differently)`);
   }
   const vocab = model.vocab;
   if (!isObj(vocab)) fail(source, 'model.vocab is not an object');
@@ -159,4 +168,27 @@ export function parseTokenizerJson(text: string, source = 'tokenizer.json'): Bpe
   });
 
   return { tokens, merges, special };
+}
+
+/**
+ * tokenizer_config.json for a byte-level BPE with <|endoftext|> as bos/eos/unk (GPT-2's convention),
+ * so `transformers.AutoTokenizer.from_pretrained(dir)` loads tokenizer.json from the same folder as a
+ * GPT2TokenizerFast, and tokenizers.js (`new Tokenizer(tokenizerJson, tokenizerConfig)`) reads it.
+ */
+export function tokenizerConfig(def: Pick<BpeDefinition, 'special'>, modelMaxLength: number): Record<string, unknown> {
+  const eot = def.special.find((s) => s.content === '<|endoftext|>');
+  if (!eot) throw new Error('tokenizerConfig: the tokenizer has no <|endoftext|> special token');
+  return {
+    tokenizer_class: 'GPT2TokenizerFast',
+    add_bos_token: false,
+    add_prefix_space: false,
+    bos_token: eot.content,
+    eos_token: eot.content,
+    unk_token: eot.content,
+    model_max_length: modelMaxLength,
+    clean_up_tokenization_spaces: false,
+    added_tokens_decoder: Object.fromEntries(
+      def.special.map((s) => [String(s.id), { content: s.content, lstrip: false, normalized: false, rstrip: false, single_word: false, special: true }]),
+    ),
+  };
 }

@@ -16,7 +16,7 @@ import { TOKENIZER_KINDS, type Tokenizer, type TokenizerKind } from './types.ts'
 export { BYTE_TO_CHAR, CHAR_TO_BYTE, bytesToTokenString, tokenStringToBytes } from './bytes.ts';
 export { BpeTokenizer } from './bpe.ts';
 export { GPT2_EOT_ID, GPT2_VOCAB_SIZE, gpt2Definition, gpt2Tokenizer } from './gpt2.ts';
-export { parseTokenizerJson, toTokenizerJson } from './hf.ts';
+export { parseTokenizerJson, tokenizerConfig, toTokenizerJson } from './hf.ts';
 export { GPT2_PATTERN, pretokenize } from './pretokenize.ts';
 export { DEFAULT_VOCAB_SIZE, countWords, trainBpe, trainBpeFromCounts, type TrainBpeOptions } from './train.ts';
 export { EOT_TOKEN, TOKENIZER_KINDS, type BpeDefinition, type Tokenizer, type TokenizerKind } from './types.ts';
