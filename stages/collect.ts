@@ -36,7 +36,9 @@ const stage: StageDef<Params> = {
     const seqLen = Math.min(ctx.params.lm.n_ctx, model.config.nCtx);
     const tokensOf = { train: p.train_tokens, val: p.val_tokens, test: p.test_tokens } as const;
     ctx.log(`hook ${hook}; ${p.train_tokens} train + ${p.val_tokens} val + ${p.test_tokens} test positions, sequences of ${seqLen}`);
-    const summary: Record<string, string | number> = { hook, layer: p.layer, site: p.site, d_model: model.config.dModel, seq_len: seqLen };
+    // The model's name (lm stage: "gpt2" for a real GPT-2 small, ours otherwise) for the SAEs' cfg.json.
+    const lmConfig = JSON.parse(fs.readFileSync(path.join(ctx.inputs.lm, 'config.json'), 'utf8'));
+    const summary: Record<string, string | number> = { hook, layer: p.layer, site: p.site, d_model: model.config.dModel, seq_len: seqLen, model_name: String(lmConfig.gsae_model_name ?? 'gsae-lm') };
     for (const split of ['train', 'val', 'test'] as const) {
       const dir = path.join(ctx.scratchDir, split);
       const progress = throttled((done: number, total: number) => ctx.progress(done, total, { split }));

@@ -5,19 +5,29 @@ import type { StageDef } from '../pipeline/types.ts';
 import type { Params } from './params.gen.ts';
 import { initStageBackend, throttled } from './common.ts';
 
+/** model_name of our own LM in the SAEs' cfg.json (a real GPT-2 keeps its own name, e.g. "gpt2"). */
+export const OWN_MODEL_NAME = 'gsae-lm';
+
 const stage: StageDef<Params> = {
   name: 'lm',
   description: 'Train the small GPT-2 on the train split (AdamW, warmup + cosine), or load lm.pretrained',
   params: ['lm'],
   inputs: { tokens: { stage: 'tokenize' } },
   env: ['backend', 'lm_pretrained'],
-  outputs: ['config.json', 'model.safetensors', 'summary.json'],
+  // A Hugging Face folder: GPT2LMHeadModel.from_pretrained(dir) and AutoTokenizer.from_pretrained(dir).
+  outputs: ['config.json', 'model.safetensors', 'summary.json', 'tokenizer.json', 'tokenizer_config.json'],
   async run(ctx) {
     await initStageBackend(ctx);
-    const { createGPT2, loadGPT2, saveGPT2, train, evaluateLoss, unigramEntropy } = await import('../lib/model/index.ts');
+    const { createGPT2, loadGPT2, saveGPT2, gpt2ModelName, train, evaluateLoss, unigramEntropy } = await import('../lib/model/index.ts');
     const { readTokenSplits } = await import('../lib/tokens.ts');
+    const { parseTokenizerJson, tokenizerConfig } = await import('../lib/tokenizer/index.ts');
     const p = ctx.params.lm;
     const { manifest, train: trainTokens, val } = readTokenSplits(ctx.inputs.tokens);
+    const writeTokenizer = (nCtx: number): void => {
+      const text = fs.readFileSync(path.join(ctx.inputs.tokens, 'tokenizer.json'), 'utf8');
+      fs.writeFileSync(path.join(ctx.outDir, 'tokenizer.json'), text);
+      fs.writeFileSync(path.join(ctx.outDir, 'tokenizer_config.json'), JSON.stringify(tokenizerConfig(parseTokenizerJson(text), nCtx), null, 2) + '\n');
+    };
     const hUnigram = unigramEntropy(val, manifest.vocab_size);
     ctx.metric('unigram_entropy_val', hUnigram);
 
@@ -34,7 +44,10 @@ const stage: StageDef<Params> = {
       const valLoss = evaluateLoss(model, val, { seqLen, batchSize: Math.max(1, Math.min(p.batch_size, 8)), maxTokens: p.val_tokens });
       ctx.metrics({ final_val_loss: valLoss });
       ctx.log(`val loss ${valLoss.toFixed(4)} nats/token (unigram entropy ${hUnigram.toFixed(4)})`);
-      saveGPT2(model, ctx.outDir, { extraConfig: { gsae_source: 'pretrained' } });
+      const original = JSON.parse(fs.readFileSync(path.join(path.resolve(p.pretrained), 'config.json'), 'utf8'));
+      const name = gpt2ModelName(model.config, original._name_or_path, path.basename(path.resolve(p.pretrained)));
+      saveGPT2(model, ctx.outDir, { eotId: manifest.eot_id, extraConfig: { gsae_source: 'pretrained', gsae_model_name: name } });
+      writeTokenizer(model.config.nCtx);
       fs.writeFileSync(path.join(ctx.outDir, 'summary.json'), JSON.stringify({ pretrained: p.pretrained, final_val_loss: valLoss, unigram_entropy_val: hUnigram }, null, 2));
       model.dispose();
       return;
@@ -69,7 +82,8 @@ const stage: StageDef<Params> = {
       `val loss ${result.finalValLoss.toFixed(4)} nats/token (unigram entropy ${hUnigram.toFixed(4)}); ` +
         `${result.steps} steps, ${Math.round(result.tokensPerSecond)} tokens/s`,
     );
-    saveGPT2(model, ctx.outDir, { extraConfig: { gsae_source: 'trained', gsae_seed: p.seed } });
+    saveGPT2(model, ctx.outDir, { eotId: manifest.eot_id, extraConfig: { gsae_source: 'trained', gsae_seed: p.seed, gsae_model_name: OWN_MODEL_NAME } });
+    writeTokenizer(p.n_ctx);
     fs.writeFileSync(
       path.join(ctx.outDir, 'summary.json'),
       // Only deterministic fields: the outputs' content feeds the fingerprints downstream.

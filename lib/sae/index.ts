@@ -13,5 +13,5 @@ export {
   type TrainSaeResult,
 } from './train.ts';
 export { encodeSparse, decodeSparse, evaluateSae, selectionChangeRate, usesGradient, type SaeEvaluation } from './infer.ts';
-export { saveSae, saveTrainResult, loadSae, loadSaeCfg, loadFiringCounts, type FiringStats } from './io.ts';
+export { saveSae, saveTrainResult, loadSae, loadSaeCfg, loadFiringCounts, type FiringStats, type SaeLensMeta } from './io.ts';
 export { selectTopK, SelectScratch } from './select.ts';

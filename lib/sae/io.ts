@@ -1,12 +1,13 @@
 /**
  * Saving and loading SAEs in the layout SAELens reads (`SAE.load_from_disk(dir)`):
  *   sae_weights.safetensors  W_enc [d_in, d_sae], W_dec [d_sae, d_in], b_enc [d_sae], b_dec [d_in], F32
- *   cfg.json                 SAELens TopK config: architecture "topk", d_in, d_sae, k, dtype,
- *                            device, apply_b_dec_to_input, normalize_activations "none",
- *                            reshape_activations, metadata {model_name, hook_name, ...}; the same
- *                            metadata keys flat too (older SAELens), activation_fn_str "topk",
- *                            activation_fn_kwargs {k}; plus our fields: arch ("topk" | "gsae"),
- *                            beta, seed, tokens_seen, b_dec_init, ... (SAELens ignores unknown keys).
+ *   cfg.json                 SAELens TopK config, loadable by SAELens 5.x and 6.x (see SaeLensMeta):
+ *                            architecture "topk", d_in, d_sae, k, dtype, device, apply_b_dec_to_input,
+ *                            normalize_activations "none", reshape_activations, activation_fn_str
+ *                            "topk", activation_fn_kwargs {k}, model_name, hook_name, hook_layer,
+ *                            context_size, prepend_bos, dataset_path, ... flat and under `metadata`;
+ *                            plus our fields: arch ("topk" | "gsae"), beta, seed, tokens_seen,
+ *                            b_dec_init, training_input_scale_folded, ... (SAELens ignores them).
  *   firing_counts.bin        float64 little-endian [d_sae]: training tokens on which each latent fired
  *   firing_counts.json       {tokens_seen, dead_tokens, dead_frac, counts, last_fired}
  * A g-SAE loaded by SAELens behaves as a TopK SAE (gradient-free inference): the gradient
@@ -30,20 +31,29 @@ export interface FiringStats {
   deadTokens?: number;
 }
 
-/** Keys SAELens keeps under `metadata` (and flat in older versions). */
-const METADATA_KEYS = [
-  'model_name',
-  'hook_name',
-  'hook_layer',
-  'hook_head_index',
-  'model_class_name',
-  'prepend_bos',
-  'dataset_path',
-  'context_size',
-  'seqpos_slice',
-  'model_from_pretrained_kwargs',
-  'sae_lens_training_version',
-];
+/**
+ * What SAELens needs to know about where the SAE was trained. SAELens 5.x (`SAEConfig`, a dataclass
+ * read flat) requires context_size, model_name, hook_name, hook_layer, hook_head_index, prepend_bos,
+ * dataset_path and dataset_trust_remote_code; SAELens 6.x reads a cfg without `sae_lens_version`
+ * as a pre-6.0 file: flat fields, with its `metadata` built from the flat keys it knows
+ * (model_name, hook_name, context_size, dataset_path, prepend_bos, ...). We write every key flat
+ * and the same keys under `metadata` (for readers of the 6.x layout), and no `sae_lens_version`
+ * (we are not SAELens).
+ */
+export interface SaeLensMeta {
+  /** TransformerLens / HF name of the model ("gpt2" for GPT-2 small), or our own model's name. */
+  model_name: string;
+  /** e.g. "blocks.2.hook_resid_pre". */
+  hook_name: string;
+  hook_layer: number;
+  /** Tokens per training sequence. */
+  context_size: number;
+  /** Whether each training sequence started with a BOS token. */
+  prepend_bos: boolean;
+  /** Where the training text came from. */
+  dataset_path: string;
+  model_class_name?: string;
+}
 
 function writeAtomic(file: string, data: string | Uint8Array): void {
   const tmp = `${file}.tmp-${process.pid}`;
@@ -51,12 +61,17 @@ function writeAtomic(file: string, data: string | Uint8Array): void {
   fs.renameSync(tmp, file);
 }
 
+const META_REQUIRED: Array<keyof SaeLensMeta> = ['model_name', 'hook_name', 'hook_layer', 'context_size', 'prepend_bos', 'dataset_path'];
+
 /**
- * Write an SAE to `dir` (created if needed). `extra` is merged into cfg.json (e.g. model_name,
- * hook_name, hook_layer, context_size, seed, tokens_seen, b_dec_init, scaling_factor, ...);
- * metadata keys are also copied under `metadata`. Firing statistics are optional.
+ * Write an SAE to `dir` (created if needed): weights, cfg.json with the SAELens fields of `meta`
+ * (flat and under `metadata`) and our fields `extra` (seed, tokens_seen, b_dec_init, ...; SAELens
+ * ignores unknown keys). Firing statistics are optional.
  */
-export function saveSae(dir: string, w: SaeWeights, extra: Record<string, unknown> = {}, firing?: FiringStats): void {
+export function saveSae(dir: string, w: SaeWeights, meta: SaeLensMeta, extra: Record<string, unknown> = {}, firing?: FiringStats): void {
+  for (const key of META_REQUIRED) {
+    if (meta?.[key] === undefined || meta[key] === null) throw new Error(`saveSae: SAELens field ${key} is missing (SAELens 5.x cannot load the SAE without it)`);
+  }
   fs.mkdirSync(dir, { recursive: true });
   writeSafetensors(path.join(dir, SAE_WEIGHTS_FILE), {
     W_enc: { shape: [w.d, w.m], data: w.W_enc },
@@ -64,9 +79,22 @@ export function saveSae(dir: string, w: SaeWeights, extra: Record<string, unknow
     b_enc: { shape: [w.m], data: w.b_enc },
     b_dec: { shape: [w.d], data: w.b_dec },
   });
-  const metadata: Record<string, unknown> = { hook_head_index: null, prepend_bos: true };
-  for (const key of METADATA_KEYS) if (key in extra) metadata[key] = extra[key];
+  const metadata = {
+    model_name: meta.model_name,
+    model_class_name: meta.model_class_name ?? 'HookedTransformer',
+    hook_name: meta.hook_name,
+    hook_layer: meta.hook_layer,
+    hook_head_index: null,
+    context_size: meta.context_size,
+    prepend_bos: meta.prepend_bos,
+    dataset_path: meta.dataset_path,
+    dataset_trust_remote_code: false,
+    seqpos_slice: [null],
+    model_from_pretrained_kwargs: {},
+    sae_lens_training_version: null,
+  };
   const cfg = {
+    ...extra,
     architecture: 'topk',
     d_in: w.d,
     d_sae: w.m,
@@ -79,8 +107,8 @@ export function saveSae(dir: string, w: SaeWeights, extra: Record<string, unknow
     activation_fn_str: 'topk',
     activation_fn_kwargs: { k: w.k },
     finetuning_scaling_factor: false,
+    neuronpedia_id: null,
     ...metadata,
-    ...extra,
     metadata,
     arch: w.arch,
     beta: w.beta,
@@ -111,16 +139,19 @@ export function saveSae(dir: string, w: SaeWeights, extra: Record<string, unknow
 }
 
 /** Save a training result: weights, cfg.json (with the training config) and firing counts. */
-export function saveTrainResult(dir: string, res: TrainSaeResult, extra: Record<string, unknown> = {}): void {
+export function saveTrainResult(dir: string, res: TrainSaeResult, meta: SaeLensMeta, extra: Record<string, unknown> = {}): void {
   const c = res.cfg;
   saveSae(
     dir,
     res.weights,
+    meta,
     {
       seed: c.seed,
       tokens_seen: res.tokensSeen,
       b_dec_init: c.bDecInit,
-      scaling_factor: res.scale,
+      // x was multiplied by this during training; the saved weights already have it folded back
+      // (they take raw activations), so a reader must NOT apply it again.
+      training_input_scale_folded: res.scale,
       normalize_during_training: c.normalize,
       lr: c.lr,
       batch_size: c.batchSize,

@@ -5,7 +5,7 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../../../lib/backend.ts';
 import { createGPT2, gpt2ParamShapes, type GPT2 } from '../../../lib/model/gpt2.ts';
-import { describeSafetensors, fromHFConfig, loadGPT2, saveGPT2, toHFConfig } from '../../../lib/model/hf.ts';
+import { describeSafetensors, fromHFConfig, gpt2ModelName, loadGPT2, saveGPT2, toHFConfig } from '../../../lib/model/hf.ts';
 import { encodeSafetensors, readSafetensors, type TensorF32 } from '../../../lib/safetensors.ts';
 import type { GPT2Config } from '../../../lib/model/types.ts';
 
@@ -72,6 +72,22 @@ describe('HF GPT-2 checkpoints', () => {
     expect(back.config).toEqual(cfg);
     expect(logitsOf(back)).toEqual(logitsOf(model));
     back.dispose();
+  });
+
+  it("config.json names the end-of-text id as bos and eos (GPT-2: 50256), as HF's own gpt2 config does", () => {
+    const dir = path.join(tmp, 'eot');
+    saveGPT2(model, dir, { eotId: 30 });
+    const j = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
+    expect(j.bos_token_id).toBe(30);
+    expect(j.eos_token_id).toBe(30);
+  });
+
+  it('names a real GPT-2 as TransformerLens / SAELens do ("gpt2", "gpt2-medium", ...), else the fallback', () => {
+    const small = { vocabSize: 50257, nCtx: 1024, dModel: 768, nLayer: 12, nHead: 12, layerNormEps: 1e-5 };
+    expect(gpt2ModelName(small, undefined, 'dir')).toBe('gpt2');
+    expect(gpt2ModelName({ ...small, dModel: 1024, nLayer: 24, nHead: 16 }, undefined, 'dir')).toBe('gpt2-medium');
+    expect(gpt2ModelName(small, 'openai-community/gpt2-large', 'dir')).toBe('gpt2-large');
+    expect(gpt2ModelName(cfg, undefined, 'my-model')).toBe('my-model');
   });
 
   it('loads the transformer. prefix, ignores attn.bias / masked_bias / lm_head buffers', () => {

