@@ -12,8 +12,13 @@ import { readJson } from './shared.ts';
 const stage: StageDef<Params> = {
   name: 'compare',
   description: 'Paired differences g-SAE − TopK with CIs, β* on val, verdicts and Holm across k',
-  params: ['compare'],
-  inputs: { downstream: { stage: 'downstream', all: true }, steering: { stage: 'steering', all: true } },
+  params: ['compare', 'interp.margin'],
+  inputs: {
+    downstream: { stage: 'downstream', all: true },
+    steering: { stage: 'steering', all: true },
+    interp: { stage: 'interp', all: true },
+    interp_control: { stage: 'interp_control', all: true },
+  },
   outputs: ['paired.json'],
   async run(ctx) {
     const { readDownstream } = await import('../lib/eval/downstream.ts');
@@ -53,7 +58,24 @@ const stage: StageDef<Params> = {
         effect: j.per_context.effect,
       };
     });
-    const res = compareAll(downstream, steering, { resamples: p.bootstrap_resamples, seed: p.seed, matchKl: p.match_kl });
+    const interpScores = (dir: string) => readJson(path.join(dir, 'scores.json'));
+    const interp = ctx.inputsAll.interp.map((u) => ({
+      arch: arch(u),
+      beta: beta(u),
+      k: Number(u.instance.k),
+      seed: Number(u.instance.seed),
+      scores: (interpScores(u.dir).scores as { score: number }[]).map((s) => s.score),
+    }));
+    const res = compareAll(downstream, steering, { resamples: p.bootstrap_resamples, seed: p.seed, matchKl: p.match_kl, interpMargin: ctx.params.interp.margin }, interp);
+    // Per-SAE automatic scores (and the random-init LM control) for the report's claim 4 row.
+    const interpSummary = [
+      ...ctx.inputsAll.interp.map((u) => ({ u, control: false })),
+      ...ctx.inputsAll.interp_control.map((u) => ({ u, control: true })),
+    ].map(({ u, control }) => {
+      const s = interpScores(u.dir);
+      return { arch: control ? 'topk' : arch(u), beta: control ? 0 : beta(u), k: Number(u.instance.k), seed: control ? 0 : Number(u.instance.seed), control, mean: s.mean, lo: s.lo, hi: s.hi, single_token_frac: s.single_token_frac, latents: s.scores.length };
+    });
+    ctx.table('interp_summary', interpSummary);
     ctx.table('paired', res.paired as never);
     ctx.table('beta_selection', res.betaSelection as never);
     if (res.matchKl !== null) ctx.metric('match_kl', res.matchKl);
@@ -61,7 +83,7 @@ const stage: StageDef<Params> = {
       const ci = r.lo === null ? 'no CI' : `[${r.lo.toPrecision(3)}, ${r.hi!.toPrecision(3)}]`;
       ctx.log(`claim ${r.claim} ${r.label}${r.rule ? ` (${r.rule})` : ''} k=${r.k} β*=${r.beta}: g − t = ${r.diff.toPrecision(3)} ${ci}, ${r.interval}: ${r.verdict} (Holm: ${r.verdict_holm})`);
     }
-    fs.writeFileSync(path.join(ctx.outDir, 'paired.json'), JSON.stringify(res, null, 1));
+    fs.writeFileSync(path.join(ctx.outDir, 'paired.json'), JSON.stringify({ ...res, interp: interpSummary }, null, 1));
   },
 };
 export default stage;

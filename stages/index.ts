@@ -9,11 +9,12 @@ import collect from './collect.ts';
 import sae from './sae.ts';
 import downstream from './downstream.ts';
 import steering from './steering.ts';
+import { interp, lmRandom, collectControl, saeControl, interpControl } from './interp.ts';
 import compare from './compare.ts';
 import report from './report.ts';
 import { validateParams } from './validate.ts';
 
-export const stages: Project['stages'] = [corpus, tokenize, lm, collect, sae, downstream, steering, compare, report];
+export const stages: Project['stages'] = [corpus, tokenize, lm, collect, sae, downstream, steering, interp, lmRandom, collectControl, saeControl, interpControl, compare, report];
 
 export async function environment(params: unknown): Promise<Record<string, string>> {
   const p = params as Params;

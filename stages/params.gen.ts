@@ -258,6 +258,44 @@ export interface Params {
      */
     seed: number;
   };
+  interp: {
+    /**
+     * Alive latents sampled (seeded) per SAE for the automatic interpretability score (the same number for every SAE).
+     */
+    latents: number;
+    /**
+     * Training-split positions (whole windows spread over the train shards) the lookup explanations are built from.
+     */
+    train_tokens: number;
+    /**
+     * Top-activating training positions per latent that make its explanation.
+     */
+    top_contexts: number;
+    /**
+     * Left context tokens of an explanation pattern (patterns of 1..context_tokens+1 tokens, longest match wins).
+     */
+    context_tokens: number;
+    /**
+     * Seed of the latent sample and the bootstrap over latents.
+     */
+    seed: number;
+    /**
+     * Resamples of the bootstrap over latents (per-SAE CI and the per-seed g-SAE − TopK CI).
+     */
+    bootstrap_resamples: number;
+    /**
+     * Equivalence margin on the difference of mean simulation scores (correlation) for claim 4 (ours): reproduced when the 95% CI lies inside ±margin.
+     */
+    margin: number;
+    /**
+     * Equivalence margin on the 1-5 human rating scale for claim 4 from ratings (ours).
+     */
+    rating_margin: number;
+    /**
+     * Ratings needed per arch at each k before the report decides claim 4 from human ratings.
+     */
+    min_ratings: number;
+  };
   report: {
     /**
      * Latents shown per SAE in the latent browser.

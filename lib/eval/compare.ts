@@ -26,6 +26,11 @@
  * β*: per k, the β whose g-SAE has the lowest mean (over seeds) ΔCE on the VAL split — the
  * same as the most negative val difference, TopK being common to all β; ties → the smaller β.
  * The verdicts use the TEST split only.
+ * Claim 4 (interp_score): the automatic interpretability score (lib/interp) of the two SAEs'
+ * sampled latents; per seed the difference of mean scores with a bootstrap over latents drawn
+ * independently per arm (different latents), over seeds the t-interval; the verdict is an
+ * EQUIVALENCE test (verdictEquivalence: the CI inside ±interpMargin → 'reproduced', i.e.
+ * comparable), no Holm (equivalence is not a test against 0).
  */
 import {
   type Better,
@@ -39,6 +44,7 @@ import {
   tInterval,
   twoWayBootstrap,
   verdictFromDiff,
+  verdictEquivalence,
   verdictFromP,
 } from './stats.ts';
 
@@ -131,7 +137,18 @@ export const CHECKS = {
   dead_frac: { claim: 2, label: 'dead fraction', better: 'lower', primary: true },
   steer_effect: { claim: 3, label: 'steering effect at equal α', better: 'higher', primary: false },
   steer_effect_matched_kl: { claim: 3, label: 'steering effect at matched KL', better: 'higher', primary: false },
-} as const satisfies Record<string, { claim: number; label: string; better: Better; primary: boolean }>;
+  interp_score: { claim: 4, label: 'simulation score (lookup explainer), equivalence', better: 'higher', primary: true, equivalence: true },
+} as const satisfies Record<string, { claim: number; label: string; better: Better; primary: boolean; equivalence?: boolean }>;
+const isEquivalence = (check: CheckName): boolean => 'equivalence' in CHECKS[check];
+
+/** The automatic interpretability scores of one SAE's sampled latents (interp stage). */
+export interface InterpArm {
+  arch: 'topk' | 'gsae';
+  beta: number;
+  k: number;
+  seed: number;
+  scores: number[];
+}
 export type CheckName = keyof typeof CHECKS;
 
 /** Claim 3 is decided by this rule at matched disruption (the rule a summary attributes to the paper). */
@@ -143,6 +160,8 @@ export interface CompareOptions {
   /** KL* in nats for the matched-disruption comparison; 0 = automatic (`autoMatchKl`). */
   matchKl: number;
   level?: number;
+  /** Equivalence margin of claim 4 on the score difference (required when interp arms are given). */
+  interpMargin?: number;
 }
 
 export interface CompareResult {
@@ -160,7 +179,7 @@ const mean = (a: ArrayLike<number>) => {
 /** One per-seed comparison before the over-seed aggregation. */
 type SeedRow = Omit<PairedRow, 'seeds' | 'is_beta_star' | 'p_holm' | 'verdict_holm' | 'change_rate' | 'claim' | 'label' | 'better' | 'primary'>;
 
-function rowFrom(check: CheckName, base: Pick<SeedRow, 'rule' | 'split' | 'k' | 'beta' | 'alpha' | 'match_kl' | 'seed'>, topk: number, gsae: number, ci: DiffCI, interval: string): SeedRow {
+function rowFrom(check: CheckName, base: Pick<SeedRow, 'rule' | 'split' | 'k' | 'beta' | 'alpha' | 'match_kl' | 'seed'>, topk: number, gsae: number, ci: DiffCI, interval: string, margin?: number): SeedRow {
   const ok = Number.isFinite(ci.lo) && Number.isFinite(ci.hi);
   return {
     check,
@@ -173,7 +192,7 @@ function rowFrom(check: CheckName, base: Pick<SeedRow, 'rule' | 'split' | 'k' | 
     interval,
     n: ci.n,
     p: Number.isFinite(ci.p) ? ci.p : null,
-    verdict: verdictFromDiff(ci, CHECKS[check].better),
+    verdict: isEquivalence(check) ? verdictEquivalence(ci, margin!) : verdictFromDiff(ci, CHECKS[check].better),
     mde: ok ? (ci.hi - ci.lo) / 2 : null,
   };
 }
@@ -278,17 +297,27 @@ function steeringRows(t: SteeringArm, g: SteeringArm, klStar: number | null, o: 
 const groupKey = (r: Pick<SeedRow, 'check' | 'rule' | 'split' | 'k' | 'beta' | 'alpha' | 'match_kl'>) => [r.check, r.rule, r.split, r.k, r.beta, r.alpha, r.match_kl].join('|');
 
 /** The over-seed row of one group of per-seed rows. */
-function aggregate(rows: SeedRow[], level: number | undefined): SeedRow {
+function aggregate(rows: SeedRow[], level: number | undefined, margin?: number): SeedRow {
   if (rows.length === 1) return { ...rows[0], seed: null, interval: `${rows[0].interval} (1 seed: evaluation noise only)` };
   const first = rows[0];
   const diffs = rows.map((r) => r.diff);
   const finite = diffs.every(Number.isFinite);
   const ci: DiffCI = finite ? tInterval(diffs, level) : { mean: NaN, lo: NaN, hi: NaN, n: rows.length, level: level ?? 0.95, p: NaN };
-  return rowFrom(first.check, { ...first, seed: null }, mean(rows.map((r) => r.topk)), mean(rows.map((r) => r.gsae)), ci, `t-interval over ${rows.length} seeds of the per-seed paired differences`);
+  return rowFrom(first.check, { ...first, seed: null }, mean(rows.map((r) => r.topk)), mean(rows.map((r) => r.gsae)), ci, `t-interval over ${rows.length} seeds of the per-seed paired differences`, margin);
 }
 
 /** Every paired comparison, β* per k, and Holm across k (see the file header). */
-export function compareAll(downstream: DownstreamArm[], steering: SteeringArm[], o: CompareOptions): CompareResult {
+/** Claim 4 per seed: difference of mean scores, bootstrap over each arm's latents independently. */
+function interpRow(t: InterpArm, g: InterpArm, o: CompareOptions): SeedRow {
+  const margin = o.interpMargin;
+  if (!(margin !== undefined && margin > 0)) throw new Error('compare: interp arms need interpMargin > 0');
+  const arm = (s: InterpArm) => ({ nLatents: s.scores.length, stat: (l: Int32Array) => mean(Array.from(l, (i) => s.scores[i])) });
+  const ci = twoWayBootstrap({ a: arm(g), b: arm(t) }, 1, { resamples: o.resamples, seed: o.seed, level: o.level });
+  const base = { rule: '', split: 'test' as const, k: g.k, beta: g.beta, alpha: null, match_kl: null, seed: g.seed };
+  return rowFrom('interp_score', base, mean(t.scores), mean(g.scores), ci, `bootstrap over sampled latents (${g.scores.length} g-SAE, ${t.scores.length} TopK); equivalence margin ±${margin}`, margin);
+}
+
+export function compareAll(downstream: DownstreamArm[], steering: SteeringArm[], o: CompareOptions, interp: InterpArm[] = []): CompareResult {
   const topkD = new Map(downstream.filter((a) => a.arch === 'topk').map((a) => [`${a.k}|${a.seed}`, a]));
   const topkS = new Map(steering.filter((a) => a.arch === 'topk').map((a) => [`${a.k}|${a.seed}`, a]));
   const klStar = steering.length === 0 ? null : o.matchKl > 0 ? o.matchKl : autoMatchKl(steering);
@@ -307,11 +336,16 @@ export function compareAll(downstream: DownstreamArm[], steering: SteeringArm[],
     const t = topkS.get(`${g.k}|${g.seed}`);
     if (t) perSeed.push(...steeringRows(t, g, klStar, o));
   }
+  const topkI = new Map(interp.filter((a) => a.arch === 'topk').map((a) => [`${a.k}|${a.seed}`, a]));
+  for (const g of interp.filter((a) => a.arch === 'gsae')) {
+    const t = topkI.get(`${g.k}|${g.seed}`);
+    if (t && t.scores.length > 0 && g.scores.length > 0) perSeed.push(interpRow(t, g, o));
+  }
 
   // over seeds
   const groups = new Map<string, SeedRow[]>();
   for (const r of perSeed) groups.set(groupKey(r), [...(groups.get(groupKey(r)) ?? []), r]);
-  const aggregates = [...groups.values()].map((rows) => ({ row: aggregate(rows, o.level), seeds: rows.length }));
+  const aggregates = [...groups.values()].map((rows) => ({ row: aggregate(rows, o.level, o.interpMargin), seeds: rows.length }));
 
   // β* per k on val ΔCE
   const betaSelection: BetaSelectionRow[] = [];
@@ -360,7 +394,7 @@ export function compareAll(downstream: DownstreamArm[], steering: SteeringArm[],
   // Holm across the k values of one check (same rule / α / KL*), aggregate test rows at β*
   const families = new Map<string, PairedRow[]>();
   for (const r of paired) {
-    if (r.seed !== null || r.split !== 'test' || !r.is_beta_star) continue;
+    if (r.seed !== null || r.split !== 'test' || !r.is_beta_star || isEquivalence(r.check)) continue;
     const key = [r.check, r.rule, r.alpha, r.match_kl].join('|');
     families.set(key, [...(families.get(key) ?? []), r]);
   }
