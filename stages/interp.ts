@@ -35,11 +35,23 @@ async function score(ctx: StageContext<Params>, arch: string): Promise<void> {
   );
   const seconds = (Date.now() - t0) / 1000;
   if (res.scores.length < p.latents) ctx.log(`only ${res.eligible} eligible latents (alive and firing on the explanation tokens), fewer than interp.latents = ${p.latents}`);
-  const rows = res.scores.map((s) => ({ ...s, top_token_text: s.top_token >= 0 ? tok.decode([s.top_token]) : '' }));
+  // Tokens each latent promotes (logit lens of its decoder row), for the rating page.
+  const { loadGPT2 } = await import('../lib/model/index.ts');
+  const { gpt2LogitLens, logitLensTargets } = await import('../lib/eval/logitLens.ts');
+  const model = loadGPT2(ctx.inputs.lm);
+  const lens = gpt2LogitLens(model);
+  const dec = (ids: number[]) => ids.map((i) => tok.decode([i]));
+  const rows = res.scores.map(({ contexts, ...s }) => ({ ...s, top_token_text: s.top_token >= 0 ? tok.decode([s.top_token]) : '' }));
+  const detail = res.scores.map((s, i) => ({
+    ...rows[i],
+    contexts: s.contexts.map((c) => ({ tokens: dec(c.tokens), acts: c.acts, at: c.at })),
+    promoted: dec(logitLensTargets(lens, w.W_dec, 5, s.latent * w.d)),
+  }));
+  model.dispose();
   ctx.table('interp_latents', rows);
   ctx.metrics({ interp_score: res.mean, interp_score_lo: res.lo, interp_score_hi: res.hi, single_token_frac: res.single_token_frac, latents_scored: res.scores.length, eligible_latents: res.eligible });
   ctx.log(`simulation score ${res.mean.toFixed(3)} [${res.lo.toFixed(3)}, ${res.hi.toFixed(3)}] over ${res.scores.length} latents; single-token explanations ${(100 * res.single_token_frac).toFixed(0)}%; ${res.train_rows} explanation + ${res.test_rows} held-out tokens, ${seconds.toFixed(1)} s`);
-  fs.writeFileSync(path.join(ctx.outDir, 'scores.json'), JSON.stringify({ ...res, scores: rows }, null, 1));
+  fs.writeFileSync(path.join(ctx.outDir, 'scores.json'), JSON.stringify({ ...res, scores: detail }, null, 1));
 }
 
 const INTERP_PARAMS = ['interp.latents', 'interp.train_tokens', 'interp.top_contexts', 'interp.context_tokens', 'interp.seed', 'interp.bootstrap_resamples'];
@@ -49,7 +61,7 @@ export const interp: StageDef<Params> = {
   description: 'Automatic interpretability: lookup-explainer simulation score of sampled alive latents',
   params: INTERP_PARAMS,
   matrix: SAE_MATRIX,
-  inputs: { sae: { stage: 'sae' }, acts: { stage: 'collect' }, tokens: { stage: 'tokenize' } },
+  inputs: { sae: { stage: 'sae' }, acts: { stage: 'collect' }, tokens: { stage: 'tokenize' }, lm: { stage: 'lm' } },
   env: ['backend'],
   outputs: ['scores.json'],
   run: (ctx) => score(ctx, String(ctx.instance.arch)),
@@ -123,7 +135,7 @@ export const interpControl: StageDef<Params> = {
   description: 'The automatic interpretability score of the control SAE (random-init LM)',
   params: INTERP_PARAMS,
   matrix: { k: 'sae.k' },
-  inputs: { sae: { stage: 'sae_control' }, acts: { stage: 'collect_control' }, tokens: { stage: 'tokenize' } },
+  inputs: { sae: { stage: 'sae_control' }, acts: { stage: 'collect_control' }, tokens: { stage: 'tokenize' }, lm: { stage: 'lm_random' } },
   env: ['backend'],
   outputs: ['scores.json'],
   run: (ctx) => score(ctx, 'topk'),

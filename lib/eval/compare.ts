@@ -408,3 +408,48 @@ export function compareAll(downstream: DownstreamArm[], steering: SteeringArm[],
   paired.sort((a, b) => a.claim - b.claim || a.check.localeCompare(b.check) || a.rule.localeCompare(b.rule) || a.split.localeCompare(b.split) || a.k - b.k || a.beta - b.beta || (a.alpha ?? 0) - (b.alpha ?? 0) || (a.seed ?? -1) - (b.seed ?? -1));
   return { paired, betaSelection, matchKl: klStar };
 }
+
+/** One human rating (the rating server's `ratings` table), reduced to what the comparison needs. */
+export interface RatingArm {
+  arch: 'topk' | 'gsae';
+  beta: number | null;
+  k: number;
+  score: number;
+}
+
+export interface RatingsRow {
+  k: number;
+  beta: number | null;
+  topk: number | null;
+  gsae: number | null;
+  n_topk: number;
+  n_gsae: number;
+  diff: number | null;
+  lo: number | null;
+  hi: number | null;
+  verdict: Verdict | 'too few ratings';
+  /** Ratings still needed (per arch, to reach minRatings) before a verdict. */
+  needed: number;
+  margin: number;
+}
+
+/**
+ * Claim 4 from human ratings (1–5) per k: g-SAE at β* (betaStar; every β when unknown) − TopK,
+ * pooled over seeds and raters, a bootstrap over each arm's ratings independently, the same
+ * equivalence rule as the automatic score with `margin` on the 1–5 scale. Fewer than
+ * `minRatings` ratings in an arm → 'too few ratings' and how many are still needed.
+ */
+export function ratingsComparison(ratings: RatingArm[], betaStar: Map<number, number>, o: { margin: number; minRatings: number; resamples: number; seed: number }): RatingsRow[] {
+  const ks = [...new Set(ratings.map((r) => r.k))].sort((a, b) => a - b);
+  return ks.map((k) => {
+    const bs = betaStar.get(k);
+    const t = ratings.filter((r) => r.k === k && r.arch === 'topk').map((r) => r.score);
+    const g = ratings.filter((r) => r.k === k && r.arch === 'gsae' && (bs === undefined || r.beta === bs)).map((r) => r.score);
+    const needed = Math.max(0, o.minRatings - t.length) + Math.max(0, o.minRatings - g.length);
+    const base = { k, beta: bs ?? null, topk: t.length ? mean(t) : null, gsae: g.length ? mean(g) : null, n_topk: t.length, n_gsae: g.length, margin: o.margin, needed };
+    if (needed > 0) return { ...base, diff: null, lo: null, hi: null, verdict: 'too few ratings' as const };
+    const arm = (s: number[]) => ({ nLatents: s.length, stat: (l: Int32Array) => mean(Array.from(l, (i) => s[i])) });
+    const ci = twoWayBootstrap({ a: arm(g), b: arm(t) }, 1, { resamples: o.resamples, seed: o.seed });
+    return { ...base, diff: ci.mean, lo: ci.lo, hi: ci.hi, verdict: verdictEquivalence(ci, o.margin) };
+  });
+}

@@ -9,17 +9,56 @@ import { spreadWindows, type TokenStream } from '../collect.ts';
 import { encodeSparse } from '../sae/infer.ts';
 import type { SaeWeights } from '../sae/types.ts';
 import { bootstrapMeanCI } from '../eval/stats.ts';
-import { sampleLatents, scoreLatents, type LatentScore, type LookupOptions, type RowTokens } from './simulate.ts';
+import { firingsOf, sampleLatents, scoreLatents, type Code, type LatentScore, type LookupOptions, type RowTokens } from './simulate.ts';
 
 export interface SaeScoreOptions extends LookupOptions {
   latents: number;
   trainTokens: number;
   seed: number;
   resamples: number;
+  /** Top-activating training contexts kept per latent for the rating page (default 5). */
+  shownContexts?: number;
+}
+
+/** Per latent, its n top-activating training contexts (one per window): `left` tokens before, `right` after. */
+export function topContexts(code: Code, tokens: RowTokens, latents: number[], n: number, left: number, right: number): TopContext[][] {
+  const T = (r: number) => tokens.pos(r);
+  return firingsOf(code, latents).map((f) => {
+    const order = f.rows.map((_, i) => i).sort((a, b) => f.values[b] - f.values[a] || f.rows[a] - f.rows[b]);
+    const acts = new Map(f.rows.map((r, i) => [r, f.values[i]]));
+    const used = new Set<number>();
+    const out: TopContext[] = [];
+    for (const i of order) {
+      const row = f.rows[i];
+      const start = row - T(row);
+      if (used.has(start)) continue;
+      used.add(start);
+      const lo = Math.max(start, row - left);
+      let hi = row;
+      while (hi < row + right && hi + 1 < tokens.rows && T(hi + 1) === T(hi) + 1) hi++;
+      const ids: number[] = [];
+      const a: number[] = [];
+      for (let q = lo; q <= hi; q++) {
+        ids.push(tokens.token(q));
+        a.push(acts.get(q) ?? 0);
+      }
+      out.push({ tokens: ids, acts: a, at: row - lo });
+      if (out.length >= n) break;
+    }
+    return out;
+  });
+}
+
+/** A top-activating context of a latent for people: token ids around the activating one. */
+export interface TopContext {
+  tokens: number[];
+  acts: number[];
+  /** Index of the activating token in `tokens`. */
+  at: number;
 }
 
 export interface SaeScore {
-  scores: LatentScore[];
+  scores: (LatentScore & { contexts: TopContext[] })[];
   mean: number;
   lo: number;
   hi: number;
@@ -82,7 +121,9 @@ export function scoreSae(
   for (let i = 0; i < trainCode.indices.length; i++) if (trainCode.values[i] > 0) fires[trainCode.indices[i]] = 1;
   const eligible = Array.from({ length: w.m }, (_, i) => i).filter((i) => alive[i] && fires[i]);
   const latents = sampleLatents(eligible, o.latents, o.seed);
-  const scores = scoreLatents(latents, trainCode, tr.tokens, testCode, te.tokens, o);
+  const scored = scoreLatents(latents, trainCode, tr.tokens, testCode, te.tokens, o);
+  const ctxs = topContexts(trainCode, tr.tokens, latents, o.shownContexts ?? 5, 10, 3);
+  const scores = scored.map((s, i) => ({ ...s, contexts: ctxs[i] }));
   const ci = bootstrapMeanCI(scores.map((s) => s.score), { resamples: o.resamples, seed: o.seed });
   return {
     scores,

@@ -77,3 +77,34 @@ describe('equivalence verdict (TOST on the CI)', () => {
     expect(() => verdictEquivalence({ lo: 0, hi: 0 }, 0)).toThrow(/margin/);
   });
 });
+
+describe('claim 4 from ratings and from the automatic score (compare)', () => {
+  it('ratings: too few → how many more; equal ratings → reproduced; far apart → not reproduced', async () => {
+    const { ratingsComparison } = await import('../../../lib/eval/compare.ts');
+    const o = { margin: 0.5, minRatings: 5, resamples: 200, seed: 0 };
+    const few = ratingsComparison([{ arch: 'topk', beta: null, k: 8, score: 3 }, { arch: 'gsae', beta: 1, k: 8, score: 3 }], new Map([[8, 1]]), o);
+    expect(few[0]).toMatchObject({ verdict: 'too few ratings', needed: 8 });
+    const same = [3, 3, 4, 3, 3, 4];
+    const r = (arch: 'topk' | 'gsae', s: number[], beta: number | null) => s.map((score) => ({ arch, beta, k: 8, score }));
+    expect(ratingsComparison([...r('topk', same, null), ...r('gsae', same, 1), ...r('gsae', [1, 1, 1, 1, 1], 0.1)], new Map([[8, 1]]), o)[0]).toMatchObject({ verdict: 'reproduced', n_gsae: 6 });
+    expect(ratingsComparison([...r('topk', same, null), ...r('gsae', [1, 1, 1, 1, 1, 2], 1)], new Map([[8, 1]]), o)[0].verdict).toBe('not reproduced');
+  });
+  it('interp_score rows: paired per (k, seed), equivalence verdict, no Holm', async () => {
+    const { compareAll } = await import('../../../lib/eval/compare.ts');
+    const u = mulberry32(1);
+    const sc = (c: number) => Array.from({ length: 200 }, () => c + 0.02 * (u() - 0.5));
+    const arms = [0, 1].flatMap((seed) => [
+      { arch: 'topk' as const, beta: 0, k: 8, seed, scores: sc(0.3) },
+      { arch: 'gsae' as const, beta: 1, k: 8, seed, scores: sc(0.3) },
+      { arch: 'topk' as const, beta: 0, k: 16, seed, scores: sc(0.3) },
+      { arch: 'gsae' as const, beta: 1, k: 16, seed, scores: sc(0.5) },
+    ]);
+    const res = compareAll([], [], { resamples: 200, seed: 0, matchKl: 0, interpMargin: 0.05 }, arms);
+    const agg = res.paired.filter((r) => r.check === 'interp_score' && r.seed === null);
+    expect(agg.map((r) => [r.k, r.claim, r.verdict, r.verdict_holm])).toEqual([
+      [8, 4, 'reproduced', null],
+      [16, 4, 'not reproduced', null],
+    ]);
+    expect(res.paired.filter((r) => r.check === 'interp_score' && r.seed !== null)).toHaveLength(4);
+  });
+});
