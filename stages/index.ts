@@ -13,6 +13,8 @@ import { interp, lmRandom, collectControl, saeControl, interpControl } from './i
 import compare from './compare.ts';
 import report from './report.ts';
 import { validateParams } from './validate.ts';
+import path from 'node:path';
+import { ratingsStamp } from '../lib/rate/store.ts';
 
 export const stages: Project['stages'] = [corpus, tokenize, lm, collect, sae, downstream, steering, interp, lmRandom, collectControl, saeControl, interpControl, compare, report];
 
@@ -22,6 +24,8 @@ export async function environment(params: unknown): Promise<Record<string, strin
     backend: resolveBackend(p.backend),
     corpus_source: corpusSourceFingerprint(p.corpus.source),
     lm_pretrained: pretrainedFingerprint(p.lm.pretrained),
+    // count + hash of the ratings table (npm run rate writes it): a new rating reruns the report only
+    ratings: ratingsStamp(path.resolve('results')),
   };
 }
 

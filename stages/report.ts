@@ -143,7 +143,9 @@ async function withRetry<T>(fn: () => Promise<T>, tries = 40): Promise<T> {
 const stage: StageDef<Params> = {
   name: 'report',
   description: 'Charts, claims table (the compare stage\'s paired verdicts) and latent browser: results/report/index.html',
-  params: ['report', 'sae.k'],
+  // interp.rating_*: claim 4 from the `ratings` table, which the report reads directly; env field
+  // `ratings` (results/ratings.version, written by npm run rate) reruns the report when ratings change.
+  params: ['report', 'sae.k', 'interp.rating_margin', 'interp.min_ratings', 'compare.bootstrap_resamples', 'compare.seed'],
   inputs: {
     downstream: { stage: 'downstream', all: true },
     steering: { stage: 'steering', all: true },
@@ -154,13 +156,18 @@ const stage: StageDef<Params> = {
     compare: { stage: 'compare' },
   },
   outputs: ['index.html', 'summary.json'],
-  env: ['backend'],
+  env: ['backend', 'ratings'],
   async run(ctx) {
     await initStageBackend(ctx); // the latent browser encodes held-out activations with tfjs
     const { buildReport } = await import('../lib/report/index.ts');
     const dbPath = path.resolve('results', 'results.duckdb');
     const browser = await latentBrowser(ctx, dbPath);
-    const res = await withRetry(() => buildReport({ dbPath, outDir: ctx.outDir, latentBrowser: browser }));
+    const res = await withRetry(() => buildReport({
+        dbPath,
+        outDir: ctx.outDir,
+        latentBrowser: browser,
+        ratings: { margin: ctx.params.interp.rating_margin, minRatings: ctx.params.interp.min_ratings, resamples: ctx.params.compare.bootstrap_resamples, seed: ctx.params.compare.seed },
+      }));
     for (const c of res.charts) ctx.log(`${c.status === 'ok' ? '✓' : '·'} ${c.name}: ${c.status}${c.message ? ` (${c.message})` : ''}, ${c.rows} rows`);
     for (const c of res.claims.summary) ctx.log(`claim ${c.claim} (${c.text}): ${c.status}`);
     const errors = res.charts.filter((c) => c.status === 'error');

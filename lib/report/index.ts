@@ -24,6 +24,16 @@ import { renderHtml, renderSvg, type RenderedChart } from './render.ts';
 import { AT_BETA_STAR, betaSelectionSql, DEFAULT_STAGES, pairedSql, type StageNames } from './sql.ts';
 import type { ChartResult, ClaimsSql, LatentBrowserData, ReportMeta } from './types.ts';
 import { buildClaims, type ClaimsTable } from './verdicts.ts';
+import { ratingsComparison } from '../eval/compare.ts';
+import { interpSummarySql } from './sql.ts';
+
+/** Claim 4 from the `ratings` table (lib/eval/compare.ts ratingsComparison). */
+export interface RatingsOptions {
+  margin: number;
+  minRatings: number;
+  resamples: number;
+  seed: number;
+}
 
 export type { ChartDef } from './charts.ts';
 export type { ClaimsTable, PairedRow, BetaSelectionRow, ClaimSummary, CellVerdict } from './verdicts.ts';
@@ -44,6 +54,8 @@ export interface BuildReportOptions {
   meta?: ReportMeta;
   /** Stage names, if they differ from docs/CONTRACTS.md. */
   stages?: Partial<StageNames>;
+  /** Decide claim 4 from human ratings too (the `ratings` table) with these options. */
+  ratings?: RatingsOptions;
 }
 
 export interface ReportResult {
@@ -136,14 +148,26 @@ async function runChart(db: ReportDb, def: ChartDef, outDir: string, runId: stri
 }
 
 /** The claims table from the compare stage's tables (no rows when that stage has not run). */
-async function readClaims(db: ReportDb, sql: ClaimsSql): Promise<ClaimsTable> {
+async function readClaims(db: ReportDb, sql: ClaimsSql, ro?: RatingsOptions): Promise<ClaimsTable> {
   const needed = ['paired', 'runs', 'stage_runs'];
   if ((await missingTables(db, needed)).length) return buildClaims([], [], []);
   try {
     const atBetaStar = await db.query(sql.atBetaStar);
     const all = await db.query(sql.all);
     const betaSelection = (await db.hasRelation('beta_selection')) ? await db.query(sql.betaSelection) : [];
-    return buildClaims(atBetaStar, all, betaSelection, 'no data: no paired rows at β* for the instances this run used');
+    // Human ratings are read here, not by a stage: a new rating needs only the report to rerun.
+    let ratings: ReturnType<typeof ratingsComparison> = [];
+    if (ro && (await db.hasRelation('ratings'))) {
+      const star = new Map(betaSelection.filter((r) => r.chosen === true).map((r) => [Number(r.k), Number(r.beta)]));
+      const rows = await db.query('SELECT CAST(arch AS VARCHAR) AS arch, CAST(beta AS DOUBLE) AS beta, CAST(k AS INTEGER) AS k, CAST(score AS INTEGER) AS score FROM ratings');
+      ratings = ratingsComparison(rows.map((r) => ({ arch: r.arch as 'topk' | 'gsae', beta: r.beta === null ? null : Number(r.beta), k: Number(r.k), score: Number(r.score) })), star, ro);
+    }
+    const claims = buildClaims(atBetaStar, all, betaSelection, 'no data: no paired rows at β* for the instances this run used', ratings, ro?.minRatings ?? 0);
+    if (await db.hasRelation('interp_summary')) {
+      const ctl = (await db.query(interpSummarySql(sql.runId ?? null))).filter((r) => r.control === true);
+      if (ctl.length) claims.summary[3].status += `; control (TopK SAE on a random-init LM): score ${ctl.map((r) => `${Number(r.mean).toFixed(3)} at k = ${r.k}`).join(', ')}`;
+    }
+    return claims;
   } catch (e) {
     const error = `claims query failed: ${(e as Error).message.split('\n')[0]}`;
     return { ...buildClaims([], [], [], error), error };
@@ -171,7 +195,7 @@ export async function buildReport(opts: BuildReportOptions): Promise<ReportResul
       all: pairedSql(runId, stages.compare),
       betaSelection: betaSelectionSql(runId, stages.compare),
     };
-    const claims = await readClaims(db, claimsSql);
+    const claims = await readClaims(db, { ...claimsSql, runId }, opts.ratings);
     const charts: RenderedChart[] = [];
     for (const def of chartDefs(runId, stages)) charts.push(await runChart(db, def, outDir, runId));
     const vendorScripts = await copyVendor(outDir);

@@ -234,13 +234,13 @@ function seedNote(seeds: ClaimsTable['seeds']): string {
 function renderClaims(claims: ClaimsTable, sql: ClaimsSql): string {
   const summary = `<ol class="claims-summary">${claims.summary
     .map((s) => {
-      const cls = s.claim === 4 ? 'v-not-measured' : s.counts['reproduced'] && !s.counts['not reproduced'] && !s.counts['inconclusive'] ? 'v-reproduced' : s.counts['not reproduced'] ? 'v-not-reproduced' : '';
+      const cls = s.counts['not measured'] ? 'v-not-measured' : s.counts['reproduced'] && !s.counts['not reproduced'] && !s.counts['inconclusive'] ? 'v-reproduced' : s.counts['not reproduced'] ? 'v-not-reproduced' : '';
       return `<li value="${s.claim}" data-claim="${s.claim}"><b>${esc(s.text)}.</b> <span class="${cls}">${esc(s.status)}</span></li>`;
     })
     .join('')}</ol>`;
   const cols = PAIRED_HEAD.length;
   const body: string[] = [];
-  for (const claim of [1, 2, 3] as const) {
+  for (const claim of [1, 2, 3, 4] as const) {
     const rows = claims.rows.filter((r) => r.claim === claim);
     const s = claims.summary.find((x) => x.claim === claim)!;
     body.push(`<tr class="claim-start claim-head"><td colspan="${cols}"><b>Claim ${claim}.</b> ${esc(s.text)}</td></tr>`);
@@ -250,10 +250,11 @@ function renderClaims(claims: ClaimsTable, sql: ClaimsSql): string {
     }
     for (const r of rows) body.push(`<tr class="primary" ${pairedAttrs(r)}>${pairedCells(r)}</tr>`);
   }
-  body.push(
-    `<tr class="claim-start claim-head"><td colspan="${cols}"><b>Claim 4.</b> ${esc(CLAIMS[4])}</td></tr>` +
-      `<tr><td colspan="${cols - 4}" class="muted">Needs human or LLM raters of latent explanations; this pipeline has none. Browse latents below to judge informally.</td><td class="verdict v-not-measured" colspan="4">not measured (requires raters)</td></tr>`,
-  );
+  for (const r of claims.ratings ?? []) {
+    const ci = r.lo === null ? '' : ` [${r.lo.toFixed(2)}, ${r.hi!.toFixed(2)}]`;
+    const v = r.verdict === 'too few ratings' ? `too few ratings: ${r.needed} more needed` : r.verdict;
+    body.push(`<tr class="ratings-row" data-claim="4" data-k="${r.k}"><td>human rating (1–5), equivalence ±${r.margin}</td><td>${r.k}</td><td>${r.beta ?? ''}</td><td>${r.topk?.toFixed(2) ?? ''}</td><td>${r.gsae?.toFixed(2) ?? ''}</td><td>${r.diff === null ? '' : r.diff.toFixed(2) + ci}</td><td colspan="${cols - 9}">bootstrap over ratings (${r.n_gsae} g-SAE, ${r.n_topk} TopK)</td><td class="verdict">${esc(v)}</td><td colspan="3"></td></tr>`);
+  }
   const table = `<table class="claims primary-table"><thead><tr>${PAIRED_HEAD.map((h) => `<th>${esc(h)}</th>`).join('')}</tr></thead><tbody>${body.join('\n')}</tbody></table>`;
   const secondary = claims.secondary.length
     ? `<details class="secondary-checks"><summary>Secondary checks at β* (test split, ${claims.secondary.length} rows): the other metrics of each claim, and steering at equal α and with the other target rule</summary>${pairedTable(claims.secondary, 'secondary-table')}</details>`
@@ -382,7 +383,7 @@ function renderMethods(params: unknown): string {
 <li><b>g-SAE β.</b> The g-SAEs are trained at every β of ${p('sae.beta')}; TopK has no β. The charts show each β as its own series; the claims use β* per k (below).</li>
 <li><b>Steering protocol</b> (the paper's is not known). Per SAE, ${p('steering.n_latents')} latents sampled uniformly among alive latents (${p('steering.seed')}); steer by adding α · r · W<sub>dec</sub>[i] at every position, r = mean ‖x‖ at the hook, ${p('steering.alphas')}. Random held-out contexts (${p('steering.contexts')}) split in halves; the evaluation half gives the "arbitrary contexts". Two target rules (${p('steering.n_targets')} targets each), scored on the same steered passes: ${Object.values(STEERING_RULE_TEXT).map(esc).join('; ')}. Consistency = fraction of positions where the targets rise; KL(steered ‖ clean) measures how much the steering disrupts the model overall.</li>
 <li><b>Dead latents.</b> A latent is dead if it never fires on the held-out set and did not fire during the last ${p('sae.dead_tokens')} training tokens.</li>
-<li><b>Interpretability</b> (claim 4) is not measured: it needs human or LLM raters. The latent browser is for informal inspection only.</li>
+<li><b>Interpretability</b> (claim 4): an automatic simulation score with a lookup explainer (ours, not an LM explainer) and, when enough exist, blinded human ratings (npm run rate); both judged by an equivalence test with margins of ours (params interp.margin, interp.rating_margin).</li>
 </ul>
 <h3 id="statistics">Statistics (ours): how the claims are decided</h3>
 <p>The compare stage writes every number of the claims table (tables <code>paired</code> and <code>beta_selection</code>); the report only displays them.</p>

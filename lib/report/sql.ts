@@ -323,3 +323,14 @@ FROM c
 WHERE (i - 1) % CAST(ceil(n / ${maxPoints}.0) AS BIGINT) = 0 OR i = n
 ORDER BY ${outInst}metric, tokens`;
 }
+
+/** The compare stage's `interp_summary` (per-SAE automatic interpretability scores, control included). */
+export function interpSummarySql(runId: string | null, stage = DEFAULT_STAGES.compare): string {
+  return `WITH ${scopeCtes(runId, [stage])},
+${runTableCte('interp_summary', 'i')}
+SELECT CAST(arch AS VARCHAR) AS arch, CAST(beta AS DOUBLE) AS beta, CAST(k AS INTEGER) AS k, CAST(seed AS INTEGER) AS seed,
+       CAST(control AS BOOLEAN) AS control, CAST(mean AS DOUBLE) AS mean, CAST(lo AS DOUBLE) AS lo, CAST(hi AS DOUBLE) AS hi,
+       CAST(single_token_frac AS DOUBLE) AS single_token_frac
+FROM i
+ORDER BY control, k, arch, beta, seed`;
+}

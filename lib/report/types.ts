@@ -106,4 +106,6 @@ export interface ClaimsSql {
   /** Every row of paired. */
   all: string;
   betaSelection: string;
+  /** The reported run (for further scoped queries). */
+  runId?: string | null;
 }

@@ -72,6 +72,8 @@ export interface ClaimsTable {
   summary: ClaimSummary[];
   /** Fewest and most seeds behind an aggregate row (null without rows). */
   seeds: { min: number; max: number } | null;
+  /** Claim 4 from human ratings (empty without ratings). */
+  ratings?: RatingsClaimRow[];
   /** Set when the claims queries failed (shown on the page; the report stage fails on it). */
   error?: string;
 }
@@ -160,7 +162,23 @@ const byKey = (a: PairedRow, b: PairedRow) =>
  * of `pairedSql` unrestricted (`all`) and of `betaSelectionSql`. `noDataReason` is the status of
  * every claim when there are no rows at all (e.g. the compare stage has not run).
  */
-export function buildClaims(atBetaStar: Row[], all: Row[] = [], betaSelection: Row[] = [], noDataReason = 'no data: the compare stage has not run'): ClaimsTable {
+/** Claim 4 from human ratings per k (lib/eval/compare.ts ratingsComparison), shown when any exist. */
+export interface RatingsClaimRow {
+  k: number;
+  beta: number | null;
+  topk: number | null;
+  gsae: number | null;
+  n_topk: number;
+  n_gsae: number;
+  diff: number | null;
+  lo: number | null;
+  hi: number | null;
+  verdict: string;
+  needed: number;
+  margin: number;
+}
+
+export function buildClaims(atBetaStar: Row[], all: Row[] = [], betaSelection: Row[] = [], noDataReason = 'no data: the compare stage has not run', ratings: RatingsClaimRow[] = [], minRatings = 0): ClaimsTable {
   const star = atBetaStar.map(toPairedRow);
   const rows = star.filter((r) => r.primary).sort(byKey);
   const secondary = star.filter((r) => !r.primary);
@@ -169,7 +187,7 @@ export function buildClaims(atBetaStar: Row[], all: Row[] = [], betaSelection: R
   const seeds = aggregates.length
     ? { min: Math.min(...aggregates.map((r) => r.seeds!)), max: Math.max(...aggregates.map((r) => r.seeds!)) }
     : null;
-  const summary: ClaimSummary[] = ([1, 2, 3] as const).map((claim) => {
+  const summary: ClaimSummary[] = ([1, 2, 3, 4] as const).map((claim) => {
     const mine = rows.filter((r) => r.claim === claim);
     const counts: Partial<Record<CellVerdict, number>> = {};
     for (const r of mine) {
@@ -181,6 +199,19 @@ export function buildClaims(atBetaStar: Row[], all: Row[] = [], betaSelection: R
     if (holm) status += ` (Holm: ${holm})`;
     return { claim, text: CLAIM_TEXT[claim], status, counts };
   });
-  summary.push({ claim: 4, text: CLAIM_TEXT[4], status: 'not measured (requires raters)', counts: { 'not measured': 1 } });
-  return { rows, secondary, all: allRows, betaSelection: betaSelection.map(toBetaSelectionRow), summary, seeds };
+  const s4 = summary[3];
+  if (!rows.some((r) => r.claim === 4)) {
+    s4.status = 'not measured (no automatic score rows: the interp and compare stages have not run)';
+    s4.counts = { 'not measured': 1 };
+  } else s4.status = `automatic score: ${s4.status}`;
+  if (ratings.length) {
+    const decided = ratings.filter((r) => r.verdict !== 'too few ratings');
+    const waiting = ratings.filter((r) => r.verdict === 'too few ratings');
+    const parts = [
+      ...(decided.length ? [verdictLine(decided.map((r) => ({ ...toPairedRow({ k: r.k }), verdict: r.verdict })), (r) => r.verdict)] : []),
+      ...waiting.map((r) => `k = ${r.k}: ${r.needed} more ratings needed (${r.n_topk} + ${r.n_gsae} of ${minRatings} per arch)`),
+    ];
+    s4.status += `; human ratings: ${parts.join('; ')}`;
+  } else s4.status += `; human ratings: none yet (npm run rate; ${minRatings} per arch and k needed)`;
+  return { rows, secondary, all: allRows, betaSelection: betaSelection.map(toBetaSelectionRow), summary, seeds, ratings };
 }
