@@ -37,7 +37,7 @@ describe('smoke preset end to end', () => {
   it('runs every stage, writes the report and DuckDB, then reruns nothing', async () => {
     const first = pipeline(dir);
     expect(first.code, first.out).toBe(0);
-    for (const stage of ['corpus', 'tokenize', 'lm', 'collect', 'sae', 'downstream', 'steering', 'compare', 'report']) {
+    for (const stage of ['corpus', 'tokenize', 'lm', 'collect', 'sae', 'downstream', 'steering', 'interp', 'lm_random', 'collect_control', 'sae_control', 'interp_control', 'compare', 'report']) {
       expect(first.out, `stage ${stage} did not run`).toMatch(new RegExp(`✓ ${stage.replace('[', '\\[')}`));
     }
     // The report and the artifacts people look at.
@@ -65,13 +65,19 @@ describe('smoke preset end to end', () => {
       `select claim, k, beta, diff, lo, hi, verdict, verdict_holm, change_rate from paired
        where "primary" and seed is null and split = 'test' and is_beta_star order by claim, k`,
     );
-    expect(paired.rows.map((r) => `${r[0]}:${r[1]}`)).toEqual(['1:4', '1:8', '2:4', '2:8', '3:4', '3:8']);
+    expect(paired.rows.map((r) => `${r[0]}:${r[1]}`)).toEqual(['1:4', '1:8', '2:4', '2:8', '3:4', '3:8', '4:4', '4:8']);
     for (const r of paired.rows) {
       expect([0.3, 3]).toContain(Number(r[2]));
       expect(['reproduced', 'not reproduced', 'inconclusive']).toContain(r[6]);
-      expect(r[7]).not.toBeNull();
+      if (Number(r[0]) < 4) expect(r[7]).not.toBeNull(); // claim 4 is an equivalence test: no Holm
     }
     // claims 1 and 2 always have a CI; the change rate is a fraction
+    // claim 4: the automatic score per SAE (6 instances + 2 controls), a CI of the difference
+    const interp = await querySql(db, `select count(*) from interp_summary`);
+    expect(Number(interp.rows[0][0])).toBe(8);
+    for (const r of paired.rows.filter((r) => Number(r[0]) === 4)) expect(Number(r[5])).toBeGreaterThanOrEqual(Number(r[4]));
+    const summary = JSON.parse(fs.readFileSync(path.join(dir, 'results/report/summary.json'), 'utf8'));
+    expect(summary.claims[3].status).toMatch(/^automatic score: (reproduced|not reproduced|inconclusive) at k = .*human ratings: none yet.*control \(TopK SAE on a random-init LM\): score/);
     for (const r of paired.rows.filter((r) => Number(r[0]) < 3)) expect(Number(r[5])).toBeGreaterThanOrEqual(Number(r[4]));
     for (const r of paired.rows) expect(Number(r[8])).toBeGreaterThan(0);
     const sel = await querySql(db, `select k, count(*) n, sum(case when chosen then 1 else 0 end) chosen from beta_selection group by k order by k`);
@@ -122,7 +128,7 @@ describe('smoke preset end to end', () => {
     expect(metric('LM val loss')).toEqual([Number(Number(lmLoss).toPrecision(5)), Number(Number(lmLoss).toPrecision(5))]);
     for (const name of ['ΔCE topk k=4', 'ΔCE gsae β=0.3 k=4', 'ΔCE gsae β=3 k=8']) expect(metric(name), name).toHaveLength(2);
     const verdicts = c.rows.filter((r: any) => r.kind === 'metric' && r.name.startsWith('claim '));
-    expect(verdicts.length).toBe(6);
+    expect(verdicts.length).toBe(8); // claims 1–4 at k = 4, 8
     for (const v of verdicts) for (const x of v.values) expect(x).toMatch(/^(reproduced|not reproduced|inconclusive) \(β\*=/);
     const table = cmp();
     expect(table.status, table.stderr).toBe(0);
