@@ -212,6 +212,6 @@ export function buildClaims(atBetaStar: Row[], all: Row[] = [], betaSelection: R
       ...waiting.map((r) => `k = ${r.k}: ${r.needed} more ratings needed (${r.n_topk} + ${r.n_gsae} of ${minRatings} per arch)`),
     ];
     s4.status += `; human ratings: ${parts.join('; ')}`;
-  } else s4.status += `; human ratings: none yet (npm run rate; ${minRatings} per arch and k needed)`;
+  } else if (minRatings > 0) s4.status += `; human ratings: none yet (npm run rate; ${minRatings} per arch and k needed)`;
   return { rows, secondary, all: allRows, betaSelection: betaSelection.map(toBetaSelectionRow), summary, seeds, ratings };
 }

@@ -144,6 +144,6 @@ describe('smoke preset end to end', () => {
     expect(toRun.some((l) => /sae\[arch=gsae,beta=1,k=4,seed=0\]/.test(l))).toBe(true);
     expect(toRun.some((l) => /^to run\s+\w+\[arch=topk/.test(l)), toRun.join('\n')).toBe(false);
     expect(toRun.some((l) => /^to run\s+\w+\[arch=gsae,beta=(0\.3|3),/.test(l)), toRun.join('\n')).toBe(false);
-    expect(toRun).toHaveLength(8); // 2 sae + 2 downstream + 2 steering + compare + report
+    expect(toRun).toHaveLength(10); // 2 sae + 2 downstream + 2 steering + 2 interp + compare + report
   }, 600_000);
 });

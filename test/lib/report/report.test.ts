@@ -119,7 +119,7 @@ describe('buildReport on the synthetic database', () => {
     expect(status(1)).toBe('reproduced at k = 8, 16 (Holm: reproduced at k = 8; inconclusive at k = 16)');
     expect(status(2)).toBe('not reproduced at k = 8; inconclusive at k = 16 (Holm: not reproduced at k = 8; inconclusive at k = 16)');
     expect(status(3)).toBe('reproduced at k = 16; inconclusive at k = 8 (Holm: reproduced at k = 16; inconclusive at k = 8)');
-    expect(status(4)).toBe('not measured (requires raters)');
+    expect(status(4)).toBe('not measured (no automatic score rows: the interp and compare stages have not run)');
     for (const c of [1, 2, 3]) expect(html).toContain(status(c));
   });
 
@@ -182,7 +182,7 @@ describe('buildReport on the synthetic database', () => {
     expect(html).toMatch(/fingerprint/i);
     expect(html).toContain('<code>wasm</code>');
     expect(html).toContain('State of the Union');
-    expect(html).toContain('not measured (requires raters)');
+    expect(html).toContain('not measured (no automatic score rows: the interp and compare stages have not run)');
     expect(html).toContain('class="verdict v-reproduced"');
     expect(html).toContain('class="verdict v-not-reproduced"');
     expect(html).toContain('class="verdict v-inconclusive"');
@@ -332,7 +332,7 @@ describe('buildReport with missing stages and a single seed', () => {
     const p = readFileSync(emptyRes.indexHtml, 'utf8');
     expect(p).toContain('no run recorded');
     expect(p).toContain('no data: the compare stage has not run');
-    expect(p).toContain('not measured (requires raters)');
+    expect(p).toContain('not measured (no automatic score rows: the interp and compare stages have not run)');
     expect(p).not.toContain('class="note one-seed"');
   });
 });

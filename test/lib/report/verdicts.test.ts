@@ -61,7 +61,7 @@ describe('buildClaims (displays the paired table, judges nothing)', () => {
     expect(status(2)).toBe('not reproduced at k = 8 (Holm: not reproduced at k = 8)');
     // Two matched-KL levels at one k: the row names say which.
     expect(status(3)).toBe('reproduced at k = 8 (KL=0.05); inconclusive at k = 8 (KL=0.1) (Holm: reproduced at k = 8 (KL=0.05); inconclusive at k = 8 (KL=0.1))');
-    expect(status(4)).toBe('not measured (requires raters)');
+    expect(status(4)).toBe('not measured (no automatic score rows: the interp and compare stages have not run)');
   });
 
   it('reports the seeds behind the aggregate rows', () => {
