@@ -9,7 +9,7 @@
  * step time after the first step, as tokens/s. `--procs` also runs two single-thread trainings in
  * two processes at once (the other way to use 2 cores: two SAE instances in parallel) and reports
  * their summed throughput. The process CPU time per step (all threads) is shown too: on a machine
- * shared with other jobs, tokens per CPU-second is the steadier figure. Reference on this 2-core machine (FACTS.md, PyTorch CPU, 2 threads):
+ * shared with other jobs, tokens per CPU-second is the steadier figure. Reference on this 2-core machine (measured PyTorch CPU, 2 threads):
  * ~35,000 tokens/s (small), ~1,400 tokens/s (gpt2).
  */
 import { spawn } from 'node:child_process';
@@ -154,5 +154,5 @@ if (a.child) {
       }
     }
   }
-  console.log('reference (PyTorch CPU, 2 threads, FACTS.md): small ~35,000 tokens/s, gpt2 ~1,400 tokens/s');
+  console.log('reference (PyTorch CPU, 2 threads, measured on a Zen 5 machine): small ~35,000 tokens/s, gpt2 ~1,400 tokens/s');
 }

@@ -502,7 +502,7 @@ export function downstreamCIs(result: DownstreamResult, opts: BootstrapOptions =
 }
 
 /**
- * Dead latents: never fired on the held-out set AND dead at the end of training (SCIENCE.md).
+ * Dead latents: never fired on the held-out set AND dead at the end of training (docs/METHOD.md).
  * `trainingDead[j]` true when latent j had not fired over the last dead_tokens of training.
  */
 export function mergeDead(firesHeldOut: ArrayLike<number>, trainingDead: ArrayLike<boolean | number>): { dead: Uint8Array; deadFrac: number } {

@@ -2,7 +2,7 @@
  * SAE inference as a model hook (tfjs), plus a pure TypeScript reference of the selection rule,
  * and the ablation hooks used by the downstream-loss evaluation.
  *
- * Selection rule (lib/sae/types.ts, SCIENCE.md), per token with activation x and loss gradient g:
+ * Selection rule (lib/sae/types.ts, docs/METHOD.md), per token with activation x and loss gradient g:
  *   z_pre = ReLU((x - b_dec) W_enc + b_enc)                      [m]
  *   s     = z_pre + beta * z_pre ∘ |W_dec g|   (gsae with a gradient; otherwise s = z_pre)
  *   idx   = the k largest s, ties broken by the lower index; values = z_pre[idx]
@@ -10,7 +10,7 @@
  * A latent "fires" on a token when it is selected with a value > 0 (a selected latent whose
  * z_pre is 0 contributes nothing and is not counted in L0 or as alive).
  *
- * Speed notes (FACTS.md): no matMul transpose flags (W_decᵀ is materialised once with
+ * Speed notes (measured on tfjs-wasm): no matMul transpose flags (W_decᵀ is materialised once with
  * tf.transpose); the decode is a dense matMul of the masked code [N, m] with W_dec, the mask
  * built by scatterND of the top-k indices (exact, tie-safe).
  */

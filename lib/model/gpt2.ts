@@ -6,7 +6,7 @@
  * scaling, MLP with gelu_new (tanh approximation), final LayerNorm, unembedding tied to wte.
  * Parameters are kept under their Hugging Face names and shapes (Conv1D layout [in, out]).
  *
- * Speed on the wasm backend (see /work/shared/FACTS.md): everything runs on 2-D [B*T, d] matrices;
+ * Speed on the wasm backend (measured): everything runs on 2-D [B*T, d] matrices;
  * matMul is only ever called without transpose flags (operands are transposed explicitly);
  * attention runs per (head, batch) as plain 2-D matMuls (wasm's batched matMul is ~10x slower);
  * the backward pass is written out by hand, so no tf.grad, no gather gradient (the embedding

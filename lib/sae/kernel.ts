@@ -5,7 +5,7 @@
  * its own buffers (shared memory), and the trainer sums the chunks in a fixed order. Chunks may run
  * on the main thread or on worker threads: the numbers do not depend on how many threads run them.
  *
- * Work per chunk (FACTS.md): the encoder forward is a dense tfjs matMul [rows, d] × [d, m]
+ * Work per chunk (measured on tfjs-wasm): the encoder forward is a dense tfjs matMul [rows, d] × [d, m]
  * (wasm SIMD), and so is the g-SAE's W_dec g ([rows, d] × W_decᵀ [d, m], W_decᵀ materialised once
  * per step by the trainer: no transpose flags). Everything sparse — selection, decode (k rows of
  * W_dec per token) and the backward pass — runs on the k selected rows only, either as

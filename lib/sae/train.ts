@@ -1,5 +1,5 @@
 /**
- * Training loop for TopK SAEs and g-SAEs (SCIENCE.md), with a hand-written backward pass
+ * Training loop for TopK SAEs and g-SAEs (docs/METHOD.md), with a hand-written backward pass
  * (kernel.ts), Adam, decoder-norm constraint, AuxK, seeded data order, checkpoints and resume.
  *
  * Choices (ours, documented in the config fields below):
