@@ -1,5 +1,5 @@
 /**
- * Language-model benchmark on the wasm backend: tokens/s of a full training step (forward +
+ * Language-model benchmark (backend `--backend auto|wasm+ort|wasm|...`, default auto): tokens/s of a full training step (forward +
  * backward + AdamW), of forward+backward alone, of evaluation (forward + exact loss) and of
  * activationAndGrad (activation collection), for the default LM (4 layers, d=128, 4 heads,
  * context 128, vocab 4096) unless overridden. Wall time and this process's CPU time are both
@@ -18,7 +18,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../lib/backend.ts';
+import { initBackend, type BackendKind } from '../lib/backend.ts';
 import { createGPT2 } from '../lib/model/gpt2.ts';
 import { AdamW, DEFAULT_LM_CONFIG, DEFAULT_TRAIN_OPTIONS, sampleBatch, train, unigramEntropy } from '../lib/model/train.ts';
 import { loadCorpus, splitCorpus } from '../lib/corpus.ts';
@@ -126,7 +126,8 @@ async function trainSotu(args: string[], cfg: GPT2Config, B: number): Promise<vo
 }
 
 export default async function run(args: string[] = []): Promise<void> {
-  const backend = await initBackend('wasm');
+  const bi = args.indexOf('--backend');
+  const backend = await initBackend((bi >= 0 ? args[bi + 1] : 'auto') as BackendKind);
   const cfg: GPT2Config = {
     ...DEFAULT_LM_CONFIG,
     vocabSize: arg(args, 'vocab', DEFAULT_LM_CONFIG.vocabSize),

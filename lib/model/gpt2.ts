@@ -16,6 +16,16 @@ import * as tf from '@tensorflow/tfjs';
 import { mulberry32, randn } from '../util/random.ts';
 import type { ActivationAndGrad, GPT2Config, HookFn, HookName, HookedLM, Hooks } from './types.ts';
 import { gatherRows, splitRows, sumRows, unstack0 } from './kernels.ts';
+import { ortEnabled } from '../backend.ts';
+import { ortOp } from '../native/tfort.ts';
+import {
+  attentionBackwardGraph,
+  attentionForwardGraph,
+  headBackwardGraph,
+  headForwardGraph,
+  mlpBackwardGraph,
+  mlpForwardGraph,
+} from './ortgraphs.ts';
 
 export type { GPT2Config } from './types.ts';
 
@@ -137,6 +147,9 @@ interface LayerCache {
   u: tf.Tensor2D; // [N, 4d] mlp pre-activation
   s: tf.Tensor2D; // sigmoid(2c(u + a u^3)) (gelu_new = u * s)
   a: tf.Tensor2D; // gelu output (input of mlp.c_proj)
+  /** ONNX Runtime path (backend wasm+ort): [N, 3d] c_attn output and [B, H, T, T] probabilities. */
+  qkv?: tf.Tensor2D;
+  P4?: tf.Tensor4D;
 }
 
 type Site = 'resid_pre' | 'resid_mid' | 'resid_post';
@@ -317,7 +330,49 @@ export class GPT2 implements HookedLM {
     return needDx ? (tf.matMul(dy, tf.transpose(W)) as tf.Tensor2D) : null;
   }
 
+  private attentionOrt(h1: tf.Tensor2D, l: number, B: number, T: number, cache: Partial<LayerCache> | null): tf.Tensor2D {
+    const { nHead: H, dModel: d } = this.config;
+    const N = B * T;
+    const [qkv, P, y, out] = ortOp(
+      'Attention',
+      `attn-fwd:${T}:${H}:${d}`,
+      () => attentionForwardGraph(T, H, d),
+      [h1, this.p(`h.${l}.attn.c_attn.weight`), this.p(`h.${l}.attn.c_attn.bias`), this.p(`h.${l}.attn.c_proj.weight`), this.p(`h.${l}.attn.c_proj.bias`)],
+      [[N, 3 * d], [B, H, T, T], [N, d], [N, d]],
+    );
+    if (cache) {
+      cache.qkv = qkv as tf.Tensor2D;
+      cache.P4 = P as tf.Tensor4D;
+      cache.y = y as tf.Tensor2D;
+    }
+    return out as tf.Tensor2D;
+  }
+
+  private attentionBackwardOrt(dOut: tf.Tensor2D, c: LayerCache, l: number, B: number, T: number, grads: Map<string, tf.Tensor> | null): tf.Tensor2D {
+    const { nHead: H, dModel: d } = this.config;
+    const N = B * T;
+    const wa = `h.${l}.attn.c_attn.weight`;
+    const wp = `h.${l}.attn.c_proj.weight`;
+    const ins = [dOut, this.p(wp), c.qkv!, c.P4!, this.p(wa)];
+    if (!grads) {
+      return ortOp('AttentionBackward', `attn-bwd:${T}:${H}:${d}:0`, () => attentionBackwardGraph(T, H, d, false), ins, [[N, d]])[0] as tf.Tensor2D;
+    }
+    const [dh1, dWp, dbp, dWa, dba] = ortOp(
+      'AttentionBackward',
+      `attn-bwd:${T}:${H}:${d}:1`,
+      () => attentionBackwardGraph(T, H, d, true),
+      [...ins, c.y, c.h1],
+      [[N, d], [d, d], [d], [d, 3 * d], [3 * d]],
+    );
+    grads.set(wp, dWp);
+    grads.set(`h.${l}.attn.c_proj.bias`, dbp);
+    grads.set(wa, dWa);
+    grads.set(`h.${l}.attn.c_attn.bias`, dba);
+    return dh1 as tf.Tensor2D;
+  }
+
   private attention(h1: tf.Tensor2D, l: number, B: number, T: number, cache: Partial<LayerCache> | null): tf.Tensor2D {
+    if (ortEnabled()) return this.attentionOrt(h1, l, B, T, cache);
     const { nHead: H, dModel: d } = this.config;
     const dh = d / H;
     const HB = H * B;
@@ -359,6 +414,7 @@ export class GPT2 implements HookedLM {
     T: number,
     grads: Map<string, tf.Tensor> | null,
   ): tf.Tensor2D {
+    if (c.qkv) return this.attentionBackwardOrt(dOut, c, l, B, T, grads);
     const { nHead: H, dModel: d } = this.config;
     const dh = d / H;
     const HB = H * B;
@@ -378,6 +434,22 @@ export class GPT2 implements HookedLM {
   }
 
   private mlp(h2: tf.Tensor2D, l: number, cache: Partial<LayerCache> | null): tf.Tensor2D {
+    if (ortEnabled()) {
+      const d = this.config.dModel;
+      const N = h2.shape[0];
+      const [u, a, out] = ortOp(
+        'Mlp',
+        `mlp-fwd:${d}`,
+        () => mlpForwardGraph(d),
+        [h2, this.p(`h.${l}.mlp.c_fc.weight`), this.p(`h.${l}.mlp.c_fc.bias`), this.p(`h.${l}.mlp.c_proj.weight`), this.p(`h.${l}.mlp.c_proj.bias`)],
+        [[N, 4 * d], [N, 4 * d], [N, d]],
+      );
+      if (cache) {
+        cache.u = u as tf.Tensor2D;
+        cache.a = a as tf.Tensor2D;
+      }
+      return out as tf.Tensor2D;
+    }
     const u = this.linear(h2, `h.${l}.mlp.c_fc.weight`, `h.${l}.mlp.c_fc.bias`);
     const { a, s } = geluNewParts(u);
     if (cache) {
@@ -389,6 +461,27 @@ export class GPT2 implements HookedLM {
   }
 
   private mlpBackward(dOut: tf.Tensor2D, c: LayerCache, l: number, grads: Map<string, tf.Tensor> | null): tf.Tensor2D {
+    if (!c.s) {
+      // ONNX Runtime path (the sigmoid is recomputed from u inside the graph)
+      const d = this.config.dModel;
+      const N = dOut.shape[0];
+      const wfc = `h.${l}.mlp.c_fc.weight`;
+      const wpr = `h.${l}.mlp.c_proj.weight`;
+      const ins = [dOut, this.p(wpr), c.u, this.p(wfc)];
+      if (!grads) return ortOp('MlpBackward', `mlp-bwd:${d}:0`, () => mlpBackwardGraph(d, false), ins, [[N, d]])[0] as tf.Tensor2D;
+      const [dh2, dWpr, dbpr, dWfc, dbfc] = ortOp(
+        'MlpBackward',
+        `mlp-bwd:${d}:1`,
+        () => mlpBackwardGraph(d, true),
+        [...ins, c.a, c.h2],
+        [[N, d], [4 * d, d], [d], [d, 4 * d], [4 * d]],
+      );
+      grads.set(wpr, dWpr);
+      grads.set(`h.${l}.mlp.c_proj.bias`, dbpr);
+      grads.set(wfc, dWfc);
+      grads.set(`h.${l}.mlp.c_fc.bias`, dbfc);
+      return dh2 as tf.Tensor2D;
+    }
     const da = this.linearBackward(dOut, c.a, `h.${l}.mlp.c_proj.weight`, `h.${l}.mlp.c_proj.bias`, grads)!;
     // d/du [u s(z)] = s + u s (1 - s) 2c (1 + 3a u^2)
     const u2 = tf.square(c.u);
@@ -503,12 +596,18 @@ export class GPT2 implements HookedLM {
     const hs = sizes.length === 1 ? [hF] : (splitRows(hF, sizes) as tf.Tensor2D[]);
     const losses = new Float32Array(N);
     const dhs: tf.Tensor2D[] = [];
-    let acc: tf.Tensor2D | null = null;
+    let acc: tf.Tensor2D | null = null; // [d, V]
+    let accT: tf.Tensor2D | null = null; // [V, d] (ONNX Runtime path)
     let r0 = 0;
+    const ort = ortEnabled();
+    const d = this.config.dModel;
     for (let c = 0; c < sizes.length; c++) {
       const n = sizes[c];
-      const logits = tf.matMul(hs[c], wteT);
-      const P = tf.softmax(logits) as tf.Tensor2D;
+      let logits: tf.Tensor2D | null = null;
+      const getLogits = () => (logits ??= tf.matMul(hs[c], wteT) as tf.Tensor2D);
+      const P = ort
+        ? (ortOp('Head', `head-fwd:${d}:${V}`, () => headForwardGraph(d, V), [hs[c], wte], [[n, V]])[0] as tf.Tensor2D)
+        : (tf.softmax(getLogits()) as tf.Tensor2D);
       const idx = new Int32Array(n);
       for (let i = 0; i < n; i++) idx[i] = i * V + targets[r0 + i];
       const idxT = tf.tensor1d(idx, 'int32');
@@ -519,24 +618,44 @@ export class GPT2 implements HookedLM {
         losses[r0 + i] = -Math.log(pt[i]);
       }
       if (underflow) {
-        const lse = tf.logSumExp(logits, -1).dataSync();
-        const lt = tf.gather(tf.reshape(logits, [n * V]), idxT).dataSync();
+        const lg = getLogits();
+        const lse = tf.logSumExp(lg, -1).dataSync();
+        const lt = tf.gather(tf.reshape(lg, [n * V]), idxT).dataSync();
         for (let i = 0; i < n; i++) losses[r0 + i] = lse[i] - lt[i];
       }
-      logits.dispose();
-      if (want.dh) {
-        const tgt = tf.tensor1d(targets.subarray(r0, r0 + n), 'int32');
-        dhs.push(tf.mul(tf.sub(tf.matMul(P, wte), gatherRows(wte, tgt)), want.w) as tf.Tensor2D);
-      }
-      if (want.dwte) {
-        const part = tf.matMul(tf.transpose(hs[c]), P) as tf.Tensor2D; // [d, V]
-        acc = acc ? (tf.add(acc, part) as tf.Tensor2D) : part;
+      (logits as tf.Tensor2D | null)?.dispose();
+      if (ort && (want.dh || want.dwte)) {
+        // PW = P wte [n, d]; PTh = Pᵀ h [V, d] (dwte already in [V, d] layout: acc is transposed)
+        const outs = ortOp(
+          'HeadBackward',
+          `head-bwd:${d}:${V}:${want.dwte ? 1 : 0}`,
+          () => headBackwardGraph(d, V, want.dwte),
+          want.dwte ? [P, wte, hs[c]] : [P, wte],
+          want.dwte ? [[n, d], [V, d]] : [[n, d]],
+        );
+        if (want.dh) {
+          const tgt = tf.tensor1d(targets.subarray(r0, r0 + n), 'int32');
+          dhs.push(tf.mul(tf.sub(outs[0], gatherRows(wte, tgt)), want.w) as tf.Tensor2D);
+        }
+        if (want.dwte) {
+          const part = outs[1] as tf.Tensor2D;
+          accT = accT ? (tf.add(accT, part) as tf.Tensor2D) : part;
+        }
+      } else {
+        if (want.dh) {
+          const tgt = tf.tensor1d(targets.subarray(r0, r0 + n), 'int32');
+          dhs.push(tf.mul(tf.sub(tf.matMul(P, wte), gatherRows(wte, tgt)), want.w) as tf.Tensor2D);
+        }
+        if (want.dwte) {
+          const part = tf.matMul(tf.transpose(hs[c]), P) as tf.Tensor2D; // [d, V]
+          acc = acc ? (tf.add(acc, part) as tf.Tensor2D) : part;
+        }
       }
       P.dispose();
       r0 += n;
     }
     const dhF = want.dh ? (dhs.length === 1 ? dhs[0] : (tf.concat(dhs, 0) as tf.Tensor2D)) : null;
-    const dwteHead = acc ? (tf.transpose(tf.mul(acc, want.w)) as tf.Tensor2D) : null;
+    const dwteHead = accT ? (tf.mul(accT, want.w) as tf.Tensor2D) : acc ? (tf.transpose(tf.mul(acc, want.w)) as tf.Tensor2D) : null;
     return { losses, dhF, dwteHead };
   }
 

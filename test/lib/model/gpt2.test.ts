@@ -45,7 +45,7 @@ let ref: RefParams;
 let model: GPT2;
 
 beforeAll(async () => {
-  await initBackend('wasm');
+  await initBackend((process.env.GSAE_TEST_BACKEND ?? 'wasm') as 'wasm');
   arrays = randomParams(cfg, 1);
   ref = toF64(arrays);
   model = GPT2.fromArrays(cfg, arrays);

@@ -28,7 +28,7 @@ function synthetic(n: number, seed: number): Uint16Array {
 }
 
 beforeAll(async () => {
-  await initBackend('wasm');
+  await initBackend((process.env.GSAE_TEST_BACKEND ?? 'wasm') as 'wasm');
 });
 
 describe('helpers', () => {
