@@ -125,11 +125,11 @@ export class OrtGraph {
 const graphs = new Map<string, OrtGraph>();
 
 /** A cached graph by key (built on first use with the current thread setting). */
-export function cachedGraph(key: string, build: () => GraphSpec): OrtGraph {
-  const k = `${key}|t${defaultThreads}`;
+export function cachedGraph(key: string, build: () => GraphSpec, threads = defaultThreads): OrtGraph {
+  const k = `${key}|t${threads}`;
   let g = graphs.get(k);
   if (!g) {
-    g = new OrtGraph(build());
+    g = new OrtGraph(build(), threads);
     graphs.set(k, g);
   }
   return g;
@@ -159,7 +159,7 @@ export function gemm(
     ],
     outputs: [{ name: 'y', dims: ['M', 'N'] }],
     nodes: [{ op: 'Gemm', inputs: hasBias ? ['a', 'b', 'c'] : ['a', 'b'], outputs: ['y'], attrs: { transA: tA, transB: tB } }],
-  }));
+  }), opts.threads ?? defaultThreads);
   const inputs = [a.subarray(0, M * K), b.subarray(0, K * N)];
   const shapes = [tA ? [K, M] : [M, K], tB ? [N, K] : [K, N]];
   if (opts.bias) {

@@ -23,7 +23,7 @@ import * as tf from '@tensorflow/tfjs';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { RowSource } from '../activations.ts';
-import type { BackendKind } from '../backend.ts';
+import { activeBackend, type BackendKind } from '../backend.ts';
 import { deriveSeed } from '../util/random.ts';
 import { readCheckpoint, writeCheckpoint } from './checkpoint.ts';
 import { geometricMedian, meanRows, randomUnitRows } from './init.ts';
@@ -362,7 +362,7 @@ export async function trainSae(source: RowSource, cfgIn: TrainSaeConfig, cb: Tra
 
   // ---- participants
   const threads = spec.participants;
-  const backend = tf.getBackend() as BackendKind;
+  const backend = (activeBackend() ?? tf.getBackend()) as BackendKind;
   const pool = threads > 1 ? await KernelPool.create(threads - 1, spec, buf, backend) : null;
   const mainKernel = new SaeKernel(spec, buf, 0);
 
