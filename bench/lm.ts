@@ -191,8 +191,8 @@ export default async function run(args: string[] = []): Promise<void> {
     console.log('  (CPU time counts all threads of this process)');
     await dp.close();
   }
-  if (args.includes('--profile')) {
-    const prof = await tf.profile(fwdBwd);
+  for (const [label, fn] of args.includes('--profile') ? ([['forward+backward', fwdBwd], ['forward + exact loss', fwd]] as const) : []) {
+    const prof = await tf.profile(fn);
     const agg = new Map<string, { ms: number; n: number }>();
     for (const k of prof.kernels) {
       const key = k.name === 'BatchMatMul' || k.name === 'Transpose' ? `${k.name} ${JSON.stringify(k.inputShapes)}` : k.name;
@@ -201,8 +201,11 @@ export default async function run(args: string[] = []): Promise<void> {
       a.n++;
       agg.set(key, a);
     }
-    console.log('profile of one forward+backward (kernel wall ms, inflated by the profiler):');
-    for (const [k, v] of [...agg].sort((a, b) => b[1].ms - a[1].ms).slice(0, 30)) {
+    console.log(`profile of one ${label} (kernel wall ms, inflated by the profiler):`);
+    let total = 0;
+    for (const v of agg.values()) total += v.ms;
+    console.log(`  total ${total.toFixed(1)} ms in ${prof.kernels.length} kernels`);
+    for (const [k, v] of [...agg].sort((a, b) => b[1].ms - a[1].ms).slice(0, 20)) {
       console.log(`  ${k.padEnd(60)} ${v.ms.toFixed(1).padStart(8)} ms  n=${v.n}`);
     }
   }

@@ -12,6 +12,8 @@ import { deriveSeed, mulberry32 } from '../util/random.ts';
 import { GPT2 } from './gpt2.ts';
 import { readSafetensors, writeSafetensors, type TensorF32 } from '../safetensors.ts';
 import { DataParallel } from './parallel.ts';
+import { ortEnabled } from '../backend.ts';
+import { ortThreads, setOrtThreads } from '../native/ort.ts';
 
 export type TokenStream = Uint16Array | Uint32Array | Int32Array;
 
@@ -58,7 +60,9 @@ export interface TrainOptions {
   /**
    * Threads computing gradients (data parallel): 1 = this thread only (default); n > 1 starts n-1
    * worker threads, each with its own wasm backend (wasm uses one core per thread). Results are
-   * reproducible for a fixed number of threads (part of the checkpoint fingerprint).
+   * reproducible for a fixed number of threads (part of the checkpoint fingerprint). On the
+   * wasm+ort backend, `threads` are ONNX Runtime intra-op threads of this thread instead (no
+   * workers): the numbers then do not depend on `threads` at all.
    */
   threads?: number;
   /** Stop between steps (without saving) when aborted; train() then rejects with an AbortError. */
@@ -374,13 +378,14 @@ export async function train(model: GPT2, trainTokens: TokenStream, options: Trai
     seed,
     adamOpts,
     nTrain: trainTokens.length,
-    threads,
+    threads: ortEnabled() ? 'ort' : threads,
   });
   const opt = new AdamW(model, adamOpts);
   let dp: DataParallel | null = null;
   let step = 0;
   let lossWindow: number[] = [];
   let lastVal: number | null = null;
+  let restoreOrt = () => {};
   try {
     if (options.checkpointDir) {
       const ck = loadCheckpoint(options.checkpointDir);
@@ -405,7 +410,10 @@ export async function train(model: GPT2, trainTokens: TokenStream, options: Trai
       }
     }
     const resumedFrom = step;
-    if (threads > 1) dp = await DataParallel.create(model, threads - 1);
+    const ortThreadsBefore = ortThreads();
+    if (ortEnabled()) setOrtThreads(threads);
+    else if (threads > 1) dp = await DataParallel.create(model, threads - 1);
+    restoreOrt = () => setOrtThreads(ortThreadsBefore);
     const valLoss = (maxTokens: number | undefined): number =>
       options.valTokens ? evaluateLoss(model, options.valTokens, { seqLen: T, batchSize: B, maxTokens }) : NaN;
     const t0 = performance.now();
@@ -488,6 +496,7 @@ export async function train(model: GPT2, trainTokens: TokenStream, options: Trai
     };
   } finally {
     opt.dispose();
+    restoreOrt();
     await dp?.close();
   }
 }
