@@ -23,6 +23,7 @@ import {
   attentionForwardGraph,
   headBackwardGraph,
   headForwardGraph,
+  headLossGraph,
   mlpBackwardGraph,
   mlpForwardGraph,
 } from './ortgraphs.ts';
@@ -147,9 +148,17 @@ interface LayerCache {
   u: tf.Tensor2D; // [N, 4d] mlp pre-activation
   s: tf.Tensor2D; // sigmoid(2c(u + a u^3)) (gelu_new = u * s)
   a: tf.Tensor2D; // gelu output (input of mlp.c_proj)
-  /** ONNX Runtime path (backend wasm+ort): [N, 3d] c_attn output and [B, H, T, T] probabilities. */
-  qkv?: tf.Tensor2D;
-  P4?: tf.Tensor4D;
+  /** ONNX Runtime path (backend wasm+ort, see ortgraphs.ts): the block inputs and LayerNorm statistics. */
+  ort?: {
+    x1: tf.Tensor2D; // resid_pre
+    mean1: tf.Tensor2D;
+    rstd1: tf.Tensor2D;
+    qkv: tf.Tensor2D; // [N, 3d]
+    P: tf.Tensor4D; // [B, H, T, T]
+    x2: tf.Tensor2D; // resid_mid
+    mean2: tf.Tensor2D;
+    rstd2: tf.Tensor2D;
+  };
 }
 
 type Site = 'resid_pre' | 'resid_mid' | 'resid_post';
@@ -330,49 +339,7 @@ export class GPT2 implements HookedLM {
     return needDx ? (tf.matMul(dy, tf.transpose(W)) as tf.Tensor2D) : null;
   }
 
-  private attentionOrt(h1: tf.Tensor2D, l: number, B: number, T: number, cache: Partial<LayerCache> | null): tf.Tensor2D {
-    const { nHead: H, dModel: d } = this.config;
-    const N = B * T;
-    const [qkv, P, y, out] = ortOp(
-      'Attention',
-      `attn-fwd:${T}:${H}:${d}`,
-      () => attentionForwardGraph(T, H, d),
-      [h1, this.p(`h.${l}.attn.c_attn.weight`), this.p(`h.${l}.attn.c_attn.bias`), this.p(`h.${l}.attn.c_proj.weight`), this.p(`h.${l}.attn.c_proj.bias`)],
-      [[N, 3 * d], [B, H, T, T], [N, d], [N, d]],
-    );
-    if (cache) {
-      cache.qkv = qkv as tf.Tensor2D;
-      cache.P4 = P as tf.Tensor4D;
-      cache.y = y as tf.Tensor2D;
-    }
-    return out as tf.Tensor2D;
-  }
-
-  private attentionBackwardOrt(dOut: tf.Tensor2D, c: LayerCache, l: number, B: number, T: number, grads: Map<string, tf.Tensor> | null): tf.Tensor2D {
-    const { nHead: H, dModel: d } = this.config;
-    const N = B * T;
-    const wa = `h.${l}.attn.c_attn.weight`;
-    const wp = `h.${l}.attn.c_proj.weight`;
-    const ins = [dOut, this.p(wp), c.qkv!, c.P4!, this.p(wa)];
-    if (!grads) {
-      return ortOp('AttentionBackward', `attn-bwd:${T}:${H}:${d}:0`, () => attentionBackwardGraph(T, H, d, false), ins, [[N, d]])[0] as tf.Tensor2D;
-    }
-    const [dh1, dWp, dbp, dWa, dba] = ortOp(
-      'AttentionBackward',
-      `attn-bwd:${T}:${H}:${d}:1`,
-      () => attentionBackwardGraph(T, H, d, true),
-      [...ins, c.y, c.h1],
-      [[N, d], [d, d], [d], [d, 3 * d], [3 * d]],
-    );
-    grads.set(wp, dWp);
-    grads.set(`h.${l}.attn.c_proj.bias`, dbp);
-    grads.set(wa, dWa);
-    grads.set(`h.${l}.attn.c_attn.bias`, dba);
-    return dh1 as tf.Tensor2D;
-  }
-
   private attention(h1: tf.Tensor2D, l: number, B: number, T: number, cache: Partial<LayerCache> | null): tf.Tensor2D {
-    if (ortEnabled()) return this.attentionOrt(h1, l, B, T, cache);
     const { nHead: H, dModel: d } = this.config;
     const dh = d / H;
     const HB = H * B;
@@ -414,7 +381,6 @@ export class GPT2 implements HookedLM {
     T: number,
     grads: Map<string, tf.Tensor> | null,
   ): tf.Tensor2D {
-    if (c.qkv) return this.attentionBackwardOrt(dOut, c, l, B, T, grads);
     const { nHead: H, dModel: d } = this.config;
     const dh = d / H;
     const HB = H * B;
@@ -434,22 +400,6 @@ export class GPT2 implements HookedLM {
   }
 
   private mlp(h2: tf.Tensor2D, l: number, cache: Partial<LayerCache> | null): tf.Tensor2D {
-    if (ortEnabled()) {
-      const d = this.config.dModel;
-      const N = h2.shape[0];
-      const [u, a, out] = ortOp(
-        'Mlp',
-        `mlp-fwd:${d}`,
-        () => mlpForwardGraph(d),
-        [h2, this.p(`h.${l}.mlp.c_fc.weight`), this.p(`h.${l}.mlp.c_fc.bias`), this.p(`h.${l}.mlp.c_proj.weight`), this.p(`h.${l}.mlp.c_proj.bias`)],
-        [[N, 4 * d], [N, 4 * d], [N, d]],
-      );
-      if (cache) {
-        cache.u = u as tf.Tensor2D;
-        cache.a = a as tf.Tensor2D;
-      }
-      return out as tf.Tensor2D;
-    }
     const u = this.linear(h2, `h.${l}.mlp.c_fc.weight`, `h.${l}.mlp.c_fc.bias`);
     const { a, s } = geluNewParts(u);
     if (cache) {
@@ -461,27 +411,6 @@ export class GPT2 implements HookedLM {
   }
 
   private mlpBackward(dOut: tf.Tensor2D, c: LayerCache, l: number, grads: Map<string, tf.Tensor> | null): tf.Tensor2D {
-    if (!c.s) {
-      // ONNX Runtime path (the sigmoid is recomputed from u inside the graph)
-      const d = this.config.dModel;
-      const N = dOut.shape[0];
-      const wfc = `h.${l}.mlp.c_fc.weight`;
-      const wpr = `h.${l}.mlp.c_proj.weight`;
-      const ins = [dOut, this.p(wpr), c.u, this.p(wfc)];
-      if (!grads) return ortOp('MlpBackward', `mlp-bwd:${d}:0`, () => mlpBackwardGraph(d, false), ins, [[N, d]])[0] as tf.Tensor2D;
-      const [dh2, dWpr, dbpr, dWfc, dbfc] = ortOp(
-        'MlpBackward',
-        `mlp-bwd:${d}:1`,
-        () => mlpBackwardGraph(d, true),
-        [...ins, c.a, c.h2],
-        [[N, d], [4 * d, d], [d], [d, 4 * d], [4 * d]],
-      );
-      grads.set(wpr, dWpr);
-      grads.set(`h.${l}.mlp.c_proj.bias`, dbpr);
-      grads.set(wfc, dWfc);
-      grads.set(`h.${l}.mlp.c_fc.bias`, dbfc);
-      return dh2 as tf.Tensor2D;
-    }
     const da = this.linearBackward(dOut, c.a, `h.${l}.mlp.c_proj.weight`, `h.${l}.mlp.c_proj.bias`, grads)!;
     // d/du [u s(z)] = s + u s (1 - s) 2c (1 + 3a u^2)
     const u2 = tf.square(c.u);
@@ -489,6 +418,81 @@ export class GPT2 implements HookedLM {
     const sp = tf.mul(c.s, tf.sub(1, c.s));
     const du = tf.mul(da, tf.add(c.s, tf.mul(tf.mul(c.u, sp), dz))) as tf.Tensor2D;
     return this.linearBackward(du, c.h2, `h.${l}.mlp.c_fc.weight`, `h.${l}.mlp.c_fc.bias`, grads)!;
+  }
+
+  // ------------------------------------------------ ONNX Runtime path (backend wasm+ort)
+
+  /** ln_1 + attention of layer l on resid_pre x (one ORT graph); returns attn_out. */
+  private attnBlockOrt(x: tf.Tensor2D, l: number, B: number, T: number, cache: Partial<LayerCache> | null): tf.Tensor2D {
+    const { nHead: H, dModel: d, layerNormEps: eps } = this.config;
+    const N = B * T;
+    const pre = `h.${l}.`;
+    const [mean, rstd, h1, qkv, P, y, out] = ortOp(
+      'Attention',
+      `attn-fwd:${T}:${H}:${d}:${eps}`,
+      () => attentionForwardGraph(T, H, d, eps),
+      [x, this.p(pre + 'ln_1.weight'), this.p(pre + 'ln_1.bias'), this.p(pre + 'attn.c_attn.weight'), this.p(pre + 'attn.c_attn.bias'), this.p(pre + 'attn.c_proj.weight'), this.p(pre + 'attn.c_proj.bias')],
+      [[N, 1], [N, 1], [N, d], [N, 3 * d], [B, H, T, T], [N, d], [N, d]],
+    );
+    if (cache) {
+      cache.h1 = h1 as tf.Tensor2D;
+      cache.y = y as tf.Tensor2D;
+      cache.ort = { x1: x, mean1: mean as tf.Tensor2D, rstd1: rstd as tf.Tensor2D, qkv: qkv as tf.Tensor2D, P: P as tf.Tensor4D } as LayerCache['ort'];
+    }
+    return out as tf.Tensor2D;
+  }
+
+  /** ln_2 + MLP of layer l on resid_mid x (one ORT graph); returns mlp_out. */
+  private mlpBlockOrt(x: tf.Tensor2D, l: number, cache: Partial<LayerCache> | null): tf.Tensor2D {
+    const { dModel: d, layerNormEps: eps } = this.config;
+    const N = x.shape[0];
+    const pre = `h.${l}.`;
+    const [mean, rstd, h2, u, a, out] = ortOp(
+      'Mlp',
+      `mlp-fwd:${d}:${eps}`,
+      () => mlpForwardGraph(d, eps),
+      [x, this.p(pre + 'ln_2.weight'), this.p(pre + 'ln_2.bias'), this.p(pre + 'mlp.c_fc.weight'), this.p(pre + 'mlp.c_fc.bias'), this.p(pre + 'mlp.c_proj.weight'), this.p(pre + 'mlp.c_proj.bias')],
+      [[N, 1], [N, 1], [N, d], [N, 4 * d], [N, 4 * d], [N, d]],
+    );
+    if (cache) {
+      cache.h2 = h2 as tf.Tensor2D;
+      cache.u = u as tf.Tensor2D;
+      cache.a = a as tf.Tensor2D;
+      Object.assign(cache.ort!, { x2: x, mean2: mean, rstd2: rstd });
+    }
+    return out as tf.Tensor2D;
+  }
+
+  /** dL/d resid_post -> dL/d resid_mid through the MLP, ln_2 and the residual (parameter grads into `grads`). */
+  private mlpBackwardOrt(dx: tf.Tensor2D, c: LayerCache, l: number, grads: Map<string, tf.Tensor> | null): tf.Tensor2D {
+    const d = this.config.dModel;
+    const N = dx.shape[0];
+    const pre = `h.${l}.`;
+    const o = c.ort!;
+    const ins = [dx, this.p(pre + 'mlp.c_proj.weight'), c.u, this.p(pre + 'mlp.c_fc.weight'), o.x2, o.mean2, o.rstd2, this.p(pre + 'ln_2.weight')];
+    if (!grads) return ortOp('MlpBackward', `mlp-bwd:${d}:0`, () => mlpBackwardGraph(d, false), ins, [[N, d]])[0] as tf.Tensor2D;
+    const outs = ortOp('MlpBackward', `mlp-bwd:${d}:1`, () => mlpBackwardGraph(d, true), [...ins, c.a, c.h2], [[N, d], [4 * d, d], [d], [d, 4 * d], [4 * d], [d], [d]]);
+    ['mlp.c_proj.weight', 'mlp.c_proj.bias', 'mlp.c_fc.weight', 'mlp.c_fc.bias', 'ln_2.weight', 'ln_2.bias'].forEach((n, i) => grads.set(pre + n, outs[i + 1]));
+    return outs[0] as tf.Tensor2D;
+  }
+
+  /** dL/d resid_mid -> dL/d resid_pre through attention, ln_1 and the residual. */
+  private attnBackwardOrt(dx: tf.Tensor2D, c: LayerCache, l: number, B: number, T: number, grads: Map<string, tf.Tensor> | null): tf.Tensor2D {
+    const { nHead: H, dModel: d } = this.config;
+    const N = B * T;
+    const pre = `h.${l}.`;
+    const o = c.ort!;
+    const ins = [dx, this.p(pre + 'attn.c_proj.weight'), o.qkv, o.P, this.p(pre + 'attn.c_attn.weight'), o.x1, o.mean1, o.rstd1, this.p(pre + 'ln_1.weight')];
+    if (!grads) return ortOp('AttentionBackward', `attn-bwd:${T}:${H}:${d}:0`, () => attentionBackwardGraph(T, H, d, false), ins, [[N, d]])[0] as tf.Tensor2D;
+    const outs = ortOp(
+      'AttentionBackward',
+      `attn-bwd:${T}:${H}:${d}:1`,
+      () => attentionBackwardGraph(T, H, d, true),
+      [...ins, c.y, c.h1],
+      [[N, d], [d, d], [d], [d, 3 * d], [3 * d], [d], [d]],
+    );
+    ['attn.c_proj.weight', 'attn.c_proj.bias', 'attn.c_attn.weight', 'attn.c_attn.bias', 'ln_1.weight', 'ln_1.bias'].forEach((n, i) => grads.set(pre + n, outs[i + 1]));
+    return outs[0] as tf.Tensor2D;
   }
 
   private applyHook(hooks: Hooks | undefined, name: string, x: tf.Tensor2D, B: number, T: number): tf.Tensor2D {
@@ -542,6 +546,7 @@ export class GPT2 implements HookedLM {
     const pos = T === c.nCtx ? wpe : (splitRows(wpe, [T, c.nCtx - T])[0] as tf.Tensor2D);
     let x = tf.reshape(tf.add(tf.reshape(gatherRows(this.p('wte.weight') as tf.Tensor2D, tok), [B, T, d]), pos), [B * T, d]) as tf.Tensor2D;
     const caches: (LayerCache | null)[] = [];
+    const ort = ortEnabled();
     let captured: tf.Tensor2D | null = null;
     const cap = (l: number, site: Site) => {
       if (opts.capture && opts.capture.layer === l && opts.capture.site === site) captured = x;
@@ -550,19 +555,19 @@ export class GPT2 implements HookedLM {
       const cache: Partial<LayerCache> | null = l >= cacheFrom ? {} : null;
       x = this.applyHook(hooks, `blocks.${l}.hook_resid_pre`, x, B, T);
       cap(l, 'resid_pre');
-      const ln1 = this.layerNorm(x, this.p(`h.${l}.ln_1.weight`), this.p(`h.${l}.ln_1.bias`));
-      let attnOut = this.attention(ln1.out, l, B, T, cache);
+      const ln1 = ort ? null : this.layerNorm(x, this.p(`h.${l}.ln_1.weight`), this.p(`h.${l}.ln_1.bias`));
+      let attnOut = ln1 ? this.attention(ln1.out, l, B, T, cache) : this.attnBlockOrt(x, l, B, T, cache);
       attnOut = this.applyHook(hooks, `blocks.${l}.hook_attn_out`, attnOut, B, T);
       x = tf.add(x, attnOut) as tf.Tensor2D;
       x = this.applyHook(hooks, `blocks.${l}.hook_resid_mid`, x, B, T);
       cap(l, 'resid_mid');
-      const ln2 = this.layerNorm(x, this.p(`h.${l}.ln_2.weight`), this.p(`h.${l}.ln_2.bias`));
-      let mlpOut = this.mlp(ln2.out, l, cache);
+      const ln2 = ort ? null : this.layerNorm(x, this.p(`h.${l}.ln_2.weight`), this.p(`h.${l}.ln_2.bias`));
+      let mlpOut = ln2 ? this.mlp(ln2.out, l, cache) : this.mlpBlockOrt(x, l, cache);
       mlpOut = this.applyHook(hooks, `blocks.${l}.hook_mlp_out`, mlpOut, B, T);
       x = tf.add(x, mlpOut) as tf.Tensor2D;
       x = this.applyHook(hooks, `blocks.${l}.hook_resid_post`, x, B, T);
       cap(l, 'resid_post');
-      if (cache) {
+      if (cache && ln1 && ln2) {
         cache.ln1 = ln1.cache;
         cache.h1 = ln1.out;
         cache.ln2 = ln2.cache;
@@ -603,6 +608,14 @@ export class GPT2 implements HookedLM {
     const d = this.config.dModel;
     for (let c = 0; c < sizes.length; c++) {
       const n = sizes[c];
+      if (ort && !want.dh && !want.dwte) {
+        // evaluation: the loss straight from a log-softmax in ORT (no [n, V] tensor leaves it)
+        const tgt = tf.tensor2d(Float32Array.from(targets.subarray(r0, r0 + n)), [n, 1]);
+        const l = ortOp('HeadLoss', `head-loss:${d}:${V}`, () => headLossGraph(d, V), [hs[c], wte, tgt], [[n, 1]])[0];
+        losses.set(l.dataSync() as Float32Array, r0);
+        r0 += n;
+        continue;
+      }
       let logits: tf.Tensor2D | null = null;
       const getLogits = () => (logits ??= tf.matMul(hs[c], wteT) as tf.Tensor2D);
       const P = ort
@@ -700,6 +713,13 @@ export class GPT2 implements HookedLM {
       if (stop && stop.layer === l && stop.site === 'resid_post') return dx;
       const cache = fwd.caches[l];
       if (!cache) throw new Error('GPT-2 internal: missing activation cache');
+      if (cache.ort) {
+        dx = this.mlpBackwardOrt(dx, cache, l, grads);
+        if (stop && stop.layer === l && stop.site === 'resid_mid') return dx;
+        dx = this.attnBackwardOrt(dx, cache, l, B, T, grads);
+        if (stop && stop.layer === l && stop.site === 'resid_pre') return dx;
+        continue;
+      }
       const dh2 = this.mlpBackward(dx, cache, l, grads);
       const ln2 = this.layerNormBackward(dh2, cache.ln2, this.p(`h.${l}.ln_2.weight`), grads !== null);
       dx = tf.add(dx, ln2.dx) as tf.Tensor2D;

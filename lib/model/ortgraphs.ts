@@ -76,6 +76,21 @@ class G {
   merge(x: string, d: number): string {
     return this.o('Reshape', [this.o('Transpose', [x], { perm: [0, 2, 1, 3] }), this.ints([-1, d])]);
   }
+  /** LayerNormalization over the last axis: [out, mean, rstd] (mean, rstd [N, 1]). */
+  layerNorm(x: string, gamma: string, beta: string, eps: number): string[] {
+    return this.op('LayerNormalization', [x, gamma, beta], { axis: -1, epsilon: { float: eps } }, 3);
+  }
+  /**
+   * dx of LayerNorm from dout, with x̂ = (x − mean)·rstd recomputed: (dx̂ − mean(dx̂) − x̂ mean(dx̂ x̂))·rstd,
+   * dx̂ = dout·γ (the formulas of layerNormBackward in gpt2.ts). Returns [dx, x̂].
+   */
+  layerNormBackward(dout: string, x: string, mean: string, rstd: string, gamma: string): string[] {
+    const xhat = this.mul(this.sub(x, mean), rstd);
+    const dxhat = this.mul(dout, gamma);
+    const m1 = this.o('ReduceMean', [dxhat], { axes: [-1], keepdims: 1 });
+    const m2 = this.o('ReduceMean', [this.mul(dxhat, xhat)], { axes: [-1], keepdims: 1 });
+    return [this.mul(this.sub(this.sub(dxhat, m1), this.mul(xhat, m2)), rstd), xhat];
+  }
   spec(inputs: GraphSpec['inputs'], outputs: GraphSpec['outputs']): GraphSpec {
     return { inputs, outputs, nodes: this.nodes, initializers: this.inits };
   }
@@ -87,11 +102,15 @@ function causalMask(T: number): Float32Array {
   return a;
 }
 
-/** inputs h1 [N,d], Wa [d,3d], ba [3d], Wp [d,d], bp [d] -> qkv [N,3d], P [B,H,T,T], y [N,d], out [N,d]. */
-export function attentionForwardGraph(T: number, H: number, d: number): GraphSpec {
+/**
+ * ln_1 + attention: inputs x [N,d] (resid_pre), g1, b1 [d], Wa [d,3d], ba [3d], Wp [d,d], bp [d] ->
+ * mean, rstd [N,1], h1 [N,d], qkv [N,3d], P [B,H,T,T], y [N,d], out [N,d] (attn_out).
+ */
+export function attentionForwardGraph(T: number, H: number, d: number, eps: number): GraphSpec {
   const dh = d / H;
   const g = new G();
-  const qkv = g.gemm('h1', 'Wa', 'ba');
+  const [h1, mean, rstd] = g.layerNorm('x', 'g1', 'b1', eps);
+  const qkv = g.gemm(h1, 'Wa', 'ba');
   const [q2, k2, v2] = g.op('Split', [qkv], { axis: 1 }, 3);
   const q = g.heads(q2, T, H, dh, [0, 2, 1, 3]);
   const kT = g.heads(k2, T, H, dh, [0, 2, 3, 1]);
@@ -100,19 +119,27 @@ export function attentionForwardGraph(T: number, H: number, d: number): GraphSpe
   const P = g.o('Softmax', [s], { axis: -1 });
   const y = g.merge(g.o('MatMul', [P, v]), d);
   const out = g.gemm(y, 'Wp', 'bp');
+  g.out('mean', mean);
+  g.out('rstd', rstd);
+  g.out('h1', h1);
   g.out('qkv', qkv);
   g.out('P', P);
   g.out('y', y);
   g.out('out', out);
   return g.spec(
     [
-      { name: 'h1', dims: ['N', d] },
+      { name: 'x', dims: ['N', d] },
+      { name: 'g1', dims: [d] },
+      { name: 'b1', dims: [d] },
       { name: 'Wa', dims: [d, 3 * d] },
       { name: 'ba', dims: [3 * d] },
       { name: 'Wp', dims: [d, d] },
       { name: 'bp', dims: [d] },
     ],
     [
+      { name: 'mean', dims: ['N', 1] },
+      { name: 'rstd', dims: ['N', 1] },
+      { name: 'h1', dims: ['N', d] },
       { name: 'qkv', dims: ['N', 3 * d] },
       { name: 'P', dims: ['B', H, T, T] },
       { name: 'y', dims: ['N', d] },
@@ -122,8 +149,9 @@ export function attentionForwardGraph(T: number, H: number, d: number): GraphSpe
 }
 
 /**
- * inputs dOut [N,d], Wp, qkv, P, Wa [, y, h1 when params] -> dh1 [N,d] [, dWp, dbp, dWa, dba].
- * dS = P ∘ (dP − rowsum(dP ∘ P)) / sqrt(dh), as in gpt2.ts.
+ * Backward of ln_1 + attention + the residual: inputs dOut [N,d] (dL/d resid_mid), Wp, qkv, P, Wa,
+ * x, mean, rstd, g1 [, y, h1 when params] -> dx [N,d] (dL/d resid_pre = dOut + the block's part)
+ * [, dWp, dbp, dWa, dba, dg1, db1]. dS = P ∘ (dP − rowsum(dP ∘ P)) / sqrt(dh), as in gpt2.ts.
  */
 export function attentionBackwardGraph(T: number, H: number, d: number, params: boolean): GraphSpec {
   const dh = d / H;
@@ -141,22 +169,37 @@ export function attentionBackwardGraph(T: number, H: number, d: number, params: 
   const dk = g.o('MatMul', [g.o('Transpose', [dS], { perm: [0, 1, 3, 2] }), q]);
   const dv = g.o('MatMul', [g.o('Transpose', ['P'], { perm: [0, 1, 3, 2] }), dY]);
   const dqkv = g.o('Concat', [g.merge(dq, d), g.merge(dk, d), g.merge(dv, d)], { axis: 1 });
-  g.out('dh1', g.gemm(dqkv, 'Wa', null, 0, 1));
+  const dh1 = g.gemm(dqkv, 'Wa', null, 0, 1);
+  const [dxl, xhat] = g.layerNormBackward(dh1, 'x', 'mean', 'rstd', 'g1');
+  g.out('dx', g.add('dOut', dxl));
   const inputs: GraphSpec['inputs'] = [
     { name: 'dOut', dims: ['N', d] },
     { name: 'Wp', dims: [d, d] },
     { name: 'qkv', dims: ['N', 3 * d] },
     { name: 'P', dims: ['B', H, T, T] },
     { name: 'Wa', dims: [d, 3 * d] },
+    { name: 'x', dims: ['N', d] },
+    { name: 'mean', dims: ['N', 1] },
+    { name: 'rstd', dims: ['N', 1] },
+    { name: 'g1', dims: [d] },
   ];
-  const outputs: GraphSpec['outputs'] = [{ name: 'dh1', dims: ['N', d] }];
+  const outputs: GraphSpec['outputs'] = [{ name: 'dx', dims: ['N', d] }];
   if (params) {
     g.out('dWp', g.gemm('y', 'dOut', null, 1, 0));
     g.out('dbp', g.colSum('dOut'));
     g.out('dWa', g.gemm('h1', dqkv, null, 1, 0));
     g.out('dba', g.colSum(dqkv));
+    g.out('dg1', g.colSum(g.mul(dh1, xhat)));
+    g.out('db1', g.colSum(dh1));
     inputs.push({ name: 'y', dims: ['N', d] }, { name: 'h1', dims: ['N', d] });
-    outputs.push({ name: 'dWp', dims: [d, d] }, { name: 'dbp', dims: [d] }, { name: 'dWa', dims: [d, 3 * d] }, { name: 'dba', dims: [3 * d] });
+    outputs.push(
+      { name: 'dWp', dims: [d, d] },
+      { name: 'dbp', dims: [d] },
+      { name: 'dWa', dims: [d, 3 * d] },
+      { name: 'dba', dims: [3 * d] },
+      { name: 'dg1', dims: [d] },
+      { name: 'db1', dims: [d] },
+    );
   }
   return g.spec(inputs, outputs);
 }
@@ -168,24 +211,36 @@ function geluSigmoid(g: G, u: string): { s: string; u2: string } {
   return { s, u2 };
 }
 
-/** inputs h2 [N,d], Wfc [d,4d], bfc [4d], Wpr [4d,d], bpr [d] -> u [N,4d], a [N,4d], out [N,d]. */
-export function mlpForwardGraph(d: number): GraphSpec {
+/**
+ * ln_2 + MLP: inputs x [N,d] (resid_mid), g2, b2 [d], Wfc [d,4d], bfc [4d], Wpr [4d,d], bpr [d] ->
+ * mean, rstd [N,1], h2 [N,d], u [N,4d], a [N,4d], out [N,d] (mlp_out).
+ */
+export function mlpForwardGraph(d: number, eps: number): GraphSpec {
   const g = new G();
-  const u = g.gemm('h2', 'Wfc', 'bfc');
+  const [h2, mean, rstd] = g.layerNorm('x', 'g2', 'b2', eps);
+  const u = g.gemm(h2, 'Wfc', 'bfc');
   const { s } = geluSigmoid(g, u);
   const a = g.mul(u, s);
+  g.out('mean', mean);
+  g.out('rstd', rstd);
+  g.out('h2', h2);
   g.out('u', u);
   g.out('a', a);
   g.out('out', g.gemm(a, 'Wpr', 'bpr'));
   return g.spec(
     [
-      { name: 'h2', dims: ['N', d] },
+      { name: 'x', dims: ['N', d] },
+      { name: 'g2', dims: [d] },
+      { name: 'b2', dims: [d] },
       { name: 'Wfc', dims: [d, 4 * d] },
       { name: 'bfc', dims: [4 * d] },
       { name: 'Wpr', dims: [4 * d, d] },
       { name: 'bpr', dims: [d] },
     ],
     [
+      { name: 'mean', dims: ['N', 1] },
+      { name: 'rstd', dims: ['N', 1] },
+      { name: 'h2', dims: ['N', d] },
       { name: 'u', dims: ['N', 4 * d] },
       { name: 'a', dims: ['N', 4 * d] },
       { name: 'out', dims: ['N', d] },
@@ -193,7 +248,10 @@ export function mlpForwardGraph(d: number): GraphSpec {
   );
 }
 
-/** inputs dOut [N,d], Wpr, u, Wfc [, a, h2 when params] -> dh2 [N,d] [, dWpr, dbpr, dWfc, dbfc]. */
+/**
+ * Backward of ln_2 + MLP + the residual: inputs dOut [N,d] (dL/d resid_post), Wpr, u, Wfc, x, mean,
+ * rstd, g2 [, a, h2 when params] -> dx [N,d] (dL/d resid_mid) [, dWpr, dbpr, dWfc, dbfc, dg2, db2].
+ */
 export function mlpBackwardGraph(d: number, params: boolean): GraphSpec {
   const g = new G();
   const da = g.gemm('dOut', 'Wpr', null, 0, 1);
@@ -201,21 +259,36 @@ export function mlpBackwardGraph(d: number, params: boolean): GraphSpec {
   const dz = g.mul(g.add(g.mul(u2, g.f(3 * GELU_A)), g.f(1)), g.f(2 * GELU_C));
   const sp = g.mul(s, g.sub(g.f(1), s));
   const du = g.mul(da, g.add(s, g.mul(g.mul('u', sp), dz)));
-  g.out('dh2', g.gemm(du, 'Wfc', null, 0, 1));
+  const dh2 = g.gemm(du, 'Wfc', null, 0, 1);
+  const [dxl, xhat] = g.layerNormBackward(dh2, 'x', 'mean', 'rstd', 'g2');
+  g.out('dx', g.add('dOut', dxl));
   const inputs: GraphSpec['inputs'] = [
     { name: 'dOut', dims: ['N', d] },
     { name: 'Wpr', dims: [4 * d, d] },
     { name: 'u', dims: ['N', 4 * d] },
     { name: 'Wfc', dims: [d, 4 * d] },
+    { name: 'x', dims: ['N', d] },
+    { name: 'mean', dims: ['N', 1] },
+    { name: 'rstd', dims: ['N', 1] },
+    { name: 'g2', dims: [d] },
   ];
-  const outputs: GraphSpec['outputs'] = [{ name: 'dh2', dims: ['N', d] }];
+  const outputs: GraphSpec['outputs'] = [{ name: 'dx', dims: ['N', d] }];
   if (params) {
     g.out('dWpr', g.gemm('a', 'dOut', null, 1, 0));
     g.out('dbpr', g.colSum('dOut'));
     g.out('dWfc', g.gemm('h2', du, null, 1, 0));
     g.out('dbfc', g.colSum(du));
+    g.out('dg2', g.colSum(g.mul(dh2, xhat)));
+    g.out('db2', g.colSum(dh2));
     inputs.push({ name: 'a', dims: ['N', 4 * d] }, { name: 'h2', dims: ['N', d] });
-    outputs.push({ name: 'dWpr', dims: [4 * d, d] }, { name: 'dbpr', dims: [d] }, { name: 'dWfc', dims: [d, 4 * d] }, { name: 'dbfc', dims: [4 * d] });
+    outputs.push(
+      { name: 'dWpr', dims: [4 * d, d] },
+      { name: 'dbpr', dims: [d] },
+      { name: 'dWfc', dims: [d, 4 * d] },
+      { name: 'dbfc', dims: [4 * d] },
+      { name: 'dg2', dims: [d] },
+      { name: 'db2', dims: [d] },
+    );
   }
   return g.spec(inputs, outputs);
 }
@@ -230,6 +303,25 @@ export function headForwardGraph(d: number, V: number): GraphSpec {
       { name: 'wte', dims: [V, d] },
     ],
     [{ name: 'P', dims: ['n', V] }],
+  );
+}
+
+/**
+ * Evaluation head: inputs h [n,d], wte [V,d], targets [n,1] (token ids as float32, exact below
+ * 2^24) -> loss [n,1] = −log_softmax(h wteᵀ)[target] (a log-softmax: exact, no underflow).
+ */
+export function headLossGraph(d: number, V: number): GraphSpec {
+  const g = new G();
+  const lsm = g.o('LogSoftmax', [g.gemm('h', 'wte', null, 0, 1)], { axis: -1 });
+  const idx = g.o('Cast', ['targets'], { to: 7 });
+  g.out('loss', g.o('Neg', [g.o('GatherElements', [lsm, idx], { axis: 1 })]));
+  return g.spec(
+    [
+      { name: 'h', dims: ['n', d] },
+      { name: 'wte', dims: [V, d] },
+      { name: 'targets', dims: ['n', 1] },
+    ],
+    [{ name: 'loss', dims: ['n', 1] }],
   );
 }
 
