@@ -102,7 +102,7 @@ export interface Params {
      */
     seed: number;
     /**
-     * Threads computing gradients (data parallel; wasm uses one core per thread). Part of the result: a different count changes the numbers slightly.
+     * Threads of LM training: on wasm+ort, ONNX Runtime intra-op threads (the numbers do not depend on the count); on wasm, data-parallel gradient threads (one core each; a different count changes the numbers slightly).
      */
     threads: number;
   };
