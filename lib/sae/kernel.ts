@@ -489,7 +489,8 @@ export class SaeKernel {
         const dof = i * m;
         for (let j = j0; j < j1; j++) We[dof + j] = WeT[j * d + i];
       }
-      if (useGrad) {
+      if (useGrad && !this.ort) {
+        // (ONNX Runtime reads W_dec with transB: no W_decᵀ copy)
         for (let i = 0; i < d; i++) {
           const dof = i * m;
           for (let j = j0; j < j1; j++) WdT[dof + j] = Wd[j * d + i];
