@@ -14,7 +14,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { mulberry32, randn } from '../util/random.ts';
-import type { ActivationAndGrad, GPT2Config, HookFn, HookName, HookedLM, Hooks } from './types.ts';
+import type { ActivationAndGrad, FusedRef, GPT2Config, HookFn, HookName, HookedLM, Hooks } from './types.ts';
 import { gatherRows, splitRows, sumRows, unstack0 } from './kernels.ts';
 import { ortEnabled } from '../backend.ts';
 import { ortOp } from '../native/tfort.ts';
@@ -24,6 +24,8 @@ import {
   headBackwardGraph,
   headForwardGraph,
   headLossGraph,
+  logitsGraph,
+  ceKlGraph,
   mlpBackwardGraph,
   mlpForwardGraph,
 } from './ortgraphs.ts';
@@ -778,8 +780,48 @@ export class GPT2 implements HookedLM {
     this.checkTokens(inputs, 'logits');
     return tf.tidy(() => {
       const { hF } = this.forward(inputs, B, T, { hooks });
-      return tf.reshape(tf.matMul(hF, this.getWteT()), [B, T, this.config.vocabSize]) as tf.Tensor3D;
+      const { vocabSize: V, dModel: d } = this.config;
+      const lg = ortEnabled()
+        ? ortOp('Logits', `logits:${d}:${V}`, () => logitsGraph(d, V), [hF, this.p('wte.weight')], [[B * T, V]])[0]
+        : tf.matMul(hF, this.getWteT());
+      return tf.reshape(lg, [B, T, V]) as tf.Tensor3D;
     });
+  }
+
+  /**
+   * Fused CE / KL head on the wasm+ort backend (see HookedLM.fusedCeKl); null on other backends.
+   * Works on row chunks of at most ~8M logits; `ref` holds the final hidden states of this pass.
+   */
+  fusedCeKl(tokens: tf.Tensor2D, targets: Int32Array, hooks?: Hooks, ref?: FusedRef): { ce: Float32Array; kl: Float32Array | null; ref: FusedRef } | null {
+    if (!ortEnabled()) return null;
+    const [B, T] = tokens.shape;
+    const data = tokens.dataSync();
+    const inputs = data instanceof Int32Array ? data : Int32Array.from(data);
+    this.checkTokens(inputs, 'fusedCeKl');
+    if (targets.length !== B * T) throw new Error(`fusedCeKl: ${targets.length} targets for ${B * T} positions`);
+    const { vocabSize: V, dModel: d } = this.config;
+    const r = ref as (FusedRef & { h: tf.Tensor2D }) | undefined;
+    const hF = tf.keep(tf.tidy(() => this.forward(inputs, B, T, { hooks }).hF));
+    const N = B * T;
+    const ce = new Float32Array(N);
+    const kl = r ? new Float32Array(N) : null;
+    tf.tidy(() => {
+      const rows = Math.max(1, Math.min(N, Math.floor((2 * this.headChunkElems) / V) || 1));
+      const sizes: number[] = [];
+      for (let o = 0; o < N; o += rows) sizes.push(Math.min(rows, N - o));
+      const hs = sizes.length === 1 ? [hF] : (splitRows(hF, sizes) as tf.Tensor2D[]);
+      const rs = !r ? null : sizes.length === 1 ? [r.h] : (splitRows(r.h, sizes) as tf.Tensor2D[]);
+      let o = 0;
+      sizes.forEach((n, c) => {
+        const tgt = tf.tensor2d(Float32Array.from(targets.subarray(o, o + n)), [n, 1]);
+        const outs = ortOp('HeadCeKl', `ce-kl:${d}:${V}:${rs ? 1 : 0}`, () => ceKlGraph(d, V, !!rs), rs ? [hs[c], this.p('wte.weight'), tgt, rs[c]] : [hs[c], this.p('wte.weight'), tgt], rs ? [[n, 1], [n, 1]] : [[n, 1]]);
+        ce.set(outs[0].dataSync() as Float32Array, o);
+        if (kl) kl.set(outs[1].dataSync() as Float32Array, o);
+        o += n;
+      });
+    });
+    const mine = { h: hF, release: () => hF.dispose() };
+    return { ce, kl, ref: mine };
   }
 
   /**

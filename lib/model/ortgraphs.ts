@@ -293,6 +293,19 @@ export function mlpBackwardGraph(d: number, params: boolean): GraphSpec {
   return g.spec(inputs, outputs);
 }
 
+/** inputs h [n,d], wte [V,d] -> logits = h wteᵀ [n,V]. */
+export function logitsGraph(d: number, V: number): GraphSpec {
+  const g = new G();
+  g.out('logits', g.gemm('h', 'wte', null, 0, 1));
+  return g.spec(
+    [
+      { name: 'h', dims: ['n', d] },
+      { name: 'wte', dims: [V, d] },
+    ],
+    [{ name: 'logits', dims: ['n', V] }],
+  );
+}
+
 /** inputs h [n,d], wte [V,d] -> P = softmax(h wteᵀ) [n,V]. */
 export function headForwardGraph(d: number, V: number): GraphSpec {
   const g = new G();
@@ -323,6 +336,29 @@ export function headLossGraph(d: number, V: number): GraphSpec {
     ],
     [{ name: 'loss', dims: ['n', 1] }],
   );
+}
+
+/**
+ * CE and KL head: inputs h [n,d], wte [V,d], targets [n,1] (float32 ids) [, r [n,d]] -> ce [n,1]
+ * = −log_softmax(h wteᵀ)[target] [, kl [n,1] = Σ_v p_r (log p_r − log p_h), p_r = softmax(r wteᵀ)].
+ */
+export function ceKlGraph(d: number, V: number, withRef: boolean): GraphSpec {
+  const g = new G();
+  const ls = g.o('LogSoftmax', [g.gemm('h', 'wte', null, 0, 1)], { axis: -1 });
+  g.out('ce', g.o('Neg', [g.o('GatherElements', [ls, g.o('Cast', ['targets'], { to: 7 })], { axis: 1 })]));
+  const inputs: GraphSpec['inputs'] = [
+    { name: 'h', dims: ['n', d] },
+    { name: 'wte', dims: [V, d] },
+    { name: 'targets', dims: ['n', 1] },
+  ];
+  const outputs: GraphSpec['outputs'] = [{ name: 'ce', dims: ['n', 1] }];
+  if (withRef) {
+    const lr = g.o('LogSoftmax', [g.gemm('r', 'wte', null, 0, 1)], { axis: -1 });
+    g.out('kl', g.o('ReduceSum', [g.mul(g.o('Exp', [lr]), g.sub(lr, ls)), g.ints([-1])], { keepdims: 1 }));
+    inputs.push({ name: 'r', dims: ['n', d] });
+    outputs.push({ name: 'kl', dims: ['n', 1] });
+  }
+  return g.spec(inputs, outputs);
 }
 
 /** inputs P [n,V], wte [V,d] [, h [n,d]] -> PW = P wte [n,d] [, PTh = Pᵀ h [V,d]]. */

@@ -35,6 +35,12 @@ let loadError: string | null = null;
 /** Load the ONNX Runtime binding once; null (with ortLoadError()) when it is missing or broken. */
 export function loadOrt(): { binding: OrtBinding; Tensor: TensorCtor } | null {
   if (loaded !== undefined) return loaded;
+  if (process.env.GSAE_NO_ORT) {
+    // for tests and comparisons: behave as if the binding were missing
+    loaded = null;
+    loadError = 'disabled by GSAE_NO_ORT';
+    return null;
+  }
   try {
     const b = require('onnxruntime-node/dist/binding.js') as { binding: OrtBinding; initOrt: () => void };
     const ortDir = require.resolve('onnxruntime-node/package.json');
