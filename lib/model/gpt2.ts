@@ -21,9 +21,8 @@ import { ortOp } from '../native/tfort.ts';
 import {
   attentionBackwardGraph,
   attentionForwardGraph,
-  headBackwardGraph,
-  headForwardGraph,
   headLossGraph,
+  headTrainGraph,
   logitsGraph,
   ceKlGraph,
   mlpBackwardGraph,
@@ -595,7 +594,6 @@ export class GPT2 implements HookedLM {
   ): { losses: Float32Array; dhF: tf.Tensor2D | null; dwteHead: tf.Tensor2D | null } {
     const V = this.config.vocabSize;
     const N = targets.length;
-    const wteT = this.getWteT();
     const wte = this.p('wte.weight') as tf.Tensor2D;
     const rows = Math.max(1, Math.min(N, Math.floor(this.headChunkElems / V)));
     const sizes: number[] = [];
@@ -618,11 +616,26 @@ export class GPT2 implements HookedLM {
         r0 += n;
         continue;
       }
+      if (ort) {
+        // training / collect: loss, dh = w (P wte − wte[target]) and Pᵀ h from one graph (P stays in ORT)
+        const tgt = tf.tensor2d(Float32Array.from(targets.subarray(r0, r0 + n)), [n, 1]);
+        const outs = ortOp(
+          'HeadTrain',
+          `head-train:${d}:${V}:${want.dwte ? 1 : 0}`,
+          () => headTrainGraph(d, V, want.dwte),
+          [hs[c], wte, tgt, tf.scalar(want.w)],
+          want.dwte ? [[n, 1], [n, d], [V, d]] : [[n, 1], [n, d]],
+        );
+        losses.set(outs[0].dataSync() as Float32Array, r0);
+        if (want.dh) dhs.push(outs[1] as tf.Tensor2D);
+        if (want.dwte) accT = accT ? (tf.add(accT, outs[2]) as tf.Tensor2D) : (outs[2] as tf.Tensor2D);
+        r0 += n;
+        continue;
+      }
+      const wteT = this.getWteT();
       let logits: tf.Tensor2D | null = null;
       const getLogits = () => (logits ??= tf.matMul(hs[c], wteT) as tf.Tensor2D);
-      const P = ort
-        ? (ortOp('Head', `head-fwd:${d}:${V}`, () => headForwardGraph(d, V), [hs[c], wte], [[n, V]])[0] as tf.Tensor2D)
-        : (tf.softmax(getLogits()) as tf.Tensor2D);
+      const P = tf.softmax(getLogits()) as tf.Tensor2D;
       const idx = new Int32Array(n);
       for (let i = 0; i < n; i++) idx[i] = i * V + targets[r0 + i];
       const idxT = tf.tensor1d(idx, 'int32');
@@ -639,38 +652,19 @@ export class GPT2 implements HookedLM {
         for (let i = 0; i < n; i++) losses[r0 + i] = lse[i] - lt[i];
       }
       (logits as tf.Tensor2D | null)?.dispose();
-      if (ort && (want.dh || want.dwte)) {
-        // PW = P wte [n, d]; PTh = Pᵀ h [V, d] (dwte already in [V, d] layout: acc is transposed)
-        const outs = ortOp(
-          'HeadBackward',
-          `head-bwd:${d}:${V}:${want.dwte ? 1 : 0}`,
-          () => headBackwardGraph(d, V, want.dwte),
-          want.dwte ? [P, wte, hs[c]] : [P, wte],
-          want.dwte ? [[n, d], [V, d]] : [[n, d]],
-        );
-        if (want.dh) {
-          const tgt = tf.tensor1d(targets.subarray(r0, r0 + n), 'int32');
-          dhs.push(tf.mul(tf.sub(outs[0], gatherRows(wte, tgt)), want.w) as tf.Tensor2D);
-        }
-        if (want.dwte) {
-          const part = outs[1] as tf.Tensor2D;
-          accT = accT ? (tf.add(accT, part) as tf.Tensor2D) : part;
-        }
-      } else {
-        if (want.dh) {
-          const tgt = tf.tensor1d(targets.subarray(r0, r0 + n), 'int32');
-          dhs.push(tf.mul(tf.sub(tf.matMul(P, wte), gatherRows(wte, tgt)), want.w) as tf.Tensor2D);
-        }
-        if (want.dwte) {
-          const part = tf.matMul(tf.transpose(hs[c]), P) as tf.Tensor2D; // [d, V]
-          acc = acc ? (tf.add(acc, part) as tf.Tensor2D) : part;
-        }
+      if (want.dh) {
+        const tgt = tf.tensor1d(targets.subarray(r0, r0 + n), 'int32');
+        dhs.push(tf.mul(tf.sub(tf.matMul(P, wte), gatherRows(wte, tgt)), want.w) as tf.Tensor2D);
+      }
+      if (want.dwte) {
+        const part = tf.matMul(tf.transpose(hs[c]), P) as tf.Tensor2D; // [d, V]
+        acc = acc ? (tf.add(acc, part) as tf.Tensor2D) : part;
       }
       P.dispose();
       r0 += n;
     }
     const dhF = want.dh ? (dhs.length === 1 ? dhs[0] : (tf.concat(dhs, 0) as tf.Tensor2D)) : null;
-    const dwteHead = accT ? (tf.mul(accT, want.w) as tf.Tensor2D) : acc ? (tf.transpose(tf.mul(acc, want.w)) as tf.Tensor2D) : null;
+    const dwteHead = accT ? accT : acc ? (tf.transpose(tf.mul(acc, want.w)) as tf.Tensor2D) : null;
     return { losses, dhF, dwteHead };
   }
 

@@ -306,19 +306,6 @@ export function logitsGraph(d: number, V: number): GraphSpec {
   );
 }
 
-/** inputs h [n,d], wte [V,d] -> P = softmax(h wteᵀ) [n,V]. */
-export function headForwardGraph(d: number, V: number): GraphSpec {
-  const g = new G();
-  g.out('P', g.o('Softmax', [g.gemm('h', 'wte', null, 0, 1)], { axis: -1 }));
-  return g.spec(
-    [
-      { name: 'h', dims: ['n', d] },
-      { name: 'wte', dims: [V, d] },
-    ],
-    [{ name: 'P', dims: ['n', V] }],
-  );
-}
-
 /**
  * Evaluation head: inputs h [n,d], wte [V,d], targets [n,1] (token ids as float32, exact below
  * 2^24) -> loss [n,1] = −log_softmax(h wteᵀ)[target] (a log-softmax: exact, no underflow).
@@ -361,18 +348,31 @@ export function ceKlGraph(d: number, V: number, withRef: boolean): GraphSpec {
   return g.spec(inputs, outputs);
 }
 
-/** inputs P [n,V], wte [V,d] [, h [n,d]] -> PW = P wte [n,d] [, PTh = Pᵀ h [V,d]]. */
-export function headBackwardGraph(d: number, V: number, dwte: boolean): GraphSpec {
+/**
+ * Training head for L = Σ w·CE: inputs h [n,d], wte [V,d], targets [n,1] (float32 ids), w [] ->
+ * loss [n,1] (CE from a log-softmax), dh [n,d] = w (P wte − wte[target]) [, PTh [V,d] =
+ * w Pᵀ h, the softmax part of dL/dwte]. P = exp(log-softmax) never leaves the graph.
+ */
+export function headTrainGraph(d: number, V: number, dwte: boolean): GraphSpec {
   const g = new G();
-  g.out('PW', g.o('MatMul', ['P', 'wte']));
+  const ls = g.o('LogSoftmax', [g.gemm('h', 'wte', null, 0, 1)], { axis: -1 });
+  const idx = g.o('Cast', ['targets'], { to: 7 });
+  g.out('loss', g.o('Neg', [g.o('GatherElements', [ls, idx], { axis: 1 })]));
+  const P = g.o('Exp', [ls]);
+  const wrow = g.o('Gather', ['wte', g.o('Reshape', [idx, g.ints([-1])])], { axis: 0 });
+  g.out('dh', g.mul(g.sub(g.o('MatMul', [P, 'wte']), wrow), 'w'));
   const inputs: GraphSpec['inputs'] = [
-    { name: 'P', dims: ['n', V] },
+    { name: 'h', dims: ['n', d] },
     { name: 'wte', dims: [V, d] },
+    { name: 'targets', dims: ['n', 1] },
+    { name: 'w', dims: [] },
   ];
-  const outputs: GraphSpec['outputs'] = [{ name: 'PW', dims: ['n', d] }];
+  const outputs: GraphSpec['outputs'] = [
+    { name: 'loss', dims: ['n', 1] },
+    { name: 'dh', dims: ['n', d] },
+  ];
   if (dwte) {
-    g.out('PTh', g.gemm('P', 'h', null, 1, 0));
-    inputs.push({ name: 'h', dims: ['n', d] });
+    g.out('PTh', g.mul(g.gemm(P, 'h', null, 1, 0), 'w'));
     outputs.push({ name: 'PTh', dims: [V, d] });
   }
   return g.spec(inputs, outputs);
