@@ -1,5 +1,5 @@
 /**
- * Language-model benchmark on the wasm backend: tokens/s of a full training step (forward +
+ * Language-model benchmark (backend `--backend auto|wasm+ort|wasm|...`, default auto): tokens/s of a full training step (forward +
  * backward + AdamW), of forward+backward alone, of evaluation (forward + exact loss) and of
  * activationAndGrad (activation collection), for the default LM (4 layers, d=128, 4 heads,
  * context 128, vocab 4096) unless overridden. Wall time and this process's CPU time are both
@@ -18,7 +18,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend } from '../lib/backend.ts';
+import { initBackend, type BackendKind } from '../lib/backend.ts';
 import { createGPT2 } from '../lib/model/gpt2.ts';
 import { AdamW, DEFAULT_LM_CONFIG, DEFAULT_TRAIN_OPTIONS, sampleBatch, train, unigramEntropy } from '../lib/model/train.ts';
 import { loadCorpus, splitCorpus } from '../lib/corpus.ts';
@@ -126,7 +126,8 @@ async function trainSotu(args: string[], cfg: GPT2Config, B: number): Promise<vo
 }
 
 export default async function run(args: string[] = []): Promise<void> {
-  const backend = await initBackend('wasm');
+  const bi = args.indexOf('--backend');
+  const backend = await initBackend((bi >= 0 ? args[bi + 1] : 'auto') as BackendKind);
   const cfg: GPT2Config = {
     ...DEFAULT_LM_CONFIG,
     vocabSize: arg(args, 'vocab', DEFAULT_LM_CONFIG.vocabSize),
@@ -190,8 +191,8 @@ export default async function run(args: string[] = []): Promise<void> {
     console.log('  (CPU time counts all threads of this process)');
     await dp.close();
   }
-  if (args.includes('--profile')) {
-    const prof = await tf.profile(fwdBwd);
+  for (const [label, fn] of args.includes('--profile') ? ([['forward+backward', fwdBwd], ['forward + exact loss', fwd]] as const) : []) {
+    const prof = await tf.profile(fn);
     const agg = new Map<string, { ms: number; n: number }>();
     for (const k of prof.kernels) {
       const key = k.name === 'BatchMatMul' || k.name === 'Transpose' ? `${k.name} ${JSON.stringify(k.inputShapes)}` : k.name;
@@ -200,8 +201,11 @@ export default async function run(args: string[] = []): Promise<void> {
       a.n++;
       agg.set(key, a);
     }
-    console.log('profile of one forward+backward (kernel wall ms, inflated by the profiler):');
-    for (const [k, v] of [...agg].sort((a, b) => b[1].ms - a[1].ms).slice(0, 30)) {
+    console.log(`profile of one ${label} (kernel wall ms, inflated by the profiler):`);
+    let total = 0;
+    for (const v of agg.values()) total += v.ms;
+    console.log(`  total ${total.toFixed(1)} ms in ${prof.kernels.length} kernels`);
+    for (const [k, v] of [...agg].sort((a, b) => b[1].ms - a[1].ms).slice(0, 20)) {
       console.log(`  ${k.padEnd(60)} ${v.ms.toFixed(1).padStart(8)} ms  n=${v.n}`);
     }
   }

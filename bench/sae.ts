@@ -2,20 +2,20 @@
  * SAE training speed (tokens/s) for TopK and g-SAE, on synthetic activations and gradients.
  *
  *   npx tsx bench/sae.ts [--size small|gpt2|all] [--arch topk,gsae] [--threads 1,2] [--procs]
- *                        [--steps N] [--large-steps N] [--batch 4096] [--k 32]
+ *                        [--steps N] [--large-steps N] [--batch 4096] [--k 32] [--backend auto|wasm+ort|wasm]
  *
  * Sizes: small = d 128, m 2048 (this project's model); gpt2 = d 768, m 24576 (GPT-2 small, 32×).
  * For each (size, arch, threads) it trains for a few steps with trainSae and reports the median
  * step time after the first step, as tokens/s. `--procs` also runs two single-thread trainings in
  * two processes at once (the other way to use 2 cores: two SAE instances in parallel) and reports
  * their summed throughput. The process CPU time per step (all threads) is shown too: on a machine
- * shared with other jobs, tokens per CPU-second is the steadier figure. Reference on this 2-core machine (FACTS.md, PyTorch CPU, 2 threads):
+ * shared with other jobs, tokens per CPU-second is the steadier figure. Reference on this 2-core machine (measured PyTorch CPU, 2 threads):
  * ~35,000 tokens/s (small), ~1,400 tokens/s (gpt2).
  */
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { MemoryRows } from '../lib/activations.ts';
-import { initBackend } from '../lib/backend.ts';
+import { activeBackend, initBackend, type BackendKind } from '../lib/backend.ts';
 import { trainSae } from '../lib/sae/train.ts';
 import type { SaeArch } from '../lib/sae/types.ts';
 import { mulberry32, randn } from '../lib/util/random.ts';
@@ -30,6 +30,7 @@ interface Args {
   batch: number;
   k: number;
   child: boolean;
+  backend: string;
 }
 
 function parseArgs(argv: string[]): Args {
@@ -47,6 +48,7 @@ function parseArgs(argv: string[]): Args {
     batch: Number(get('batch', '4096')),
     k: Number(get('k', '32')),
     child: argv.includes('--child'),
+    backend: get('backend', 'auto'),
   };
 }
 
@@ -114,7 +116,7 @@ async function measure(
 
 async function runChildren(size: string, arch: SaeArch, a: Args): Promise<number> {
   const script = fileURLToPath(import.meta.url);
-  const args = [...process.execArgv, script, '--child', '--size', size, '--arch', arch, '--threads', '1', '--steps', String(a.steps), '--large-steps', String(a.largeSteps), '--batch', String(a.batch), '--k', String(a.k)];
+  const args = [...process.execArgv, script, '--child', '--size', size, '--arch', arch, '--threads', '1', '--steps', String(a.steps), '--large-steps', String(a.largeSteps), '--batch', String(a.batch), '--k', String(a.k), '--backend', a.backend];
   const one = () =>
     new Promise<number>((resolve, reject) => {
       const p = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
@@ -131,13 +133,13 @@ async function runChildren(size: string, arch: SaeArch, a: Args): Promise<number
 }
 
 const a = parseArgs(process.argv.slice(2));
-await initBackend('wasm', { quiet: true });
+await initBackend(a.backend as BackendKind, { quiet: true });
 const sizes = a.size === 'all' ? ['small', 'gpt2'] : [a.size];
 if (a.child) {
   const r = await measure(sizes[0], a.arch[0], 1, a);
   console.log(`CHILD_TOKPS ${r.tokPerSec}`);
 } else {
-  console.log(`SAE training speed, batch ${a.batch}, k ${a.k} (median step after the first; tokens/s)`);
+  console.log(`SAE training speed, backend ${activeBackend()}, batch ${a.batch}, k ${a.k} (median step after the first; tokens/s)`);
   console.log('size   d    m      arch  threads  step ms   tokens/s   cpu ms/step  tokens/cpu-s');
   for (const size of sizes) {
     const { d, m } = SIZES[size];
@@ -154,5 +156,5 @@ if (a.child) {
       }
     }
   }
-  console.log('reference (PyTorch CPU, 2 threads, FACTS.md): small ~35,000 tokens/s, gpt2 ~1,400 tokens/s');
+  console.log('reference (PyTorch CPU, 2 threads, measured on a Zen 5 machine): small ~35,000 tokens/s, gpt2 ~1,400 tokens/s');
 }

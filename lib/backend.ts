@@ -1,15 +1,18 @@
 /**
  * Compute backend choice. Preference for `auto`: tfjs-node-gpu (CUDA) > tfjs-node (native CPU) >
- * wasm (SIMD, ships with the package, works offline: the default here) > cpu (pure JS, ~40x slower).
- * The native packages are optional dependencies: on a machine that cannot download libtensorflow
- * they are absent or fail to load, and we fall through.
+ * wasm+ort (tfjs-wasm with the dense products and fused attention / MLP / head kernels in ONNX
+ * Runtime, lib/native/) > wasm (SIMD, ships with the package, works offline) > cpu (pure JS,
+ * ~40x slower). The native packages are optional dependencies: on a machine that cannot download
+ * libtensorflow, or where the onnxruntime-node binding does not load, they are absent or fail to
+ * load, and we fall through (with a warning when wasm+ort falls back to wasm).
  */
 import * as tf from '@tensorflow/tfjs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
+import { loadOrt, ortLoadError } from './native/ort.ts';
 
-export type BackendKind = 'auto' | 'tensorflow-gpu' | 'tensorflow' | 'wasm' | 'cpu';
-export const BACKEND_KINDS: readonly BackendKind[] = ['auto', 'tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'];
+export type BackendKind = 'auto' | 'tensorflow-gpu' | 'tensorflow' | 'wasm+ort' | 'wasm' | 'cpu';
+export const BACKEND_KINDS: readonly BackendKind[] = ['auto', 'tensorflow-gpu', 'tensorflow', 'wasm+ort', 'wasm', 'cpu'];
 
 const require = createRequire(import.meta.url);
 let active: { requested: BackendKind; name: string } | null = null;
@@ -45,7 +48,9 @@ async function tryWasm(): Promise<string | null> {
 
 /**
  * Initialise the tfjs backend. Returns the label recorded with runs: 'tensorflow-gpu',
- * 'tensorflow', 'wasm' or 'cpu'. Asking explicitly for a backend that cannot load throws.
+ * 'tensorflow', 'wasm+ort', 'wasm' or 'cpu'. Asking explicitly for a backend that cannot load
+ * throws, except 'wasm+ort', which falls back to 'wasm' with a warning when the ONNX Runtime
+ * binding cannot load (the label returned then says 'wasm').
  */
 export async function initBackend(kind: BackendKind = 'auto', options: { quiet?: boolean } = {}): Promise<string> {
   if (!BACKEND_KINDS.includes(kind)) {
@@ -62,7 +67,17 @@ export async function initBackend(kind: BackendKind = 'auto', options: { quiet?:
   if (!name && (kind === 'tensorflow' || kind === 'auto')) {
     name = (await tryNative('@tensorflow/tfjs-node')) ? 'tensorflow' : null;
   }
-  if (!name && (kind === 'wasm' || kind === 'auto')) name = await tryWasm();
+  if (!name && (kind === 'wasm+ort' || kind === 'auto')) {
+    const wasm = await tryWasm();
+    if (wasm && loadOrt()) name = 'wasm+ort';
+    else if (wasm) {
+      name = 'wasm';
+      if (kind === 'wasm+ort' && !options.quiet) {
+        console.warn(`WARNING: onnxruntime-node could not load (${ortLoadError()}); using the pure tfjs-wasm backend (slower).`);
+      }
+    }
+  }
+  if (!name && kind === 'wasm') name = await tryWasm();
   if (!name && (kind === 'cpu' || kind === 'auto')) {
     await tf.setBackend('cpu');
     await tf.ready();
@@ -86,4 +101,9 @@ export async function initBackend(kind: BackendKind = 'auto', options: { quiet?:
 
 export function activeBackend(): string | null {
   return active?.name ?? null;
+}
+
+/** Whether the dense kernels run through ONNX Runtime (backend 'wasm+ort' on the wasm tfjs backend). */
+export function ortEnabled(): boolean {
+  return active?.name === 'wasm+ort' && tf.getBackend() === 'wasm';
 }

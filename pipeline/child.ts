@@ -88,6 +88,8 @@ async function runStage(msg: StartMessage): Promise<void> {
   }
   if (missing.length > 0) throw new Error(`run() finished but did not create its declared outputs: ${missing.join(', ')}`);
   const files = await hashOutputs(msg.outDir);
+  // resourceUsage().maxRSS is in KiB and counts the worker threads of this process too.
+  await send({ type: 'log', message: `peak RSS ${Math.round(process.resourceUsage().maxRSS / 1024)} MiB` });
   await send({ type: 'done', files });
 }
 

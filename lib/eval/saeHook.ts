@@ -2,7 +2,7 @@
  * SAE inference as a model hook (tfjs), plus a pure TypeScript reference of the selection rule,
  * and the ablation hooks used by the downstream-loss evaluation.
  *
- * Selection rule (lib/sae/types.ts, SCIENCE.md), per token with activation x and loss gradient g:
+ * Selection rule (lib/sae/types.ts, docs/METHOD.md), per token with activation x and loss gradient g:
  *   z_pre = ReLU((x - b_dec) W_enc + b_enc)                      [m]
  *   s     = z_pre + beta * z_pre ∘ |W_dec g|   (gsae with a gradient; otherwise s = z_pre)
  *   idx   = the k largest s, ties broken by the lower index; values = z_pre[idx]
@@ -10,7 +10,7 @@
  * A latent "fires" on a token when it is selected with a value > 0 (a selected latent whose
  * z_pre is 0 contributes nothing and is not counted in L0 or as alive).
  *
- * Speed notes (FACTS.md): no matMul transpose flags (W_decᵀ is materialised once with
+ * Speed notes (measured on tfjs-wasm): no matMul transpose flags (W_decᵀ is materialised once with
  * tf.transpose); the decode is a dense matMul of the masked code [N, m] with W_dec, the mask
  * built by scatterND of the top-k indices (exact, tie-safe).
  */
@@ -18,6 +18,56 @@ import * as tf from '@tensorflow/tfjs';
 import type { HookFn } from '../model/types.ts';
 import type { SaeWeights, SparseCode } from '../sae/types.ts';
 import { checkWeights } from '../sae/infer.ts';
+import { ortEnabled } from '../backend.ts';
+import { ortOp } from '../native/tfort.ts';
+import type { GraphSpec } from '../native/ort.ts';
+
+/**
+ * The whole hook as one ONNX Runtime graph (backend wasm+ort): inputs x [N,d], W_enc, b_enc, b_dec,
+ * W_dec [, g [N,d], beta []] -> xhat [N,d], z [N,m]. Same formulas as SaeInference.forward; ONNX
+ * TopK returns the k largest with ties at the lower index first, as the contract.
+ */
+function saeForwardGraph(d: number, m: number, k: number, withG: boolean): GraphSpec {
+  const nodes: GraphSpec['nodes'] = [
+    { op: 'Sub', inputs: ['x', 'b_dec'], outputs: ['xc'] },
+    { op: 'Gemm', inputs: ['xc', 'W_enc', 'b_enc'], outputs: ['u'] },
+    { op: 'Relu', inputs: ['u'], outputs: ['zpre'] },
+  ];
+  if (withG) {
+    nodes.push(
+      { op: 'Gemm', inputs: ['g', 'W_dec'], outputs: ['gd'], attrs: { transB: 1 } },
+      { op: 'Abs', inputs: ['gd'], outputs: ['agd'] },
+      { op: 'Mul', inputs: ['zpre', 'beta'], outputs: ['zb'] },
+      { op: 'Mul', inputs: ['zb', 'agd'], outputs: ['zg'] },
+      { op: 'Add', inputs: ['zpre', 'zg'], outputs: ['s'] },
+    );
+  }
+  nodes.push(
+    { op: 'TopK', inputs: [withG ? 's' : 'zpre', 'K'], outputs: ['tv', 'ti'], attrs: { axis: -1, largest: 1, sorted: 1 } },
+    { op: 'GatherElements', inputs: ['zpre', 'ti'], outputs: ['zv'], attrs: { axis: 1 } },
+    { op: 'Shape', inputs: ['zpre'], outputs: ['zs'] },
+    { op: 'ConstantOfShape', inputs: ['zs'], outputs: ['zeros'] },
+    { op: 'ScatterElements', inputs: ['zeros', 'ti', 'zv'], outputs: ['z'], attrs: { axis: 1 } },
+    { op: 'Gemm', inputs: ['z', 'W_dec', 'b_dec'], outputs: ['xhat'] },
+  );
+  const inputs: GraphSpec['inputs'] = [
+    { name: 'x', dims: ['N', d] },
+    { name: 'W_enc', dims: [d, m] },
+    { name: 'b_enc', dims: [m] },
+    { name: 'b_dec', dims: [d] },
+    { name: 'W_dec', dims: [m, d] },
+  ];
+  if (withG) inputs.push({ name: 'g', dims: ['N', d] }, { name: 'beta', dims: [] });
+  return {
+    inputs,
+    outputs: [
+      { name: 'xhat', dims: ['N', d] },
+      { name: 'z', dims: ['N', m] },
+    ],
+    nodes,
+    initializers: [{ name: 'K', dims: [1], int64: [k] }],
+  };
+}
 
 /** 'topk': gradient-free selection (also used for a g-SAE at gradient-free inference).
  *  'gradient': g-SAE selection with the loss gradient g aligned with x. */
@@ -116,6 +166,17 @@ export class SaeInference {
     return { z, xhat: this.decode(z), indices };
   }
 
+  /** forward() as one ONNX Runtime graph (wasm+ort): x̂ and the dense code z. Call inside a tidy. */
+  forwardOrt(x: tf.Tensor2D, g?: tf.Tensor2D | null): { z: tf.Tensor2D; xhat: tf.Tensor2D } {
+    const { d, m, k } = this;
+    const withG = !!g && this.beta !== 0;
+    const n = x.shape[0];
+    const ins: tf.Tensor[] = [x, this.W_enc, this.b_enc, this.b_dec, this.W_dec];
+    if (withG) ins.push(g!, tf.scalar(this.beta));
+    const [xhat, z] = ortOp('SaeForward', `sae-fwd:${d}:${m}:${k}:${withG ? 1 : 0}`, () => saeForwardGraph(d, m, k, withG), ins, [[n, d], [n, m]]);
+    return { z: z as tf.Tensor2D, xhat: xhat as tf.Tensor2D };
+  }
+
   /**
    * A HookFn replacing x [B, T, d] by its reconstruction. mode 'gradient' on a g-SAE needs
    * opts.g aligned with x (same B, T); on a topk SAE the gradient is ignored (beta = 0).
@@ -139,7 +200,7 @@ export class SaeInference {
           }
           g2 = tf.reshape(g, [B * T, d]) as tf.Tensor2D;
         }
-        const { z, xhat } = this.forward(x2, g2);
+        const { z, xhat } = ortEnabled() ? this.forwardOrt(x2, g2) : this.forward(x2, g2);
         if (onEncode) onEncode({ x: x2, xhat, z });
         return tf.reshape(xhat, [B, T, d]) as tf.Tensor3D;
       });

@@ -1,6 +1,6 @@
 /**
  * Statistics for the evaluations: seeded percentile-bootstrap confidence intervals and the
- * verdict rule of SCIENCE.md.
+ * verdict rule of docs/METHOD.md.
  *
  * Bootstrap: percentile method, `resamples` (default 1000) resamples with replacement, quantiles
  * by linear interpolation between order statistics. Draws come from the seeded mulberry32 PRNG,
@@ -12,7 +12,9 @@
  * mean of a resample is Σ(cluster sums) / Σ(cluster sizes). clusterSize = 1 is the ordinary
  * bootstrap.
  *
- * Verdicts (what the CI is over): see `decideVerdict`.
+ * Verdicts come from the CI of a PAIRED difference g-SAE − TopK (`verdictFromDiff`; the
+ * comparisons are assembled in compare.ts). Two separate CIs that overlap are not a test of a
+ * difference, so no function here compares two CIs.
  */
 import tCdf from '@stdlib/stats-base-dists-t-cdf';
 import tQuantile from '@stdlib/stats-base-dists-t-quantile';
@@ -180,88 +182,6 @@ export function bootstrapDiffCI(
 /** Which direction is favourable: 'lower' (ΔCE, KL, dead fraction, FVU) or 'higher' (loss recovered, steering effect). */
 export type Better = 'lower' | 'higher';
 export type Verdict = 'reproduced' | 'not reproduced' | 'inconclusive';
-
-/**
- * The rule of SCIENCE.md on two CIs of the same metric at the same k:
- * - 'reproduced': the g-SAE is better and the CIs do not overlap (lower: gsae.hi < topk.lo;
- *   higher: gsae.lo > topk.hi);
- * - 'not reproduced': TopK is better beyond the CIs (the opposite strict separation);
- * - 'inconclusive': the CIs overlap (touching counts as overlap).
- */
-export function verdictFromCIs(topk: CI, gsae: CI, better: Better): Verdict {
-  if ([topk.lo, topk.hi, gsae.lo, gsae.hi].some((v) => !Number.isFinite(v))) return 'inconclusive';
-  const gBetter = better === 'lower' ? gsae.hi < topk.lo : gsae.lo > topk.hi;
-  const tBetter = better === 'lower' ? topk.hi < gsae.lo : topk.lo > gsae.hi;
-  return gBetter ? 'reproduced' : tBetter ? 'not reproduced' : 'inconclusive';
-}
-
-/** One architecture's data for one metric at one k. */
-export interface ArmData {
-  /** The metric of each seed's SAE (one number per training seed). */
-  perSeed?: number[];
-  /** Per-unit values of a single SAE (held-out positions, or steered latents), for 1 seed. */
-  units?: ArrayLike<number>;
-  /** Cluster size for `units` (seqLen for per-position values; 1 for latents). */
-  clusterSize?: number;
-  /** A CI computed by the caller (e.g. bootstrapRatioCI for loss recovered with 1 seed). */
-  ci?: CI;
-}
-
-export interface VerdictResult {
-  verdict: Verdict;
-  /** What the CIs are over. */
-  basis: 'seeds' | 'units' | 'given' | 'none';
-  topk: CI | null;
-  gsae: CI | null;
-  reason: string;
-}
-
-/**
- * Verdict for one metric at one k. What the CI is over, in order of preference:
- * 1. 'seeds': both arms have ≥ 2 seeds → percentile bootstrap of the mean over seeds (each seed's
- *    SAE summarised by its metric on the held-out set); seed-to-seed variation is the
- *    uncertainty that matters for "does the method work".
- * 2. 'given': both arms carry a caller-computed CI (used when a metric is a ratio, with 1 seed).
- * 3. 'units': both arms have per-unit values → bootstrap over held-out units of the single seed
- *    (per-position values clustered by sequence via clusterSize; per-latent values for steering).
- *    This measures evaluation noise only, not training-seed variation: reported as such.
- * 4. otherwise 'none' → 'inconclusive'.
- */
-export function decideVerdict(args: {
-  topk: ArmData;
-  gsae: ArmData;
-  better: Better;
-  resamples?: number;
-  level?: number;
-  seed?: number;
-}): VerdictResult {
-  const { topk, gsae, better } = args;
-  const o = { resamples: args.resamples ?? 1000, level: args.level ?? 0.95, seed: args.seed ?? 0 };
-  const nT = topk.perSeed?.length ?? 0;
-  const nG = gsae.perSeed?.length ?? 0;
-  let basis: VerdictResult['basis'];
-  let ct: CI | null = null;
-  let cg: CI | null = null;
-  if (nT >= 2 && nG >= 2) {
-    basis = 'seeds';
-    ct = bootstrapMeanCI(topk.perSeed as number[], { ...o, seed: o.seed });
-    cg = bootstrapMeanCI(gsae.perSeed as number[], { ...o, seed: o.seed + 1 });
-  } else if (topk.ci && gsae.ci) {
-    basis = 'given';
-    ct = topk.ci;
-    cg = gsae.ci;
-  } else if (topk.units && gsae.units && topk.units.length > 0 && gsae.units.length > 0) {
-    basis = 'units';
-    ct = bootstrapMeanCI(topk.units, { ...o, clusterSize: topk.clusterSize ?? 1 });
-    cg = bootstrapMeanCI(gsae.units, { ...o, seed: o.seed + 1, clusterSize: gsae.clusterSize ?? 1 });
-  } else {
-    return { verdict: 'inconclusive', basis: 'none', topk: null, gsae: null, reason: 'no uncertainty estimate (need ≥ 2 seeds per arm, CIs, or per-unit values)' };
-  }
-  const verdict = verdictFromCIs(ct, cg, better);
-  const fmt = (c: CI) => `${c.mean.toPrecision(4)} [${c.lo.toPrecision(4)}, ${c.hi.toPrecision(4)}]`;
-  const reason = `${better} is better; CI over ${basis}: topk ${fmt(ct)}, gsae ${fmt(cg)}`;
-  return { verdict, basis, topk: ct, gsae: cg, reason };
-}
 
 /**
  * Wilson score interval of a proportion (successes / n), e.g. the dead fraction of an SAE's m
@@ -480,7 +400,7 @@ export function holmAdjust(p: ArrayLike<number>): number[] {
 }
 
 /**
- * The verdict from the CI of the difference g-SAE − TopK (SCIENCE rule): the interval excludes 0 in
+ * The verdict from the CI of the difference g-SAE − TopK (docs/METHOD.md): the interval excludes 0 in
  * the g-SAE's favour → 'reproduced'; in TopK's favour → 'not reproduced'; else (or no CI) 'inconclusive'.
  */
 export function verdictFromDiff(ci: { lo: number; hi: number }, better: Better): Verdict {

@@ -1,5 +1,5 @@
 /**
- * Steering evaluation (SCIENCE.md "Steering"; the protocol is this project's own — the paper's is
+ * Steering evaluation (docs/METHOD.md "Steering"; the protocol is this project's own — the paper's is
  * not known).
  *
  * For one SAE: sample S latents uniformly without replacement among the alive latents

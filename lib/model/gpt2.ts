@@ -6,7 +6,7 @@
  * scaling, MLP with gelu_new (tanh approximation), final LayerNorm, unembedding tied to wte.
  * Parameters are kept under their Hugging Face names and shapes (Conv1D layout [in, out]).
  *
- * Speed on the wasm backend (see /work/shared/FACTS.md): everything runs on 2-D [B*T, d] matrices;
+ * Speed on the wasm backend (measured): everything runs on 2-D [B*T, d] matrices;
  * matMul is only ever called without transpose flags (operands are transposed explicitly);
  * attention runs per (head, batch) as plain 2-D matMuls (wasm's batched matMul is ~10x slower);
  * the backward pass is written out by hand, so no tf.grad, no gather gradient (the embedding
@@ -14,8 +14,20 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { mulberry32, randn } from '../util/random.ts';
-import type { ActivationAndGrad, GPT2Config, HookFn, HookName, HookedLM, Hooks } from './types.ts';
+import type { ActivationAndGrad, FusedRef, GPT2Config, HookFn, HookName, HookedLM, Hooks } from './types.ts';
 import { gatherRows, splitRows, sumRows, unstack0 } from './kernels.ts';
+import { ortEnabled } from '../backend.ts';
+import { ortOp } from '../native/tfort.ts';
+import {
+  attentionBackwardGraph,
+  attentionForwardGraph,
+  headLossGraph,
+  headTrainGraph,
+  logitsGraph,
+  ceKlGraph,
+  mlpBackwardGraph,
+  mlpForwardGraph,
+} from './ortgraphs.ts';
 
 export type { GPT2Config } from './types.ts';
 
@@ -137,6 +149,17 @@ interface LayerCache {
   u: tf.Tensor2D; // [N, 4d] mlp pre-activation
   s: tf.Tensor2D; // sigmoid(2c(u + a u^3)) (gelu_new = u * s)
   a: tf.Tensor2D; // gelu output (input of mlp.c_proj)
+  /** ONNX Runtime path (backend wasm+ort, see ortgraphs.ts): the block inputs and LayerNorm statistics. */
+  ort?: {
+    x1: tf.Tensor2D; // resid_pre
+    mean1: tf.Tensor2D;
+    rstd1: tf.Tensor2D;
+    qkv: tf.Tensor2D; // [N, 3d]
+    P: tf.Tensor4D; // [B, H, T, T]
+    x2: tf.Tensor2D; // resid_mid
+    mean2: tf.Tensor2D;
+    rstd2: tf.Tensor2D;
+  };
 }
 
 type Site = 'resid_pre' | 'resid_mid' | 'resid_post';
@@ -398,6 +421,81 @@ export class GPT2 implements HookedLM {
     return this.linearBackward(du, c.h2, `h.${l}.mlp.c_fc.weight`, `h.${l}.mlp.c_fc.bias`, grads)!;
   }
 
+  // ------------------------------------------------ ONNX Runtime path (backend wasm+ort)
+
+  /** ln_1 + attention of layer l on resid_pre x (one ORT graph); returns attn_out. */
+  private attnBlockOrt(x: tf.Tensor2D, l: number, B: number, T: number, cache: Partial<LayerCache> | null): tf.Tensor2D {
+    const { nHead: H, dModel: d, layerNormEps: eps } = this.config;
+    const N = B * T;
+    const pre = `h.${l}.`;
+    const [mean, rstd, h1, qkv, P, y, out] = ortOp(
+      'Attention',
+      `attn-fwd:${T}:${H}:${d}:${eps}`,
+      () => attentionForwardGraph(T, H, d, eps),
+      [x, this.p(pre + 'ln_1.weight'), this.p(pre + 'ln_1.bias'), this.p(pre + 'attn.c_attn.weight'), this.p(pre + 'attn.c_attn.bias'), this.p(pre + 'attn.c_proj.weight'), this.p(pre + 'attn.c_proj.bias')],
+      [[N, 1], [N, 1], [N, d], [N, 3 * d], [B, H, T, T], [N, d], [N, d]],
+    );
+    if (cache) {
+      cache.h1 = h1 as tf.Tensor2D;
+      cache.y = y as tf.Tensor2D;
+      cache.ort = { x1: x, mean1: mean as tf.Tensor2D, rstd1: rstd as tf.Tensor2D, qkv: qkv as tf.Tensor2D, P: P as tf.Tensor4D } as LayerCache['ort'];
+    }
+    return out as tf.Tensor2D;
+  }
+
+  /** ln_2 + MLP of layer l on resid_mid x (one ORT graph); returns mlp_out. */
+  private mlpBlockOrt(x: tf.Tensor2D, l: number, cache: Partial<LayerCache> | null): tf.Tensor2D {
+    const { dModel: d, layerNormEps: eps } = this.config;
+    const N = x.shape[0];
+    const pre = `h.${l}.`;
+    const [mean, rstd, h2, u, a, out] = ortOp(
+      'Mlp',
+      `mlp-fwd:${d}:${eps}`,
+      () => mlpForwardGraph(d, eps),
+      [x, this.p(pre + 'ln_2.weight'), this.p(pre + 'ln_2.bias'), this.p(pre + 'mlp.c_fc.weight'), this.p(pre + 'mlp.c_fc.bias'), this.p(pre + 'mlp.c_proj.weight'), this.p(pre + 'mlp.c_proj.bias')],
+      [[N, 1], [N, 1], [N, d], [N, 4 * d], [N, 4 * d], [N, d]],
+    );
+    if (cache) {
+      cache.h2 = h2 as tf.Tensor2D;
+      cache.u = u as tf.Tensor2D;
+      cache.a = a as tf.Tensor2D;
+      Object.assign(cache.ort!, { x2: x, mean2: mean, rstd2: rstd });
+    }
+    return out as tf.Tensor2D;
+  }
+
+  /** dL/d resid_post -> dL/d resid_mid through the MLP, ln_2 and the residual (parameter grads into `grads`). */
+  private mlpBackwardOrt(dx: tf.Tensor2D, c: LayerCache, l: number, grads: Map<string, tf.Tensor> | null): tf.Tensor2D {
+    const d = this.config.dModel;
+    const N = dx.shape[0];
+    const pre = `h.${l}.`;
+    const o = c.ort!;
+    const ins = [dx, this.p(pre + 'mlp.c_proj.weight'), c.u, this.p(pre + 'mlp.c_fc.weight'), o.x2, o.mean2, o.rstd2, this.p(pre + 'ln_2.weight')];
+    if (!grads) return ortOp('MlpBackward', `mlp-bwd:${d}:0`, () => mlpBackwardGraph(d, false), ins, [[N, d]])[0] as tf.Tensor2D;
+    const outs = ortOp('MlpBackward', `mlp-bwd:${d}:1`, () => mlpBackwardGraph(d, true), [...ins, c.a, c.h2], [[N, d], [4 * d, d], [d], [d, 4 * d], [4 * d], [d], [d]]);
+    ['mlp.c_proj.weight', 'mlp.c_proj.bias', 'mlp.c_fc.weight', 'mlp.c_fc.bias', 'ln_2.weight', 'ln_2.bias'].forEach((n, i) => grads.set(pre + n, outs[i + 1]));
+    return outs[0] as tf.Tensor2D;
+  }
+
+  /** dL/d resid_mid -> dL/d resid_pre through attention, ln_1 and the residual. */
+  private attnBackwardOrt(dx: tf.Tensor2D, c: LayerCache, l: number, B: number, T: number, grads: Map<string, tf.Tensor> | null): tf.Tensor2D {
+    const { nHead: H, dModel: d } = this.config;
+    const N = B * T;
+    const pre = `h.${l}.`;
+    const o = c.ort!;
+    const ins = [dx, this.p(pre + 'attn.c_proj.weight'), o.qkv, o.P, this.p(pre + 'attn.c_attn.weight'), o.x1, o.mean1, o.rstd1, this.p(pre + 'ln_1.weight')];
+    if (!grads) return ortOp('AttentionBackward', `attn-bwd:${T}:${H}:${d}:0`, () => attentionBackwardGraph(T, H, d, false), ins, [[N, d]])[0] as tf.Tensor2D;
+    const outs = ortOp(
+      'AttentionBackward',
+      `attn-bwd:${T}:${H}:${d}:1`,
+      () => attentionBackwardGraph(T, H, d, true),
+      [...ins, c.y, c.h1],
+      [[N, d], [d, d], [d], [d, 3 * d], [3 * d], [d], [d]],
+    );
+    ['attn.c_proj.weight', 'attn.c_proj.bias', 'attn.c_attn.weight', 'attn.c_attn.bias', 'ln_1.weight', 'ln_1.bias'].forEach((n, i) => grads.set(pre + n, outs[i + 1]));
+    return outs[0] as tf.Tensor2D;
+  }
+
   private applyHook(hooks: Hooks | undefined, name: string, x: tf.Tensor2D, B: number, T: number): tf.Tensor2D {
     const f: HookFn | undefined = hooks?.[name];
     if (!f) return x;
@@ -449,6 +547,7 @@ export class GPT2 implements HookedLM {
     const pos = T === c.nCtx ? wpe : (splitRows(wpe, [T, c.nCtx - T])[0] as tf.Tensor2D);
     let x = tf.reshape(tf.add(tf.reshape(gatherRows(this.p('wte.weight') as tf.Tensor2D, tok), [B, T, d]), pos), [B * T, d]) as tf.Tensor2D;
     const caches: (LayerCache | null)[] = [];
+    const ort = ortEnabled();
     let captured: tf.Tensor2D | null = null;
     const cap = (l: number, site: Site) => {
       if (opts.capture && opts.capture.layer === l && opts.capture.site === site) captured = x;
@@ -457,19 +556,19 @@ export class GPT2 implements HookedLM {
       const cache: Partial<LayerCache> | null = l >= cacheFrom ? {} : null;
       x = this.applyHook(hooks, `blocks.${l}.hook_resid_pre`, x, B, T);
       cap(l, 'resid_pre');
-      const ln1 = this.layerNorm(x, this.p(`h.${l}.ln_1.weight`), this.p(`h.${l}.ln_1.bias`));
-      let attnOut = this.attention(ln1.out, l, B, T, cache);
+      const ln1 = ort ? null : this.layerNorm(x, this.p(`h.${l}.ln_1.weight`), this.p(`h.${l}.ln_1.bias`));
+      let attnOut = ln1 ? this.attention(ln1.out, l, B, T, cache) : this.attnBlockOrt(x, l, B, T, cache);
       attnOut = this.applyHook(hooks, `blocks.${l}.hook_attn_out`, attnOut, B, T);
       x = tf.add(x, attnOut) as tf.Tensor2D;
       x = this.applyHook(hooks, `blocks.${l}.hook_resid_mid`, x, B, T);
       cap(l, 'resid_mid');
-      const ln2 = this.layerNorm(x, this.p(`h.${l}.ln_2.weight`), this.p(`h.${l}.ln_2.bias`));
-      let mlpOut = this.mlp(ln2.out, l, cache);
+      const ln2 = ort ? null : this.layerNorm(x, this.p(`h.${l}.ln_2.weight`), this.p(`h.${l}.ln_2.bias`));
+      let mlpOut = ln2 ? this.mlp(ln2.out, l, cache) : this.mlpBlockOrt(x, l, cache);
       mlpOut = this.applyHook(hooks, `blocks.${l}.hook_mlp_out`, mlpOut, B, T);
       x = tf.add(x, mlpOut) as tf.Tensor2D;
       x = this.applyHook(hooks, `blocks.${l}.hook_resid_post`, x, B, T);
       cap(l, 'resid_post');
-      if (cache) {
+      if (cache && ln1 && ln2) {
         cache.ln1 = ln1.cache;
         cache.h1 = ln1.out;
         cache.ln2 = ln2.cache;
@@ -495,7 +594,6 @@ export class GPT2 implements HookedLM {
   ): { losses: Float32Array; dhF: tf.Tensor2D | null; dwteHead: tf.Tensor2D | null } {
     const V = this.config.vocabSize;
     const N = targets.length;
-    const wteT = this.getWteT();
     const wte = this.p('wte.weight') as tf.Tensor2D;
     const rows = Math.max(1, Math.min(N, Math.floor(this.headChunkElems / V)));
     const sizes: number[] = [];
@@ -503,12 +601,41 @@ export class GPT2 implements HookedLM {
     const hs = sizes.length === 1 ? [hF] : (splitRows(hF, sizes) as tf.Tensor2D[]);
     const losses = new Float32Array(N);
     const dhs: tf.Tensor2D[] = [];
-    let acc: tf.Tensor2D | null = null;
+    let acc: tf.Tensor2D | null = null; // [d, V]
+    let accT: tf.Tensor2D | null = null; // [V, d] (ONNX Runtime path)
     let r0 = 0;
+    const ort = ortEnabled();
+    const d = this.config.dModel;
     for (let c = 0; c < sizes.length; c++) {
       const n = sizes[c];
-      const logits = tf.matMul(hs[c], wteT);
-      const P = tf.softmax(logits) as tf.Tensor2D;
+      if (ort && !want.dh && !want.dwte) {
+        // evaluation: the loss straight from a log-softmax in ORT (no [n, V] tensor leaves it)
+        const tgt = tf.tensor2d(Float32Array.from(targets.subarray(r0, r0 + n)), [n, 1]);
+        const l = ortOp('HeadLoss', `head-loss:${d}:${V}`, () => headLossGraph(d, V), [hs[c], wte, tgt], [[n, 1]])[0];
+        losses.set(l.dataSync() as Float32Array, r0);
+        r0 += n;
+        continue;
+      }
+      if (ort) {
+        // training / collect: loss, dh = w (P wte − wte[target]) and Pᵀ h from one graph (P stays in ORT)
+        const tgt = tf.tensor2d(Float32Array.from(targets.subarray(r0, r0 + n)), [n, 1]);
+        const outs = ortOp(
+          'HeadTrain',
+          `head-train:${d}:${V}:${want.dwte ? 1 : 0}`,
+          () => headTrainGraph(d, V, want.dwte),
+          [hs[c], wte, tgt, tf.scalar(want.w)],
+          want.dwte ? [[n, 1], [n, d], [V, d]] : [[n, 1], [n, d]],
+        );
+        losses.set(outs[0].dataSync() as Float32Array, r0);
+        if (want.dh) dhs.push(outs[1] as tf.Tensor2D);
+        if (want.dwte) accT = accT ? (tf.add(accT, outs[2]) as tf.Tensor2D) : (outs[2] as tf.Tensor2D);
+        r0 += n;
+        continue;
+      }
+      const wteT = this.getWteT();
+      let logits: tf.Tensor2D | null = null;
+      const getLogits = () => (logits ??= tf.matMul(hs[c], wteT) as tf.Tensor2D);
+      const P = tf.softmax(getLogits()) as tf.Tensor2D;
       const idx = new Int32Array(n);
       for (let i = 0; i < n; i++) idx[i] = i * V + targets[r0 + i];
       const idxT = tf.tensor1d(idx, 'int32');
@@ -519,11 +646,12 @@ export class GPT2 implements HookedLM {
         losses[r0 + i] = -Math.log(pt[i]);
       }
       if (underflow) {
-        const lse = tf.logSumExp(logits, -1).dataSync();
-        const lt = tf.gather(tf.reshape(logits, [n * V]), idxT).dataSync();
+        const lg = getLogits();
+        const lse = tf.logSumExp(lg, -1).dataSync();
+        const lt = tf.gather(tf.reshape(lg, [n * V]), idxT).dataSync();
         for (let i = 0; i < n; i++) losses[r0 + i] = lse[i] - lt[i];
       }
-      logits.dispose();
+      (logits as tf.Tensor2D | null)?.dispose();
       if (want.dh) {
         const tgt = tf.tensor1d(targets.subarray(r0, r0 + n), 'int32');
         dhs.push(tf.mul(tf.sub(tf.matMul(P, wte), gatherRows(wte, tgt)), want.w) as tf.Tensor2D);
@@ -536,7 +664,7 @@ export class GPT2 implements HookedLM {
       r0 += n;
     }
     const dhF = want.dh ? (dhs.length === 1 ? dhs[0] : (tf.concat(dhs, 0) as tf.Tensor2D)) : null;
-    const dwteHead = acc ? (tf.transpose(tf.mul(acc, want.w)) as tf.Tensor2D) : null;
+    const dwteHead = accT ? accT : acc ? (tf.transpose(tf.mul(acc, want.w)) as tf.Tensor2D) : null;
     return { losses, dhF, dwteHead };
   }
 
@@ -581,6 +709,13 @@ export class GPT2 implements HookedLM {
       if (stop && stop.layer === l && stop.site === 'resid_post') return dx;
       const cache = fwd.caches[l];
       if (!cache) throw new Error('GPT-2 internal: missing activation cache');
+      if (cache.ort) {
+        dx = this.mlpBackwardOrt(dx, cache, l, grads);
+        if (stop && stop.layer === l && stop.site === 'resid_mid') return dx;
+        dx = this.attnBackwardOrt(dx, cache, l, B, T, grads);
+        if (stop && stop.layer === l && stop.site === 'resid_pre') return dx;
+        continue;
+      }
       const dh2 = this.mlpBackward(dx, cache, l, grads);
       const ln2 = this.layerNormBackward(dh2, cache.ln2, this.p(`h.${l}.ln_2.weight`), grads !== null);
       dx = tf.add(dx, ln2.dx) as tf.Tensor2D;
@@ -639,8 +774,48 @@ export class GPT2 implements HookedLM {
     this.checkTokens(inputs, 'logits');
     return tf.tidy(() => {
       const { hF } = this.forward(inputs, B, T, { hooks });
-      return tf.reshape(tf.matMul(hF, this.getWteT()), [B, T, this.config.vocabSize]) as tf.Tensor3D;
+      const { vocabSize: V, dModel: d } = this.config;
+      const lg = ortEnabled()
+        ? ortOp('Logits', `logits:${d}:${V}`, () => logitsGraph(d, V), [hF, this.p('wte.weight')], [[B * T, V]])[0]
+        : tf.matMul(hF, this.getWteT());
+      return tf.reshape(lg, [B, T, V]) as tf.Tensor3D;
     });
+  }
+
+  /**
+   * Fused CE / KL head on the wasm+ort backend (see HookedLM.fusedCeKl); null on other backends.
+   * Works on row chunks of at most ~8M logits; `ref` holds the final hidden states of this pass.
+   */
+  fusedCeKl(tokens: tf.Tensor2D, targets: Int32Array, hooks?: Hooks, ref?: FusedRef): { ce: Float32Array; kl: Float32Array | null; ref: FusedRef } | null {
+    if (!ortEnabled()) return null;
+    const [B, T] = tokens.shape;
+    const data = tokens.dataSync();
+    const inputs = data instanceof Int32Array ? data : Int32Array.from(data);
+    this.checkTokens(inputs, 'fusedCeKl');
+    if (targets.length !== B * T) throw new Error(`fusedCeKl: ${targets.length} targets for ${B * T} positions`);
+    const { vocabSize: V, dModel: d } = this.config;
+    const r = ref as (FusedRef & { h: tf.Tensor2D }) | undefined;
+    const hF = tf.keep(tf.tidy(() => this.forward(inputs, B, T, { hooks }).hF));
+    const N = B * T;
+    const ce = new Float32Array(N);
+    const kl = r ? new Float32Array(N) : null;
+    tf.tidy(() => {
+      const rows = Math.max(1, Math.min(N, Math.floor((2 * this.headChunkElems) / V) || 1));
+      const sizes: number[] = [];
+      for (let o = 0; o < N; o += rows) sizes.push(Math.min(rows, N - o));
+      const hs = sizes.length === 1 ? [hF] : (splitRows(hF, sizes) as tf.Tensor2D[]);
+      const rs = !r ? null : sizes.length === 1 ? [r.h] : (splitRows(r.h, sizes) as tf.Tensor2D[]);
+      let o = 0;
+      sizes.forEach((n, c) => {
+        const tgt = tf.tensor2d(Float32Array.from(targets.subarray(o, o + n)), [n, 1]);
+        const outs = ortOp('HeadCeKl', `ce-kl:${d}:${V}:${rs ? 1 : 0}`, () => ceKlGraph(d, V, !!rs), rs ? [hs[c], this.p('wte.weight'), tgt, rs[c]] : [hs[c], this.p('wte.weight'), tgt], rs ? [[n, 1], [n, 1]] : [[n, 1]]);
+        ce.set(outs[0].dataSync() as Float32Array, o);
+        if (kl) kl.set(outs[1].dataSync() as Float32Array, o);
+        o += n;
+      });
+    });
+    const mine = { h: hF, release: () => hF.dispose() };
+    return { ce, kl, ref: mine };
   }
 
   /**

@@ -11,8 +11,9 @@ import * as tf from '@tensorflow/tfjs';
 import { deriveSeed, mulberry32 } from '../util/random.ts';
 import { GPT2 } from './gpt2.ts';
 import { readSafetensors, writeSafetensors, type TensorF32 } from '../safetensors.ts';
-import { splitRows } from './kernels.ts';
 import { DataParallel } from './parallel.ts';
+import { ortEnabled } from '../backend.ts';
+import { ortThreads, setOrtThreads } from '../native/ort.ts';
 
 export type TokenStream = Uint16Array | Uint32Array | Int32Array;
 
@@ -59,7 +60,9 @@ export interface TrainOptions {
   /**
    * Threads computing gradients (data parallel): 1 = this thread only (default); n > 1 starts n-1
    * worker threads, each with its own wasm backend (wasm uses one core per thread). Results are
-   * reproducible for a fixed number of threads (part of the checkpoint fingerprint).
+   * reproducible for a fixed number of threads (part of the checkpoint fingerprint). On the
+   * wasm+ort backend, `threads` are ONNX Runtime intra-op threads of this thread instead (no
+   * workers): the numbers then do not depend on `threads` at all.
    */
   threads?: number;
   /** Stop between steps (without saving) when aborted; train() then rejects with an AbortError. */
@@ -161,16 +164,17 @@ export function learningRate(step: number, totalSteps: number, lr: number, warmu
 }
 
 /**
- * AdamW over all parameters as ONE flat vector (a handful of ops per step instead of a handful per
- * tensor). Decoupled weight decay applies to matrices (rank >= 2: embeddings and weights) only.
+ * AdamW over all parameters as ONE flat vector, in plain TypeScript loops (float64 arithmetic,
+ * float32 state): measured ~10x faster than the same update as a dozen tfjs ops over the vector.
+ * Decoupled weight decay applies to matrices (rank >= 2: embeddings and weights) only.
  */
 export class AdamW {
   readonly names: string[];
   readonly shapes: number[][];
   readonly sizes: number[];
-  private m: tf.Tensor1D;
-  private v: tf.Tensor1D;
-  private decayMask: tf.Tensor1D;
+  private m: Float32Array;
+  private v: Float32Array;
+  private readonly decay: boolean[];
   /** Number of updates applied so far (for bias correction). */
   t = 0;
 
@@ -182,15 +186,9 @@ export class AdamW {
     this.shapes = this.names.map((n) => model.param(n).shape);
     this.sizes = this.shapes.map((s) => s.reduce((a, b) => a * b, 1));
     const total = this.sizes.reduce((a, b) => a + b, 0);
-    this.m = tf.keep(tf.zeros([total]));
-    this.v = tf.keep(tf.zeros([total]));
-    const mask = new Float32Array(total);
-    let off = 0;
-    this.shapes.forEach((s, i) => {
-      if (s.length >= 2) mask.fill(1, off, off + this.sizes[i]);
-      off += this.sizes[i];
-    });
-    this.decayMask = tf.keep(tf.tensor1d(mask));
+    this.m = new Float32Array(total);
+    this.v = new Float32Array(total);
+    this.decay = this.shapes.map((s) => s.length >= 2);
   }
 
   /**
@@ -198,49 +196,61 @@ export class AdamW {
    * norm to `clip` (0 = off). Returns the pre-clip global norm.
    */
   step(model: GPT2, grads: Map<string, tf.Tensor>, lr: number, clip: number): number {
-    const g = tf.tidy(() => tf.concat(this.names.map((n) => tf.reshape(grads.get(n)!, [-1]))) as tf.Tensor1D);
+    const total = this.sizes.reduce((a, b) => a + b, 0);
+    const g = new Float32Array(total);
+    let off = 0;
+    this.names.forEach((n, i) => {
+      g.set(grads.get(n)!.dataSync() as Float32Array, off);
+      off += this.sizes[i];
+    });
     for (const x of grads.values()) x.dispose();
     return this.update(model, g, lr, clip);
   }
 
   /** The same with the gradient given as one flat array (parameter order of model.paramNames). */
   stepFlat(model: GPT2, grad: Float32Array, lr: number, clip: number): number {
-    return this.update(model, tf.tensor1d(grad), lr, clip);
+    return this.update(model, grad, lr, clip);
   }
 
-  /** Consumes g (flat gradient). */
-  private update(model: GPT2, g: tf.Tensor1D, lr: number, clip: number): number {
+  private update(model: GPT2, g: Float32Array, lr: number, clip: number): number {
     const { beta1, beta2, eps, weightDecay } = this.opts;
     this.t++;
     const t = this.t;
-    let norm = 0;
-    const newParams = tf.tidy(() => {
-      const p = tf.concat(this.names.map((n) => tf.reshape(model.param(n), [-1]))) as tf.Tensor1D;
-      norm = Math.sqrt(tf.sum(tf.square(g)).dataSync()[0]);
-      const scale = clip > 0 && norm > clip ? clip / (norm + 1e-6) : 1;
-      const gs = scale === 1 ? g : tf.mul(g, scale);
-      const m = tf.add(tf.mul(this.m, beta1), tf.mul(gs, 1 - beta1));
-      const v = tf.add(tf.mul(this.v, beta2), tf.mul(tf.square(gs), 1 - beta2));
-      const bc1 = 1 - beta1 ** t;
-      const bc2 = 1 - beta2 ** t;
-      // p <- p - lr * (mhat / (sqrt(vhat) + eps) + wd * mask * p)
-      const upd = tf.div(tf.div(m, bc1), tf.add(tf.sqrt(tf.div(v, bc2)), eps));
-      const decay = weightDecay > 0 ? tf.mul(tf.mul(this.decayMask, p), weightDecay) : null;
-      const pNew = tf.sub(p, tf.mul(decay ? tf.add(upd, decay) : upd, lr));
-      this.m.dispose();
-      this.v.dispose();
-      this.m = tf.keep(m) as tf.Tensor1D;
-      this.v = tf.keep(v) as tf.Tensor1D;
-      const parts = splitRows(pNew, this.sizes);
-      return parts.map((x, i) => tf.reshape(x, this.shapes[i]));
+    let sq = 0;
+    for (let i = 0; i < g.length; i++) sq += g[i] * g[i];
+    const norm = Math.sqrt(sq);
+    const scale = clip > 0 && norm > clip ? clip / (norm + 1e-6) : 1;
+    const bc1 = 1 - beta1 ** t;
+    const bc2 = 1 - beta2 ** t;
+    const ob1 = 1 - beta1;
+    const ob2 = 1 - beta2;
+    const M = this.m;
+    const V = this.v;
+    const next = new Map<string, tf.Tensor>();
+    let off = 0;
+    this.names.forEach((n, k) => {
+      const p = model.param(n).dataSync() as Float32Array;
+      const out = new Float32Array(p.length);
+      const wd = this.decay[k] ? weightDecay : 0;
+      for (let i = 0; i < p.length; i++) {
+        const o = off + i;
+        const gs = g[o] * scale;
+        const mm = beta1 * M[o] + ob1 * gs;
+        const vv = beta2 * V[o] + ob2 * gs * gs;
+        M[o] = mm;
+        V[o] = vv;
+        // p <- p - lr * (mhat / (sqrt(vhat) + eps) + wd * p)
+        out[i] = p[i] - lr * (mm / bc1 / (Math.sqrt(vv / bc2) + eps) + wd * p[i]);
+      }
+      next.set(n, tf.tensor(out, this.shapes[k], 'float32'));
+      off += this.sizes[k];
     });
-    g.dispose();
-    model.setParams(new Map(this.names.map((n, i) => [n, newParams[i]])));
+    model.setParams(next);
     return norm;
   }
 
   state(): { m: Float32Array; v: Float32Array; t: number } {
-    return { m: this.m.dataSync() as Float32Array, v: this.v.dataSync() as Float32Array, t: this.t };
+    return { m: this.m.slice(), v: this.v.slice(), t: this.t };
   }
 
   setState(s: { m: Float32Array; v: Float32Array; t: number }): void {
@@ -248,17 +258,13 @@ export class AdamW {
     if (s.m.length !== total || s.v.length !== total) {
       throw new Error(`AdamW: optimizer state has ${s.m.length} values, the model has ${total} parameters`);
     }
-    this.m.dispose();
-    this.v.dispose();
-    this.m = tf.keep(tf.tensor1d(s.m));
-    this.v = tf.keep(tf.tensor1d(s.v));
+    this.m = Float32Array.from(s.m);
+    this.v = Float32Array.from(s.v);
     this.t = s.t;
   }
 
   dispose(): void {
-    this.m.dispose();
-    this.v.dispose();
-    this.decayMask.dispose();
+    /* plain arrays: nothing to free */
   }
 }
 
@@ -372,13 +378,14 @@ export async function train(model: GPT2, trainTokens: TokenStream, options: Trai
     seed,
     adamOpts,
     nTrain: trainTokens.length,
-    threads,
+    threads: ortEnabled() ? 'ort' : threads,
   });
   const opt = new AdamW(model, adamOpts);
   let dp: DataParallel | null = null;
   let step = 0;
   let lossWindow: number[] = [];
   let lastVal: number | null = null;
+  let restoreOrt = () => {};
   try {
     if (options.checkpointDir) {
       const ck = loadCheckpoint(options.checkpointDir);
@@ -403,7 +410,10 @@ export async function train(model: GPT2, trainTokens: TokenStream, options: Trai
       }
     }
     const resumedFrom = step;
-    if (threads > 1) dp = await DataParallel.create(model, threads - 1);
+    const ortThreadsBefore = ortThreads();
+    if (ortEnabled()) setOrtThreads(threads);
+    else if (threads > 1) dp = await DataParallel.create(model, threads - 1);
+    restoreOrt = () => setOrtThreads(ortThreadsBefore);
     const valLoss = (maxTokens: number | undefined): number =>
       options.valTokens ? evaluateLoss(model, options.valTokens, { seqLen: T, batchSize: B, maxTokens }) : NaN;
     const t0 = performance.now();
@@ -486,6 +496,7 @@ export async function train(model: GPT2, trainTokens: TokenStream, options: Trai
     };
   } finally {
     opt.dispose();
+    restoreOrt();
     await dp?.close();
   }
 }

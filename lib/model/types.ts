@@ -50,5 +50,16 @@ export interface HookedLM {
    * per-position losses. No parameter gradients are computed.
    */
   activationAndGrad(tokens: Int32Array, batch: number, seqLen: number, hook: HookName): ActivationAndGrad;
+  /**
+   * Optional fused head (GPT2 on wasm+ort): per-position CE of a hooked forward against targets
+   * and, with `ref` (the result of an earlier call, e.g. the clean pass), KL(ref ‖ this) per
+   * position, without materialising the [B·T, V] logits outside the model. `ref.release()` frees it.
+   */
+  fusedCeKl?(tokens: tf.Tensor2D, targets: Int32Array, hooks?: Hooks, ref?: FusedRef): { ce: Float32Array; kl: Float32Array | null; ref: FusedRef } | null;
   dispose(): void;
+}
+
+/** The final hidden states of a pass, kept for a later KL (see HookedLM.fusedCeKl). */
+export interface FusedRef {
+  release(): void;
 }

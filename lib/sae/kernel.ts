@@ -5,7 +5,7 @@
  * its own buffers (shared memory), and the trainer sums the chunks in a fixed order. Chunks may run
  * on the main thread or on worker threads: the numbers do not depend on how many threads run them.
  *
- * Work per chunk (FACTS.md): the encoder forward is a dense tfjs matMul [rows, d] × [d, m]
+ * Work per chunk (measured on tfjs-wasm): the encoder forward is a dense tfjs matMul [rows, d] × [d, m]
  * (wasm SIMD), and so is the g-SAE's W_dec g ([rows, d] × W_decᵀ [d, m], W_decᵀ materialised once
  * per step by the trainer: no transpose flags). Everything sparse — selection, decode (k rows of
  * W_dec per token) and the backward pass — runs on the k selected rows only, either as
@@ -26,6 +26,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { SCORE, SelectScratch, WasmSelector, selectAmong, selectTopK } from './select.ts';
 import { buildSimdModule, type SimdExports } from './simd.ts';
+import { ortEnabled } from '../backend.ts';
+import { gemm } from '../native/ort.ts';
 
 /** Sizes fixed for a training run. */
 export interface KernelSpec {
@@ -194,12 +196,15 @@ export function allocKernelBuffers(s: KernelSpec): KernelBuffers {
   if (pages > MAX_PAGES) {
     throw new Error(`sae: the training buffers need ${(bytes / 2 ** 30).toFixed(2)} GiB, above the 4 GiB wasm32 limit; use a smaller batch or fewer chunks`);
   }
-  const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
+  // Shared only when worker threads use it: ONNX Runtime's binding cannot read SharedArrayBuffer
+  // views, so a single-thread run (the pipeline's default) lets it work on this memory directly.
+  const shared = participants > 1;
+  const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared });
   const buffer = memory.buffer;
   const view = <T extends { kind: Kind; n: number; off: number }>(e: T) =>
     e.kind === 'f32' ? new Float32Array(buffer, e.off, e.n) : e.kind === 'f64' ? new Float64Array(buffer, e.off, e.n) : new Int32Array(buffer, e.off, e.n);
   const f32 = (e: { kind: Kind; n: number; off: number }) => view(e) as Float32Array;
-  const module = s.simd ? new WebAssembly.Module(buildSimdModule(d, { min: pages, max: pages })) : null;
+  const module = s.simd ? new WebAssembly.Module(buildSimdModule(d, { min: pages, max: pages, shared })) : null;
   return {
     memory,
     module,
@@ -300,6 +305,8 @@ export class SaeKernel {
   readonly wasm: SimdExports | null;
   private readonly F: Float32Array;
   private readonly selector: WasmSelector | null;
+  /** Dense products through ONNX Runtime on the shared memory (backend wasm+ort; one thread per participant). */
+  readonly ort: boolean;
 
   constructor(
     readonly spec: KernelSpec,
@@ -321,11 +328,47 @@ export class SaeKernel {
     this.wasm = spec.simd ? instantiateSimd(buf) : null;
     this.F = new Float32Array(buf.memory.buffer);
     this.selector = this.wasm ? new WasmSelector(this.wasm, buf.memory, this.sc.cand, this.sel, spec.m, k, d * 4) : null;
+    this.ort = ortEnabled();
+    if (this.ort && typeof SharedArrayBuffer !== 'undefined' && buf.memory.buffer instanceof SharedArrayBuffer) {
+      const { m, blockRows, useGrad } = spec;
+      this.staging = {
+        We: new Float32Array(d * m),
+        Wd: useGrad ? new Float32Array(m * d) : new Float32Array(0),
+        x: new Float32Array(blockRows * d),
+        U: new Float32Array(blockRows * m),
+      };
+    }
+  }
+
+  /**
+   * Private copies for ONNX Runtime when the memory is shared (its binding cannot read
+   * SharedArrayBuffer views): the weights once per step, each block's input and output.
+   */
+  private staging: { We: Float32Array; Wd: Float32Array; x: Float32Array; U: Float32Array } | null = null;
+
+  private ortGemm(a: Float32Array, w: Float32Array, wStage: Float32Array | null, out: Float32Array, nb: number, transB: boolean): void {
+    const { d, m } = this.spec;
+    const st = this.staging;
+    if (!st) {
+      gemm(a, w, out, nb, d, m, { transB, threads: 1 });
+      return;
+    }
+    st.x.set(a.subarray(0, nb * d));
+    gemm(st.x, wStage!, st.U, nb, d, m, { transB, threads: 1 });
+    out.set(st.U.subarray(0, nb * m));
   }
 
   /** Upload the current weights to tfjs (call after every parameter update). */
   beginStep(): void {
     this.endStep();
+    if (this.ort) {
+      this.begun = true;
+      if (this.staging) {
+        this.staging.We.set(this.buf.W_enc);
+        if (this.spec.useGrad && (!this.wasm || this.buf.ctrl[CTRL.denseA] !== 0)) this.staging.Wd.set(this.buf.W_dec);
+      }
+      return;
+    }
     const { d, m } = this.spec;
     // The wasm backend copies tensor data into its heap; other backends may keep a reference to
     // the array, which the trainer overwrites later: give them a copy.
@@ -334,7 +377,10 @@ export class SaeKernel {
     if (this.spec.useGrad && (!this.wasm || this.buf.ctrl[CTRL.denseA] !== 0)) this.WdecT = tf.tensor2d(own(this.buf.W_decT), [d, m]);
   }
 
+  private begun = false;
+
   endStep(): void {
+    this.begun = false;
     this.Wenc?.dispose();
     this.WdecT?.dispose();
     this.Wenc = null;
@@ -356,6 +402,14 @@ export class SaeKernel {
         const co = r * d;
         for (let i = 0; i < d; i++) sc.xc[co + i] = x[xo + i] - bd[i];
       }
+    }
+    if (this.ort) {
+      // U = xc W_enc and A = g W_decᵀ straight on the shared memory (one ORT thread per participant)
+      this.ortGemm(sc.xc, B.W_enc, this.staging?.We ?? null, sc.U, nb, false);
+      if (this.spec.useGrad && (!this.wasm || B.ctrl[CTRL.denseA] !== 0)) {
+        this.ortGemm(B.g.subarray(b0 * d, (b0 + nb) * d), B.W_dec, this.staging?.Wd ?? null, sc.A, nb, true);
+      }
+      return;
     }
     const xt = tf.tensor2d(sc.xc.subarray(0, nb * d), [nb, d]);
     const ut = tf.matMul(xt, this.Wenc!);
@@ -435,7 +489,8 @@ export class SaeKernel {
         const dof = i * m;
         for (let j = j0; j < j1; j++) We[dof + j] = WeT[j * d + i];
       }
-      if (useGrad) {
+      if (useGrad && !this.ort) {
+        // (ONNX Runtime reads W_dec with transB: no W_decᵀ copy)
         for (let i = 0; i < d; i++) {
           const dof = i * m;
           for (let j = j0; j < j1; j++) WdT[dof + j] = Wd[j * d + i];
@@ -471,7 +526,7 @@ export class SaeKernel {
 
   /** Forward + backward of chunk c; writes the chunk's gradient buffers and stats. */
   runChunk(c: number): void {
-    if (!this.Wenc) throw new Error('SaeKernel: beginStep() was not called');
+    if (!this.Wenc && !this.begun) throw new Error('SaeKernel: beginStep() was not called');
     const B = this.buf;
     B.gWeT[c].fill(0);
     B.gWd[c].fill(0);

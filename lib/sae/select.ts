@@ -1,5 +1,5 @@
 /**
- * Top-k selection per token, in plain TypeScript (FACTS.md: as fast as tf.topk, and it fuses the
+ * Top-k selection per token, in plain TypeScript (measured on tfjs-wasm: as fast as tf.topk, and it fuses the
  * bias, the ReLU and the g-SAE score into one pass over the encoder output).
  *
  * Rule (lib/sae/types.ts): z = ReLU(u + b_enc) with u = (x − b_dec) W_enc;

@@ -61,7 +61,7 @@ function vecLoop(f: Fn, i: number, bytes: number, U: number, body: (u: number) =
   f.end();
 }
 
-export function buildSimdModule(d: number, memPages: { min: number; max: number }): Uint8Array<ArrayBuffer> {
+export function buildSimdModule(d: number, memPages: { min: number; max: number; shared?: boolean }): Uint8Array<ArrayBuffer> {
   if (d % 4 !== 0) throw new Error(`simd kernels need d % 4 == 0 (d=${d})`);
   const U = unrollFor(d);
   const bytes = d * 4;
@@ -424,5 +424,5 @@ export function buildSimdModule(d: number, memPages: { min: number; max: number 
     f.end();
     fns.push(f);
   }
-  return assemble(fns, { min: memPages.min, max: memPages.max, shared: true }, ['stop']);
+  return assemble(fns, { min: memPages.min, max: memPages.max, shared: memPages.shared ?? true }, ['stop']);
 }

@@ -19,7 +19,7 @@ export interface SaeWeights {
 }
 
 /**
- * Selection rule (SCIENCE.md), per token with activation x and loss gradient g:
+ * Selection rule (docs/METHOD.md), per token with activation x and loss gradient g:
  *   z_pre = ReLU((x - b_dec) W_enc + b_enc)                       [m]
  *   s     = z_pre + beta * z_pre ∘ |W_dec g|     (gsae; topk: s = z_pre)
  *   idx   = indices of the k largest s (ties: lower index first); values = z_pre[idx]

@@ -1,7 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { createRequire } from 'node:module';
 import * as tf from '@tensorflow/tfjs';
-import { activeBackend, initBackend } from '../../lib/backend.ts';
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
+import { activeBackend, initBackend, ortEnabled } from '../../lib/backend.ts';
+import { ortAvailable } from '../../lib/native/ort.ts';
 import { resolveBackend } from '../../stages/environment.ts';
 
 const require = createRequire(import.meta.url);
@@ -18,7 +21,7 @@ const hasNative = installed('@tensorflow/tfjs-node');
 
 describe('backend choice', () => {
   it('rejects an unknown backend, naming the allowed ones', async () => {
-    await expect(initBackend('metal' as never)).rejects.toThrow(/'metal' is not a backend; allowed: auto, tensorflow-gpu, tensorflow, wasm, cpu/);
+    await expect(initBackend('metal' as never)).rejects.toThrow(/'metal' is not a backend; allowed: auto, tensorflow-gpu, tensorflow, wasm\+ort, wasm, cpu/);
   });
 
   it.skipIf(hasGpu)('asking for tensorflow-gpu where it cannot load is a clear error', async () => {
@@ -30,14 +33,31 @@ describe('backend choice', () => {
     await expect(initBackend('tensorflow')).rejects.toThrow(/'tensorflow' could not be loaded/);
   });
 
-  it.skipIf(hasGpu || hasNative)('auto resolves to wasm here, and the stages then get exactly that backend', async () => {
-    expect(resolveBackend('auto')).toBe('wasm');
+  it.skipIf(hasGpu || hasNative)('auto resolves to wasm+ort (or wasm without ONNX Runtime); explicit wasm stays the pure path', async () => {
+    expect(resolveBackend('auto')).toBe(ortAvailable() ? 'wasm+ort' : 'wasm');
+    expect(resolveBackend('wasm')).toBe('wasm');
     expect(await initBackend('wasm')).toBe('wasm');
+    expect(ortEnabled()).toBe(false);
     expect(tf.getBackend()).toBe('wasm');
     expect(activeBackend()).toBe('wasm');
     // A matMul really runs on it.
     expect(Array.from(tf.matMul(tf.tensor2d([[1, 2]]), tf.tensor2d([[3], [4]])).dataSync())).toEqual([11]);
     // One backend per process: switching is refused rather than silently ignored.
     await expect(initBackend('cpu')).rejects.toThrow(/already initialised as 'wasm'/);
+  });
+
+  it.skipIf(hasGpu || hasNative)('without the ONNX Runtime binding, auto and wasm+ort fall back to wasm with a warning, never a crash', () => {
+    const root = path.resolve(import.meta.dirname, '../..');
+    const code =
+      "const e = await import('./stages/environment.ts'); const b = await import('./lib/backend.ts');" +
+      "console.log('RESOLVED', e.resolveBackend('auto'), e.resolveBackend('wasm+ort'), await b.initBackend('wasm+ort'));";
+    const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], {
+      cwd: root,
+      encoding: 'utf8',
+      env: { ...process.env, GSAE_NO_ORT: '1' },
+    });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/RESOLVED wasm wasm wasm/);
+    expect(r.stderr).toMatch(/WARNING: onnxruntime-node could not load \(disabled by GSAE_NO_ORT\)/);
   });
 });

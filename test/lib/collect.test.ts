@@ -1,3 +1,4 @@
+import { TEST_BACKEND } from './testBackend.ts';
 import { beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
 import fs from 'node:fs';
@@ -24,7 +25,7 @@ function tmp(): string {
 }
 
 beforeAll(async () => {
-  await initBackend('wasm');
+  await initBackend(TEST_BACKEND);
 });
 
 describe('spreadWindows', () => {

@@ -1,3 +1,4 @@
+import { TEST_BACKEND } from '../testBackend.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -27,7 +28,7 @@ let model: TinyLM;
 let posModel: TinyLM;
 
 beforeAll(async () => {
-  await initBackend('wasm');
+  await initBackend(TEST_BACKEND);
   model = new TinyLM({ vocabSize: V, dModel: d, nCtx: 32, seed: 1 });
   posModel = new TinyLM({ vocabSize: V, dModel: d, nCtx: 32, seed: 2, positive: true });
 });

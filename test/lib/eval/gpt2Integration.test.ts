@@ -1,4 +1,5 @@
 /** The eval code against the real hooked GPT-2 (lib/model), tiny and randomly initialised. */
+import { TEST_BACKEND } from '../testBackend.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../../lib/backend.ts';
 import { createGPT2, type GPT2 } from '../../../lib/model/gpt2.ts';
@@ -16,7 +17,7 @@ const tokens = syntheticTokens(3000, cfg.vocabSize, 3);
 let model: GPT2;
 
 beforeAll(async () => {
-  await initBackend('wasm');
+  await initBackend(TEST_BACKEND);
   model = createGPT2(cfg, 1);
 });
 afterAll(() => model.dispose());

@@ -1,3 +1,4 @@
+import { TEST_BACKEND } from '../testBackend.ts';
 import { beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../../../lib/backend.ts';
@@ -12,7 +13,7 @@ import { decodeReference, encodeReference } from './saeReference.ts';
 import { identitySae, randomMatrix, randomSae } from './saeFixtures.ts';
 
 beforeAll(async () => {
-  await initBackend('wasm');
+  await initBackend(TEST_BACKEND);
 });
 
 function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {

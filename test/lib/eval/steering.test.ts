@@ -1,3 +1,4 @@
+import { TEST_BACKEND } from '../testBackend.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../../../lib/backend.ts';
@@ -15,7 +16,7 @@ let model: TinyLM;
 let lens: LogitLensWeights;
 
 beforeAll(async () => {
-  await initBackend('wasm');
+  await initBackend(TEST_BACKEND);
   model = new TinyLM({ vocabSize: V, dModel: d, nCtx: 32, seed: 4 });
   // TinyLM: logits = h U with U [d, V] and no final LayerNorm, so W_U = Uᵀ and γ = 1.
   const W_U = new Float32Array(V * d);

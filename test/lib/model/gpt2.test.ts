@@ -1,3 +1,4 @@
+import { TEST_BACKEND } from './../testBackend.ts';
 import { beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../../../lib/backend.ts';
@@ -45,7 +46,7 @@ let ref: RefParams;
 let model: GPT2;
 
 beforeAll(async () => {
-  await initBackend('wasm');
+  await initBackend(TEST_BACKEND);
   arrays = randomParams(cfg, 1);
   ref = toF64(arrays);
   model = GPT2.fromArrays(cfg, arrays);

@@ -1,3 +1,4 @@
+import { TEST_BACKEND } from './../testBackend.ts';
 import { beforeAll, describe, expect, it } from 'vitest';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -28,7 +29,7 @@ function synthetic(n: number, seed: number): Uint16Array {
 }
 
 beforeAll(async () => {
-  await initBackend('wasm');
+  await initBackend(TEST_BACKEND);
 });
 
 describe('helpers', () => {

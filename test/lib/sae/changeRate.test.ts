@@ -1,4 +1,5 @@
 /** Selection change rate: 0 without the gradient term, growing with β on a hand-made case. */
+import { TEST_BACKEND } from './../testBackend.ts';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../../lib/backend.ts';
 import { selectionChangeRate } from '../../../lib/sae/index.ts';
@@ -6,7 +7,7 @@ import type { SaeWeights } from '../../../lib/sae/types.ts';
 import { mulberry32, randn } from '../../../lib/util/random.ts';
 
 beforeAll(async () => {
-  await initBackend('wasm');
+  await initBackend(TEST_BACKEND);
 });
 
 function weights(beta: number, arch: SaeWeights['arch'] = 'gsae'): SaeWeights {

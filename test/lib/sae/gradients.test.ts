@@ -4,6 +4,7 @@
  * The selection is piecewise constant: the reference recomputes it at every perturbation and
  * the test asserts it did not change (random data, no ties).
  */
+import { TEST_BACKEND } from './../testBackend.ts';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../../lib/backend.ts';
 import { CTRL, SaeKernel, allocKernelBuffers, type KernelSpec } from '../../../lib/sae/kernel.ts';
@@ -11,7 +12,7 @@ import { sumChunkGradients } from '../../../lib/sae/train.ts';
 import { mulberry32, randn } from '../../../lib/util/random.ts';
 
 beforeAll(async () => {
-  await initBackend('wasm');
+  await initBackend(TEST_BACKEND);
 });
 
 interface Params {

@@ -1,3 +1,4 @@
+import { TEST_BACKEND } from './../testBackend.ts';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -11,7 +12,7 @@ import { trainSae } from '../../../lib/sae/train.ts';
 import { plantedData } from './planted.ts';
 
 beforeAll(async () => {
-  await initBackend('wasm');
+  await initBackend(TEST_BACKEND);
 });
 const tmpRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'sae-io-test-'));
 afterAll(() => fs.rmSync(tmpRoot, { recursive: true, force: true }));

@@ -3,6 +3,7 @@
  * row with magnitudes in [0.5, 1.5], small noise); a TopK SAE with k = 4 and m = 1024 must find at
  * least 90% of the atoms (cosine > 0.9 with some decoder row). ~500k training tokens.
  */
+import { TEST_BACKEND } from './../testBackend.ts';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { MemoryRows } from '../../../lib/activations.ts';
 import { initBackend } from '../../../lib/backend.ts';
@@ -11,7 +12,7 @@ import { trainSae } from '../../../lib/sae/train.ts';
 import { plantedData, recovered } from './planted.ts';
 
 beforeAll(async () => {
-  await initBackend('wasm');
+  await initBackend(TEST_BACKEND);
 });
 
 describe('planted dictionary', () => {

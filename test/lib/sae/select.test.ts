@@ -1,3 +1,4 @@
+import { TEST_BACKEND } from './../testBackend.ts';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../../lib/backend.ts';
 import { decodeSparse, encodeSparse } from '../../../lib/sae/infer.ts';
@@ -7,7 +8,7 @@ import type { SaeWeights } from '../../../lib/sae/types.ts';
 import { mulberry32 } from '../../../lib/util/random.ts';
 
 beforeAll(async () => {
-  await initBackend('wasm');
+  await initBackend(TEST_BACKEND);
 });
 
 /** Sort-based reference of the contract's rule: indices sorted ascending. */

@@ -1,3 +1,4 @@
+import { TEST_BACKEND } from './../testBackend.ts';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -13,7 +14,7 @@ import { killConfig, killData } from './killcfg.ts';
 import { plantedData } from './planted.ts';
 
 beforeAll(async () => {
-  await initBackend('wasm');
+  await initBackend(TEST_BACKEND);
 });
 const tmpRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'sae-train-test-'));
 afterAll(() => fs.rmSync(tmpRoot, { recursive: true, force: true }));
@@ -181,6 +182,7 @@ describe('trainSae', () => {
     const child = spawn(process.execPath, ['--import', 'tsx', path.join(import.meta.dirname, 'killable.ts'), ckdir], {
       cwd: path.resolve(import.meta.dirname, '../../..'),
       stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, GSAE_TEST_BACKEND: TEST_BACKEND },
     });
     let out = '';
     let err = '';

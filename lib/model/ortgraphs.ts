@@ -1,0 +1,379 @@
+/**
+ * The GPT-2 block's dense parts as ONNX graphs (run by ONNX Runtime on the `wasm+ort` backend,
+ * see lib/native/): the attention sub-block (c_attn, causal softmax attention over all heads at
+ * once, c_proj), the MLP (c_fc, gelu_new, c_proj) and the cross-entropy head (logits, softmax,
+ * P·wte and Pᵀ·h), forward and hand-written backward, the same formulas as the tfjs path in
+ * gpt2.ts. Shapes: N = B·T rows (symbolic), T, H and d_head fixed per graph.
+ */
+import type { GraphSpec } from '../native/ort.ts';
+import type { NodeSpec, InitializerSpec } from '../native/onnx.ts';
+
+const GELU_C = Math.sqrt(2 / Math.PI);
+const GELU_A = 0.044715;
+
+class G {
+  nodes: NodeSpec[] = [];
+  inits: InitializerSpec[] = [];
+  private n = 0;
+  private consts = new Map<string, string>();
+
+  op(op: string, inputs: string[], attrs?: NodeSpec['attrs'], nOut = 1): string[] {
+    const outs = Array.from({ length: nOut }, () => `t${this.n++}`);
+    this.nodes.push({ op, inputs, outputs: outs, attrs });
+    return outs;
+  }
+  o(op: string, inputs: string[], attrs?: NodeSpec['attrs']): string {
+    return this.op(op, inputs, attrs)[0];
+  }
+  /** Rename the last node's output to a graph output name. */
+  out(name: string, v: string): void {
+    this.nodes.push({ op: 'Identity', inputs: [v], outputs: [name] });
+  }
+  f(v: number): string {
+    const key = `f${v}`;
+    let name = this.consts.get(key);
+    if (!name) {
+      name = `c${this.consts.size}`;
+      this.inits.push({ name, dims: [], float: new Float32Array([v]) });
+      this.consts.set(key, name);
+    }
+    return name;
+  }
+  ints(v: number[]): string {
+    const key = `i${v.join(',')}`;
+    let name = this.consts.get(key);
+    if (!name) {
+      name = `c${this.consts.size}`;
+      this.inits.push({ name, dims: [v.length], int64: v });
+      this.consts.set(key, name);
+    }
+    return name;
+  }
+  floats(name: string, dims: number[], data: Float32Array): string {
+    this.inits.push({ name, dims, float: data });
+    return name;
+  }
+  gemm(a: string, b: string, c: string | null, transA = 0, transB = 0): string {
+    return this.o('Gemm', c ? [a, b, c] : [a, b], { transA, transB });
+  }
+  colSum(x: string): string {
+    return this.o('ReduceSum', [x, this.ints([0])], { keepdims: 0 });
+  }
+  mul(a: string, b: string): string {
+    return this.o('Mul', [a, b]);
+  }
+  add(a: string, b: string): string {
+    return this.o('Add', [a, b]);
+  }
+  sub(a: string, b: string): string {
+    return this.o('Sub', [a, b]);
+  }
+  /** [N, d] -> [B, H, T, dh] (perm [0,2,1,3]) or [B, H, dh, T] (perm [0,2,3,1]). */
+  heads(x: string, T: number, H: number, dh: number, perm: number[]): string {
+    return this.o('Transpose', [this.o('Reshape', [x, this.ints([-1, T, H, dh])])], { perm });
+  }
+  /** [B, H, T, dh] -> [N, d]. */
+  merge(x: string, d: number): string {
+    return this.o('Reshape', [this.o('Transpose', [x], { perm: [0, 2, 1, 3] }), this.ints([-1, d])]);
+  }
+  /** LayerNormalization over the last axis: [out, mean, rstd] (mean, rstd [N, 1]). */
+  layerNorm(x: string, gamma: string, beta: string, eps: number): string[] {
+    return this.op('LayerNormalization', [x, gamma, beta], { axis: -1, epsilon: { float: eps } }, 3);
+  }
+  /**
+   * dx of LayerNorm from dout, with x̂ = (x − mean)·rstd recomputed: (dx̂ − mean(dx̂) − x̂ mean(dx̂ x̂))·rstd,
+   * dx̂ = dout·γ (the formulas of layerNormBackward in gpt2.ts). Returns [dx, x̂].
+   */
+  layerNormBackward(dout: string, x: string, mean: string, rstd: string, gamma: string): string[] {
+    const xhat = this.mul(this.sub(x, mean), rstd);
+    const dxhat = this.mul(dout, gamma);
+    const m1 = this.o('ReduceMean', [dxhat], { axes: [-1], keepdims: 1 });
+    const m2 = this.o('ReduceMean', [this.mul(dxhat, xhat)], { axes: [-1], keepdims: 1 });
+    return [this.mul(this.sub(this.sub(dxhat, m1), this.mul(xhat, m2)), rstd), xhat];
+  }
+  spec(inputs: GraphSpec['inputs'], outputs: GraphSpec['outputs']): GraphSpec {
+    return { inputs, outputs, nodes: this.nodes, initializers: this.inits };
+  }
+}
+
+function causalMask(T: number): Float32Array {
+  const a = new Float32Array(T * T);
+  for (let i = 0; i < T; i++) for (let j = i + 1; j < T; j++) a[i * T + j] = -1e9;
+  return a;
+}
+
+/**
+ * ln_1 + attention: inputs x [N,d] (resid_pre), g1, b1 [d], Wa [d,3d], ba [3d], Wp [d,d], bp [d] ->
+ * mean, rstd [N,1], h1 [N,d], qkv [N,3d], P [B,H,T,T], y [N,d], out [N,d] (attn_out).
+ */
+export function attentionForwardGraph(T: number, H: number, d: number, eps: number): GraphSpec {
+  const dh = d / H;
+  const g = new G();
+  const [h1, mean, rstd] = g.layerNorm('x', 'g1', 'b1', eps);
+  const qkv = g.gemm(h1, 'Wa', 'ba');
+  const [q2, k2, v2] = g.op('Split', [qkv], { axis: 1 }, 3);
+  const q = g.heads(q2, T, H, dh, [0, 2, 1, 3]);
+  const kT = g.heads(k2, T, H, dh, [0, 2, 3, 1]);
+  const v = g.heads(v2, T, H, dh, [0, 2, 1, 3]);
+  const s = g.add(g.mul(g.o('MatMul', [q, kT]), g.f(1 / Math.sqrt(dh))), g.floats('mask', [T, T], causalMask(T)));
+  const P = g.o('Softmax', [s], { axis: -1 });
+  const y = g.merge(g.o('MatMul', [P, v]), d);
+  const out = g.gemm(y, 'Wp', 'bp');
+  g.out('mean', mean);
+  g.out('rstd', rstd);
+  g.out('h1', h1);
+  g.out('qkv', qkv);
+  g.out('P', P);
+  g.out('y', y);
+  g.out('out', out);
+  return g.spec(
+    [
+      { name: 'x', dims: ['N', d] },
+      { name: 'g1', dims: [d] },
+      { name: 'b1', dims: [d] },
+      { name: 'Wa', dims: [d, 3 * d] },
+      { name: 'ba', dims: [3 * d] },
+      { name: 'Wp', dims: [d, d] },
+      { name: 'bp', dims: [d] },
+    ],
+    [
+      { name: 'mean', dims: ['N', 1] },
+      { name: 'rstd', dims: ['N', 1] },
+      { name: 'h1', dims: ['N', d] },
+      { name: 'qkv', dims: ['N', 3 * d] },
+      { name: 'P', dims: ['B', H, T, T] },
+      { name: 'y', dims: ['N', d] },
+      { name: 'out', dims: ['N', d] },
+    ],
+  );
+}
+
+/**
+ * Backward of ln_1 + attention + the residual: inputs dOut [N,d] (dL/d resid_mid), Wp, qkv, P, Wa,
+ * x, mean, rstd, g1 [, y, h1 when params] -> dx [N,d] (dL/d resid_pre = dOut + the block's part)
+ * [, dWp, dbp, dWa, dba, dg1, db1]. dS = P ∘ (dP − rowsum(dP ∘ P)) / sqrt(dh), as in gpt2.ts.
+ */
+export function attentionBackwardGraph(T: number, H: number, d: number, params: boolean): GraphSpec {
+  const dh = d / H;
+  const g = new G();
+  const dy = g.gemm('dOut', 'Wp', null, 0, 1);
+  const [q2, k2, v2] = g.op('Split', ['qkv'], { axis: 1 }, 3);
+  const q = g.heads(q2, T, H, dh, [0, 2, 1, 3]);
+  const k = g.heads(k2, T, H, dh, [0, 2, 1, 3]);
+  const vT = g.heads(v2, T, H, dh, [0, 2, 3, 1]);
+  const dY = g.heads(dy, T, H, dh, [0, 2, 1, 3]);
+  const dP = g.o('MatMul', [dY, vT]);
+  const r = g.o('ReduceSum', [g.mul(dP, 'P'), g.ints([-1])], { keepdims: 1 });
+  const dS = g.mul(g.mul('P', g.sub(dP, r)), g.f(1 / Math.sqrt(dh)));
+  const dq = g.o('MatMul', [dS, k]);
+  const dk = g.o('MatMul', [g.o('Transpose', [dS], { perm: [0, 1, 3, 2] }), q]);
+  const dv = g.o('MatMul', [g.o('Transpose', ['P'], { perm: [0, 1, 3, 2] }), dY]);
+  const dqkv = g.o('Concat', [g.merge(dq, d), g.merge(dk, d), g.merge(dv, d)], { axis: 1 });
+  const dh1 = g.gemm(dqkv, 'Wa', null, 0, 1);
+  const [dxl, xhat] = g.layerNormBackward(dh1, 'x', 'mean', 'rstd', 'g1');
+  g.out('dx', g.add('dOut', dxl));
+  const inputs: GraphSpec['inputs'] = [
+    { name: 'dOut', dims: ['N', d] },
+    { name: 'Wp', dims: [d, d] },
+    { name: 'qkv', dims: ['N', 3 * d] },
+    { name: 'P', dims: ['B', H, T, T] },
+    { name: 'Wa', dims: [d, 3 * d] },
+    { name: 'x', dims: ['N', d] },
+    { name: 'mean', dims: ['N', 1] },
+    { name: 'rstd', dims: ['N', 1] },
+    { name: 'g1', dims: [d] },
+  ];
+  const outputs: GraphSpec['outputs'] = [{ name: 'dx', dims: ['N', d] }];
+  if (params) {
+    g.out('dWp', g.gemm('y', 'dOut', null, 1, 0));
+    g.out('dbp', g.colSum('dOut'));
+    g.out('dWa', g.gemm('h1', dqkv, null, 1, 0));
+    g.out('dba', g.colSum(dqkv));
+    g.out('dg1', g.colSum(g.mul(dh1, xhat)));
+    g.out('db1', g.colSum(dh1));
+    inputs.push({ name: 'y', dims: ['N', d] }, { name: 'h1', dims: ['N', d] });
+    outputs.push(
+      { name: 'dWp', dims: [d, d] },
+      { name: 'dbp', dims: [d] },
+      { name: 'dWa', dims: [d, 3 * d] },
+      { name: 'dba', dims: [3 * d] },
+      { name: 'dg1', dims: [d] },
+      { name: 'db1', dims: [d] },
+    );
+  }
+  return g.spec(inputs, outputs);
+}
+
+/** sigmoid(2c(u + a u³)) as in geluNewParts: ((u · (u² · a + 1)) · 2c). */
+function geluSigmoid(g: G, u: string): { s: string; u2: string } {
+  const u2 = g.mul(u, u);
+  const s = g.o('Sigmoid', [g.mul(g.mul(u, g.add(g.mul(u2, g.f(GELU_A)), g.f(1))), g.f(2 * GELU_C))]);
+  return { s, u2 };
+}
+
+/**
+ * ln_2 + MLP: inputs x [N,d] (resid_mid), g2, b2 [d], Wfc [d,4d], bfc [4d], Wpr [4d,d], bpr [d] ->
+ * mean, rstd [N,1], h2 [N,d], u [N,4d], a [N,4d], out [N,d] (mlp_out).
+ */
+export function mlpForwardGraph(d: number, eps: number): GraphSpec {
+  const g = new G();
+  const [h2, mean, rstd] = g.layerNorm('x', 'g2', 'b2', eps);
+  const u = g.gemm(h2, 'Wfc', 'bfc');
+  const { s } = geluSigmoid(g, u);
+  const a = g.mul(u, s);
+  g.out('mean', mean);
+  g.out('rstd', rstd);
+  g.out('h2', h2);
+  g.out('u', u);
+  g.out('a', a);
+  g.out('out', g.gemm(a, 'Wpr', 'bpr'));
+  return g.spec(
+    [
+      { name: 'x', dims: ['N', d] },
+      { name: 'g2', dims: [d] },
+      { name: 'b2', dims: [d] },
+      { name: 'Wfc', dims: [d, 4 * d] },
+      { name: 'bfc', dims: [4 * d] },
+      { name: 'Wpr', dims: [4 * d, d] },
+      { name: 'bpr', dims: [d] },
+    ],
+    [
+      { name: 'mean', dims: ['N', 1] },
+      { name: 'rstd', dims: ['N', 1] },
+      { name: 'h2', dims: ['N', d] },
+      { name: 'u', dims: ['N', 4 * d] },
+      { name: 'a', dims: ['N', 4 * d] },
+      { name: 'out', dims: ['N', d] },
+    ],
+  );
+}
+
+/**
+ * Backward of ln_2 + MLP + the residual: inputs dOut [N,d] (dL/d resid_post), Wpr, u, Wfc, x, mean,
+ * rstd, g2 [, a, h2 when params] -> dx [N,d] (dL/d resid_mid) [, dWpr, dbpr, dWfc, dbfc, dg2, db2].
+ */
+export function mlpBackwardGraph(d: number, params: boolean): GraphSpec {
+  const g = new G();
+  const da = g.gemm('dOut', 'Wpr', null, 0, 1);
+  const { s, u2 } = geluSigmoid(g, 'u');
+  const dz = g.mul(g.add(g.mul(u2, g.f(3 * GELU_A)), g.f(1)), g.f(2 * GELU_C));
+  const sp = g.mul(s, g.sub(g.f(1), s));
+  const du = g.mul(da, g.add(s, g.mul(g.mul('u', sp), dz)));
+  const dh2 = g.gemm(du, 'Wfc', null, 0, 1);
+  const [dxl, xhat] = g.layerNormBackward(dh2, 'x', 'mean', 'rstd', 'g2');
+  g.out('dx', g.add('dOut', dxl));
+  const inputs: GraphSpec['inputs'] = [
+    { name: 'dOut', dims: ['N', d] },
+    { name: 'Wpr', dims: [4 * d, d] },
+    { name: 'u', dims: ['N', 4 * d] },
+    { name: 'Wfc', dims: [d, 4 * d] },
+    { name: 'x', dims: ['N', d] },
+    { name: 'mean', dims: ['N', 1] },
+    { name: 'rstd', dims: ['N', 1] },
+    { name: 'g2', dims: [d] },
+  ];
+  const outputs: GraphSpec['outputs'] = [{ name: 'dx', dims: ['N', d] }];
+  if (params) {
+    g.out('dWpr', g.gemm('a', 'dOut', null, 1, 0));
+    g.out('dbpr', g.colSum('dOut'));
+    g.out('dWfc', g.gemm('h2', du, null, 1, 0));
+    g.out('dbfc', g.colSum(du));
+    g.out('dg2', g.colSum(g.mul(dh2, xhat)));
+    g.out('db2', g.colSum(dh2));
+    inputs.push({ name: 'a', dims: ['N', 4 * d] }, { name: 'h2', dims: ['N', d] });
+    outputs.push(
+      { name: 'dWpr', dims: [4 * d, d] },
+      { name: 'dbpr', dims: [d] },
+      { name: 'dWfc', dims: [d, 4 * d] },
+      { name: 'dbfc', dims: [4 * d] },
+      { name: 'dg2', dims: [d] },
+      { name: 'db2', dims: [d] },
+    );
+  }
+  return g.spec(inputs, outputs);
+}
+
+/** inputs h [n,d], wte [V,d] -> logits = h wteᵀ [n,V]. */
+export function logitsGraph(d: number, V: number): GraphSpec {
+  const g = new G();
+  g.out('logits', g.gemm('h', 'wte', null, 0, 1));
+  return g.spec(
+    [
+      { name: 'h', dims: ['n', d] },
+      { name: 'wte', dims: [V, d] },
+    ],
+    [{ name: 'logits', dims: ['n', V] }],
+  );
+}
+
+/**
+ * Evaluation head: inputs h [n,d], wte [V,d], targets [n,1] (token ids as float32, exact below
+ * 2^24) -> loss [n,1] = −log_softmax(h wteᵀ)[target] (a log-softmax: exact, no underflow).
+ */
+export function headLossGraph(d: number, V: number): GraphSpec {
+  const g = new G();
+  const lsm = g.o('LogSoftmax', [g.gemm('h', 'wte', null, 0, 1)], { axis: -1 });
+  const idx = g.o('Cast', ['targets'], { to: 7 });
+  g.out('loss', g.o('Neg', [g.o('GatherElements', [lsm, idx], { axis: 1 })]));
+  return g.spec(
+    [
+      { name: 'h', dims: ['n', d] },
+      { name: 'wte', dims: [V, d] },
+      { name: 'targets', dims: ['n', 1] },
+    ],
+    [{ name: 'loss', dims: ['n', 1] }],
+  );
+}
+
+/**
+ * CE and KL head: inputs h [n,d], wte [V,d], targets [n,1] (float32 ids) [, r [n,d]] -> ce [n,1]
+ * = −log_softmax(h wteᵀ)[target] [, kl [n,1] = Σ_v p_r (log p_r − log p_h), p_r = softmax(r wteᵀ)].
+ */
+export function ceKlGraph(d: number, V: number, withRef: boolean): GraphSpec {
+  const g = new G();
+  const ls = g.o('LogSoftmax', [g.gemm('h', 'wte', null, 0, 1)], { axis: -1 });
+  g.out('ce', g.o('Neg', [g.o('GatherElements', [ls, g.o('Cast', ['targets'], { to: 7 })], { axis: 1 })]));
+  const inputs: GraphSpec['inputs'] = [
+    { name: 'h', dims: ['n', d] },
+    { name: 'wte', dims: [V, d] },
+    { name: 'targets', dims: ['n', 1] },
+  ];
+  const outputs: GraphSpec['outputs'] = [{ name: 'ce', dims: ['n', 1] }];
+  if (withRef) {
+    const lr = g.o('LogSoftmax', [g.gemm('r', 'wte', null, 0, 1)], { axis: -1 });
+    g.out('kl', g.o('ReduceSum', [g.mul(g.o('Exp', [lr]), g.sub(lr, ls)), g.ints([-1])], { keepdims: 1 }));
+    inputs.push({ name: 'r', dims: ['n', d] });
+    outputs.push({ name: 'kl', dims: ['n', 1] });
+  }
+  return g.spec(inputs, outputs);
+}
+
+/**
+ * Training head for L = Σ w·CE: inputs h [n,d], wte [V,d], targets [n,1] (float32 ids), w [] ->
+ * loss [n,1] (CE from a log-softmax), dh [n,d] = w (P wte − wte[target]) [, PTh [V,d] =
+ * w Pᵀ h, the softmax part of dL/dwte]. P = exp(log-softmax) never leaves the graph.
+ */
+export function headTrainGraph(d: number, V: number, dwte: boolean): GraphSpec {
+  const g = new G();
+  const ls = g.o('LogSoftmax', [g.gemm('h', 'wte', null, 0, 1)], { axis: -1 });
+  const idx = g.o('Cast', ['targets'], { to: 7 });
+  g.out('loss', g.o('Neg', [g.o('GatherElements', [ls, idx], { axis: 1 })]));
+  const P = g.o('Exp', [ls]);
+  const wrow = g.o('Gather', ['wte', g.o('Reshape', [idx, g.ints([-1])])], { axis: 0 });
+  g.out('dh', g.mul(g.sub(g.o('MatMul', [P, 'wte']), wrow), 'w'));
+  const inputs: GraphSpec['inputs'] = [
+    { name: 'h', dims: ['n', d] },
+    { name: 'wte', dims: [V, d] },
+    { name: 'targets', dims: ['n', 1] },
+    { name: 'w', dims: [] },
+  ];
+  const outputs: GraphSpec['outputs'] = [
+    { name: 'loss', dims: ['n', 1] },
+    { name: 'dh', dims: ['n', d] },
+  ];
+  if (dwte) {
+    g.out('PTh', g.mul(g.gemm(P, 'h', null, 1, 0), 'w'));
+    outputs.push({ name: 'PTh', dims: [V, d] });
+  }
+  return g.spec(inputs, outputs);
+}

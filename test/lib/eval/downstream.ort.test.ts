@@ -1,0 +1,11 @@
+// The same tests on the wasm+ort backend (ONNX Runtime kernels; falls back to wasm without the binding).
+import { expect, it } from 'vitest';
+import { activeBackend } from '../../../lib/backend.ts';
+import { ortAvailable } from '../../../lib/native/ort.ts';
+
+process.env.GSAE_TEST_BACKEND = 'wasm+ort';
+await import('./downstream.test.ts');
+
+it.skipIf(!ortAvailable())('ran on wasm+ort', () => {
+  expect(activeBackend()).toBe('wasm+ort');
+});
