@@ -44,9 +44,9 @@ import {
   tInterval,
   twoWayBootstrap,
   verdictFromDiff,
-  verdictEquivalence,
   verdictFromP,
 } from './stats.ts';
+import { verdictEquivalence } from './equivalence.ts';
 
 /** Per-position arrays of one SAE on one split (the downstream stage's per_token file). */
 export interface SplitArrays {

@@ -424,18 +424,3 @@ export function normalCdf(x: number): number {
   const y = t * Math.exp(-z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))));
   return x >= 0 ? 1 - y / 2 : y / 2;
 }
-
-/**
- * Equivalence verdict (two one-sided tests, TOST): with the CI of the difference g-SAE − TopK and
- * an equivalence margin m (ours, stated in params), the CI inside [−m, m] → 'reproduced' (the two
- * are equivalent within m: "comparable"); entirely outside it (lo > m or hi < −m) → 'not
- * reproduced'; otherwise, or without a CI, 'inconclusive'. A 95% CI makes this TOST at 2.5% per
- * side (conservative against the usual 90% interval for 5%).
- */
-export function verdictEquivalence(ci: { lo: number; hi: number }, margin: number): Verdict {
-  if (!(margin > 0)) throw new Error(`verdictEquivalence: the margin must be > 0, got ${margin}`);
-  if (!Number.isFinite(ci.lo) || !Number.isFinite(ci.hi)) return 'inconclusive';
-  if (ci.lo >= -margin && ci.hi <= margin) return 'reproduced';
-  if (ci.lo > margin || ci.hi < -margin) return 'not reproduced';
-  return 'inconclusive';
-}

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { correlation, explainLatent, scoreLatents, simulate, type Code, type RowTokens } from '../../../lib/interp/simulate.ts';
-import { verdictEquivalence } from '../../../lib/eval/stats.ts';
+import { verdictEquivalence } from '../../../lib/eval/equivalence.ts';
 import { mulberry32 } from '../../../lib/util/random.ts';
 
 const T = 16;
