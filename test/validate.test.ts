@@ -94,7 +94,8 @@ describe('validateParams (stages/validate.ts)', () => {
       fs.cpSync(path.join(ROOT, f), path.join(dir, f), { recursive: true });
     }
     fs.symlinkSync(path.join(ROOT, 'node_modules'), path.join(dir, 'node_modules'));
-    const r = spawnSync('npx', ['tsx', 'pipeline/cli.ts', 'run', '--set', 'lm.n_head=3', '--set', 'collect.layer=9'], { cwd: dir, encoding: 'utf8' });
+    // node + the tsx loader, not npx: npm itself may print warnings on stderr (e.g. about .npmrc keys)
+    const r = spawnSync(process.execPath, ['--import', 'tsx', 'pipeline/cli.ts', 'run', '--set', 'lm.n_head=3', '--set', 'collect.layer=9'], { cwd: dir, encoding: 'utf8' });
     expect(r.status, r.stderr).toBe(2);
     expect(r.stderr.trim().split('\n')).toEqual([
       'invalid params:',
