@@ -110,6 +110,18 @@ function givenWindows(windows: Int32Array, seqLen: number): { nSeq: number; wind
   return { nSeq: windows.length / w, windows };
 }
 
+/** Windows s0 .. s0 + nb − 1 split into model inputs (first seqLen tokens) and next-token targets (last seqLen). */
+export function splitWindows(windows: Int32Array, s0: number, nb: number, seqLen: number): { inputs: Int32Array; targets: Int32Array } {
+  const inputs = new Int32Array(nb * seqLen);
+  const targets = new Int32Array(nb * seqLen);
+  for (let b = 0; b < nb; b++) {
+    const o = (s0 + b) * (seqLen + 1);
+    inputs.set(windows.subarray(o, o + seqLen), b * seqLen);
+    targets.set(windows.subarray(o + 1, o + seqLen + 1), b * seqLen);
+  }
+  return { inputs, targets };
+}
+
 /** Windows of seqLen + 1 tokens starting at `starts`, back to back (Int32). */
 export function windowsAt(tokens: Uint16Array | Uint32Array | Int32Array, starts: number[], seqLen: number): Int32Array {
   const w = seqLen + 1;
@@ -138,14 +150,7 @@ export function ablationBaselines(
   const meanHook = meanAblationHook(opts.meanActivation);
   for (let s0 = 0; s0 < nSeq; s0 += batch) {
     const nb = Math.min(batch, nSeq - s0);
-    const inputs = new Int32Array(nb * seqLen);
-    const targets = new Int32Array(nb * seqLen);
-    for (let b = 0; b < nb; b++) {
-      for (let t = 0; t < seqLen; t++) {
-        inputs[b * seqLen + t] = windows[(s0 + b) * (seqLen + 1) + t];
-        targets[b * seqLen + t] = windows[(s0 + b) * (seqLen + 1) + t + 1];
-      }
-    }
+    const { inputs, targets } = splitWindows(windows, s0, nb, seqLen);
     const inp = tf.tensor2d(inputs, [nb, seqLen], 'int32');
     try {
       for (const [fn, arr] of [[zeroAblationHook, out.ce_zero], [meanHook, out.ce_mean]] as const) {
@@ -282,15 +287,7 @@ export function evaluateDownstream(
 
   const batchInputs = (s0: number, nb: number) => {
     const win = windows.subarray(s0 * (seqLen + 1), (s0 + nb) * (seqLen + 1));
-    const inputs = new Int32Array(nb * seqLen);
-    const targets = new Int32Array(nb * seqLen);
-    for (let b = 0; b < nb; b++) {
-      for (let t = 0; t < seqLen; t++) {
-        inputs[b * seqLen + t] = win[b * (seqLen + 1) + t];
-        targets[b * seqLen + t] = win[b * (seqLen + 1) + t + 1];
-      }
-    }
-    return { win, inputs, targets };
+    return { win, ...splitWindows(windows, s0, nb, seqLen) };
   };
 
   /** Logits [n·V] of a hooked forward, copied out (the tensor is freed). */
@@ -457,14 +454,7 @@ export function evaluateHook(
   const kl = new Float32Array(N);
   for (let s0 = 0; s0 < nSeq; s0 += batch) {
     const nb = Math.min(batch, nSeq - s0);
-    const inputs = new Int32Array(nb * seqLen);
-    const targets = new Int32Array(nb * seqLen);
-    for (let b = 0; b < nb; b++) {
-      for (let t = 0; t < seqLen; t++) {
-        inputs[b * seqLen + t] = windows[(s0 + b) * (seqLen + 1) + t];
-        targets[b * seqLen + t] = windows[(s0 + b) * (seqLen + 1) + t + 1];
-      }
-    }
+    const { inputs, targets } = splitWindows(windows, s0, nb, seqLen);
     const inp = tf.tensor2d(inputs, [nb, seqLen], 'int32');
     const lcT = model.logits(inp);
     const lhT = model.logits(inp, { [opts.hook]: opts.hookFn });
