@@ -6,7 +6,6 @@
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { writeParamsType } from './codegen.ts';
 import { toDot, toMermaid } from './dag.ts';
 import { querySql } from './db.ts';
 import { EngineError } from './errors.ts';
@@ -187,6 +186,8 @@ export function buildCli(): Command {
     .action(async (o: { root?: string; check?: boolean }) => {
       const paths = projectPaths(o);
       const out = path.join(path.dirname(paths.stagesModule), 'params.gen.ts');
+      // loaded only here: json-schema-to-typescript and prettier cost ~0.1 s of every start otherwise
+      const { writeParamsType } = await import('./codegen.ts');
       const r = await writeParamsType(paths.schema, out, !!o.check);
       const rel = path.relative(process.cwd(), r.file) || r.file;
       if (o.check && !r.upToDate) {

@@ -3,7 +3,10 @@
  * and build the per-stage projection that throws on undeclared keys.
  */
 import * as fs from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import * as fsSync from 'node:fs';
 import { createRequire } from 'node:module';
+import * as path from 'node:path';
 import type { ErrorObject, ValidateFunction } from 'ajv';
 import YAML from 'yaml';
 import { ParamsError } from './errors.ts';
@@ -89,23 +92,62 @@ export async function readSchema(file: string): Promise<Record<string, unknown>>
   }
 }
 
-function compileSchema(schema: Record<string, unknown>): ValidateFunction {
+const AJV_OPTIONS = { allErrors: true, strict: false, allowUnionTypes: true, verbose: true } as const;
+
+function compileSchema(schema: Record<string, unknown>, standalone = false): { validate: ValidateFunction; code?: string } {
   const draft2020 = String(schema.$schema ?? '').includes('2020-12');
   // ajv is CommonJS; createRequire avoids default-export interop differences between tsx and tsc.
   const AjvClass = (draft2020 ? require('ajv/dist/2020') : require('ajv')).default as new (
     opts: object,
   ) => { compile(s: object): ValidateFunction };
-  const ajv = new AjvClass({ allErrors: true, strict: false, allowUnionTypes: true, verbose: true });
+  const ajv = new AjvClass({ ...AJV_OPTIONS, code: { source: standalone } });
   try {
-    return ajv.compile(schema);
+    const validate = ajv.compile(schema);
+    if (!standalone) return { validate };
+    const standaloneCode = require('ajv/dist/standalone').default as (a: unknown, v: ValidateFunction) => string;
+    return { validate, code: standaloneCode(ajv, validate) };
   } catch (e) {
     throw new ParamsError(`params schema is invalid: ${(e as Error).message}`);
   }
 }
 
+/** Evaluate ajv's standalone CommonJS module text with this file's require (it needs ajv's runtime helpers). */
+function loadStandalone(code: string): ValidateFunction {
+  const mod: { exports: unknown } = { exports: {} };
+  new Function('module', 'exports', 'require', code)(mod, mod.exports, require);
+  return mod.exports as ValidateFunction;
+}
+
+/**
+ * The compiled validator. Compiling the schema costs ~0.2 s, most of a no-op rerun, so with a
+ * cacheDir the generated code (ajv standalone) is kept in `<cacheDir>/validators/<hash>.cjs`, keyed by
+ * the schema's text, the ajv version and the options: a changed schema compiles anew.
+ */
+function validatorFor(schema: Record<string, unknown>, cacheDir?: string): ValidateFunction {
+  if (!cacheDir) return compileSchema(schema).validate;
+  const ajvVersion = (require('ajv/package.json') as { version: string }).version;
+  const key = createHash('sha256').update(JSON.stringify([ajvVersion, AJV_OPTIONS, schema])).digest('hex').slice(0, 32);
+  const file = path.join(cacheDir, 'validators', `${key}.cjs`);
+  try {
+    return loadStandalone(fsSync.readFileSync(file, 'utf8'));
+  } catch {
+    // absent or unreadable: compile, then keep the code for the next run
+  }
+  const { validate, code } = compileSchema(schema, true);
+  try {
+    fsSync.mkdirSync(path.dirname(file), { recursive: true });
+    const tmp = `${file}.${process.pid}.tmp`;
+    fsSync.writeFileSync(tmp, code!);
+    fsSync.renameSync(tmp, file);
+  } catch {
+    // a read-only cache only costs the compile next time
+  }
+  return validate;
+}
+
 /** Validate params; throws ParamsError listing every problem as `params.a.b: <what is allowed>; got <value>`. */
-export function validateParams(params: unknown, schema: Record<string, unknown>): void {
-  const validate = compileSchema(schema);
+export function validateParams(params: unknown, schema: Record<string, unknown>, cacheDir?: string): void {
+  const validate = validatorFor(schema, cacheDir);
   if (validate(params)) return;
   const problems = [...new Set((validate.errors ?? []).map((e) => formatAjvError(e, params)))];
   throw new ParamsError(`invalid params:\n  ${problems.join('\n  ')}`, problems);

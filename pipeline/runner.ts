@@ -93,7 +93,7 @@ export async function planPipeline(opts: RunOptions): Promise<Plan> {
   const fileParams = await readParamsFile(paths.params);
   const overrides = (opts.set ?? []).map(parseOverride);
   const params = applyOverrides(fileParams, overrides);
-  validateParams(params, schema);
+  validateParams(params, schema, paths.cacheDir);
 
   const project = await importProject(paths.stagesModule);
   checkStageDefs(project.stages);

@@ -3,6 +3,7 @@
  * key, the value and what is allowed; exit code 2; nothing in the store or results changes.
  */
 import * as fs from 'node:fs/promises';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ParamsError } from '../../pipeline/errors.ts';
@@ -93,6 +94,30 @@ describe('params helpers', () => {
     }
     expect(error).toBeInstanceOf(ParamsError);
     expect((error as ParamsError).problems).toEqual(['params.source.n: must be >= 1; got 0', 'params.double.factor: must be number; got "x"']);
+  });
+
+  it('the validator kept in the cache dir gives the same answers, and a changed schema is compiled anew', async () => {
+    const schema = await readSchema(path.resolve(__dirname, '../fixtures/pipeline/toy/params.schema.json'));
+    const cacheDir = await fs.mkdtemp(path.join(os.tmpdir(), 'validators-'));
+    const bad = { source: { n: 0 }, double: { factor: 'x' }, train: { k: [1], seeds: [0], lr: 0.1, arch: 'topk' } };
+    const problems = (s: Record<string, unknown>, dir?: string): string[] => {
+      try {
+        validateParams(bad, s, dir);
+        return [];
+      } catch (e) {
+        return (e as ParamsError).problems;
+      }
+    };
+    const fresh = problems(schema);
+    expect(problems(schema, cacheDir)).toEqual(fresh); // compiles, writes the code
+    expect(await fs.readdir(path.join(cacheDir, 'validators'))).toHaveLength(1);
+    expect(problems(schema, cacheDir)).toEqual(fresh); // loads the kept code
+    const stricter = structuredClone(schema) as { properties: { source: { properties: { n: { minimum: number } } } } };
+    stricter.properties.source.properties.n.minimum = 5;
+    const changed = problems(stricter as unknown as Record<string, unknown>, cacheDir);
+    expect(changed).toContain('params.source.n: must be >= 5; got 0');
+    expect(await fs.readdir(path.join(cacheDir, 'validators'))).toHaveLength(2);
+    await fs.rm(cacheDir, { recursive: true, force: true });
   });
 
   it('--set values are YAML and create nested keys', () => {
