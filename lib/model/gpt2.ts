@@ -21,6 +21,7 @@ import { ortOp } from '../native/tfort.ts';
 import {
   attentionBackwardGraph,
   attentionForwardGraph,
+  blockInferenceGraph,
   headLossGraph,
   headTrainGraph,
   logitsGraph,
@@ -443,6 +444,20 @@ export class GPT2 implements HookedLM {
     return out as tf.Tensor2D;
   }
 
+  /** Whether anything must see inside block l (a hook or capture at attn_out, resid_mid or mlp_out). */
+  private needsBlockInside(hooks: Hooks | undefined, capture: StopPoint | undefined, l: number): boolean {
+    if (capture && capture.layer === l && capture.site === 'resid_mid') return true;
+    return !!hooks && (`blocks.${l}.hook_attn_out` in hooks || `blocks.${l}.hook_resid_mid` in hooks || `blocks.${l}.hook_mlp_out` in hooks);
+  }
+
+  /** Block l for inference, resid_pre -> resid_post, in one ORT graph that keeps no activations. */
+  private blockInferenceOrt(x: tf.Tensor2D, l: number, B: number, T: number): tf.Tensor2D {
+    const { nHead: H, dModel: d, layerNormEps: eps } = this.config;
+    const pre = `h.${l}.`;
+    const names = ['ln_1.weight', 'ln_1.bias', 'attn.c_attn.weight', 'attn.c_attn.bias', 'attn.c_proj.weight', 'attn.c_proj.bias', 'ln_2.weight', 'ln_2.bias', 'mlp.c_fc.weight', 'mlp.c_fc.bias', 'mlp.c_proj.weight', 'mlp.c_proj.bias'];
+    return ortOp('Block', `block-inf:${T}:${H}:${d}:${eps}`, () => blockInferenceGraph(T, H, d, eps), [x, ...names.map((n) => this.p(pre + n))], [[B * T, d]])[0] as tf.Tensor2D;
+  }
+
   /** ln_2 + MLP of layer l on resid_mid x (one ORT graph); returns mlp_out. */
   private mlpBlockOrt(x: tf.Tensor2D, l: number, cache: Partial<LayerCache> | null): tf.Tensor2D {
     const { dModel: d, layerNormEps: eps } = this.config;
@@ -556,6 +571,13 @@ export class GPT2 implements HookedLM {
       const cache: Partial<LayerCache> | null = l >= cacheFrom ? {} : null;
       x = this.applyHook(hooks, `blocks.${l}.hook_resid_pre`, x, B, T);
       cap(l, 'resid_pre');
+      if (ort && !cache && !this.needsBlockInside(hooks, opts.capture, l)) {
+        x = this.blockInferenceOrt(x, l, B, T);
+        x = this.applyHook(hooks, `blocks.${l}.hook_resid_post`, x, B, T);
+        cap(l, 'resid_post');
+        caches.push(null);
+        continue;
+      }
       const ln1 = ort ? null : this.layerNorm(x, this.p(`h.${l}.ln_1.weight`), this.p(`h.${l}.ln_1.bias`));
       let attnOut = ln1 ? this.attention(ln1.out, l, B, T, cache) : this.attnBlockOrt(x, l, B, T, cache);
       attnOut = this.applyHook(hooks, `blocks.${l}.hook_attn_out`, attnOut, B, T);

@@ -91,6 +91,14 @@ class G {
     const m2 = this.o('ReduceMean', [this.mul(dxhat, xhat)], { axes: [-1], keepdims: 1 });
     return [this.mul(this.sub(this.sub(dxhat, m1), this.mul(xhat, m2)), rstd), xhat];
   }
+  /** The causal mask [T, T] as an initializer (one per graph). */
+  maskOnce(T: number): string {
+    if (!this.consts.has('mask')) {
+      this.inits.push({ name: 'mask', dims: [T, T], float: causalMask(T) });
+      this.consts.set('mask', 'mask');
+    }
+    return 'mask';
+  }
   spec(inputs: GraphSpec['inputs'], outputs: GraphSpec['outputs']): GraphSpec {
     return { inputs, outputs, nodes: this.nodes, initializers: this.inits };
   }
@@ -102,23 +110,38 @@ function causalMask(T: number): Float32Array {
   return a;
 }
 
+/** The nodes of ln_1 + attention on x with parameters [g1, b1, Wa, ba, Wp, bp] (named values). */
+function attentionNodes(g: G, x: string, w: string[], T: number, H: number, d: number, eps: number) {
+  const dh = d / H;
+  const [h1, mean, rstd] = g.layerNorm(x, w[0], w[1], eps);
+  const qkv = g.gemm(h1, w[2], w[3]);
+  const [q2, k2, v2] = g.op('Split', [qkv], { axis: 1 }, 3);
+  const q = g.heads(q2, T, H, dh, [0, 2, 1, 3]);
+  const kT = g.heads(k2, T, H, dh, [0, 2, 3, 1]);
+  const v = g.heads(v2, T, H, dh, [0, 2, 1, 3]);
+  const s = g.add(g.mul(g.o('MatMul', [q, kT]), g.f(1 / Math.sqrt(dh))), g.maskOnce(T));
+  const P = g.o('Softmax', [s], { axis: -1 });
+  const y = g.merge(g.o('MatMul', [P, v]), d);
+  const out = g.gemm(y, w[4], w[5]);
+  return { h1, mean, rstd, qkv, P, y, out };
+}
+
+/** The nodes of ln_2 + MLP on x with parameters [g2, b2, Wfc, bfc, Wpr, bpr]. */
+function mlpNodes(g: G, x: string, w: string[], eps: number) {
+  const [h2, mean, rstd] = g.layerNorm(x, w[0], w[1], eps);
+  const u = g.gemm(h2, w[2], w[3]);
+  const { s } = geluSigmoid(g, u);
+  const a = g.mul(u, s);
+  return { h2, mean, rstd, u, a, out: g.gemm(a, w[4], w[5]) };
+}
+
 /**
  * ln_1 + attention: inputs x [N,d] (resid_pre), g1, b1 [d], Wa [d,3d], ba [3d], Wp [d,d], bp [d] ->
  * mean, rstd [N,1], h1 [N,d], qkv [N,3d], P [B,H,T,T], y [N,d], out [N,d] (attn_out).
  */
 export function attentionForwardGraph(T: number, H: number, d: number, eps: number): GraphSpec {
-  const dh = d / H;
   const g = new G();
-  const [h1, mean, rstd] = g.layerNorm('x', 'g1', 'b1', eps);
-  const qkv = g.gemm(h1, 'Wa', 'ba');
-  const [q2, k2, v2] = g.op('Split', [qkv], { axis: 1 }, 3);
-  const q = g.heads(q2, T, H, dh, [0, 2, 1, 3]);
-  const kT = g.heads(k2, T, H, dh, [0, 2, 3, 1]);
-  const v = g.heads(v2, T, H, dh, [0, 2, 1, 3]);
-  const s = g.add(g.mul(g.o('MatMul', [q, kT]), g.f(1 / Math.sqrt(dh))), g.floats('mask', [T, T], causalMask(T)));
-  const P = g.o('Softmax', [s], { axis: -1 });
-  const y = g.merge(g.o('MatMul', [P, v]), d);
-  const out = g.gemm(y, 'Wp', 'bp');
+  const { h1, mean, rstd, qkv, P, y, out } = attentionNodes(g, 'x', ['g1', 'b1', 'Wa', 'ba', 'Wp', 'bp'], T, H, d, eps);
   g.out('mean', mean);
   g.out('rstd', rstd);
   g.out('h1', h1);
@@ -217,16 +240,13 @@ function geluSigmoid(g: G, u: string): { s: string; u2: string } {
  */
 export function mlpForwardGraph(d: number, eps: number): GraphSpec {
   const g = new G();
-  const [h2, mean, rstd] = g.layerNorm('x', 'g2', 'b2', eps);
-  const u = g.gemm(h2, 'Wfc', 'bfc');
-  const { s } = geluSigmoid(g, u);
-  const a = g.mul(u, s);
+  const { h2, mean, rstd, u, a, out } = mlpNodes(g, 'x', ['g2', 'b2', 'Wfc', 'bfc', 'Wpr', 'bpr'], eps);
   g.out('mean', mean);
   g.out('rstd', rstd);
   g.out('h2', h2);
   g.out('u', u);
   g.out('a', a);
-  g.out('out', g.gemm(a, 'Wpr', 'bpr'));
+  g.out('out', out);
   return g.spec(
     [
       { name: 'x', dims: ['N', d] },
@@ -246,6 +266,23 @@ export function mlpForwardGraph(d: number, eps: number): GraphSpec {
       { name: 'out', dims: ['N', d] },
     ],
   );
+}
+
+/**
+ * One whole block for inference (no activations kept for a backward pass): x [N,d] (resid_pre) ->
+ * resid_post = resid_mid + mlp(ln_2(resid_mid)), resid_mid = x + attn(ln_1(x)). The same nodes as
+ * the two forward graphs above, and the same float32 adds as the tfjs code between them.
+ * Parameters in order: g1, b1, Wa, ba, Wp, bp, g2, b2, Wfc, bfc, Wpr, bpr.
+ */
+export function blockInferenceGraph(T: number, H: number, d: number, eps: number): GraphSpec {
+  const g = new G();
+  const mid = g.add('x', attentionNodes(g, 'x', ['g1', 'b1', 'Wa', 'ba', 'Wp', 'bp'], T, H, d, eps).out);
+  g.out('resid_post', g.add(mid, mlpNodes(g, mid, ['g2', 'b2', 'Wfc', 'bfc', 'Wpr', 'bpr'], eps).out));
+  const names: Array<[string, number[]]> = [
+    ['g1', [d]], ['b1', [d]], ['Wa', [d, 3 * d]], ['ba', [3 * d]], ['Wp', [d, d]], ['bp', [d]],
+    ['g2', [d]], ['b2', [d]], ['Wfc', [d, 4 * d]], ['bfc', [4 * d]], ['Wpr', [4 * d, d]], ['bpr', [d]],
+  ];
+  return g.spec([{ name: 'x', dims: ['N', d] }, ...names.map(([name, dims]) => ({ name, dims }))], [{ name: 'resid_post', dims: ['N', d] }]);
 }
 
 /**

@@ -69,6 +69,16 @@ describe('GPT-2 forward', () => {
     }
   });
 
+  it('a block run whole (inference) gives bit for bit the losses of the block opened by hooks', () => {
+    const [B, T] = [3, 7];
+    const tokens = randomTokens(B * (T + 1), cfg.vocabSize, 13);
+    const whole = model.lossPerToken(tokens, B, T);
+    // identity hooks inside every block force the two-part path (attention, then MLP)
+    const hooks = Object.fromEntries(Array.from({ length: cfg.nLayer }, (_, l) => [`blocks.${l}.hook_resid_mid`, (x: tf.Tensor3D) => x]));
+    const opened = model.lossPerToken(tokens, B, T, hooks);
+    expect(Array.from(whole)).toEqual(Array.from(opened));
+  });
+
   it('lossPerToken matches the reference', () => {
     const B = 2;
     const T = 7;
