@@ -40,9 +40,9 @@ import * as tf from '@tensorflow/tfjs';
 import type { HookedLM, HookName } from '../model/types.ts';
 import type { SaeWeights } from '../sae/types.ts';
 import { deriveSeed, mulberry32, shuffleInPlace } from '../util/random.ts';
-import { logSumExpRows, rowKlFrom, rowLogSumExp, setLogProb } from './logits.ts';
 import { type LogitLensWeights, logitLensTargets, logitLensWeightsOf, topIndices } from './logitLens.ts';
 import { bootstrapMeanCI } from './stats.ts';
+import { steeringScorer } from './steeringScore.ts';
 
 export const STEERING_RULES = ['calibration', 'logit_lens'] as const;
 export type SteeringRule = (typeof STEERING_RULES)[number];
@@ -211,70 +211,55 @@ export function evaluateSteering(
     return tf.tensor3d(v, [lats.length * nb, 1, d]);
   };
 
-  /** Logits [nl·nb·T·V] (row (l·nb + b)·T + t) of the contexts tiled nl times, steered. */
-  const steeredLogits = (ctx: tf.Tensor2D, alpha: number, lats: number[]): Float32Array => {
+  /** Logits [nl·nb, T, V] (row (l·nb + b)·T + t) of the contexts tiled nl times, steered; caller disposes. */
+  const steeredLogits = (ctx: tf.Tensor2D, alpha: number, lats: number[]): tf.Tensor => {
     const nb = ctx.shape[0];
     const nl = lats.length;
-    const steer = steerTensor(alpha, lats, nb);
-    const tiled = tf.tile(ctx, [nl, 1]) as tf.Tensor2D;
     forwardTokens += nl * nb * T;
-    const logits = model.logits(tiled, { [opts.hook]: (x) => tf.add(x, steer) as tf.Tensor3D });
-    try {
-      return logits.dataSync() as Float32Array;
-    } finally {
-      tf.dispose([steer, tiled, logits]);
-    }
+    return tf.tidy(() => {
+      const steer = steerTensor(alpha, lats, nb);
+      const tiled = tf.tile(ctx, [nl, 1]) as tf.Tensor2D;
+      return model.logits(tiled, { [opts.hook]: (x) => tf.add(x, steer) as tf.Tensor3D });
+    });
   };
-  const cleanLogits = (ctx: tf.Tensor2D): Float32Array => {
+  const cleanLogits = (ctx: tf.Tensor2D): tf.Tensor => {
     forwardTokens += ctx.shape[0] * T;
-    const logits = model.logits(ctx);
-    try {
-      return logits.dataSync() as Float32Array;
-    } finally {
-      logits.dispose();
-    }
+    return model.logits(ctx);
   };
+  const scorer = steeringScorer(V);
 
   const nBatches = Math.ceil(nCal / Bc) + Math.ceil(nEval / Bc);
   let batchesDone = 0;
   const groups: number[][] = [];
   for (let i = 0; i < S; i += L) groups.push(latents.slice(i, i + L));
 
-  // ---- calibration: Σ over calibration positions of log p(v) = Σ l(v) − Σ lse, per (α, latent)
-  const calSteered = Array.from({ length: nA * S }, () => new Float64Array(V));
-  const calClean = new Float64Array(V);
-  /** Adds Σ_rows (l[row] − lse[row]) of logits rows [r0, r1) into acc. */
-  const accumulateLogProbs = (l: Float32Array, r0: number, r1: number, acc: Float64Array) => {
-    for (let r = r0; r < r1; r++) {
-      const o = r * V;
-      const lse = rowLogSumExp(l, o, V);
-      for (let v = 0; v < V; v++) acc[v] += l[o + v] - lse;
-    }
-  };
+  // ---- calibration: Σ over calibration positions of log p_steered(v) − log p_clean(v), per (α, latent)
+  const calRise = Array.from({ length: nA * S }, () => new Float64Array(V));
   for (let c0 = 0; c0 < nCal; c0 += Bc) {
     const batchStarts = calStarts.slice(c0, c0 + Bc);
     const nb = batchStarts.length;
     const ctx = tf.tensor2d(contextTokens(batchStarts), [nb, T], 'int32');
+    const lC = cleanLogits(ctx);
     try {
-      accumulateLogProbs(cleanLogits(ctx), 0, nb * T, calClean);
       alphas.forEach((alpha, a) => {
         for (const [gi, lats] of groups.entries()) {
           const lS = steeredLogits(ctx, alpha, lats);
-          lats.forEach((_, l) => accumulateLogProbs(lS, l * nb * T, (l + 1) * nb * T, calSteered[a * S + gi * L + l]));
+          const sums = scorer.riseSums(lS, lC, lats.length, nb * T);
+          lS.dispose();
+          lats.forEach((_, l) => {
+            const acc = calRise[a * S + gi * L + l];
+            for (let v = 0; v < V; v++) acc[v] += sums[l * V + v];
+          });
         }
       });
     } finally {
-      ctx.dispose();
+      tf.dispose([ctx, lC]);
     }
     opts.onProgress?.(`calibration ${Math.min(c0 + Bc, nCal)}/${nCal} contexts`, ++batchesDone, nBatches);
   }
   // targets[rule][a·S + s]
   const targets: Record<SteeringRule, number[][]> = {
-    calibration: calSteered.map((acc) => {
-      const rise = new Float64Array(V);
-      for (let v = 0; v < V; v++) rise[v] = acc[v] - calClean[v]; // = nCalPositions × mean rise
-      return topIndices(rise, nTargets);
-    }),
+    calibration: calRise.map((rise) => topIndices(rise, nTargets)), // rise = nCalPositions × mean rise
     logit_lens: [],
   };
   const lensTargets = latents.map((lat) => logitLensTargets(lens, W_dec, nTargets, lat * d));
@@ -290,29 +275,24 @@ export function evaluateSteering(
     const nb = batchStarts.length;
     const per = nb * T;
     const ctx = tf.tensor2d(contextTokens(batchStarts), [nb, T], 'int32');
+    const lC = cleanLogits(ctx);
     try {
-      const lC = cleanLogits(ctx);
-      const lseC = logSumExpRows(lC, V);
-      // clean log p(T) of the lens targets per (latent, position): shared by every α
-      const lensClean = lensTargets.map((set) => Float64Array.from({ length: per }, (_, p) => setLogProb(lC, p * V, set, lseC[p])));
       alphas.forEach((alpha, a) => {
         for (const [gi, lats] of groups.entries()) {
           const lS = steeredLogits(ctx, alpha, lats);
-          lats.forEach((_, l) => {
-            const s = gi * L + l;
+          const idx = lats.map((_, l) => gi * L + l);
+          const sc = scorer.rows(lS, lC, idx.map((s) => targets.calibration[a * S + s]), idx.map((s) => lensTargets[s]), lats.length, per);
+          lS.dispose();
+          idx.forEach((s, l) => {
             const j = a * S + s;
-            const calSet = targets.calibration[j];
-            const lensSet = lensTargets[s];
             for (let p = 0; p < per; p++) {
               const cell = j * nEval + c0 + Math.floor(p / T);
-              const oS = (l * per + p) * V;
-              const oC = p * V;
-              const { lse, kl } = rowKlFrom(lS, oS, lC, oC, lseC[p], V); // KL(p_steered ‖ p_clean)
-              sumKl[cell] += kl;
-              const dCal = setLogProb(lS, oS, calSet, lse) - setLogProb(lC, oC, calSet, lseC[p]);
+              const i = l * per + p;
+              sumKl[cell] += sc.kl[i]; // KL(p_steered ‖ p_clean)
+              const dCal = sc.calS[i] - sc.calC[i];
               sumEffect.calibration[cell] += dCal;
               if (dCal > 0) nRise.calibration[cell] += 1;
-              const dLens = Math.exp(setLogProb(lS, oS, lensSet, lse)) - Math.exp(lensClean[s][p]);
+              const dLens = Math.exp(sc.lensS[i]) - Math.exp(sc.lensC[i]);
               sumEffect.logit_lens[cell] += dLens;
               if (dLens > 0) nRise.logit_lens[cell] += 1;
             }
@@ -320,7 +300,7 @@ export function evaluateSteering(
         }
       });
     } finally {
-      ctx.dispose();
+      tf.dispose([ctx, lC]);
     }
     opts.onProgress?.(`evaluation ${Math.min(c0 + Bc, nEval)}/${nEval} contexts`, ++batchesDone, nBatches);
   }
