@@ -41,7 +41,7 @@ export function steeringScorer(V: number): SteeringScorer {
 }
 
 /** The loops of logits.ts over logits read into JavaScript (float64 accumulation). */
-class JsScorer implements SteeringScorer {
+export class JsScorer implements SteeringScorer {
   private clean: { t: tf.Tensor; l: Float32Array; lse: Float64Array } | null = null;
   constructor(private readonly V: number) {}
 
@@ -96,7 +96,7 @@ class JsScorer implements SteeringScorer {
 }
 
 /** One ORT graph per call on the logits tensors where they are (the wasm heap). */
-class OrtScorer implements SteeringScorer {
+export class OrtScorer implements SteeringScorer {
   constructor(private readonly V: number) {}
 
   riseSums(steered: tf.Tensor, clean: tf.Tensor, G: number, R: number): Float32Array {
