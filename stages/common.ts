@@ -1,9 +1,11 @@
 /** Small helpers shared by the stage files (wiring only: the science is in lib/). */
 import type { StageContext } from '../pipeline/types.ts';
-import { initBackend, type BackendKind } from '../lib/backend.ts';
+import type { BackendKind } from '../lib/backend.ts';
 
 /** Initialise the backend the engine resolved for this run (recorded in the fingerprint). */
 export async function initStageBackend(ctx: StageContext): Promise<string> {
+  // imported here, not at the top: tfjs costs ~0.2 s of every engine start (a no-op rerun) otherwise
+  const { initBackend } = await import('../lib/backend.ts');
   const name = await initBackend(ctx.env.backend as BackendKind, { quiet: false });
   ctx.log(`backend: ${name}`);
   return name;
