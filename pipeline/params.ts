@@ -120,35 +120,41 @@ function loadStandalone(code: string): ValidateFunction {
 
 /**
  * The compiled validator. Compiling the schema costs ~0.2 s, most of a no-op rerun, so with a
- * cacheDir the generated code (ajv standalone) is kept in `<cacheDir>/validators/<hash>.cjs`, keyed by
+ * cacheDir the generated code (ajv standalone) is kept (once params pass) in `<cacheDir>/validators/<hash>.cjs`, keyed by
  * the schema's text, the ajv version and the options: a changed schema compiles anew.
  */
-function validatorFor(schema: Record<string, unknown>, cacheDir?: string): ValidateFunction {
-  if (!cacheDir) return compileSchema(schema).validate;
+function validatorFor(schema: Record<string, unknown>, cacheDir?: string): { validate: ValidateFunction; keep: () => void } {
+  const none = () => {};
+  if (!cacheDir) return { validate: compileSchema(schema).validate, keep: none };
   const ajvVersion = (require('ajv/package.json') as { version: string }).version;
   const key = createHash('sha256').update(JSON.stringify([ajvVersion, AJV_OPTIONS, schema])).digest('hex').slice(0, 32);
   const file = path.join(cacheDir, 'validators', `${key}.cjs`);
   try {
-    return loadStandalone(fsSync.readFileSync(file, 'utf8'));
+    return { validate: loadStandalone(fsSync.readFileSync(file, 'utf8')), keep: none };
   } catch {
-    // absent or unreadable: compile, then keep the code for the next run
+    // absent or unreadable: compile, and keep the code for the next run
   }
   const { validate, code } = compileSchema(schema, true);
-  try {
-    fsSync.mkdirSync(path.dirname(file), { recursive: true });
-    const tmp = `${file}.${process.pid}.tmp`;
-    fsSync.writeFileSync(tmp, code!);
-    fsSync.renameSync(tmp, file);
-  } catch {
-    // a read-only cache only costs the compile next time
-  }
-  return validate;
+  const keep = () => {
+    try {
+      fsSync.mkdirSync(path.dirname(file), { recursive: true });
+      const tmp = `${file}.${process.pid}.tmp`;
+      fsSync.writeFileSync(tmp, code!);
+      fsSync.renameSync(tmp, file);
+    } catch {
+      // a read-only cache only costs the compile next time
+    }
+  };
+  return { validate, keep };
 }
 
-/** Validate params; throws ParamsError listing every problem as `params.a.b: <what is allowed>; got <value>`. */
-export function validateParams(params: unknown, schema: Record<string, unknown>, cacheDir?: string): void {
-  const validate = validatorFor(schema, cacheDir);
-  if (validate(params)) return;
+/**
+ * Validate params; returns `keep`, which stores the compiled validator in cacheDir (call it once the
+ * run's other checks pass). Throws ParamsError listing every problem as `params.a.b: <what is allowed>; got <value>`. */
+export function validateParams(params: unknown, schema: Record<string, unknown>, cacheDir?: string): () => void {
+  const { validate, keep } = validatorFor(schema, cacheDir);
+  // the caller keeps the compiled validator once every check has passed: bad params write nothing
+  if (validate(params)) return keep;
   const problems = [...new Set((validate.errors ?? []).map((e) => formatAjvError(e, params)))];
   throw new ParamsError(`invalid params:\n  ${problems.join('\n  ')}`, problems);
 }

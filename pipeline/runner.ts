@@ -93,11 +93,12 @@ export async function planPipeline(opts: RunOptions): Promise<Plan> {
   const fileParams = await readParamsFile(paths.params);
   const overrides = (opts.set ?? []).map(parseOverride);
   const params = applyOverrides(fileParams, overrides);
-  validateParams(params, schema, paths.cacheDir);
+  const keepValidator = validateParams(params, schema, paths.cacheDir);
 
   const project = await importProject(paths.stagesModule);
   checkStageDefs(project.stages);
   await validateProject(project, params);
+  keepValidator();
   const instances = buildInstances(project.stages, params);
   const targets = opts.targets ?? [];
   const forced = opts.force?.length ? matchTargets(instances, opts.force) : new Set<string>();

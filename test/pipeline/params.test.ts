@@ -2,6 +2,7 @@
  * params.yaml is validated before anything runs: each kind of mistake gets a message naming the
  * key, the value and what is allowed; exit code 2; nothing in the store or results changes.
  */
+import * as fsSync from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -98,7 +99,7 @@ describe('params helpers', () => {
 
   it('the validator kept in the cache dir gives the same answers, and a changed schema is compiled anew', async () => {
     const schema = await readSchema(path.resolve(__dirname, '../fixtures/pipeline/toy/params.schema.json'));
-    const cacheDir = await fs.mkdtemp(path.join(os.tmpdir(), 'validators-'));
+    const cacheDir = await fs.mkdtemp(path.join(os.tmpdir(), 'validators-')); // an existing store
     const bad = { source: { n: 0 }, double: { factor: 'x' }, train: { k: [1], seeds: [0], lr: 0.1, arch: 'topk' } };
     const problems = (s: Record<string, unknown>, dir?: string): string[] => {
       try {
@@ -109,13 +110,16 @@ describe('params helpers', () => {
       }
     };
     const fresh = problems(schema);
-    expect(problems(schema, cacheDir)).toEqual(fresh); // compiles, writes the code
+    expect(problems(schema, cacheDir)).toEqual(fresh); // compiles; bad params: nothing written
+    expect(fsSync.existsSync(path.join(cacheDir, 'validators'))).toBe(false);
+    validateParams({ ...bad, source: { n: 1 }, double: { factor: 2 } }, schema, cacheDir)(); // good params, kept
     expect(await fs.readdir(path.join(cacheDir, 'validators'))).toHaveLength(1);
     expect(problems(schema, cacheDir)).toEqual(fresh); // loads the kept code
     const stricter = structuredClone(schema) as { properties: { source: { properties: { n: { minimum: number } } } } };
     stricter.properties.source.properties.n.minimum = 5;
     const changed = problems(stricter as unknown as Record<string, unknown>, cacheDir);
     expect(changed).toContain('params.source.n: must be >= 5; got 0');
+    validateParams({ ...bad, source: { n: 6 }, double: { factor: 2 } }, stricter as unknown as Record<string, unknown>, cacheDir)();
     expect(await fs.readdir(path.join(cacheDir, 'validators'))).toHaveLength(2);
     await fs.rm(cacheDir, { recursive: true, force: true });
   });
