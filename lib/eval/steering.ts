@@ -35,6 +35,9 @@
  * of L latents run as one forward call on the contexts tiled L times (row = latent * Bc + context),
  * L chosen so the logits stay under `maxLogitElements` floats. Forward tokens:
  * nContexts·contextLen·(1 + S·|α|); the logit-lens rule adds no pass.
+ * The per-position scores are computed where the logits are (steeringScore.ts: one ONNX Runtime
+ * graph per call on wasm+ort, the logits.ts loops elsewhere); the logits never come to JavaScript on
+ * wasm+ort.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { HookedLM, HookName } from '../model/types.ts';
