@@ -14,6 +14,7 @@ import { buildInstances } from './graph.ts';
 import { readParamsFile, readSchema, validateParams } from './params.ts';
 import { checkStageDefs, importProject, projectPaths } from './project.ts';
 import { acquireLock } from './lock.ts';
+import { CorruptRemoteObject, RemoteCache } from './remote.ts';
 import { runPipeline } from './runner.ts';
 import { Store } from './store.ts';
 import { verifyStore } from './verify.ts';
@@ -31,6 +32,11 @@ function nonNegative(value: string): number {
 }
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
+
+interface RemoteOpts {
+  remote?: string;
+  s3Endpoint?: string;
+}
 
 interface CommonOpts {
   root?: string;
@@ -59,7 +65,9 @@ export function buildCli(): Command {
     .option('--wait <seconds>', 'wait this long for another run holding the store lock', nonNegative, 0)
     .option('--verify', 're-hash every cache entry before it is used, whatever its file stats (corrupted ones are recomputed)')
     .addOption(new Option('--progress <mode>', 'progress display').choices(['auto', 'tty', 'plain', 'none']).default('auto'))
-    .action(async (targets: string[], o: CommonOpts & { force: string[]; dryRun?: boolean; jobs: number; set: string[]; wait: number; verify?: boolean; progress: 'auto' }) => {
+    .option('--remote <url>', 'shared remote cache s3://bucket/prefix: misses are pulled from it, new entries pushed to it')
+    .option('--s3-endpoint <url>', 'S3-compatible endpoint (default: AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, else AWS)')
+    .action(async (targets: string[], o: CommonOpts & RemoteOpts & { force: string[]; dryRun?: boolean; jobs: number; set: string[]; wait: number; verify?: boolean; progress: 'auto' }) => {
       const controller = new AbortController();
       let interrupts = 0;
       let firstAt = 0;
@@ -87,6 +95,7 @@ export function buildCli(): Command {
         progress: o.progress,
         signal: controller.signal,
         command: ['run', ...process.argv.slice(3)].join(' '),
+        remote: o.remote ? new RemoteCache({ url: o.remote, endpoint: o.s3Endpoint }) : undefined,
       });
       process.exitCode = summary.exitCode;
     });
@@ -177,6 +186,64 @@ export function buildCli(): Command {
       } finally {
         await lock.release();
       }
+    });
+
+  program
+    .command('push')
+    .description('upload every cache entry in use (refs/) to the remote cache, write-once (like dvc push)')
+    .addOption(rootOption())
+    .requiredOption('--remote <url>', 'remote cache s3://bucket/prefix')
+    .option('--s3-endpoint <url>', 'S3-compatible endpoint (default: AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, else AWS)')
+    .option('--all', 'every committed entry, not only those in use')
+    .action(async (o: { root?: string; remote: string; s3Endpoint?: string; all?: boolean }) => {
+      const paths = projectPaths(o);
+      const store = new Store(paths.cacheDir);
+      const remote = new RemoteCache({ url: o.remote, endpoint: o.s3Endpoint });
+      const fps = o.all ? await store.fingerprints() : [...(await store.referenced())].sort();
+      let pushed = 0;
+      let failed = 0;
+      for (const fp of fps) {
+        try {
+          const r = await remote.pushEntry(store, fp);
+          if (r.pushed) pushed++;
+        } catch (e) {
+          failed++;
+          process.stderr.write(`${(e as Error).message}\n`);
+        }
+      }
+      process.stdout.write(`${pushed} entr${pushed === 1 ? 'y' : 'ies'} pushed, ${fps.length - pushed - failed} already there${failed ? `, ${failed} failed` : ''}\n`);
+      if (failed) process.exitCode = 1;
+    });
+
+  program
+    .command('pull')
+    .description('download entries of the remote cache into the local one, verifying every hash (like dvc pull)')
+    .argument('[fingerprints...]', 'only these (default: every entry the remote holds)')
+    .addOption(rootOption())
+    .requiredOption('--remote <url>', 'remote cache s3://bucket/prefix')
+    .option('--s3-endpoint <url>', 'S3-compatible endpoint (default: AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, else AWS)')
+    .action(async (wanted: string[], o: { root?: string; remote: string; s3Endpoint?: string }) => {
+      const paths = projectPaths(o);
+      const store = new Store(paths.cacheDir);
+      const remote = new RemoteCache({ url: o.remote, endpoint: o.s3Endpoint });
+      const fps = wanted.length > 0 ? wanted : await remote.fingerprints();
+      const counts = { pulled: 0, present: 0, absent: 0, corrupted: 0 };
+      const lock = await acquireLock(store.lockFile, { waitSeconds: 0 });
+      try {
+        for (const fp of fps) {
+          try {
+            counts[await remote.pullEntry(store, fp)]++;
+          } catch (e) {
+            if (!(e instanceof CorruptRemoteObject)) throw e;
+            counts.corrupted++;
+            process.stderr.write(`${e.message}\n`);
+          }
+        }
+      } finally {
+        await lock.release();
+      }
+      process.stdout.write(`${counts.pulled} pulled, ${counts.present} already present, ${counts.absent} not in the remote, ${counts.corrupted} corrupted (not used)\n`);
+      if (counts.corrupted || counts.absent) process.exitCode = 1;
     });
 
   program

@@ -45,6 +45,9 @@ export class RemoteCache {
     this.s3 = new S3Client({
       region: process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1',
       ...(endpoint ? { endpoint, forcePathStyle: true } : {}),
+      // Many S3-compatible stores do not speak the SDK's default aws-chunked checksum uploads.
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_REQUIRED',
     });
   }
 

@@ -20,6 +20,7 @@ import { applyOverrides, declaredValues, type Override, parseOverride, readParam
 import { plainReporter, type Reporter, ttyReporter } from './progress.ts';
 import { checkStageDefs, importProject, type PathOptions, type ProjectPaths, projectPaths, stageModules, validateProject } from './project.ts';
 import type { ChildMessage, StartMessage } from './protocol.ts';
+import { CorruptRemoteObject, type RemoteCache } from './remote.ts';
 import { contentHashOf, linkResult, type Manifest, type ResultEntry, Store, switchResults } from './store.ts';
 import type { InstanceKey, Project, UpstreamInstance } from './types.ts';
 import { formatSeconds } from './util.ts';
@@ -52,6 +53,8 @@ export interface RunOptions extends PathOptions {
   signal?: AbortSignal;
   /** Recorded in runs.command. */
   command?: string;
+  /** A shared remote cache (`--remote s3://…`): misses are looked up there, new entries pushed to it. */
+  remote?: RemoteCache;
 }
 
 export type InstanceStatus = 'cached' | 'ran' | 'failed' | 'skipped' | 'to run';
@@ -377,6 +380,17 @@ async function execute(plan: Plan, opts: RunOptions, out: (s: string) => void, e
       record(node, 'cached', t0);
       return;
     }
+    if (v.missing && opts.remote && (await pullFromRemote(opts.remote, store, fp, node.inst.id, err))) {
+      const pulled = await store.verify(fp);
+      if (pulled.ok) {
+        node.content = pulled.manifest.contentHash;
+        node.reason = 'up to date (pulled from the remote cache)';
+        await publish(node);
+        reporter.cached(node.inst.id);
+        record(node, 'cached', t0);
+        return;
+      }
+    }
     if (v.missing) {
       node.reason = await reasonToRun(store, node.inst, fp, comps);
     } else {
@@ -498,6 +512,9 @@ async function execute(plan: Plan, opts: RunOptions, out: (s: string) => void, e
         node.content = manifest.contentHash;
         await store.clearScratch(fp);
         await publish(node);
+        if (opts.remote) {
+          await opts.remote.pushEntry(store, fp).catch((e: Error) => err(`could not push ${inst.id} to the remote cache: ${e.message}`));
+        }
       } catch (e) {
         failure = `commit failed: ${(e as Error).message}`;
       }
@@ -642,6 +659,17 @@ async function execute(plan: Plan, opts: RunOptions, out: (s: string) => void, e
  * interrupted run nothing changes there: its committed instances are linked in
  * results/runs/<id>/outputs/ only.
  */
+/** Try the remote cache for a local miss; a corrupted remote entry is reported and not used. */
+async function pullFromRemote(remote: RemoteCache, store: Store, fp: string, label: string, err: (s: string) => void): Promise<boolean> {
+  try {
+    return (await remote.pullEntry(store, fp)) === 'pulled';
+  } catch (e) {
+    if (e instanceof CorruptRemoteObject) err(`${label}: ${e.message}: recomputing`);
+    else err(`${label}: remote cache unavailable (${(e as Error).message}): recomputing locally`);
+    return false;
+  }
+}
+
 async function showRun(
   plan: Plan,
   runId: string,
