@@ -16,6 +16,9 @@ import { checkStageDefs, importProject, projectPaths } from './project.ts';
 import { acquireLock } from './lock.ts';
 import { CorruptRemoteObject, RemoteCache } from './remote.ts';
 import { runPipeline } from './runner.ts';
+import { BullMQExecutor } from './executor.ts';
+import { startWorker } from './worker.ts';
+import { UsageError } from './errors.ts';
 import { Store } from './store.ts';
 import { verifyStore } from './verify.ts';
 
@@ -67,7 +70,9 @@ export function buildCli(): Command {
     .addOption(new Option('--progress <mode>', 'progress display').choices(['auto', 'tty', 'plain', 'none']).default('auto'))
     .option('--remote <url>', 'shared remote cache s3://bucket/prefix: misses are pulled from it, new entries pushed to it')
     .option('--s3-endpoint <url>', 'S3-compatible endpoint (default: AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, else AWS)')
-    .action(async (targets: string[], o: CommonOpts & RemoteOpts & { force: string[]; dryRun?: boolean; jobs: number; set: string[]; wait: number; verify?: boolean; progress: 'auto' }) => {
+    .addOption(new Option('--executor <kind>', 'where instances run: local child processes or BullMQ workers').choices(['local', 'bullmq']).default('local'))
+    .option('--redis <url>', 'Redis for --executor bullmq: redis://[user:password@]host:port or rediss:// (TLS)')
+    .action(async (targets: string[], o: CommonOpts & RemoteOpts & { executor: 'local' | 'bullmq'; redis?: string } & { force: string[]; dryRun?: boolean; jobs: number; set: string[]; wait: number; verify?: boolean; progress: 'auto' }) => {
       const controller = new AbortController();
       let interrupts = 0;
       let firstAt = 0;
@@ -82,6 +87,18 @@ export function buildCli(): Command {
       };
       process.on('SIGINT', onSignal);
       process.on('SIGTERM', onSignal);
+      const remote = o.remote ? new RemoteCache({ url: o.remote, endpoint: o.s3Endpoint }) : undefined;
+      let executor: BullMQExecutor | undefined;
+      if (o.executor === 'bullmq') {
+        if (!o.redis) throw new UsageError('--executor bullmq needs --redis redis://host:6379');
+        if (!remote) throw new UsageError('--executor bullmq needs --remote s3://bucket/prefix (workers exchange outputs through it)');
+        executor = new BullMQExecutor(o.redis, remote, (l) => process.stderr.write(`${l}\n`));
+        try {
+          await executor.connect();
+        } catch (e) {
+          throw new UsageError((e as Error).message);
+        }
+      }
       const summary = await runPipeline({
         root: o.root,
         params: o.params,
@@ -95,8 +112,9 @@ export function buildCli(): Command {
         progress: o.progress,
         signal: controller.signal,
         command: ['run', ...process.argv.slice(3)].join(' '),
-        remote: o.remote ? new RemoteCache({ url: o.remote, endpoint: o.s3Endpoint }) : undefined,
-      });
+        remote,
+        executor,
+      }).finally(() => executor?.close());
       process.exitCode = summary.exitCode;
     });
 
@@ -186,6 +204,33 @@ export function buildCli(): Command {
       } finally {
         await lock.release();
       }
+    });
+
+  program
+    .command('worker')
+    .description('run stage jobs of a coordinator (`run --executor bullmq`) from Redis, exchanging outputs through the remote cache')
+    .addOption(rootOption())
+    .requiredOption('--redis <url>', 'redis://[user:password@]host:port or rediss:// (TLS)')
+    .requiredOption('--remote <url>', 'remote cache s3://bucket/prefix')
+    .option('--s3-endpoint <url>', 'S3-compatible endpoint (default: AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, else AWS)')
+    .option('--concurrency <n>', 'jobs run at once', positiveInt, 1)
+    .action(async (o: { root?: string; redis: string; remote: string; s3Endpoint?: string; concurrency: number }) => {
+      const remote = new RemoteCache({ url: o.remote, endpoint: o.s3Endpoint });
+      const probe = new BullMQExecutor(o.redis, remote, () => undefined);
+      try {
+        await probe.connect();
+      } catch (e) {
+        throw new UsageError((e as Error).message);
+      }
+      const w = await startWorker({ root: o.root, redis: o.redis, remote, concurrency: o.concurrency });
+      await new Promise<void>((resolve) => {
+        const stop = (): void => {
+          process.stderr.write('worker stopping (running jobs go back to the queue)\n');
+          void w.close().then(resolve);
+        };
+        process.once('SIGINT', stop);
+        process.once('SIGTERM', stop);
+      });
     });
 
   program
