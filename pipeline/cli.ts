@@ -17,6 +17,7 @@ import { acquireLock } from './lock.ts';
 import { CorruptRemoteObject, RemoteCache } from './remote.ts';
 import { runPipeline } from './runner.ts';
 import { BullMQExecutor } from './executor.ts';
+import { redactUrl } from './queue.ts';
 import { startWorker } from './worker.ts';
 import { UsageError } from './errors.ts';
 import { Store } from './store.ts';
@@ -111,7 +112,8 @@ export function buildCli(): Command {
         verify: o.verify,
         progress: o.progress,
         signal: controller.signal,
-        command: ['run', ...process.argv.slice(3)].join(' '),
+        // Credentials never reach results.duckdb: URLs are recorded without their password.
+        command: ['run', ...process.argv.slice(3).map(redactUrl)].join(' '),
         remote,
         executor,
       }).finally(() => executor?.close());

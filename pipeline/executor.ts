@@ -20,6 +20,8 @@ export interface ExecuteRequest {
   /** Upstream label -> fingerprint. */
   inputFingerprints: Record<string, string>;
   store: Store;
+  /** The project's environment (its backend picks the queue, as on the worker). */
+  env: Record<string, string>;
   onMessage: (m: ChildMessage) => void;
 }
 
@@ -82,7 +84,7 @@ export class BullMQExecutor implements Executor {
     // The worker fetches inputs by hash from the remote: make sure the coordinator's are there.
     for (const fp of new Set(Object.values(req.inputFingerprints))) await this.remote.pushEntry(req.store, fp);
     // Backend = the instance's env backend, else the coordinator's project-wide one.
-    const { queue, events } = this.queueFor({ backend: String(req.components.env.backend ?? start.env.backend ?? 'default') });
+    const { queue, events } = this.queueFor(req.env);
     await events.waitUntilReady();
     const data: StageJobData = {
       fingerprint,

@@ -479,7 +479,7 @@ async function execute(plan: Plan, opts: RunOptions, out: (s: string) => void, e
     let signal: NodeJS.Signals | null;
     if (opts.executor) {
       // Remote: a worker runs the same child protocol; its messages come back through the job.
-      const r = await opts.executor.run({ start, fingerprint: fp, components: node.components!, inputFingerprints: inputFps, store, onMessage });
+      const r = await opts.executor.run({ start, fingerprint: fp, components: node.components!, inputFingerprints: inputFps, store, env: plan.env, onMessage });
       ({ code, signal } = r);
       if (r.failure) failure ??= r.failure;
       if (r.contentHash && !failure) {
