@@ -71,6 +71,7 @@ export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
         `refused ${data.label}: this worker cannot reproduce fingerprint ${data.fingerprint.slice(0, 12)} (it computes ${fp.slice(0, 12)}): ${why.join('; ') || 'fingerprint differs'} — run the worker on a checkout of the coordinator's commit with the same backend`,
       );
     }
+    log(`${data.label} ${fp.slice(0, 12)} started`);
     if (!(await store.verify(fp)).ok) await runHere();
     async function runHere(): Promise<void> {
       const tmp = await store.makeTmp();
