@@ -13,7 +13,12 @@ import { buildInstances } from './graph.ts';
 import { readParamsFile, readSchema, validateParams } from './params.ts';
 import { checkStageDefs, importProject, projectPaths } from './project.ts';
 import { acquireLock } from './lock.ts';
+import { CorruptRemoteObject, RemoteCache } from './remote.ts';
 import { runPipeline } from './runner.ts';
+import { BullMQExecutor } from './executor.ts';
+import { redactUrl } from './queue.ts';
+import { startWorker } from './worker.ts';
+import { UsageError } from './errors.ts';
 import { Store } from './store.ts';
 import { verifyStore } from './verify.ts';
 
@@ -30,6 +35,11 @@ function nonNegative(value: string): number {
 }
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
+
+interface RemoteOpts {
+  remote?: string;
+  s3Endpoint?: string;
+}
 
 interface CommonOpts {
   root?: string;
@@ -58,7 +68,11 @@ export function buildCli(): Command {
     .option('--wait <seconds>', 'wait this long for another run holding the store lock', nonNegative, 0)
     .option('--verify', 're-hash every cache entry before it is used, whatever its file stats (corrupted ones are recomputed)')
     .addOption(new Option('--progress <mode>', 'progress display').choices(['auto', 'tty', 'plain', 'none']).default('auto'))
-    .action(async (targets: string[], o: CommonOpts & { force: string[]; dryRun?: boolean; jobs: number; set: string[]; wait: number; verify?: boolean; progress: 'auto' }) => {
+    .option('--remote <url>', 'shared remote cache s3://bucket/prefix: misses are pulled from it, new entries pushed to it')
+    .option('--s3-endpoint <url>', 'S3-compatible endpoint (default: AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, else AWS)')
+    .addOption(new Option('--executor <kind>', 'where instances run: local child processes or BullMQ workers').choices(['local', 'bullmq']).default('local'))
+    .option('--redis <url>', 'Redis for --executor bullmq: redis://[user:password@]host:port or rediss:// (TLS)')
+    .action(async (targets: string[], o: CommonOpts & RemoteOpts & { executor: 'local' | 'bullmq'; redis?: string } & { force: string[]; dryRun?: boolean; jobs: number; set: string[]; wait: number; verify?: boolean; progress: 'auto' }) => {
       const controller = new AbortController();
       let interrupts = 0;
       let firstAt = 0;
@@ -73,6 +87,18 @@ export function buildCli(): Command {
       };
       process.on('SIGINT', onSignal);
       process.on('SIGTERM', onSignal);
+      const remote = o.remote ? new RemoteCache({ url: o.remote, endpoint: o.s3Endpoint }) : undefined;
+      let executor: BullMQExecutor | undefined;
+      if (o.executor === 'bullmq') {
+        if (!o.redis) throw new UsageError('--executor bullmq needs --redis redis://host:6379');
+        if (!remote) throw new UsageError('--executor bullmq needs --remote s3://bucket/prefix (workers exchange outputs through it)');
+        executor = new BullMQExecutor(o.redis, remote, (l) => process.stderr.write(`${l}\n`));
+        try {
+          await executor.connect();
+        } catch (e) {
+          throw new UsageError((e as Error).message);
+        }
+      }
       const summary = await runPipeline({
         root: o.root,
         params: o.params,
@@ -85,8 +111,11 @@ export function buildCli(): Command {
         verify: o.verify,
         progress: o.progress,
         signal: controller.signal,
-        command: ['run', ...process.argv.slice(3)].join(' '),
-      });
+        // Credentials never reach results.duckdb: URLs are recorded without their password.
+        command: ['run', ...process.argv.slice(3).map(redactUrl)].join(' '),
+        remote,
+        executor,
+      }).finally(() => executor?.close());
       process.exitCode = summary.exitCode;
     });
 
@@ -176,6 +205,91 @@ export function buildCli(): Command {
       } finally {
         await lock.release();
       }
+    });
+
+  program
+    .command('worker')
+    .description('run stage jobs of a coordinator (`run --executor bullmq`) from Redis, exchanging outputs through the remote cache')
+    .addOption(rootOption())
+    .requiredOption('--redis <url>', 'redis://[user:password@]host:port or rediss:// (TLS)')
+    .requiredOption('--remote <url>', 'remote cache s3://bucket/prefix')
+    .option('--s3-endpoint <url>', 'S3-compatible endpoint (default: AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, else AWS)')
+    .option('--concurrency <n>', 'jobs run at once', positiveInt, 1)
+    .action(async (o: { root?: string; redis: string; remote: string; s3Endpoint?: string; concurrency: number }) => {
+      const remote = new RemoteCache({ url: o.remote, endpoint: o.s3Endpoint });
+      const probe = new BullMQExecutor(o.redis, remote, () => undefined);
+      try {
+        await probe.connect();
+      } catch (e) {
+        throw new UsageError((e as Error).message);
+      }
+      const w = await startWorker({ root: o.root, redis: o.redis, remote, concurrency: o.concurrency });
+      await new Promise<void>((resolve) => {
+        const stop = (): void => {
+          process.stderr.write('worker stopping (running jobs go back to the queue)\n');
+          void w.close().then(resolve);
+        };
+        process.once('SIGINT', stop);
+        process.once('SIGTERM', stop);
+      });
+    });
+
+  program
+    .command('push')
+    .description('upload every cache entry in use (refs/) to the remote cache, write-once (like dvc push)')
+    .addOption(rootOption())
+    .requiredOption('--remote <url>', 'remote cache s3://bucket/prefix')
+    .option('--s3-endpoint <url>', 'S3-compatible endpoint (default: AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, else AWS)')
+    .option('--all', 'every committed entry, not only those in use')
+    .action(async (o: { root?: string; remote: string; s3Endpoint?: string; all?: boolean }) => {
+      const paths = projectPaths(o);
+      const store = new Store(paths.cacheDir);
+      const remote = new RemoteCache({ url: o.remote, endpoint: o.s3Endpoint });
+      const fps = o.all ? await store.fingerprints() : [...(await store.referenced())].sort();
+      let pushed = 0;
+      let failed = 0;
+      for (const fp of fps) {
+        try {
+          const r = await remote.pushEntry(store, fp);
+          if (r.pushed) pushed++;
+        } catch (e) {
+          failed++;
+          process.stderr.write(`${(e as Error).message}\n`);
+        }
+      }
+      process.stdout.write(`${pushed} entr${pushed === 1 ? 'y' : 'ies'} pushed, ${fps.length - pushed - failed} already there${failed ? `, ${failed} failed` : ''}\n`);
+      if (failed) process.exitCode = 1;
+    });
+
+  program
+    .command('pull')
+    .description('download entries of the remote cache into the local one, verifying every hash (like dvc pull)')
+    .argument('[fingerprints...]', 'only these (default: every entry the remote holds)')
+    .addOption(rootOption())
+    .requiredOption('--remote <url>', 'remote cache s3://bucket/prefix')
+    .option('--s3-endpoint <url>', 'S3-compatible endpoint (default: AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, else AWS)')
+    .action(async (wanted: string[], o: { root?: string; remote: string; s3Endpoint?: string }) => {
+      const paths = projectPaths(o);
+      const store = new Store(paths.cacheDir);
+      const remote = new RemoteCache({ url: o.remote, endpoint: o.s3Endpoint });
+      const fps = wanted.length > 0 ? wanted : await remote.fingerprints();
+      const counts = { pulled: 0, present: 0, absent: 0, corrupted: 0 };
+      const lock = await acquireLock(store.lockFile, { waitSeconds: 0 });
+      try {
+        for (const fp of fps) {
+          try {
+            counts[await remote.pullEntry(store, fp)]++;
+          } catch (e) {
+            if (!(e instanceof CorruptRemoteObject)) throw e;
+            counts.corrupted++;
+            process.stderr.write(`${e.message}\n`);
+          }
+        }
+      } finally {
+        await lock.release();
+      }
+      process.stdout.write(`${counts.pulled} pulled, ${counts.present} already present, ${counts.absent} not in the remote, ${counts.corrupted} corrupted (not used)\n`);
+      if (counts.corrupted || counts.absent) process.exitCode = 1;
     });
 
   program

@@ -2,14 +2,12 @@
  * runPipeline: plan (params, stages, instances, fingerprints), then run what is missing or stale in
  * child processes, `jobs` at a time, committing each instance's outputs atomically on success.
  */
-import { type ChildProcess, fork } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import * as fs from 'node:fs/promises';
-import { createRequire } from 'node:module';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
 import { type CodeGraph, loadCodeGraph, localClosure, packageVersions } from './closure.ts';
 import { ENGINE_TABLES, RunStore } from './db.ts';
 import { UsageError } from './errors.ts';
@@ -20,13 +18,13 @@ import { applyOverrides, declaredValues, type Override, parseOverride, readParam
 import { plainReporter, type Reporter, ttyReporter } from './progress.ts';
 import { checkStageDefs, importProject, type PathOptions, type ProjectPaths, projectPaths, stageModules, validateProject } from './project.ts';
 import type { ChildMessage, StartMessage } from './protocol.ts';
+import type { Executor } from './executor.ts';
+import { killStages, spawnStage } from './spawn.ts';
+import { CorruptRemoteObject, type RemoteCache } from './remote.ts';
 import { contentHashOf, linkResult, type Manifest, type ResultEntry, Store, switchResults } from './store.ts';
 import type { InstanceKey, Project, UpstreamInstance } from './types.ts';
 import { formatSeconds } from './util.ts';
 
-const require = createRequire(import.meta.url);
-const CHILD_SCRIPT = fileURLToPath(new URL('./child.ts', import.meta.url));
-const TSX_LOADER = pathToFileURL(require.resolve('tsx')).href;
 
 export interface RunOptions extends PathOptions {
   /** Stage names or label filters (`sae`, `sae[k=32]`); empty: every stage. */
@@ -52,6 +50,12 @@ export interface RunOptions extends PathOptions {
   signal?: AbortSignal;
   /** Recorded in runs.command. */
   command?: string;
+  /** A shared remote cache (`--remote s3://…`): misses are looked up there, new entries pushed to it. */
+  remote?: RemoteCache;
+  /** Params given as a value instead of read from the params file (a worker plans a job's params). */
+  paramsValue?: Record<string, unknown>;
+  /** Run instances elsewhere (BullMQ workers) instead of in local child processes. */
+  executor?: Executor;
 }
 
 export type InstanceStatus = 'cached' | 'ran' | 'failed' | 'skipped' | 'to run';
@@ -90,7 +94,7 @@ export interface Plan {
 export async function planPipeline(opts: RunOptions): Promise<Plan> {
   const paths = projectPaths(opts);
   const schema = await readSchema(paths.schema);
-  const fileParams = await readParamsFile(paths.params);
+  const fileParams = opts.paramsValue ?? (await readParamsFile(paths.params));
   const overrides = (opts.set ?? []).map(parseOverride);
   const params = applyOverrides(fileParams, overrides);
   const keepValidator = validateParams(params, schema, paths.cacheDir);
@@ -145,7 +149,7 @@ interface NodeState {
   seconds: number;
 }
 
-function componentsFor(plan: Plan, inst: Instance, inputContent: (label: string) => string): FingerprintComponents {
+export function componentsFor(plan: Plan, inst: Instance, inputContent: (label: string) => string): FingerprintComponents {
   const stage = inst.stage;
   const code = plan.code.get(stage.name)!;
   const inputs: FingerprintComponents['inputs'] = {};
@@ -378,6 +382,17 @@ async function execute(plan: Plan, opts: RunOptions, out: (s: string) => void, e
       record(node, 'cached', t0);
       return;
     }
+    if (v.missing && opts.remote && (await pullFromRemote(opts.remote, store, fp, node.inst.id, err))) {
+      const pulled = await store.verify(fp);
+      if (pulled.ok) {
+        node.content = pulled.manifest.contentHash;
+        node.reason = 'up to date (pulled from the remote cache)';
+        await publish(node);
+        reporter.cached(node.inst.id);
+        record(node, 'cached', t0);
+        return;
+      }
+    }
     if (v.missing) {
       node.reason = await reasonToRun(store, node.inst, fp, comps);
     } else {
@@ -402,10 +417,12 @@ async function execute(plan: Plan, opts: RunOptions, out: (s: string) => void, e
     reporter.start(inst.id, node.reason);
 
     const inputs: Record<string, string> = {};
+    const inputFps: Record<string, string> = {};
     const inputsAll: Record<string, UpstreamInstance[]> = {};
     for (const edge of inst.inputs) {
       const ups = edge.from.map((l) => {
         const n = nodes.get(l)!;
+        inputFps[l] = n.fingerprint!;
         return { instance: n.inst.instance, dir: store.outDir(n.fingerprint!), fingerprint: n.fingerprint! };
       });
       if (edge.all) inputsAll[edge.name] = ups;
@@ -430,22 +447,10 @@ async function execute(plan: Plan, opts: RunOptions, out: (s: string) => void, e
     };
     // Upstream metrics and stage rows are in results.duckdb before a stage starts (the report reads them).
     if (db.pendingCount > 0) await db.flush();
-    const child = fork(CHILD_SCRIPT, [], {
-      cwd: paths.root,
-      execArgv: ['--import', TSX_LOADER],
-      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
-      serialization: 'advanced',
-      // Own process group: an interrupt stops the stage and anything it started (see onAbort).
-      detached: true,
-      env: { ...process.env, PIPELINE_RUN_ID: runId, PIPELINE_INSTANCE: inst.id },
-    });
-    children.add(child);
-    child.stdout!.pipe(logStream, { end: false });
-    child.stderr!.pipe(logStream, { end: false });
     let files: Manifest['files'] | undefined;
     let failure: string | undefined;
     let failureStack: string | undefined;
-    child.on('message', (msg: ChildMessage) => {
+    const onMessage = (msg: ChildMessage): void => {
       switch (msg.type) {
         case 'log':
           logStream.write(`${msg.message}\n`);
@@ -470,15 +475,27 @@ async function execute(plan: Plan, opts: RunOptions, out: (s: string) => void, e
           logStream.write(`${msg.stack ?? msg.message}\n`);
           break;
       }
-    });
-    child.send(start);
-    const { code, signal } = await new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-      child.on('error', (e) => {
-        failure ??= `could not start the child process: ${e.message}`;
-      });
-      child.on('close', (code, signal) => resolve({ code, signal }));
-    });
-    children.delete(child);
+    };
+    let code: number | null;
+    let signal: NodeJS.Signals | null;
+    if (opts.executor) {
+      // Remote: a worker runs the same child protocol; its messages come back through the job.
+      const r = await opts.executor.run({ start, fingerprint: fp, components: node.components!, inputFingerprints: inputFps, store, env: plan.env, onMessage });
+      ({ code, signal } = r);
+      if (r.failure) failure ??= r.failure;
+      if (r.contentHash && !failure) {
+        // The worker committed to the remote; the executor pulled (and verified) the entry here.
+        await fs.rm(tmp.dir, { recursive: true, force: true });
+        node.content = r.contentHash;
+        files = undefined;
+        await store.clearScratch(fp);
+        await publish(node);
+      }
+    } else {
+      const r = await spawnStage(start, { cwd: paths.root, env: { PIPELINE_RUN_ID: runId, PIPELINE_INSTANCE: inst.id }, log: logStream, onMessage, children });
+      ({ code, signal } = r);
+      if (r.startError) failure ??= r.startError;
+    }
     node.seconds = (Date.now() - startedAt.getTime()) / 1000;
     if (files && code === 0 && !failure) {
       try {
@@ -499,10 +516,13 @@ async function execute(plan: Plan, opts: RunOptions, out: (s: string) => void, e
         node.content = manifest.contentHash;
         await store.clearScratch(fp);
         await publish(node);
+        if (opts.remote) {
+          await opts.remote.pushEntry(store, fp).catch((e: Error) => err(`could not push ${inst.id} to the remote cache: ${e.message}`));
+        }
       } catch (e) {
         failure = `commit failed: ${(e as Error).message}`;
       }
-    } else if (!failure) {
+    } else if (!failure && !node.content) {
       failure = signal
         ? `killed by ${signal}`
         : code === 0
@@ -534,18 +554,8 @@ async function execute(plan: Plan, opts: RunOptions, out: (s: string) => void, e
 
   const onAbort = (): void => {
     interrupted = true;
-    const killGroup = (c: ChildProcess, sig: NodeJS.Signals): void => {
-      try {
-        process.kill(-c.pid!, sig);
-      } catch {
-        c.kill(sig);
-      }
-    };
-    for (const c of children) killGroup(c, 'SIGTERM');
-    const force = setTimeout(() => {
-      for (const c of children) killGroup(c, 'SIGKILL');
-    }, 5000);
-    force.unref();
+    killStages(children);
+    opts.executor?.abort();
   };
   opts.signal?.addEventListener('abort', onAbort, { once: true });
   if (opts.signal?.aborted) onAbort();
@@ -643,6 +653,17 @@ async function execute(plan: Plan, opts: RunOptions, out: (s: string) => void, e
  * interrupted run nothing changes there: its committed instances are linked in
  * results/runs/<id>/outputs/ only.
  */
+/** Try the remote cache for a local miss; a corrupted remote entry is reported and not used. */
+async function pullFromRemote(remote: RemoteCache, store: Store, fp: string, label: string, err: (s: string) => void): Promise<boolean> {
+  try {
+    return (await remote.pullEntry(store, fp)) === 'pulled';
+  } catch (e) {
+    if (e instanceof CorruptRemoteObject) err(`${label}: ${e.message}: recomputing`);
+    else err(`${label}: remote cache unavailable (${(e as Error).message}): recomputing locally`);
+    return false;
+  }
+}
+
 async function showRun(
   plan: Plan,
   runId: string,

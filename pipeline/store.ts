@@ -178,6 +178,11 @@ export class Store {
     await writeFileAtomic(this.refFile(stage, label), JSON.stringify({ label, fingerprint, at: new Date().toISOString() } satisfies Ref));
   }
 
+  /** Every committed entry's fingerprint. */
+  async fingerprints(): Promise<string[]> {
+    return (await fs.readdir(path.join(this.dir, 'objects')).catch(() => [] as string[])).sort();
+  }
+
   /** Fingerprints that some instance last used (refs/). */
   async referenced(): Promise<Set<string>> {
     return new Set((await this.refs()).map((r) => r.fingerprint));

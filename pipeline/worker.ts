@@ -1,0 +1,168 @@
+/**
+ * `npm run worker -- --redis redis://host:6379 --remote s3://bucket/prefix [--concurrency N]`:
+ * pulls stage jobs from the queue of this machine's backend, refuses any job whose fingerprint this
+ * checkout cannot reproduce, fetches inputs from the remote cache by hash, runs the stage exactly as
+ * a local child does, commits locally, pushes the entry write-once and returns its content hash.
+ */
+import type { ChildProcess } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
+import * as fs from 'node:fs/promises';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { type Job, UnrecoverableError, Worker } from 'bullmq';
+import { explainChange, fingerprintOf } from './fingerprint.ts';
+import { declaredKeys, hiddenKeys } from './graph.ts';
+import type { ChildMessage, StartMessage } from './protocol.ts';
+import { type RelayedMessage, type StageJobData, type StageJobResult, parseRedisUrl, queueName, redactUrl, validateJobData } from './queue.ts';
+import type { RemoteCache } from './remote.ts';
+import { componentsFor, planPipeline } from './runner.ts';
+import { killStages, spawnStage } from './spawn.ts';
+import { contentHashOf, type Manifest, Store } from './store.ts';
+import type { UpstreamInstance } from './types.ts';
+
+export interface WorkerOptions {
+  root?: string;
+  redis: string;
+  remote: RemoteCache;
+  concurrency?: number;
+  log?: (line: string) => void;
+}
+
+export interface RunningWorker {
+  queue: string;
+  close(): Promise<void>;
+}
+
+export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
+  const log = opts.log ?? ((s: string) => process.stderr.write(`${s}\n`));
+  const base = await planPipeline({ root: opts.root });
+  const store = new Store(base.paths.cacheDir);
+  const declared = new Set(base.project.stages.map((s) => s.name));
+  const name = queueName(base.env);
+  const tag = `${os.hostname()}:${process.pid}`;
+  const children = new Set<ChildProcess>();
+  const logsDir = path.join(base.paths.cacheDir, 'worker-logs');
+  await fs.mkdir(logsDir, { recursive: true });
+
+  const process_ = async (job: Job<StageJobData, StageJobResult>): Promise<StageJobResult> => {
+    const problem = validateJobData(job.data);
+    if (problem) throw new UnrecoverableError(`rejected job ${job.id}: ${problem}`);
+    const data = job.data;
+    if (job.id !== data.fingerprint) throw new UnrecoverableError(`rejected job ${job.id}: its id is not its fingerprint`);
+    if (!declared.has(data.stage)) throw new UnrecoverableError(`rejected job ${job.id}: stage "${data.stage}" is not declared by this checkout`);
+    const plan = await planPipeline({ root: opts.root, paramsValue: data.params as Record<string, unknown> });
+    const inst = plan.instances.find((i) => i.id === data.label && i.stage.name === data.stage);
+    if (!inst) throw new UnrecoverableError(`rejected job ${job.id}: no instance ${data.label} with these params in this checkout`);
+    // Inputs by hash from the remote (verified), then this checkout's own fingerprint of the instance.
+    const contents: Record<string, string> = {};
+    for (const [label, fp] of Object.entries(data.inputs)) {
+      const r = await opts.remote.pullEntry(store, fp);
+      if (r === 'absent') throw new Error(`input ${label} (${fp.slice(0, 12)}) is not in the remote cache`);
+      contents[label] = (await store.readManifest(fp))!.contentHash;
+    }
+    const comps = componentsFor(plan, inst, (l) => {
+      if (!(l in contents)) throw new UnrecoverableError(`rejected job ${job.id}: input ${l} not given`);
+      return contents[l];
+    });
+    const fp = fingerprintOf(comps);
+    if (fp !== data.fingerprint) {
+      const why = explainChange(data.components, comps);
+      throw new UnrecoverableError(
+        `refused ${data.label}: this worker cannot reproduce fingerprint ${data.fingerprint.slice(0, 12)} (it computes ${fp.slice(0, 12)}): ${why.join('; ') || 'fingerprint differs'} — run the worker on a checkout of the coordinator's commit with the same backend`,
+      );
+    }
+    log(`${data.label} ${fp.slice(0, 12)} started`);
+    if (!(await store.verify(fp)).ok) await runHere();
+    async function runHere(): Promise<void> {
+      const tmp = await store.makeTmp();
+      const scratchDir = store.scratchDir(fp);
+      await fs.mkdir(scratchDir, { recursive: true });
+      const inputs: Record<string, string> = {};
+      const inputsAll: Record<string, UpstreamInstance[]> = {};
+      for (const edge of inst!.inputs) {
+        const ups = edge.from.map((l) => {
+          const ufp = data.inputs[l];
+          const up = plan.instances.find((i) => i.id === l)!;
+          return { instance: up.instance, dir: store.outDir(ufp), fingerprint: ufp };
+        });
+        if (edge.all) inputsAll[edge.name] = ups;
+        else inputs[edge.name] = ups[0].dir;
+      }
+      const start: StartMessage = {
+        type: 'start',
+        stage: inst!.stage.name,
+        label: inst!.id,
+        modulePath: plan.code.get(inst!.stage.name)!.module,
+        stagesModule: plan.paths.stagesModule,
+        params: plan.params,
+        declared: declaredKeys(inst!.stage, inst!.instance),
+        hidden: hiddenKeys(inst!.stage, inst!.instance),
+        instance: inst!.instance,
+        inputs,
+        inputsAll,
+        outDir: tmp.out,
+        scratchDir,
+        env: Object.fromEntries((inst!.stage.env ?? []).map((f) => [f, plan.env[f]])),
+        outputs: inst!.stage.outputs,
+      };
+      const logStream = createWriteStream(path.join(logsDir, `${fp.slice(0, 16)}.log`));
+      let seq = 0;
+      let files: Manifest['files'] | undefined;
+      let failure: string | undefined;
+      const relay: Promise<void>[] = [];
+      const onMessage = (m: ChildMessage): void => {
+        if (m.type === 'done') files = m.files;
+        else {
+          if (m.type === 'error') failure = m.message;
+          relay.push(job.updateProgress({ ...m, seq: seq++ } satisfies RelayedMessage as never).catch(() => undefined));
+        }
+      };
+      const t0 = Date.now();
+      const r = await spawnStage(start, { cwd: plan.paths.root, env: { PIPELINE_INSTANCE: inst!.id }, log: logStream, onMessage, children });
+      await Promise.all(relay);
+      await new Promise<void>((res) => logStream.end(res));
+      if (!files || r.code !== 0 || failure) {
+        await fs.rm(tmp.dir, { recursive: true, force: true });
+        throw new Error(failure ?? r.startError ?? (r.signal ? `killed by ${r.signal}` : `the stage process exited with code ${r.code}`));
+      }
+      const manifest: Manifest = {
+        fingerprint: fp,
+        stage: inst!.stage.name,
+        label: inst!.id,
+        instance: inst!.instance,
+        components: comps,
+        files,
+        contentHash: contentHashOf(files),
+        committedAt: new Date().toISOString(),
+        runId: `worker ${tag}`,
+        seconds: (Date.now() - t0) / 1000,
+      };
+      await store.commit(tmp.dir, manifest);
+      await store.clearScratch(fp);
+    }
+    await opts.remote.pushEntry(store, fp);
+    const m = (await store.readManifest(fp))!;
+    log(`${data.label} ${fp.slice(0, 12)} committed to the remote`);
+    return { fingerprint: fp, contentHash: m.contentHash, files: Object.fromEntries(Object.entries(m.files).map(([k, e]) => [k, { sha256: e.sha256, size: e.size }])), worker: tag };
+  };
+
+  const lockSeconds = Number(process.env.PIPELINE_WORKER_LOCK_SECONDS ?? 30);
+  const worker = new Worker<StageJobData, StageJobResult>(name, process_, {
+    connection: parseRedisUrl(opts.redis) as never,
+    concurrency: opts.concurrency ?? 1,
+    // A SIGKILLed worker stops renewing its lock: after this the job is stalled and handed to another.
+    lockDuration: lockSeconds * 1000,
+    stalledInterval: lockSeconds * 1000,
+  });
+  worker.on('error', (e) => log(`redis (${redactUrl(opts.redis)}): ${e.message}`));
+  worker.on('failed', (job, e) => log(`${job?.data?.label ?? job?.id}: ${e.message}`));
+  await worker.waitUntilReady();
+  log(`worker ${tag} on queue ${name} (${redactUrl(opts.redis)}), store ${store.dir}`);
+  return {
+    queue: name,
+    async close() {
+      killStages(children, 2000);
+      await worker.close();
+    },
+  };
+}
