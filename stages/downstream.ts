@@ -9,8 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { StageDef } from '../pipeline/types.ts';
 import type { Params } from './params.gen.ts';
-import { initStageBackend, SAE_MATRIX, throttled } from './common.ts';
-import { readJson, trainingDead } from './shared.ts';
+import { initStageBackend, readJson, SAE_MATRIX, throttled, trainingDead } from './common.ts';
 
 /** `n` indices spread evenly over [0, total) (all of them when n ≥ total). */
 function evenlySpaced(total: number, n: number): number[] {

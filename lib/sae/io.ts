@@ -209,3 +209,20 @@ export function loadFiringCounts(dir: string): FiringStats | null {
     deadTokens: j.dead_tokens ?? undefined,
   };
 }
+
+/**
+ * Training-dead latents of a saved SAE (1 = dead): never fired in training, or not fired during
+ * its last dead_tokens training tokens (read from firing_counts.json).
+ */
+export function loadTrainingDead(dir: string): Uint8Array {
+  const j = JSON.parse(fs.readFileSync(path.join(dir, FIRING_JSON), 'utf8'));
+  const counts: number[] = j.counts;
+  const last: number[] | null = j.last_fired;
+  const seen: number = j.tokens_seen ?? 0;
+  const window: number = j.dead_tokens ?? Infinity;
+  return Uint8Array.from(counts, (c, i) => {
+    if (c === 0) return 1;
+    if (!last) return 0;
+    return last[i] === 0 || seen - last[i] >= window ? 1 : 0;
+  });
+}
