@@ -26,6 +26,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import { writeFileAtomicSync } from '../pipeline/atomic.ts';
 import { deriveSeed, mulberry32 } from './util/random.ts';
 
 export type ShardDtype = 'float32' | 'float16';
@@ -63,19 +64,6 @@ export interface ShardWriterOptions {
 }
 
 const MANIFEST = 'manifest.json';
-
-function writeFileAtomic(file: string, data: string | Uint8Array): void {
-  const tmp = `${file}.tmp-${process.pid}`;
-  const fd = fs.openSync(tmp, 'w');
-  try {
-    if (typeof data === 'string') fs.writeSync(fd, data);
-    else fs.writeSync(fd, data);
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-  fs.renameSync(tmp, file);
-}
 
 // ---------------------------------------------------------------------------------------------
 // float16 <-> float32
@@ -271,12 +259,12 @@ export class ShardWriter {
     const name = (p: string) => `${p}_${String(i).padStart(5, '0')}.bin`;
     const n = this.bufRows * this.d;
     const ex = encode(this.bufX.subarray(0, n), this.dtype);
-    writeFileAtomic(path.join(this.dir, name('x')), ex.bytes);
+    writeFileAtomicSync(path.join(this.dir, name('x')), ex.bytes);
     const entry: ShardEntry = { x: name('x'), g: null, rows: this.bufRows };
     if (ex.scale !== undefined) entry.x_scale = ex.scale;
     if (this.hasGrad) {
       const eg = encode(this.bufG!.subarray(0, n), this.dtype);
-      writeFileAtomic(path.join(this.dir, name('g')), eg.bytes);
+      writeFileAtomicSync(path.join(this.dir, name('g')), eg.bytes);
       entry.g = name('g');
       if (eg.scale !== undefined) entry.g_scale = eg.scale;
     }
@@ -307,7 +295,7 @@ export class ShardWriter {
       sum_norm_x: this.sumNormX,
       sum_norm_g: this.sumNormG,
     };
-    writeFileAtomic(path.join(this.dir, MANIFEST), JSON.stringify(man, null, 1));
+    writeFileAtomicSync(path.join(this.dir, MANIFEST), JSON.stringify(man, null, 1));
     return man;
   }
 

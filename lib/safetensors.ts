@@ -7,6 +7,7 @@
  * We write F32 only and read F32, F16 and BF16 (converted to F32). Errors name the tensor and file.
  */
 import fs from 'node:fs';
+import { writeFileAtomicSync } from '../pipeline/atomic.ts';
 
 export type SafetensorsDtype = 'F32' | 'F16' | 'BF16' | 'F64' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
 
@@ -228,14 +229,11 @@ export function encodeSafetensors(
   return out;
 }
 
-/** Write float32 tensors to `file` (atomically: a temporary file is renamed into place). */
+/** Write float32 tensors to `file` (atomically: temporary file, fsync, rename). */
 export function writeSafetensors(
   file: string,
   tensors: Record<string, TensorF32> | Map<string, TensorF32>,
   metadata?: Record<string, string>,
 ): void {
-  const bytes = encodeSafetensors(tensors, metadata);
-  const tmp = `${file}.tmp-${process.pid}`;
-  fs.writeFileSync(tmp, bytes);
-  fs.renameSync(tmp, file);
+  writeFileAtomicSync(file, encodeSafetensors(tensors, metadata));
 }

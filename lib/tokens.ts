@@ -10,6 +10,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { writeFileAtomicSync } from '../pipeline/atomic.ts';
 import type { Doc } from './corpus.ts';
 import type { Tokenizer, TokenizerKind } from './tokenizer/types.ts';
 
@@ -263,8 +264,7 @@ export function tokenizeSplits(
     bytes_per_token: allText > 0 ? allBytes / allText : 0,
   };
   const mp = path.join(outDir, MANIFEST_FILE);
-  fs.writeFileSync(`${mp}.tmp-${process.pid}`, JSON.stringify(manifest, null, 2) + '\n');
-  fs.renameSync(`${mp}.tmp-${process.pid}`, mp);
+  writeFileAtomicSync(mp, JSON.stringify(manifest, null, 2) + '\n');
   return manifest;
 }
 

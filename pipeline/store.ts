@@ -14,7 +14,8 @@ import * as path from 'node:path';
 import type { FingerprintComponents } from './fingerprint.ts';
 import { instanceDirName } from './graph.ts';
 import type { InstanceKey } from './types.ts';
-import { type FileStat, exists, fileStat, listFiles, readJson, sameStat, sha256, sha256File, writeFileAtomic } from './util.ts';
+import { type FileStat, exists, fileStat, listFiles, readJson, sameStat, sha256, sha256File } from './util.ts';
+import { writeFileAtomic } from './atomic.ts';
 
 export interface FileEntry {
   sha256: string;

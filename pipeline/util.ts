@@ -94,13 +94,8 @@ export async function readJson<T>(file: string): Promise<T | undefined> {
   }
 }
 
-/** Write a file so readers never see it half-written (temp file + rename). */
-export async function writeFileAtomic(file: string, data: string): Promise<void> {
-  await fs.mkdir(path.dirname(file), { recursive: true });
-  const tmp = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
-  await fs.writeFile(tmp, data);
-  await fs.rename(tmp, file);
-}
+/** Write a file so readers never see it half-written: see pipeline/atomic.ts. */
+export { writeFileAtomic } from './atomic.ts';
 
 /** Short text for a value in messages: JSON, cut if long. */
 export function showValue(value: unknown, max = 80): string {

@@ -1,4 +1,5 @@
 /** Small helpers shared by the stage files (wiring only: the science is in lib/). */
+import fs from 'node:fs';
 import type { StageContext } from '../pipeline/types.ts';
 import type { BackendKind } from '../lib/backend.ts';
 
@@ -33,3 +34,10 @@ export const SAE_MATRIX = {
   k: 'sae.k',
   seed: 'sae.seeds',
 } as const;
+
+export { spreadWindows } from '../lib/collect.ts';
+export { loadTrainingDead as trainingDead } from '../lib/sae/io.ts';
+
+export function readJson(file: string): any {
+  return JSON.parse(fs.readFileSync(file, 'utf8'));
+}

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { StageDef, UpstreamInstance } from '../pipeline/types.ts';
 import type { Params } from './params.gen.ts';
-import { readJson } from './shared.ts';
+import { readJson } from './common.ts';
 
 const stage: StageDef<Params> = {
   name: 'compare',

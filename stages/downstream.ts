@@ -9,8 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { StageDef } from '../pipeline/types.ts';
 import type { Params } from './params.gen.ts';
-import { initStageBackend, SAE_MATRIX, throttled } from './common.ts';
-import { readJson, trainingDead } from './shared.ts';
+import { initStageBackend, readJson, SAE_MATRIX, throttled, trainingDead } from './common.ts';
 
 /** `n` indices spread evenly over [0, total) (all of them when n ≥ total). */
 function evenlySpaced(total: number, n: number): number[] {
@@ -35,8 +34,7 @@ const stage: StageDef<Params> = {
     const { ShardReader } = await import('../lib/activations.ts');
     const { spreadWindows } = await import('../lib/collect.ts');
     const { readArrays } = await import('../lib/util/arrays.ts');
-    const { evaluateDownstream, downstreamCIs, mergeDead, windowsAt, writeDownstream } = await import('../lib/eval/downstream.ts');
-    const { wilsonInterval } = await import('../lib/eval/stats.ts');
+    const { evaluateDownstream, deadFracWithCI, downstreamCIs, windowsAt, writeDownstream } = await import('../lib/eval/downstream.ts');
     const p = ctx.params.downstream;
     const model = loadGPT2(ctx.inputs.lm);
     const splits = readTokenSplits(ctx.inputs.tokens);
@@ -94,11 +92,7 @@ const stage: StageDef<Params> = {
     // Dead = never fires on the held-out set AND dead over the last dead_tokens of training;
     // its 95% CI is a Wilson interval over the m latents (a proportion; informative at 0).
     const dead = trainingDead(ctx.inputs.sae);
-    const withCI = (name: string, fires: ArrayLike<number>): Record<string, number> => {
-      const { deadFrac } = mergeDead(fires, dead);
-      const { lo, hi } = wilsonInterval(Math.round(deadFrac * sae.m), sae.m);
-      return { [name]: deadFrac, [`${name}_lo`]: lo, [`${name}_hi`]: hi };
-    };
+    const withCI = (name: string, fires: ArrayLike<number>) => deadFracWithCI(name, fires, dead);
     const merged: Record<string, number> = { dead_frac_heldout: res.summary.dead_frac, ...withCI('dead_frac', res.firesPerLatent) };
     if (res.firesPerLatentGradfree) {
       merged.dead_frac_heldout_gradfree = res.summary.dead_frac_gradfree;

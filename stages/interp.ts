@@ -10,8 +10,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { StageContext, StageDef } from '../pipeline/types.ts';
 import type { Params } from './params.gen.ts';
-import { initStageBackend, SAE_MATRIX, throttled } from './common.ts';
-import { readJson, trainingDead } from './shared.ts';
+import { initStageBackend, readJson, SAE_MATRIX, throttled, trainingDead } from './common.ts';
 import sae from './sae.ts';
 
 async function score(ctx: StageContext<Params>, arch: string): Promise<void> {

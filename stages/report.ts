@@ -5,8 +5,7 @@
 import path from 'node:path';
 import type { StageContext, StageDef, UpstreamInstance } from '../pipeline/types.ts';
 import type { Params } from './params.gen.ts';
-import { readJson, spreadWindows } from './shared.ts';
-import { initStageBackend } from './common.ts';
+import { initStageBackend, readJson, spreadWindows } from './common.ts';
 import type { LatentBrowserData } from '../lib/report/types.ts';
 
 /** The k shown in the latent browser: the middle of the k list. */

@@ -8,9 +8,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { StageDef } from '../pipeline/types.ts';
 import type { Params } from './params.gen.ts';
-import { initStageBackend, SAE_MATRIX, throttled } from './common.ts';
+import { initStageBackend, readJson, SAE_MATRIX, throttled } from './common.ts';
 import type { SaeArch } from '../lib/sae/types.ts';
-import { readJson } from './shared.ts';
 
 const stage: StageDef<Params> = {
   name: 'sae',

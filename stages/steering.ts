@@ -11,8 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { StageDef } from '../pipeline/types.ts';
 import type { Params } from './params.gen.ts';
-import { initStageBackend, SAE_MATRIX } from './common.ts';
-import { readJson, trainingDead } from './shared.ts';
+import { initStageBackend, readJson, SAE_MATRIX, trainingDead } from './common.ts';
 
 const stage: StageDef<Params> = {
   name: 'steering',

@@ -31,7 +31,7 @@ import type { HookFn, HookedLM, HookName, Hooks } from '../model/types.ts';
 import type { SaeWeights } from '../sae/types.ts';
 import { type EncodeObservation, SaeInference, meanAblationHook, zeroAblationHook } from './saeHook.ts';
 import { logSumExpRows, rowKlFrom, rowKlTo, rowLogSumExp, softmaxRows } from './logits.ts';
-import { bootstrapDiffCI, bootstrapMeanCI, bootstrapRatioCI, type BootstrapOptions } from './stats.ts';
+import { bootstrapDiffCI, bootstrapMeanCI, bootstrapRatioCI, type BootstrapOptions, wilsonInterval } from './stats.ts';
 
 export type GradientMode = 'both' | 'gradient' | 'gradfree';
 
@@ -548,4 +548,15 @@ export function writeDownstream(result: DownstreamResult, base: string, extra: R
 /** Reads what writeDownstream wrote: metadata plus the arrays by name. */
 export function readDownstream(base: string): { meta: Record<string, unknown>; arrays: NamedArrays } {
   return readArrays(base);
+}
+
+/**
+ * The dead fraction (mergeDead of held-out firing and training-dead latents) as `name`, with its
+ * 95% Wilson interval over the m latents as `${name}_lo` / `${name}_hi` (a proportion; informative at 0).
+ */
+export function deadFracWithCI(name: string, firesHeldOut: ArrayLike<number>, trainingDead: ArrayLike<boolean | number>): Record<string, number> {
+  const m = firesHeldOut.length;
+  const { deadFrac } = mergeDead(firesHeldOut, trainingDead);
+  const { lo, hi } = wilsonInterval(Math.round(deadFrac * m), m);
+  return { [name]: deadFrac, [`${name}_lo`]: lo, [`${name}_hi`]: hi };
 }

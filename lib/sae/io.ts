@@ -15,6 +15,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import { writeFileAtomicSync } from '../../pipeline/atomic.ts';
 import { readSafetensors, writeSafetensors } from '../safetensors.ts';
 import type { TrainSaeResult } from './train.ts';
 import type { SaeArch, SaeWeights } from './types.ts';
@@ -53,12 +54,6 @@ export interface SaeLensMeta {
   /** Where the training text came from. */
   dataset_path: string;
   model_class_name?: string;
-}
-
-function writeAtomic(file: string, data: string | Uint8Array): void {
-  const tmp = `${file}.tmp-${process.pid}`;
-  fs.writeFileSync(tmp, data);
-  fs.renameSync(tmp, file);
 }
 
 const META_REQUIRED: Array<keyof SaeLensMeta> = ['model_name', 'hook_name', 'hook_layer', 'context_size', 'prepend_bos', 'dataset_path'];
@@ -113,19 +108,19 @@ export function saveSae(dir: string, w: SaeWeights, meta: SaeLensMeta, extra: Re
     arch: w.arch,
     beta: w.beta,
   };
-  writeAtomic(path.join(dir, SAE_CFG_FILE), JSON.stringify(cfg, null, 2) + '\n');
+  writeFileAtomicSync(path.join(dir, SAE_CFG_FILE), JSON.stringify(cfg, null, 2) + '\n');
   if (firing) {
     const c = firing.counts;
     if (c.length !== w.m) throw new Error(`saveSae: firing counts have ${c.length} values, expected m=${w.m}`);
     const bin = new Float64Array(c);
-    writeAtomic(path.join(dir, FIRING_BIN), new Uint8Array(bin.buffer));
+    writeFileAtomicSync(path.join(dir, FIRING_BIN), new Uint8Array(bin.buffer));
     let dead: number | null = null;
     if (firing.lastFired && firing.tokensSeen !== undefined && firing.deadTokens !== undefined) {
       let nd = 0;
       for (let j = 0; j < w.m; j++) if (firing.tokensSeen - firing.lastFired[j] >= firing.deadTokens) nd++;
       dead = nd / w.m;
     }
-    writeAtomic(
+    writeFileAtomicSync(
       path.join(dir, FIRING_JSON),
       JSON.stringify({
         tokens_seen: firing.tokensSeen ?? null,
@@ -213,4 +208,21 @@ export function loadFiringCounts(dir: string): FiringStats | null {
     tokensSeen: j.tokens_seen ?? undefined,
     deadTokens: j.dead_tokens ?? undefined,
   };
+}
+
+/**
+ * Training-dead latents of a saved SAE (1 = dead): never fired in training, or not fired during
+ * its last dead_tokens training tokens (read from firing_counts.json).
+ */
+export function loadTrainingDead(dir: string): Uint8Array {
+  const j = JSON.parse(fs.readFileSync(path.join(dir, FIRING_JSON), 'utf8'));
+  const counts: number[] = j.counts;
+  const last: number[] | null = j.last_fired;
+  const seen: number = j.tokens_seen ?? 0;
+  const window: number = j.dead_tokens ?? Infinity;
+  return Uint8Array.from(counts, (c, i) => {
+    if (c === 0) return 1;
+    if (!last) return 0;
+    return last[i] === 0 || seen - last[i] >= window ? 1 : 0;
+  });
 }

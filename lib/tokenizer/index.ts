@@ -6,7 +6,7 @@
  * Both encode with the same cached byte-level BPE engine (bpe.ts).
  */
 import fs from 'node:fs';
-import path from 'node:path';
+import { writeFileAtomicSync } from '../../pipeline/atomic.ts';
 import { BpeTokenizer } from './bpe.ts';
 import { GPT2_VOCAB_SIZE, gpt2Tokenizer } from './gpt2.ts';
 import { parseTokenizerJson } from './hf.ts';
@@ -47,10 +47,7 @@ export function makeTokenizer(kind: TokenizerKind, opts: MakeTokenizerOptions = 
 
 /** Write tok as a Hugging Face tokenizer.json (canonical text: same tokenizer → same bytes). */
 export function saveTokenizer(tok: Tokenizer, file: string): void {
-  fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
-  const tmp = `${file}.tmp-${process.pid}`;
-  fs.writeFileSync(tmp, tok.toTokenizerJson());
-  fs.renameSync(tmp, file);
+  writeFileAtomicSync(file, tok.toTokenizerJson());
 }
 
 /**
