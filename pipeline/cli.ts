@@ -8,16 +8,15 @@ import * as path from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { toDot, toMermaid } from './dag.ts';
 import { querySql } from './db.ts';
-import { EngineError } from './errors.ts';
+import { CorruptRemoteObject, EngineError } from './errors.ts';
 import { buildInstances } from './graph.ts';
 import { readParamsFile, readSchema, validateParams } from './params.ts';
 import { checkStageDefs, importProject, projectPaths } from './project.ts';
 import { acquireLock } from './lock.ts';
-import { CorruptRemoteObject, RemoteCache } from './remote.ts';
+import type { RemoteCache } from './remote.ts';
 import { runPipeline } from './runner.ts';
-import { BullMQExecutor } from './executor.ts';
+import type { BullMQExecutor } from './executor.ts';
 import { redactUrl } from './queue.ts';
-import { startWorker } from './worker.ts';
 import { UsageError } from './errors.ts';
 import { Store } from './store.ts';
 import { verifyStore } from './verify.ts';
@@ -35,6 +34,12 @@ function nonNegative(value: string): number {
 }
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
+
+/** The S3 remote; its SDK (and BullMQ's, in the executor) load only when asked for: a local start stays fast. */
+async function remoteCache(url: string, endpoint: string | undefined): Promise<RemoteCache> {
+  const { RemoteCache } = await import('./remote.ts');
+  return new RemoteCache({ url, endpoint });
+}
 
 interface RemoteOpts {
   remote?: string;
@@ -87,11 +92,12 @@ export function buildCli(): Command {
       };
       process.on('SIGINT', onSignal);
       process.on('SIGTERM', onSignal);
-      const remote = o.remote ? new RemoteCache({ url: o.remote, endpoint: o.s3Endpoint }) : undefined;
+      const remote = o.remote ? await remoteCache(o.remote, o.s3Endpoint) : undefined;
       let executor: BullMQExecutor | undefined;
       if (o.executor === 'bullmq') {
         if (!o.redis) throw new UsageError('--executor bullmq needs --redis redis://host:6379');
         if (!remote) throw new UsageError('--executor bullmq needs --remote s3://bucket/prefix (workers exchange outputs through it)');
+        const { BullMQExecutor } = await import('./executor.ts');
         executor = new BullMQExecutor(o.redis, remote, (l) => process.stderr.write(`${l}\n`));
         try {
           await executor.connect();
@@ -216,7 +222,9 @@ export function buildCli(): Command {
     .option('--s3-endpoint <url>', 'S3-compatible endpoint (default: AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, else AWS)')
     .option('--concurrency <n>', 'jobs run at once', positiveInt, 1)
     .action(async (o: { root?: string; redis: string; remote: string; s3Endpoint?: string; concurrency: number }) => {
-      const remote = new RemoteCache({ url: o.remote, endpoint: o.s3Endpoint });
+      const remote = await remoteCache(o.remote, o.s3Endpoint);
+      const { BullMQExecutor } = await import('./executor.ts');
+      const { startWorker } = await import('./worker.ts');
       const probe = new BullMQExecutor(o.redis, remote, () => undefined);
       try {
         await probe.connect();
@@ -244,7 +252,7 @@ export function buildCli(): Command {
     .action(async (o: { root?: string; remote: string; s3Endpoint?: string; all?: boolean }) => {
       const paths = projectPaths(o);
       const store = new Store(paths.cacheDir);
-      const remote = new RemoteCache({ url: o.remote, endpoint: o.s3Endpoint });
+      const remote = await remoteCache(o.remote, o.s3Endpoint);
       const fps = o.all ? await store.fingerprints() : [...(await store.referenced())].sort();
       let pushed = 0;
       let failed = 0;
@@ -271,7 +279,7 @@ export function buildCli(): Command {
     .action(async (wanted: string[], o: { root?: string; remote: string; s3Endpoint?: string }) => {
       const paths = projectPaths(o);
       const store = new Store(paths.cacheDir);
-      const remote = new RemoteCache({ url: o.remote, endpoint: o.s3Endpoint });
+      const remote = await remoteCache(o.remote, o.s3Endpoint);
       const fps = wanted.length > 0 ? wanted : await remote.fingerprints();
       const counts = { pulled: 0, present: 0, absent: 0, corrupted: 0 };
       const lock = await acquireLock(store.lockFile, { waitSeconds: 0 });

@@ -26,3 +26,6 @@ export class LockHeldError extends EngineError {
     super(message, 3);
   }
 }
+
+/** A remote cache object whose content does not match its hash (reported, never used). */
+export class CorruptRemoteObject extends Error {}

@@ -10,7 +10,8 @@ import { Redis } from 'ioredis';
 import type { FingerprintComponents } from './fingerprint.ts';
 import type { ChildMessage, StartMessage } from './protocol.ts';
 import { type RedisConnection, type RelayedMessage, type StageJobData, type StageJobResult, parseRedisUrl, queueName, redactUrl } from './queue.ts';
-import { CorruptRemoteObject, type RemoteCache } from './remote.ts';
+import { CorruptRemoteObject } from './errors.ts';
+import type { RemoteCache } from './remote.ts';
 import type { Store } from './store.ts';
 
 export interface ExecuteRequest {

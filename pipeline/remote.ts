@@ -13,7 +13,7 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { CopyObjectCommand, DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { UsageError } from './errors.ts';
+import { CorruptRemoteObject, UsageError } from './errors.ts';
 import { type Manifest, Store, contentHashOf } from './store.ts';
 import { fileStat, sha256 } from './util.ts';
 
@@ -30,7 +30,7 @@ export function parseRemoteUrl(url: string): { bucket: string; prefix: string } 
   return { bucket: m[1], prefix: m[2].replace(/\/+$/, '') };
 }
 
-export class CorruptRemoteObject extends Error {}
+export { CorruptRemoteObject } from './errors.ts';
 
 export class RemoteCache {
   readonly bucket: string;

@@ -20,7 +20,8 @@ import { checkStageDefs, importProject, type PathOptions, type ProjectPaths, pro
 import type { ChildMessage, StartMessage } from './protocol.ts';
 import type { Executor } from './executor.ts';
 import { killStages, spawnStage } from './spawn.ts';
-import { CorruptRemoteObject, type RemoteCache } from './remote.ts';
+import { CorruptRemoteObject } from './errors.ts';
+import type { RemoteCache } from './remote.ts';
 import { contentHashOf, linkResult, type Manifest, type ResultEntry, Store, switchResults } from './store.ts';
 import type { InstanceKey, Project, UpstreamInstance } from './types.ts';
 import { formatSeconds } from './util.ts';
