@@ -374,25 +374,18 @@ async function execute(plan: Plan, opts: RunOptions, out: (s: string) => void, e
       node.status = 'ready';
       return;
     }
-    const v = await store.verify(fp, { rehash: opts.verify });
-    if (v.ok) {
-      node.content = v.manifest.contentHash;
-      node.reason = 'up to date';
+    const serveCached = async (contentHash: string, reason: string): Promise<void> => {
+      node.content = contentHash;
+      node.reason = reason;
       await publish(node);
       reporter.cached(node.inst.id);
       record(node, 'cached', t0);
-      return;
-    }
+    };
+    const v = await store.verify(fp, { rehash: opts.verify });
+    if (v.ok) return serveCached(v.manifest.contentHash, 'up to date');
     if (v.missing && opts.remote && (await pullFromRemote(opts.remote, store, fp, node.inst.id, err))) {
       const pulled = await store.verify(fp);
-      if (pulled.ok) {
-        node.content = pulled.manifest.contentHash;
-        node.reason = 'up to date (pulled from the remote cache)';
-        await publish(node);
-        reporter.cached(node.inst.id);
-        record(node, 'cached', t0);
-        return;
-      }
+      if (pulled.ok) return serveCached(pulled.manifest.contentHash, 'up to date (pulled from the remote cache)');
     }
     if (v.missing) {
       node.reason = await reasonToRun(store, node.inst, fp, comps);
