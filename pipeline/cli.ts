@@ -123,6 +123,8 @@ export function buildCli(): Command {
         executor,
       }).finally(() => executor?.close());
       process.exitCode = summary.exitCode;
+      // With Redis gone, BullMQ's connections keep retrying and would hold the process open.
+      if (executor?.lostRedis) process.exit(summary.exitCode);
     });
 
   program

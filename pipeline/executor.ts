@@ -45,6 +45,11 @@ export class BullMQExecutor implements Executor {
   private readonly queues = new Map<string, { queue: Queue; events: QueueEvents }>();
   private aborted = false;
   private readonly abortWaiters = new Set<() => void>();
+  /** Set once Redis has been unreachable for longer than lostAfterMs: every waiting instance fails. */
+  private lost: Error | null = null;
+  private readonly lostWaiters = new Set<(e: Error) => void>();
+  private watchdog: { client: Redis; timer: NodeJS.Timeout } | null = null;
+  private readonly lostAfterMs = (Number(process.env.PIPELINE_REDIS_LOST_SECONDS) || 30) * 1000;
 
   constructor(
     private readonly redisUrl: string,
@@ -68,6 +73,37 @@ export class BullMQExecutor implements Executor {
     }
   }
 
+  /**
+   * Redis lost mid-run: BullMQ's connections retry forever, so a watchdog connection checks once a
+   * second; down for longer than PIPELINE_REDIS_LOST_SECONDS (default 30) fails every instance still
+   * waiting, naming the URL (without password). The run then lists them as failed and exits 1; a
+   * rerun resumes from what is committed.
+   */
+  private watch(): void {
+    if (this.watchdog) return;
+    const client = new Redis({ ...this.connection, maxRetriesPerRequest: 1 });
+    client.on('error', () => undefined);
+    let downSince: number | null = null;
+    const timer = setInterval(() => {
+      if (client.status === 'ready') {
+        downSince = null;
+        return;
+      }
+      downSince ??= Date.now();
+      if (Date.now() - downSince < this.lostAfterMs || this.lost) return;
+      this.lost = new Error(`lost the connection to Redis at ${redactUrl(this.redisUrl)} (down for ${Math.round(this.lostAfterMs / 1000)} s): instance unfinished`);
+      this.log(this.lost.message);
+      for (const f of this.lostWaiters) f(this.lost);
+    }, 1000);
+    timer.unref();
+    this.watchdog = { client, timer };
+  }
+
+  /** Whether the watchdog gave Redis up during this run. */
+  get lostRedis(): boolean {
+    return this.lost !== null;
+  }
+
   private queueFor(env: Record<string, string>): { queue: Queue; events: QueueEvents } {
     const name = queueName(env);
     let q = this.queues.get(name);
@@ -81,6 +117,23 @@ export class BullMQExecutor implements Executor {
   }
 
   async run(req: ExecuteRequest): Promise<ExecuteResult> {
+    this.watch();
+    let onLost: ((e: Error) => void) | undefined;
+    const lost = new Promise<never>((_, rej) => {
+      onLost = rej;
+      if (this.lost) rej(this.lost);
+      this.lostWaiters.add(rej);
+    });
+    try {
+      return await Promise.race([this.runJob(req), lost]);
+    } catch (e) {
+      return { code: 1, signal: null, failure: `remote job: ${(e as Error).message}` };
+    } finally {
+      this.lostWaiters.delete(onLost!);
+    }
+  }
+
+  private async runJob(req: ExecuteRequest): Promise<ExecuteResult> {
     const { start, fingerprint } = req;
     // The worker fetches inputs by hash from the remote: make sure the coordinator's are there.
     for (const fp of new Set(Object.values(req.inputFingerprints))) await this.remote.pushEntry(req.store, fp);
@@ -144,10 +197,18 @@ export class BullMQExecutor implements Executor {
   }
 
   async close(): Promise<void> {
-    for (const { queue, events } of this.queues.values()) {
-      await events.close().catch(() => undefined);
-      await queue.close().catch(() => undefined);
+    if (this.watchdog) {
+      clearInterval(this.watchdog.timer);
+      this.watchdog.client.disconnect();
     }
+    // with Redis gone, BullMQ's close can wait for a reconnection: give it 2 s, then let go
+    const closing = (async () => {
+      for (const { queue, events } of this.queues.values()) {
+        await events.close().catch(() => undefined);
+        await queue.close().catch(() => undefined);
+      }
+    })();
+    await Promise.race([closing, new Promise((r) => setTimeout(r, 2000).unref())]);
   }
 }
 

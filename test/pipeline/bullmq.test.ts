@@ -101,4 +101,22 @@ describe('BullMQ executor: coordinator + workers sharing an S3 cache', () => {
     expect(r.stderr).toContain('cannot reach Redis at redis://user:***@127.0.0.1:1');
     expect(r.stderr).not.toContain('hunter2');
   });
+
+  it('Redis lost mid-run: the coordinator names the unfinished instances and exits non-zero', async () => {
+    const own = await startRedis(); // this one is killed
+    try {
+      const coord = await project();
+      // no worker: the jobs wait in the queue until Redis goes away
+      const c = startCli(coord, ['run', '--executor', 'bullmq', '--redis', own.url, '--remote', `s3://${s3.bucket}/lost`, '--progress', 'plain'], { ...s3.env, PIPELINE_REDIS_LOST_SECONDS: '2' });
+      await waitFor(() => /▶ source/.test(c.output().stdout + c.output().stderr) || c.child.exitCode !== null, 'an instance submitted', 60_000);
+      await own.stop();
+      const r = await Promise.race([c.done, new Promise<null>((res) => setTimeout(() => res(null), 60_000))]);
+      expect(r, `the coordinator must not hang: ${c.output().stdout.slice(-1200) + ' ||| ' + c.output().stderr.split('\n').filter((l) => !/ECONN/.test(l)).join('\n').slice(-400)}`).not.toBeNull();
+      expect(r!.code).toBe(1);
+      expect(r!.stdout + r!.stderr).toMatch(new RegExp(`lost the connection to Redis at redis://127\\.0\\.0\\.1:${own.port}`));
+      expect(r!.stdout + r!.stderr).toMatch(/source.*failed|failed.*source/);
+    } finally {
+      await own.stop();
+    }
+  }, 150_000);
 });
