@@ -39,3 +39,11 @@ export async function writeFileAtomic(file: string, data: string | Uint8Array): 
   }
   await fsp.rename(tmp, file);
 }
+
+/** Point the symlink `link` at `target` atomically (a temporary link renamed over it). */
+export async function symlinkAtomic(target: string, link: string): Promise<void> {
+  const tmp = `${link}.${process.pid}.tmp-link`;
+  await fsp.rm(tmp, { force: true });
+  await fsp.symlink(target, tmp);
+  await fsp.rename(tmp, link);
+}

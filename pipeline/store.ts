@@ -15,7 +15,7 @@ import type { FingerprintComponents } from './fingerprint.ts';
 import { instanceDirName } from './graph.ts';
 import type { InstanceKey } from './types.ts';
 import { type FileStat, exists, fileStat, listFiles, readJson, sameStat, sha256, sha256File } from './util.ts';
-import { writeFileAtomic } from './atomic.ts';
+import { symlinkAtomic, writeFileAtomic } from './atomic.ts';
 
 export interface FileEntry {
   sha256: string;
@@ -249,10 +249,7 @@ export async function linkResult(resultsDir: string, stage: string, instance: In
   }
   const rel = path.relative(path.dirname(link), target);
   if ((await fs.readlink(link).catch(() => undefined)) === rel) return;
-  const tmp = `${link}.${process.pid}.tmp-link`;
-  await fs.rm(tmp, { force: true });
-  await fs.symlink(rel, tmp);
-  await fs.rename(tmp, link);
+  await symlinkAtomic(rel, link);
 }
 
 /** One instance as results/ shows it: its stage, matrix values and committed outputs folder. */

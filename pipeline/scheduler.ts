@@ -1,0 +1,97 @@
+/**
+ * The run loop: an instance is checked against the cache once all its inputs are settled, skipped
+ * when one failed or was skipped, and run (plan order, at most `jobs` at once) when it is not cached.
+ * Every change of state calls pump() again; run() resolves when every instance is settled.
+ */
+import { checkCache, type NodeState, recordResult, type RunContext, runInstance } from './instance.ts';
+
+const SETTLED: readonly NodeState['status'][] = ['cached', 'ran', 'failed', 'skipped'];
+
+export class Scheduler {
+  private readonly ready: NodeState[] = [];
+  private running = 0;
+  private done: { resolve: () => void; reject: (e: unknown) => void } | undefined;
+
+  constructor(
+    private readonly ctx: RunContext,
+    private readonly jobs: number,
+  ) {}
+
+  run(): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.done = { resolve, reject };
+      this.pump();
+    });
+  }
+
+  private pump(): void {
+    try {
+      this.checkUnblocked();
+      this.startReady();
+      if (this.ctx.interrupted) for (const node of this.ready.splice(0)) this.skip(node, 'run interrupted');
+      const settled = [...this.ctx.nodes.values()].every((n) => SETTLED.includes(n.status));
+      if (settled && this.running === 0) this.done!.resolve();
+    } catch (e) {
+      this.done!.reject(e);
+    }
+  }
+
+  private skip(node: NodeState, reason: string): void {
+    node.reason = reason;
+    recordResult(this.ctx, node, 'skipped', new Date());
+  }
+
+  /** Pending instances whose inputs are all settled: skipped, or checked against the cache. */
+  private checkUnblocked(): void {
+    const { ctx } = this;
+    for (const node of ctx.nodes.values()) {
+      if (node.status !== 'pending') continue;
+      const deps = node.inst.inputs.flatMap((e) => e.from).map((l) => ctx.nodes.get(l)!);
+      const bad = deps.find((d) => d.status === 'failed' || d.status === 'skipped');
+      if (bad || ctx.interrupted) {
+        this.skip(node, ctx.interrupted ? 'run interrupted' : `input ${bad!.inst.id} ${bad!.status === 'failed' ? 'failed' : 'was skipped'}`);
+        continue;
+      }
+      if (!deps.every((d) => d.status === 'cached' || d.status === 'ran')) continue;
+      node.status = 'evaluating';
+      checkCache(ctx, node).then(
+        () => this.onChecked(node),
+        (e: unknown) => {
+          node.reason = `could not check the cache: ${(e as Error).message}`;
+          recordResult(ctx, node, 'failed', new Date());
+          this.pump();
+        },
+      );
+    }
+  }
+
+  private onChecked(node: NodeState): void {
+    if (node.status === 'ready') {
+      if (this.ctx.interrupted) {
+        this.skip(node, 'run interrupted');
+      } else {
+        this.ready.push(node);
+        this.ready.sort((a, b) => a.index - b.index);
+      }
+    }
+    this.pump();
+  }
+
+  /** Start ready instances in plan order while fewer than `jobs` run. */
+  private startReady(): void {
+    while (this.running < this.jobs && this.ready.length > 0 && !this.ctx.interrupted) {
+      const node = this.ready.shift()!;
+      node.status = 'running';
+      this.running++;
+      runInstance(this.ctx, node)
+        .catch((e: unknown) => {
+          node.reason = `${node.reason}; engine error: ${(e as Error).message}`;
+          recordResult(this.ctx, node, 'failed', new Date());
+        })
+        .finally(() => {
+          this.running--;
+          this.pump();
+        });
+    }
+  }
+}
