@@ -8,6 +8,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { StageDef } from '../pipeline/types.ts';
+import type { DeadFracMetric, DownstreamMetric, DownstreamValues } from '../lib/eval/metricNames.ts';
 import type { Params } from './params.gen.ts';
 import { initStageBackend, readJson, SAE_MATRIX, throttled, trainingDead } from './common.ts';
 
@@ -34,7 +35,7 @@ const stage: StageDef<Params> = {
     const { ShardReader } = await import('../lib/activations.ts');
     const { spreadWindows } = await import('../lib/collect.ts');
     const { readArrays } = await import('../lib/util/arrays.ts');
-    const { evaluateDownstream, deadFracWithCI, downstreamCIs, windowsAt, writeDownstream } = await import('../lib/eval/downstream.ts');
+    const { evaluateDownstream, deadFracWithCI, downstreamCIs, valMetric, windowsAt, writeDownstream } = await import('../lib/eval/downstream.ts');
     const p = ctx.params.downstream;
     const model = loadGPT2(ctx.inputs.lm);
     const splits = readTokenSplits(ctx.inputs.tokens);
@@ -92,26 +93,23 @@ const stage: StageDef<Params> = {
     // Dead = never fires on the held-out set AND dead over the last dead_tokens of training;
     // its 95% CI is a Wilson interval over the m latents (a proportion; informative at 0).
     const dead = trainingDead(ctx.inputs.sae);
-    const withCI = (name: string, fires: ArrayLike<number>) => deadFracWithCI(name, fires, dead);
-    const merged: Record<string, number> = { dead_frac_heldout: res.summary.dead_frac, ...withCI('dead_frac', res.firesPerLatent) };
+    const withCI = (name: DeadFracMetric, fires: ArrayLike<number>) => deadFracWithCI(name, fires, dead);
+    const merged: Record<string, number> = { dead_frac_heldout: res.summary.dead_frac, ...withCI('dead_frac', res.firesPerLatent) } satisfies DownstreamValues;
     if (res.firesPerLatentGradfree) {
       merged.dead_frac_heldout_gradfree = res.summary.dead_frac_gradfree;
       Object.assign(merged, withCI('dead_frac_gradfree', res.firesPerLatentGradfree));
     }
     const summary: Record<string, number> = { ...res.summary, ...cis, ...merged };
-    if (isG) summary.change_rate = test.changeRate;
+    if (isG) summary['change_rate' satisfies DownstreamMetric] = test.changeRate;
 
     // ---- val split: the numbers β* is chosen on (never used for a verdict)
     const val = evaluate('val');
-    const valSummary: Record<string, number> = {
-      delta_ce_val: val.res.summary.delta_ce,
-      kl_val: val.res.summary.kl,
-      loss_recovered_val: val.res.summary.loss_recovered,
-    };
-    if (isG) valSummary.change_rate_val = val.changeRate;
+    const valSummary: Record<string, number> = {};
+    for (const name of ['delta_ce', 'kl', 'loss_recovered'] as const) valSummary[valMetric(name)] = val.res.summary[name];
+    if (isG) valSummary[valMetric('change_rate')] = val.changeRate;
 
     ctx.metrics({ ...summary, ...valSummary });
-    ctx.metrics({ positions: res.nPositions, positions_val: val.res.nPositions, positions_per_second: res.cost.positionsPerSecond });
+    ctx.metrics({ positions: res.nPositions, positions_val: val.res.nPositions, positions_per_second: res.cost.positionsPerSecond } satisfies DownstreamValues);
     ctx.log(
       `test: ΔCE ${summary.delta_ce.toFixed(4)} [${summary.delta_ce_lo?.toFixed(4)}, ${summary.delta_ce_hi?.toFixed(4)}], ` +
         `loss recovered ${summary.loss_recovered.toFixed(4)}, KL ${summary.kl.toFixed(4)}, FVU ${summary.fvu.toFixed(4)}, dead ${(summary.dead_frac * 100).toFixed(1)}%` +

@@ -32,6 +32,9 @@ import type { SaeWeights } from '../sae/types.ts';
 import { type EncodeObservation, SaeInference, meanAblationHook, zeroAblationHook } from './saeHook.ts';
 import { logSumExpRows, rowKlFrom, rowKlTo, rowLogSumExp, softmaxRows } from './logits.ts';
 import { bootstrapDiffCI, bootstrapMeanCI, bootstrapRatioCI, type BootstrapOptions, wilsonInterval } from './stats.ts';
+import { type DeadFracMetric, type DownstreamMetric, type VariantSuffix, variantMetric } from './metricNames.ts';
+
+export * from './metricNames.ts';
 
 export type GradientMode = 'both' | 'gradient' | 'gradfree';
 
@@ -72,7 +75,7 @@ export interface DownstreamResult {
   nPositions: number;
   /** True when the primary variant selected with the gradient (g-SAE, mode 'both'/'gradient'). */
   primaryUsesGradient: boolean;
-  /** Metric name → value, names as in docs/CONTRACTS.md (downstream stage). */
+  /** Metric name → value: the baselines and every variant metric (metricNames.ts), no CIs. */
   summary: Record<string, number>;
   perToken: PerToken;
   /** Firing counts per latent on the held-out positions, primary variant. */
@@ -393,24 +396,27 @@ export function evaluateDownstream(
     }
     const totalDev = stats.totalSqDev();
     const summary: Record<string, number> = {};
+    const put = (name: DownstreamMetric, value: number) => {
+      summary[name] = value;
+    };
     const ceClean = mean(pt.ce_clean);
     const ceZero = mean(pt.ce_zero);
-    summary.ce_clean = ceClean;
-    summary.ce_zero = ceZero;
-    summary.ce_mean = mean(pt.ce_mean);
-    const variant = (suffix: string, st: SaeStats) => {
+    put('ce_clean', ceClean);
+    put('ce_zero', ceZero);
+    put('ce_mean', mean(pt.ce_mean));
+    const variant = (suffix: VariantSuffix, st: SaeStats) => {
       const ceS = mean(pt['ce_spliced' + suffix]);
-      summary['ce_spliced' + suffix] = ceS;
-      summary['delta_ce' + suffix] = ceS - ceClean;
-      summary['loss_recovered' + suffix] = (ceZero - ceS) / (ceZero - ceClean);
-      summary['kl' + suffix] = mean(pt['kl' + suffix]);
+      put(variantMetric('ce_spliced', suffix), ceS);
+      put(variantMetric('delta_ce', suffix), ceS - ceClean);
+      put(variantMetric('loss_recovered', suffix), (ceZero - ceS) / (ceZero - ceClean));
+      put(variantMetric('kl', suffix), mean(pt['kl' + suffix]));
       let se = 0;
       for (let i = 0; i < N; i++) se += st.sqErr[i];
-      summary['fvu' + suffix] = se / totalDev;
-      summary['l0' + suffix] = mean(st.l0);
+      put(variantMetric('fvu', suffix), se / totalDev);
+      put(variantMetric('l0', suffix), mean(st.l0));
       let dead = 0;
       for (let j = 0; j < w.m; j++) if (st.fires[j] === 0) dead++;
-      summary['dead_frac' + suffix] = dead / w.m;
+      put(variantMetric('dead_frac', suffix), dead / w.m);
     };
     variant('', stats);
     if (statsGF) variant('_gradfree', statsGF);
@@ -483,23 +489,23 @@ export function downstreamCIs(result: DownstreamResult, opts: BootstrapOptions =
   const o: BootstrapOptions = { resamples: 1000, level: 0.95, seed: 0, ...opts, clusterSize: result.seqLen };
   const pt = result.perToken;
   const out: Record<string, number> = {};
-  const put = (name: string, lo: number, hi: number) => {
+  const put = (name: DownstreamMetric, lo: number, hi: number) => {
     out[name + '_lo'] = lo;
     out[name + '_hi'] = hi;
   };
-  const meanCI = (name: string, arr: Float32Array) => {
+  const meanCI = (name: DownstreamMetric, arr: Float32Array) => {
     const c = bootstrapMeanCI(arr, o);
     put(name, c.lo, c.hi);
   };
   meanCI('ce_clean', pt.ce_clean);
   meanCI('ce_zero', pt.ce_zero);
   meanCI('ce_mean', pt.ce_mean);
-  for (const sfx of result.firesPerLatentGradfree ? ['', '_gradfree'] : ['']) {
-    meanCI('ce_spliced' + sfx, pt['ce_spliced' + sfx]);
-    meanCI('kl' + sfx, pt['kl' + sfx]);
-    meanCI('l0' + sfx, pt['l0' + sfx]);
+  for (const sfx of result.firesPerLatentGradfree ? (['', '_gradfree'] as const) : ([''] as const)) {
+    meanCI(variantMetric('ce_spliced', sfx), pt['ce_spliced' + sfx]);
+    meanCI(variantMetric('kl', sfx), pt['kl' + sfx]);
+    meanCI(variantMetric('l0', sfx), pt['l0' + sfx]);
     const d = bootstrapDiffCI(pt['ce_spliced' + sfx], pt.ce_clean, { ...o, paired: true });
-    put('delta_ce' + sfx, d.lo, d.hi);
+    put(variantMetric('delta_ce', sfx), d.lo, d.hi);
     const N = result.nPositions;
     const num = new Float64Array(N);
     const den = new Float64Array(N);
@@ -508,10 +514,10 @@ export function downstreamCIs(result: DownstreamResult, opts: BootstrapOptions =
       den[i] = pt.ce_zero[i] - pt.ce_clean[i];
     }
     const r = bootstrapRatioCI(num, den, o);
-    put('loss_recovered' + sfx, r.lo, r.hi);
-    const fvu = result.summary['fvu' + sfx];
+    put(variantMetric('loss_recovered', sfx), r.lo, r.hi);
+    const fvu = result.summary[variantMetric('fvu', sfx)];
     const se = bootstrapMeanCI(pt['sq_err' + sfx], o);
-    put('fvu' + sfx, (fvu * se.lo) / se.mean, (fvu * se.hi) / se.mean);
+    put(variantMetric('fvu', sfx), (fvu * se.lo) / se.mean, (fvu * se.hi) / se.mean);
   }
   return out;
 }
@@ -554,7 +560,7 @@ export function readDownstream(base: string): { meta: Record<string, unknown>; a
  * The dead fraction (mergeDead of held-out firing and training-dead latents) as `name`, with its
  * 95% Wilson interval over the m latents as `${name}_lo` / `${name}_hi` (a proportion; informative at 0).
  */
-export function deadFracWithCI(name: string, firesHeldOut: ArrayLike<number>, trainingDead: ArrayLike<boolean | number>): Record<string, number> {
+export function deadFracWithCI(name: DeadFracMetric, firesHeldOut: ArrayLike<number>, trainingDead: ArrayLike<boolean | number>): Record<string, number> {
   const m = firesHeldOut.length;
   const { deadFrac } = mergeDead(firesHeldOut, trainingDead);
   const { lo, hi } = wilsonInterval(Math.round(deadFrac * m), m);

@@ -16,6 +16,7 @@ import {
   type StageNames,
 } from './sql.ts';
 import { ruleLabel, STATS_TEXT, STEERING_RULE_TEXT } from './texts.ts';
+import { type DownstreamMetric, type VariantMetric, variantMetric } from '../eval/metricNames.ts';
 
 export interface ChartDef {
   /** File stem: <name>.vl.json, <name>.svg; also the page anchor. */
@@ -30,6 +31,8 @@ export interface ChartDef {
   /** Columns the query needs that older databases may lack: [table, column]; missing → "no data". */
   columns?: Array<[string, string]>;
   sql: string;
+  /** Metric names of `stage` the query reads (a complete run records every one: the e2e test checks). */
+  metrics?: string[];
   spec(rows: Row[]): TopLevelSpec;
   caption: string;
 }
@@ -358,6 +361,10 @@ function effectVsKlSpec(title: string, rows: Row[]): TopLevelSpec {
   } as TopLevelSpec;
 }
 
+const CHANGE_RATE: DownstreamMetric[] = ['change_rate'];
+/** The lm stage's loss curves (step = tokens seen). */
+const LM_CURVES = ['train_loss', 'val_loss'];
+
 const CI_NOTE =
   'Line: mean over seeds; band and bars: 95% CI of each SAE alone (Student-t over the per-seed values; with one seed, the stored bootstrap CI of that seed). These are not the paired intervals of the claims table.';
 
@@ -369,16 +376,20 @@ const STEERING_RULE_COLUMN: Array<[string, string]> = [['steering_summary', 'rul
 export function chartDefs(runId: string | null, stages: Partial<StageNames> = {}): ChartDef[] {
   const S = { ...DEFAULT_STAGES, ...stages };
   const seriesNote = 'One series per SAE: TopK and the g-SAE at each β of the run.';
-  const downstream = (name: string, title: string, yTitle: string, metric: string, caption: string, section: ChartDef['section'] = 'Downstream faithfulness', gradfree = true): ChartDef => ({
-    name,
-    title,
-    section,
-    stage: S.downstream,
-    tables: METRICS_TABLES,
-    sql: finalMetricsOverSeedsSql(runId, S.downstream, gradfree ? [metric, `${metric}_gradfree`] : [metric]),
-    spec: (rows) => perKSpec({ title, yTitle, rows }),
-    caption: `${caption} ${seriesNote} ${CI_NOTE}`,
-  });
+  const downstream = (name: string, title: string, yTitle: string, metric: VariantMetric, caption: string, section: ChartDef['section'] = 'Downstream faithfulness', gradfree = true): ChartDef => {
+    const metrics: DownstreamMetric[] = gradfree ? [metric, variantMetric(metric, '_gradfree')] : [metric];
+    return {
+      name,
+      title,
+      section,
+      stage: S.downstream,
+      tables: METRICS_TABLES,
+      sql: finalMetricsOverSeedsSql(runId, S.downstream, metrics),
+      metrics,
+      spec: (rows) => perKSpec({ title, yTitle, rows }),
+      caption: `${caption} ${seriesNote} ${CI_NOTE}`,
+    };
+  };
   const steeringTables = ['steering_summary', 'runs', 'stage_runs'];
   const alphaFacet: Facet = { field: 'alpha', title: 'α (steering scale)' };
   const ruleFacet: Facet = { field: 'rule', title: 'target rule' };
@@ -390,7 +401,8 @@ export function chartDefs(runId: string | null, stages: Partial<StageNames> = {}
       section: 'Paired differences and β',
       stage: S.downstream,
       tables: METRICS_TABLES,
-      sql: finalMetricsOverSeedsSql(runId, S.downstream, ['change_rate'], { arch: 'gsae' }),
+      sql: finalMetricsOverSeedsSql(runId, S.downstream, CHANGE_RATE, { arch: 'gsae' }),
+      metrics: CHANGE_RATE,
       spec: (rows) => changeRateSpec('Selection change rate vs β', rows),
       caption: `${STATS_TEXT.changeRate} One line per k; bars: 95% CI over seeds (t) when there are ≥ 2 seeds.`,
     },
@@ -554,7 +566,8 @@ export function chartDefs(runId: string | null, stages: Partial<StageNames> = {}
       section: 'Training',
       stage: S.lm,
       tables: METRICS_TABLES,
-      sql: curveSql(runId, S.lm, ['train_loss', 'val_loss'], false),
+      sql: curveSql(runId, S.lm, LM_CURVES, false),
+      metrics: LM_CURVES,
       spec: (rows) =>
         ({
           $schema: VL_SCHEMA,
@@ -566,7 +579,7 @@ export function chartDefs(runId: string | null, stages: Partial<StageNames> = {}
           encoding: {
             x: { field: 'tokens', type: 'quantitative', title: 'tokens seen', axis: { format: '~s' } },
             y: { field: 'value', type: 'quantitative', title: 'cross-entropy (nats/token)', scale: { zero: false } },
-            color: { field: 'metric', type: 'nominal', title: 'split', scale: { domain: ['train_loss', 'val_loss'], range: ['#4c78a8', '#f58518'] } },
+            color: { field: 'metric', type: 'nominal', title: 'split', scale: { domain: LM_CURVES, range: ['#4c78a8', '#f58518'] } },
             tooltip: [
               { field: 'metric', type: 'nominal' },
               { field: 'tokens', type: 'quantitative', format: ',' },
@@ -583,6 +596,7 @@ export function chartDefs(runId: string | null, stages: Partial<StageNames> = {}
       stage: S.sae,
       tables: METRICS_TABLES,
       sql: curveSql(runId, S.sae, ['fvu']),
+      metrics: ['fvu'],
       spec: (rows) => curveSpec('SAE training: FVU vs tokens', 'FVU (training batches)', rows),
       caption: 'Fraction of variance unexplained on training batches during SAE training; one line per SAE and seed, one column per k.',
     },
@@ -593,6 +607,7 @@ export function chartDefs(runId: string | null, stages: Partial<StageNames> = {}
       stage: S.sae,
       tables: METRICS_TABLES,
       sql: curveSql(runId, S.sae, ['dead_frac']),
+      metrics: ['dead_frac'],
       spec: (rows) => curveSpec('SAE training: dead fraction vs tokens', 'dead fraction', rows),
       caption: 'Fraction of latents that have not fired for dead_tokens tokens, during SAE training; one line per SAE and seed, one column per k.',
     },

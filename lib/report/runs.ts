@@ -5,6 +5,7 @@
  * verdicts of the compare stage's primary aggregate test rows at β*. Every number is that run's:
  * for an instance the run found cached, the numbers of the run that computed it (lib/report/sql.ts).
  */
+import type { DownstreamMetric } from '../eval/metricNames.ts';
 import type { ReportDb, Row } from './db.ts';
 import { AT_BETA_STAR, DEFAULT_STAGES, lit, pairedSql, runMetricsCtes } from './sql.ts';
 
@@ -94,7 +95,7 @@ SELECT value FROM run_metrics WHERE name = 'final_val_loss' AND step IS NULL`);
     const dce = await db.query(`WITH ${runMetricsCtes(id, [stages.downstream])}
 SELECT json_extract_string(instance, '$.arch') AS arch, CAST(json_extract_string(instance, '$.beta') AS DOUBLE) AS beta,
        CAST(json_extract_string(instance, '$.k') AS INTEGER) AS k, avg(value) AS v, count(*) AS n
-FROM run_metrics WHERE name = 'delta_ce' AND step IS NULL
+FROM run_metrics WHERE name = ${lit('delta_ce' satisfies DownstreamMetric)} AND step IS NULL
 GROUP BY arch, beta, k ORDER BY k, arch DESC, beta NULLS FIRST`);
     for (const r of dce) put(m, `ΔCE ${r.arch}${r.beta === null ? '' : ` β=${r.beta}`} k=${r.k}${Number(r.n) > 1 ? ` (${r.n} seeds)` : ''}`, fmt(r.v));
     if (await db.hasRelation('paired')) {

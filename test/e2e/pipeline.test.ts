@@ -10,6 +10,7 @@ import path from 'node:path';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { querySql } from '../../pipeline/index.ts';
 import { loadTokenizer } from '../../lib/tokenizer/index.ts';
+import { chartDefs } from '../../lib/report/charts.ts';
 
 const ROOT = path.resolve(__dirname, '../..');
 const COPY = ['pipeline', 'lib', 'stages', 'scripts', 'params.yaml', 'params.smoke.yaml', 'params.schema.json', 'package.json', 'package-lock.json', 'tsconfig.json'];
@@ -59,6 +60,12 @@ describe('smoke preset end to end', () => {
       `select count(distinct instance) as n from latest_metrics where stage = 'downstream' and name = 'delta_ce'`,
     );
     expect(Number(ds.rows[0][0])).toBe(6);
+    // Every metric a report chart reads was recorded by its stage (a misspelt name would chart "no data").
+    const recorded = await querySql(db, `select distinct stage || '/' || name from latest_metrics`);
+    const have = new Set(recorded.rows.map((r) => String(r[0])));
+    const charted = chartDefs('any').flatMap((c) => (c.metrics ?? []).map((m) => `${c.stage}/${m}`));
+    expect(charted.length).toBeGreaterThan(10);
+    expect(charted.filter((m) => !have.has(m))).toEqual([]);
     // The paired verdicts: one primary aggregate test row per claim 1–3 and k at β*, with a CI.
     const paired = await querySql(
       db,
