@@ -5,6 +5,7 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { withReadOnlyDb } from './db.ts';
 import { projectParams } from './projection.ts';
 import type { ChildMessage, MetricRecord, StartMessage, TableRow } from './protocol.ts';
 import { hashOutputs } from './store.ts';
@@ -72,6 +73,7 @@ async function runStage(msg: StartMessage): Promise<void> {
       if (!Array.isArray(rows)) throw new Error(`ctx.table(${name}): rows must be an array of objects`);
       if (rows.length > 0) void send({ type: 'table', name, rows });
     },
+    readResults: (fn) => withReadOnlyDb(msg.resultsDb ?? path.resolve('results', 'results.duckdb'), fn),
   };
   try {
     await stage.run(ctx);

@@ -6,6 +6,7 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
 import { EngineError } from './errors.ts';
 import type { MetricRecord, TableRow } from './protocol.ts';
 import type { InstanceKey } from './types.ts';
@@ -327,30 +328,41 @@ export class RunStore {
   }
 }
 
-/** Run SQL against results.duckdb read-only; returns column names and rows as JSON-safe values. */
-export async function querySql(dbPath: string, sql: string): Promise<{ columns: string[]; rows: unknown[][] }> {
+/**
+ * Open `dbPath` read-only, run `fn` on a connection, close it. The engine holds the file only while
+ * writing a batch: a lock conflict is retried for about 10 s (the one place that does this).
+ */
+export async function withReadOnlyDb<T>(dbPath: string, fn: (connection: DuckDBConnection) => Promise<T>): Promise<T> {
   const { DuckDBInstance } = await import('@duckdb/node-api');
-  await fs.access(dbPath).catch(() => {
-    throw new EngineError(`${dbPath} does not exist yet: run the pipeline first`, 1);
-  });
-  // The engine holds the file only while writing a batch: retry briefly if it is busy.
-  let instance: Awaited<ReturnType<typeof DuckDBInstance.create>> | undefined;
+  let instance: DuckDBInstance | undefined;
   for (let attempt = 0; !instance; attempt++) {
     try {
       instance = await DuckDBInstance.create(dbPath, { access_mode: 'READ_ONLY' });
     } catch (e) {
-      if (attempt >= 40 || !/lock|Conflicting/i.test(String((e as Error).message))) throw new EngineError(String((e as Error).message), 1);
+      if (attempt >= 40 || !isLockError(e)) throw e;
       await sleep(250);
     }
   }
-  const conn = await instance.connect();
+  const connection = await instance.connect();
   try {
-    const reader = await conn.runAndReadAll(sql);
-    return { columns: reader.columnNames(), rows: reader.getRowsJson() as unknown[][] };
+    return await fn(connection);
+  } finally {
+    connection.closeSync();
+    instance.closeSync();
+  }
+}
+
+/** Run SQL against results.duckdb read-only; returns column names and rows as JSON-safe values. */
+export async function querySql(dbPath: string, sql: string): Promise<{ columns: string[]; rows: unknown[][] }> {
+  await fs.access(dbPath).catch(() => {
+    throw new EngineError(`${dbPath} does not exist yet: run the pipeline first`, 1);
+  });
+  try {
+    return await withReadOnlyDb(dbPath, async (connection) => {
+      const reader = await connection.runAndReadAll(sql);
+      return { columns: reader.columnNames(), rows: reader.getRowsJson() as unknown[][] };
+    });
   } catch (e) {
     throw new EngineError(String((e as Error).message), 1);
-  } finally {
-    conn.closeSync();
-    instance.closeSync();
   }
 }

@@ -195,6 +195,7 @@ function startMessage(ctx: RunContext, attempt: Attempt): { start: StartMessage;
     scratchDir: attempt.scratchDir,
     env: Object.fromEntries((inst.stage.env ?? []).map((f) => [f, plan.env[f]])),
     outputs: inst.stage.outputs,
+    resultsDb: ctx.db.dbPath,
   };
   return { start, inputFingerprints };
 }

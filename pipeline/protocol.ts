@@ -16,6 +16,8 @@ export interface StartMessage extends Pick<StageContext, 'instance' | 'inputs' |
   /** Matrix lists of conditional variables this instance lacks: params key -> variable. */
   hidden: Record<string, string>;
   outputs: string[];
+  /** results.duckdb of the run, for ctx.readResults (default: results/results.duckdb under the cwd). */
+  resultsDb?: string;
 }
 
 export interface MetricRecord {

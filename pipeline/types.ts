@@ -2,6 +2,7 @@
  * The engine's public contract: what a stage declares and what it receives when it runs.
  * Generic: nothing here knows about SAEs or language models.
  */
+import type { DuckDBConnection } from '@duckdb/node-api';
 
 /** One value of a matrix variable. */
 export type MatrixValue = string | number | boolean;
@@ -85,6 +86,12 @@ export interface StageContext<P = any> {
    * the engine adds run_id, stage, instance JSON). For per-item results such as per-latent steering.
    */
   table(name: string, rows: Array<Record<string, string | number | boolean | null>>): void;
+  /**
+   * Read results.duckdb as it is now (the engine writes every upstream record before a stage
+   * starts): opens it read-only, waiting while the engine writes a batch, runs `fn` on the
+   * connection and closes it. For stages that report on the run.
+   */
+  readResults<T>(fn: (connection: DuckDBConnection) => Promise<T>): Promise<T>;
 }
 
 export interface StageDef<P = any> {
