@@ -5,11 +5,9 @@
  * the mean gradient over the whole batch (same math as one thread; float rounding differs, so a
  * run is reproducible for a fixed number of workers).
  */
-import { Worker } from 'node:worker_threads';
-import { createRequire } from 'node:module';
-import path from 'node:path';
-import { pathToFileURL } from 'node:url';
+import type { Worker } from 'node:worker_threads';
 import { activeBackend, type BackendKind } from '../backend.ts';
+import { startTsWorker } from '../util/tsWorker.ts';
 import type { GPT2 } from './gpt2.ts';
 
 interface Pending {
@@ -75,22 +73,10 @@ export class DataParallel {
     const shapes = names.map((n) => model.param(n).shape);
     const sizes = shapes.map((s) => s.reduce((a, b) => a * b, 1));
     const backend = (activeBackend() ?? 'wasm') as BackendKind;
-    // The worker is TypeScript: bootstrap it through tsx's API (works under tsx and vitest alike).
-    const require = createRequire(import.meta.url);
-    const tsxDir = path.dirname(require.resolve('tsx/package.json'));
-    const tsxApi = pathToFileURL(path.join(tsxDir, 'dist', 'esm', 'api', 'index.mjs')).href;
-    const entry = new URL('./grad-worker.ts', import.meta.url).href;
-    const boot =
-      `(async () => { const { register } = await import(${JSON.stringify(tsxApi)}); register(); ` +
-      `await import(${JSON.stringify(entry)}); })().catch((e) => { ` +
-      `require('node:worker_threads').parentPort.postMessage({ type: 'boot-error', message: String(e && e.stack || e) }); });`;
+    const entry = new URL('./grad-worker.ts', import.meta.url);
     const workers: GradWorker[] = [];
     for (let i = 0; i < extraWorkers; i++) {
-      const w = new Worker(boot, {
-        eval: true,
-        workerData: { config: model.config, names, shapes, backend },
-      });
-      workers.push(new GradWorker(w));
+      workers.push(new GradWorker(startTsWorker(entry, { config: model.config, names, shapes, backend })));
     }
     try {
       await Promise.all(workers.map((w) => w.ready));

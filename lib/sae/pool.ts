@@ -1,24 +1,11 @@
 /**
- * A small pool of worker threads running SaeKernel chunks (see kernel.ts, worker.ts).
- * Workers load TypeScript through tsx's loader (registered inside the worker), so this works
- * under `tsx`, vitest and any ESM host that has the tsx package installed.
+ * A small pool of worker threads running SaeKernel chunks (see kernel.ts, worker.ts), started
+ * through the TypeScript worker bootstrap of lib/util/tsWorker.ts.
  */
-import { Worker } from 'node:worker_threads';
-import { createRequire } from 'node:module';
-import path from 'node:path';
-import { pathToFileURL } from 'node:url';
+import type { Worker } from 'node:worker_threads';
 import type { BackendKind } from '../backend.ts';
+import { startTsWorker } from '../util/tsWorker.ts';
 import type { KernelBuffers, KernelSpec } from './kernel.ts';
-
-const require = createRequire(import.meta.url);
-
-function workerSource(): string {
-  const tsxDir = path.dirname(require.resolve('tsx/package.json'));
-  const api = pathToFileURL(path.join(tsxDir, 'dist', 'esm', 'api', 'index.mjs')).href;
-  const entry = new URL('./worker.ts', import.meta.url).href;
-  // CommonJS-compatible eval code: dynamic import() only.
-  return `import(${JSON.stringify(api)}).then((m) => { m.register(); return import(${JSON.stringify(entry)}); });`;
-}
 
 export class KernelPool {
   private nextId = 1;
@@ -52,11 +39,11 @@ export class KernelPool {
   }
 
   static async create(n: number, spec: KernelSpec, buf: KernelBuffers, backend: BackendKind): Promise<KernelPool> {
-    const src = workerSource();
+    const entry = new URL('./worker.ts', import.meta.url);
     const workers: Worker[] = [];
     try {
       for (let i = 0; i < n; i++) {
-        const w = new Worker(src, { eval: true, workerData: { spec, buf, backend, participant: i + 1 } });
+        const w = startTsWorker(entry, { spec, buf, backend, participant: i + 1 });
         workers.push(w);
         await new Promise<void>((resolve, reject) => {
           const onMsg = (msg: { type: string; message?: string }) => {
