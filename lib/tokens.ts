@@ -10,7 +10,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { writeFileAtomicSync } from '../pipeline/atomic.ts';
+import { type AtomicFileSync, openFileAtomicSync, writeFileAtomicSync } from '../shared/atomic.ts';
 import type { Doc } from './corpus.ts';
 import type { Tokenizer, TokenizerKind } from './tokenizer/types.ts';
 
@@ -32,14 +32,14 @@ const CHUNK_IDS = 1 << 16;
 
 /**
  * Streams ids to a file through a fixed 256 KiB buffer. Checks every id against the vocabulary.
- * Writes to `<path>.tmp-<pid>` and renames on close(), so a crash never leaves a partial stream.
+ * Writes to a temporary file renamed into place on close() (shared/atomic.ts), so a crash never
+ * leaves a partial stream.
  */
 export class TokenStreamWriter {
   readonly path: string;
   readonly dtype: TokenDtype;
   readonly vocabSize: number;
-  private fd: number;
-  private readonly tmp: string;
+  private readonly out: AtomicFileSync;
   private readonly buf: Buffer;
   private fill = 0; // ids in buf
   private written = 0;
@@ -49,9 +49,7 @@ export class TokenStreamWriter {
     this.path = file;
     this.vocabSize = vocabSize;
     this.dtype = dtypeForVocab(vocabSize);
-    fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
-    this.tmp = `${file}.tmp-${process.pid}`;
-    this.fd = fs.openSync(this.tmp, 'w');
+    this.out = openFileAtomicSync(file);
     this.buf = Buffer.alloc(CHUNK_IDS * bytesPer(this.dtype));
   }
 
@@ -80,7 +78,7 @@ export class TokenStreamWriter {
     if (this.fill === 0) return;
     const n = this.fill * bytesPer(this.dtype);
     let off = 0;
-    while (off < n) off += fs.writeSync(this.fd, this.buf, off, n - off);
+    while (off < n) off += fs.writeSync(this.out.fd, this.buf, off, n - off);
     this.written += this.fill;
     this.fill = 0;
   }
@@ -89,8 +87,7 @@ export class TokenStreamWriter {
   abort(): void {
     if (this.closed) return;
     this.closed = true;
-    fs.closeSync(this.fd);
-    fs.rmSync(this.tmp, { force: true });
+    this.out.abort();
   }
 
   /** Flush, close and move the file into place. Returns the id count and dtype. */
@@ -98,8 +95,7 @@ export class TokenStreamWriter {
     if (this.closed) throw new Error(`token stream ${this.path} is already closed`);
     this.flush();
     this.closed = true;
-    fs.closeSync(this.fd);
-    fs.renameSync(this.tmp, this.path);
+    this.out.commit();
     return { path: this.path, count: this.written, dtype: this.dtype };
   }
 }

@@ -94,8 +94,8 @@ export async function readJson<T>(file: string): Promise<T | undefined> {
   }
 }
 
-/** Write a file so readers never see it half-written: see pipeline/atomic.ts. */
-export { writeFileAtomic } from './atomic.ts';
+/** Write a file so readers never see it half-written: see shared/atomic.ts. */
+export { writeFileAtomic } from '../shared/atomic.ts';
 
 /** Short text for a value in messages: JSON, cut if long. */
 export function showValue(value: unknown, max = 80): string {

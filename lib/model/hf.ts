@@ -10,6 +10,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { decodeSafetensors, parseSafetensorsHeader, writeSafetensors, type TensorF32 } from '../safetensors.ts';
+import { writeFileAtomicSync } from '../../shared/atomic.ts';
 import { GPT2, gpt2ParamShapes, validateConfig } from './gpt2.ts';
 import type { GPT2Config } from './types.ts';
 
@@ -214,8 +215,7 @@ export function saveGPT2(
   writeSafetensors(path.join(dir, 'model.safetensors'), tensors, { format: 'pt' });
   const cfgFile = path.join(dir, 'config.json');
   const ids = opts.eotId === undefined ? {} : { bos_token_id: opts.eotId, eos_token_id: opts.eotId };
-  fs.writeFileSync(`${cfgFile}.tmp`, JSON.stringify(toHFConfig(model.config, { ...ids, ...opts.extraConfig }), null, 2) + '\n');
-  fs.renameSync(`${cfgFile}.tmp`, cfgFile);
+  writeFileAtomicSync(cfgFile, JSON.stringify(toHFConfig(model.config, { ...ids, ...opts.extraConfig }), null, 2) + '\n');
 }
 
 /** Tensor names and shapes of a safetensors file without reading the data (for diagnostics). */

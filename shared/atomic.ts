@@ -1,7 +1,8 @@
 /**
  * Atomic file writes: the data goes to a temporary file beside the target, is fsynced, and is
  * renamed over the target, so a reader (or a run resumed after a crash) never sees a half-written
- * file. The one implementation for pipeline/, lib/ and stages/.
+ * file. The one implementation for pipeline/, lib/ and stages/ (here, outside all three, so each
+ * can import it without breaking the layering).
  */
 
 import fs from 'node:fs';
@@ -12,18 +13,47 @@ function tmpName(file: string): string {
   return `${file}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
 }
 
-/** Write `data` to `file` atomically (temp file, fsync, rename); creates the parent directory. */
-export function writeFileAtomicSync(file: string, data: string | Uint8Array): void {
+/** A file written in pieces through `fd` that appears at its path, complete, only on commit(). */
+export interface AtomicFileSync {
+  readonly fd: number;
+  /** fsync, close, rename over the target. */
+  commit(): void;
+  /** Close and remove the temporary file; the target is untouched. */
+  abort(): void;
+}
+
+/** Open a temporary file beside `file` (creating the parent directory) to be committed atomically. */
+export function openFileAtomicSync(file: string): AtomicFileSync {
   fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
   const tmp = tmpName(file);
   const fd = fs.openSync(tmp, 'w');
+  return {
+    fd,
+    commit() {
+      try {
+        fs.fsyncSync(fd);
+      } finally {
+        fs.closeSync(fd);
+      }
+      fs.renameSync(tmp, file);
+    },
+    abort() {
+      fs.closeSync(fd);
+      fs.rmSync(tmp, { force: true });
+    },
+  };
+}
+
+/** Write `data` to `file` atomically (temp file, fsync, rename); creates the parent directory. */
+export function writeFileAtomicSync(file: string, data: string | Uint8Array): void {
+  const out = openFileAtomicSync(file);
   try {
-    fs.writeFileSync(fd, data);
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
+    fs.writeFileSync(out.fd, data);
+  } catch (e) {
+    out.abort();
+    throw e;
   }
-  fs.renameSync(tmp, file);
+  out.commit();
 }
 
 /** Async form of writeFileAtomicSync (same durability). */
