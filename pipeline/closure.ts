@@ -34,7 +34,7 @@ interface CacheFile {
   graph: CodeGraph;
 }
 
-const CACHE_VERSION = 1;
+const CACHE_VERSION = 2;
 const builtins = new Set(builtinModules.flatMap((m) => [m, `node:${m}`]));
 
 export function packageName(specifier: string): string | undefined {
@@ -73,7 +73,9 @@ export async function loadCodeGraph(root: string, entryAbs: string, cacheDir: st
   const entries = [entryAbs];
   // Modules referenced as `new URL('./worker.ts', import.meta.url)` (worker threads) are not
   // imports for esbuild: scan for them and add them as entry points until nothing new turns up.
+  // Other files referenced so (a stylesheet, a text read at run time) are assets: hashed, not built.
   const urlRefs = new Map<string, string[]>();
+  const assets = new Set<string>();
   let metafile: import('esbuild').Metafile;
   for (;;) {
     const result = await esbuild.build({
@@ -91,10 +93,14 @@ export async function loadCodeGraph(root: string, entryAbs: string, cacheDir: st
     metafile = result.metafile;
     let added = false;
     for (const rel of Object.keys(metafile.inputs)) {
-      if (urlRefs.has(rel) || !/\.[cm]?[jt]sx?$/.test(rel)) continue;
+      if (urlRefs.has(rel) || !CODE_FILE.test(rel)) continue;
       const refs = await moduleUrlRefs(root, rel);
       urlRefs.set(rel, refs);
       for (const ref of refs) {
+        if (!CODE_FILE.test(ref)) {
+          assets.add(ref);
+          continue;
+        }
         const abs = path.resolve(root, ref);
         if (!(ref in metafile.inputs) && !entries.includes(abs)) {
           entries.push(abs);
@@ -106,12 +112,20 @@ export async function loadCodeGraph(root: string, entryAbs: string, cacheDir: st
   }
   const previous = cached?.graph.files ?? {};
   const files: Record<string, CodeFile> = {};
+  const hashed = async (rel: string): Promise<Pick<CodeFile, 'sha256' | 'stat'>> => {
+    const abs = path.resolve(root, rel);
+    const stat = await fileStat(abs);
+    const old = previous[rel];
+    return { sha256: old && sameStat(old.stat, stat) ? old.sha256 : await sha256File(abs), stat };
+  };
+  await Promise.all(
+    [...assets].filter((rel) => !(rel in metafile.inputs)).map(async (rel) => {
+      files[rel] = { imports: [], packages: [], ...(await hashed(rel)) };
+    }),
+  );
   await Promise.all(
     Object.entries(metafile.inputs).map(async ([rel, input]) => {
-      const abs = path.resolve(root, rel);
-      const stat = await fileStat(abs);
-      const old = previous[rel];
-      const sha256 = old && sameStat(old.stat, stat) ? old.sha256 : await sha256File(abs);
+      const { sha256, stat } = await hashed(rel);
       const imports: string[] = [];
       const packages = new Set<string>();
       for (const imp of input.imports) {
@@ -120,7 +134,7 @@ export async function loadCodeGraph(root: string, entryAbs: string, cacheDir: st
           if (name) packages.add(name);
         } else if (imp.path in metafile.inputs) imports.push(imp.path);
       }
-      for (const ref of urlRefs.get(rel) ?? []) if (ref in metafile.inputs && !imports.includes(ref)) imports.push(ref);
+      for (const ref of urlRefs.get(rel) ?? []) if ((ref in metafile.inputs || assets.has(ref)) && !imports.includes(ref)) imports.push(ref);
       files[rel] = { imports, packages: [...packages].sort(), sha256, stat };
     }),
   );
@@ -130,6 +144,8 @@ export async function loadCodeGraph(root: string, entryAbs: string, cacheDir: st
   return graph;
 }
 
+/** A module esbuild follows (anything else referenced by URL is an asset). */
+const CODE_FILE = /\.[cm]?[jt]sx?$/;
 const URL_REF = /new\s+URL\(\s*(['"`])(\.{1,2}\/[^'"`]+)\1\s*,\s*import\.meta\.url\s*\)/g;
 
 /** Local files a module references with `new URL('./x.ts', import.meta.url)`, relative to root. */

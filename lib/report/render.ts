@@ -6,6 +6,7 @@
  * (file:// pages cannot fetch() sibling files) and its static SVG is inlined as the no-JS fallback;
  * once vega-embed has drawn the interactive chart, the static copy is removed.
  */
+import { readFileSync } from 'node:fs';
 import * as vega from 'vega';
 import * as vl from 'vega-lite';
 import type { TopLevelSpec } from 'vega-lite';
@@ -85,16 +86,24 @@ function paramRef(params: unknown, path: string): string {
   return v === undefined ? `<code>${esc(path)}</code>` : `<code>${esc(path)}</code> = <code>${esc(JSON.stringify(v))}</code>`;
 }
 
-let sqlBlockId = 0;
-function sqlBlock(sql: string, label = 'SQL'): string {
-  const id = `sql-${++sqlBlockId}`;
-  return `<div class="sql"><div class="sql-bar"><span>${esc(label)}</span><button type="button" class="copy" data-target="${id}">Copy</button></div><pre id="${id}"><code>${esc(sql)}</code></pre></div>`;
+/** The SQL blocks of one page, numbered sql-1, sql-2, … in the order they are rendered (copy buttons target the id). */
+class SqlBlocks {
+  private count = 0;
+
+  block(sql: string, label = 'SQL'): string {
+    const id = `sql-${++this.count}`;
+    return `<div class="sql"><div class="sql-bar"><span>${esc(label)}</span><button type="button" class="copy" data-target="${id}">Copy</button></div><pre id="${id}"><code>${esc(sql)}</code></pre></div>`;
+  }
 }
+
+/** The page's stylesheet and script, read at render time (these URLs also put them in the report stage's code fingerprint). */
+const STYLESHEET = new URL('./assets/report.css', import.meta.url);
+const PAGE_SCRIPT = new URL('./assets/report.js', import.meta.url);
 
 // ---------------------------------------------------------------------------------------------
 // Page sections
 
-function renderHeader(h: RunHeader, meta: ReportMeta): string {
+function renderHeader(h: RunHeader, meta: ReportMeta, blocks: SqlBlocks): string {
   const backend = meta.backend ?? h.backend;
   const kv: Array<[string, string]> = [
     ['run', h.runId ? `<code>${esc(h.runId)}</code> (${esc(h.status ?? '?')})` : '<span class="note">no run recorded in <code>runs</code></span>'],
@@ -125,7 +134,7 @@ function renderHeader(h: RunHeader, meta: ReportMeta): string {
           (r) =>
             `<tr><td>${esc(r.stage)}</td><td><code>${esc(r.instance)}</code></td><td class="${r.status === 'failed' ? 'bad' : ''}">${esc(r.status)}${r.reason ? ` <span class="muted">(${esc(r.reason)})</span>` : ''}</td><td>${fmtNum(r.seconds, 3)}</td><td>${fmtNum(r.computeSeconds, 3)}${r.computedIn ? ` <span class="muted small">(${esc(r.computedIn)})</span>` : ''}</td><td><code title="${esc(r.fingerprint)}">${esc(r.fingerprint.slice(0, 16))}</code></td></tr>`,
         )
-        .join('')}</tbody></table>${sqlBlock(h.sql.instances)}</details>`
+        .join('')}</tbody></table>${blocks.block(h.sql.instances)}</details>`
     : '';
   const facts = h.facts.length
     ? `<table class="compact"><thead><tr><th>stage</th><th>metric</th><th>value</th></tr></thead><tbody>${h.facts
@@ -135,13 +144,13 @@ function renderHeader(h: RunHeader, meta: ReportMeta): string {
   return `<section id="run"><h2>Run</h2>
 <div class="cols">
 <div><table class="kv"><tbody>${kv.map(([k, v]) => `<tr><th>${esc(k)}</th><td>${v}</td></tr>`).join('')}</tbody></table>
-<h3>Wall time per stage</h3>${times}${sqlBlock(h.sql.stages)}</div>
-<div><h3>Corpus and model</h3>${facts}${sqlBlock(h.sql.facts)}</div>
+<h3>Wall time per stage</h3>${times}${blocks.block(h.sql.stages)}</div>
+<div><h3>Corpus and model</h3>${facts}${blocks.block(h.sql.facts)}</div>
 </div>
 ${fingerprints}
 <details><summary>Params of the run (JSON)</summary><pre class="json">${esc(JSON.stringify(h.params, null, 2))}</pre>
 ${h.overrides && Object.keys(h.overrides as object).length ? `<p>Overrides:</p><pre class="json">${esc(JSON.stringify(h.overrides, null, 2))}</pre>` : ''}
-<p>Environment:</p><pre class="json">${esc(JSON.stringify(h.env, null, 2))}</pre>${sqlBlock(h.sql.run)}</details>
+<p>Environment:</p><pre class="json">${esc(JSON.stringify(h.env, null, 2))}</pre>${blocks.block(h.sql.run)}</details>
 </section>`;
 }
 
@@ -231,7 +240,7 @@ function seedNote(seeds: ClaimsTable['seeds']): string {
   return `<p class="muted small">Seeds per arm: ${seeds.min === seeds.max ? seeds.min : `${seeds.min}–${seeds.max}`}. ${esc(STATS_TEXT.seeds)}</p>`;
 }
 
-function renderClaims(claims: ClaimsTable, sql: ClaimsSql): string {
+function renderClaims(claims: ClaimsTable, sql: ClaimsSql, blocks: SqlBlocks): string {
   const summary = `<ol class="claims-summary">${claims.summary
     .map((s) => {
       const cls = s.counts['not measured'] ? 'v-not-measured' : s.counts['reproduced'] && !s.counts['not reproduced'] && !s.counts['inconclusive'] ? 'v-reproduced' : s.counts['not reproduced'] ? 'v-not-reproduced' : '';
@@ -260,10 +269,10 @@ function renderClaims(claims: ClaimsTable, sql: ClaimsSql): string {
     ? `<details class="secondary-checks"><summary>Secondary checks at β* (test split, ${claims.secondary.length} rows): the other metrics of each claim, and steering at equal α and with the other target rule</summary>${pairedTable(claims.secondary, 'secondary-table')}</details>`
     : '';
   const all = claims.all.length
-    ? `<details class="all-paired"><summary>Every row of the paired table (${claims.all.length}: every β, val and test splits, aggregate and per seed)</summary>${pairedTable(claims.all, 'all-table', true)}${sqlBlock(sql.all, 'SQL (every paired row)')}</details>`
+    ? `<details class="all-paired"><summary>Every row of the paired table (${claims.all.length}: every β, val and test splits, aggregate and per seed)</summary>${pairedTable(claims.all, 'all-table', true)}${blocks.block(sql.all, 'SQL (every paired row)')}</details>`
     : '';
   const beta = claims.betaSelection.length
-    ? `<details class="beta-selection" open><summary>How β* was chosen (validation split)</summary>${betaSelectionTable(claims.betaSelection)}${sqlBlock(sql.betaSelection, 'SQL (beta_selection)')}</details>`
+    ? `<details class="beta-selection" open><summary>How β* was chosen (validation split)</summary>${betaSelectionTable(claims.betaSelection)}${blocks.block(sql.betaSelection, 'SQL (beta_selection)')}</details>`
     : '';
   return `<section id="claims"><h2>Claims</h2>
 <p>${esc(STATS_TEXT.paired)} Per paper claim and per k: the row of the claim's primary check at β* on the test split, exactly as the compare stage wrote it (both arms' values, the paired difference with its 95% CI, which interval that is, the verdict and the Holm verdict). More in <a href="#methods">Methods</a>.</p>
@@ -281,7 +290,7 @@ ${table}
 ${secondary}
 ${beta}
 ${all}
-${sqlBlock(sql.atBetaStar, 'SQL (the rows at β*: claims table and secondary checks)')}
+${blocks.block(sql.atBetaStar, 'SQL (the rows at β*: claims table and secondary checks)')}
 </section>`;
 }
 
@@ -292,9 +301,9 @@ export interface RenderedChart {
   svg?: string;
 }
 
-function renderChart(c: RenderedChart): string {
+function renderChart(c: RenderedChart, blocks: SqlBlocks): string {
   const { def, result } = c;
-  const sql = sqlBlock(def.sql, `SQL (${result.rows} rows)`);
+  const sql = blocks.block(def.sql, `SQL (${result.rows} rows)`);
   if (result.status !== 'ok' || !c.spec || !c.svg) {
     const cls = result.status === 'error' ? 'error' : 'nodata';
     return `<figure class="chart ${cls}" id="chart-${esc(def.name)}" data-chart="${esc(def.name)}" data-status="${esc(result.status)}">
@@ -406,109 +415,7 @@ function renderMethods(params: unknown): string {
 </section>`;
 }
 
-const CSS = `
-:root { --fg:#1d2329; --muted:#6b7280; --line:#e5e7eb; --bg:#fff; --accent:#4c78a8; }
-* { box-sizing: border-box; }
-body { font: 14px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--fg); background: var(--bg); margin: 0; }
-header.page { background: #f6f7f9; border-bottom: 1px solid var(--line); padding: 18px 28px; }
-header.page h1 { margin: 0 0 4px; font-size: 22px; }
-main { max-width: 1280px; margin: 0 auto; padding: 8px 28px 48px; }
-nav.toc { font-size: 13px; margin-top: 6px; } nav.toc a { margin-right: 14px; }
-a { color: var(--accent); }
-h2 { border-bottom: 2px solid var(--line); padding-bottom: 4px; margin-top: 36px; }
-h3 { margin: 18px 0 6px; font-size: 16px; }
-code, pre { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 12px; }
-pre { background: #f6f8fa; border: 1px solid var(--line); border-radius: 4px; padding: 8px; overflow: auto; }
-pre.json { max-height: 24em; }
-.muted { color: var(--muted); } .small { font-size: 12px; }
-.note { color: #8a5a00; background: #fff8e6; border: 1px solid #f3d9a4; border-radius: 4px; padding: 6px 10px; }
-.error .note { color: #8b1a1a; background: #fdecec; border-color: #f5b5b5; }
-.cols { display: grid; grid-template-columns: minmax(0, 1.4fr) minmax(0, 1fr); gap: 24px; }
-@media (max-width: 900px) { .cols { grid-template-columns: 1fr; } }
-table { border-collapse: collapse; }
-table.kv th { text-align: left; padding: 2px 12px 2px 0; color: var(--muted); font-weight: 500; vertical-align: top; }
-table.compact th, table.compact td { padding: 3px 10px; border-bottom: 1px solid var(--line); text-align: left; }
-table.compact tr.total td { font-weight: 600; }
-td.bad { color: #b91c1c; font-weight: 600; }
-table.claims { width: 100%; margin: 10px 0; }
-table.claims th, table.claims td { border-bottom: 1px solid var(--line); padding: 4px 8px; text-align: left; vertical-align: top; }
-table.claims tr.claim-start td { border-top: 2px solid #cbd5e1; }
-table.claims tr.primary td { font-weight: 600; } table.claims tr.secondary td { color: #374151; }
-.ci { color: var(--muted); font-weight: 400; font-size: 12px; white-space: nowrap; }
-.verdict { white-space: nowrap; }
-.v-reproduced { color: #166534; } td.v-reproduced { background: #e8f5e9; }
-.v-not-reproduced { color: #991b1b; } td.v-not-reproduced { background: #fdecec; }
-td.v-inconclusive { background: #f3f4f6; color: #374151; }
-.v-not-measured, td.v-no-data { color: var(--muted); font-style: italic; }
-ol.claims-summary li { margin: 4px 0; }
-table.claims tr.claim-head td { background: #f6f7f9; font-weight: 400; }
-table.claims td.small, table.claims .small { font-size: 12px; }
-details.secondary-checks, details.all-paired, details.beta-selection { margin: 10px 0; }
-details table.claims tr.primary td, table.primary-table tr.primary td { font-weight: 400; }
-table.primary-table td.verdict { font-weight: 600; }
-table.beta-selection tr.chosen td { font-weight: 600; background: #f0f7ff; }
-figure.chart { margin: 22px 0; padding: 12px 14px; border: 1px solid var(--line); border-radius: 6px; }
-figure.chart h3 { margin-top: 0; }
-figure.chart .static svg { max-width: 100%; height: auto; }
-.vega-target { overflow-x: auto; }
-figcaption { color: #374151; margin: 6px 0; max-width: 900px; }
-figcaption .files { font-size: 12px; margin-left: 6px; }
-.sql { margin-top: 6px; } .sql pre { max-height: 14em; margin: 0; }
-.sql-bar { display: flex; justify-content: space-between; align-items: center; font-size: 12px; color: var(--muted); }
-button.copy { font-size: 12px; padding: 1px 10px; cursor: pointer; border: 1px solid #cbd5e1; background: #fff; border-radius: 3px; }
-.latent-grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(420px, 1fr)); gap: 18px; }
-.latent { border: 1px solid var(--line); border-radius: 4px; padding: 6px 10px; margin: 8px 0; }
-.latent h5 { margin: 0; font-size: 13px; }
-ol.contexts { padding-left: 20px; margin: 4px 0; }
-ol.contexts li { margin: 3px 0; line-height: 1.9; }
-.tok { white-space: pre; font-family: ui-monospace, Menlo, Consolas, monospace; font-size: 12px; border-radius: 2px; padding: 1px 0; }
-.tok.peak { outline: 2px solid #7f2704; }
-.tok.promoted { background: #e0ecf8; padding: 1px 4px; }
-details > summary { cursor: pointer; margin: 8px 0; }
-`;
 
-const SCRIPT = `
-(function () {
-  function copy(btn) {
-    var pre = document.getElementById(btn.getAttribute('data-target'));
-    if (!pre) return;
-    var text = pre.textContent || '';
-    function select() {
-      var r = document.createRange(); r.selectNodeContents(pre);
-      var s = window.getSelection(); s.removeAllRanges(); s.addRange(r);
-      try { document.execCommand('copy'); } catch (e) { /* selected for manual copy */ }
-    }
-    function done(label) { btn.textContent = label; setTimeout(function () { btn.textContent = 'Copy'; }, 1500); }
-    if (navigator.clipboard && window.isSecureContext) {
-      navigator.clipboard.writeText(text).then(function () { done('Copied'); }, function () { select(); done('Selected'); });
-    } else { select(); done('Selected'); }
-  }
-  document.querySelectorAll('button.copy').forEach(function (b) { b.addEventListener('click', function () { copy(b); }); });
-  if (typeof vegaEmbed !== 'function') {
-    document.body.setAttribute('data-embed', 'unavailable');
-    return;
-  }
-  var figs = document.querySelectorAll('figure.chart[data-status="ok"]');
-  var pending = figs.length;
-  function settle() { if (--pending <= 0) document.body.setAttribute('data-embed', 'done'); }
-  if (!pending) document.body.setAttribute('data-embed', 'done');
-  figs.forEach(function (fig) {
-    var target = fig.querySelector('.vega-target');
-    var spec = JSON.parse(fig.querySelector('script.spec').textContent);
-    vegaEmbed(target, spec, { renderer: 'svg', actions: { export: true, source: true, compiled: false, editor: false } })
-      .then(function () {
-        var s = fig.querySelector('.static'); if (s) s.parentNode.removeChild(s);
-        fig.setAttribute('data-embedded', 'ok'); settle();
-      })
-      .catch(function (err) {
-        fig.setAttribute('data-embedded', 'failed');
-        var p = document.createElement('p'); p.className = 'note';
-        p.textContent = 'The interactive chart failed (' + err + '); the static SVG below is shown instead.';
-        fig.insertBefore(p, target); console.error(err); settle();
-      });
-  });
-})();
-`;
 
 export interface PageModel {
   meta: ReportMeta;
@@ -523,12 +430,12 @@ export interface PageModel {
 }
 
 export function renderHtml(page: PageModel): string {
-  sqlBlockId = 0;
+  const blocks = new SqlBlocks();
   const title = page.meta.title ?? 'g-SAE reproduction report';
   const sections: string[] = [];
   for (const s of [...new Set(page.charts.map((c) => c.def.section))]) {
     const id = `sec-${s.toLowerCase().replace(/[^a-z]+/g, '-')}`;
-    sections.push(`<section id="${id}"><h2>${esc(s)}</h2>${page.charts.filter((c) => c.def.section === s).map(renderChart).join('\n')}</section>`);
+    sections.push(`<section id="${id}"><h2>${esc(s)}</h2>${page.charts.filter((c) => c.def.section === s).map((c) => renderChart(c, blocks)).join('\n')}</section>`);
   }
   const toc = [
     ['run', 'Run'],
@@ -543,7 +450,8 @@ export function renderHtml(page: PageModel): string {
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>${esc(title)}</title>
-<style>${CSS}</style>
+<style>
+${readFileSync(STYLESHEET, 'utf8')}</style>
 ${page.vendorScripts.map((src) => `<script src="${esc(src)}"></script>`).join('\n')}
 </head>
 <body>
@@ -553,13 +461,14 @@ ${page.vendorScripts.map((src) => `<script src="${esc(src)}"></script>`).join('\
 <nav class="toc">${toc.map(([id, label]) => `<a href="#${id}">${esc(label)}</a>`).join('')}</nav>
 </header>
 <main>
-${renderHeader(page.header, page.meta)}
-${renderClaims(page.claims, page.claimsSql)}
+${renderHeader(page.header, page.meta, blocks)}
+${renderClaims(page.claims, page.claimsSql, blocks)}
 ${sections.join('\n')}
 ${renderLatentBrowser(page.latentBrowser)}
 ${renderMethods(page.header.params)}
 </main>
-<script>${SCRIPT}</script>
+<script>
+${readFileSync(PAGE_SCRIPT, 'utf8')}</script>
 </body>
 </html>
 `;

@@ -97,6 +97,18 @@ describe('code closure', () => {
       const edited = await loadCodeGraph(root, path.join(root, 'stages/index.ts'), cacheDir);
       expect(edited.files['stages/lib/only-a.ts'].sha256).not.toBe(graph.files['stages/lib/only-a.ts'].sha256);
       expect(packageVersions(edited, localClosure(edited, 'stages/a.ts'))).toEqual({});
+
+      // A non-module file referenced by URL (a stylesheet, a text read at run time) is an asset in
+      // the closure of the module that references it: hashed, never built; an edit is seen.
+      await fs.writeFile(path.join(root, 'stages/lib/page.css'), 'body { margin: 0; }\n');
+      await fs.writeFile(path.join(root, 'stages/lib/METHOD.md'), '# Method\n');
+      await fs.writeFile(path.join(root, 'stages/a.ts'), "import { a } from './lib/only-a.ts';\nexport const css = new URL('./lib/page.css', import.meta.url);\nexport const md = new URL('./lib/METHOD.md', import.meta.url);\nexport const stageA = a;\n");
+      const withAssets = await loadCodeGraph(root, path.join(root, 'stages/index.ts'), cacheDir);
+      expect(localClosure(withAssets, 'stages/a.ts')).toEqual(['stages/a.ts', 'stages/lib/METHOD.md', 'stages/lib/only-a.ts', 'stages/lib/page.css', 'stages/lib/shared.ts']);
+      await fs.writeFile(path.join(root, 'stages/lib/page.css'), 'body { margin: 1px; }\n');
+      const cssEdited = await loadCodeGraph(root, path.join(root, 'stages/index.ts'), cacheDir);
+      expect(cssEdited.files['stages/lib/page.css'].sha256).not.toBe(withAssets.files['stages/lib/page.css'].sha256);
+      expect(cssEdited.files['stages/lib/METHOD.md'].sha256).toBe(withAssets.files['stages/lib/METHOD.md'].sha256);
     } finally {
       await fs.rm(root, { recursive: true, force: true });
     }
