@@ -11,6 +11,7 @@ import * as vega from 'vega';
 import * as vl from 'vega-lite';
 import type { TopLevelSpec } from 'vega-lite';
 import { archLabel, fmtBeta, type ChartDef } from './charts.ts';
+import { markdownToHtml } from './markdown.ts';
 import { ruleLabel, STATS_TEXT, STEERING_RULE_TEXT } from './texts.ts';
 import { CLAIMS, type BetaSelectionRow, type ClaimsTable, type PairedRow } from './verdicts.ts';
 import type { ChartResult, ClaimsSql, LatentBrowserData, LatentEntry, ReportMeta, RunHeader } from './types.ts';
@@ -99,6 +100,8 @@ class SqlBlocks {
 /** The page's stylesheet and script, read at render time (these URLs also put them in the report stage's code fingerprint). */
 const STYLESHEET = new URL('./assets/report.css', import.meta.url);
 const PAGE_SCRIPT = new URL('./assets/report.js', import.meta.url);
+/** The method's one description, embedded in the Methods section. */
+const METHOD_MD = new URL('../../docs/METHOD.md', import.meta.url);
 
 // ---------------------------------------------------------------------------------------------
 // Page sections
@@ -375,24 +378,20 @@ function renderLatentBrowser(data: LatentBrowserData | undefined): string {
 
 function renderMethods(params: unknown): string {
   const p = (path: string) => paramRef(params, path);
+  // docs/METHOD.md without its title (the section has its own), its headings one level down.
+  const method = readFileSync(METHOD_MD, 'utf8').replace(/^# .*\n/, '');
+  const pretrained = getParam(params, 'lm.pretrained');
   return `<section id="methods"><h2>Methods: what is the paper's and what is ours</h2>
-<p>Paper: Olmo, Wilson, Forsey, Hepner, Howe, Wingate, <i>Features that Make a Difference: Leveraging Gradients for Improved Dictionary Learning</i> (Findings of NAACL 2025, arXiv 2411.10397). No code was published; everything marked <b>ours</b> is this project's operationalization.</p>
-<h3>From the paper (and Gao et al. 2024 for TopK)</h3>
+<p class="muted small">From <code>docs/METHOD.md</code>, the one description of the method; the settings of this run and how the claims are decided follow it.</p>
+<div class="method">${markdownToHtml(method, 1)}</div>
+<h3>This run's settings</h3>
 <ul>
-<li>TopK SAE: z = TopK<sub>k</sub>(ReLU(W<sub>enc</sub>(x − b<sub>dec</sub>) + b<sub>enc</sub>)), x̂ = W<sub>dec</sub> z + b<sub>dec</sub>, unit-norm decoder rows, AuxK loss for dead latents.</li>
-<li>g-SAE selection: score s = z<sub>pre</sub> + β · z<sub>pre</sub> ∘ |W<sub>dec</sub> g| with g = ∇<sub>x</sub>L; the top-k indices of s are kept with their z<sub>pre</sub> values (the gradient only chooses). β = 0 is TopK exactly. ${p('sae.beta')}. <b>Ours</b>: the gradient term is divided by c = E‖g‖ / √d when ${p('sae.grad_scale')} is <code>data</code>, so that β = 1 makes it comparable to the activation term on average (<code>none</code>: c = 1, the literal formula).</li>
-<li>The four claims at equal k: lower downstream loss when spliced in, fewer dead latents, more effective steering, comparable interpretability. The paper's setting is GPT-2 small, layer 7, residual stream.</li>
-<li>Downstream metrics: ΔCE = CE<sub>spliced</sub> − CE<sub>clean</sub>, loss recovered = (CE<sub>zero</sub> − CE<sub>spliced</sub>) / (CE<sub>zero</sub> − CE<sub>clean</sub>), KL(p<sub>clean</sub> ‖ p<sub>spliced</sub>), FVU, L0, dead fraction.</li>
-</ul>
-<h3>Ours</h3>
-<ul>
-<li><b>Laptop scale.</b> A small GPT trained here on U.S. State of the Union text (${p('corpus.source')}, ${p('tokenizer.kind')}) instead of GPT-2 small on OpenWebText, SAEs at ${p('collect.layer')} ${p('collect.site')}; setting <code>lm.pretrained</code>${getParam(params, 'lm.pretrained') === undefined ? '' : ` (now <code>${esc(JSON.stringify(getParam(params, 'lm.pretrained')))}</code>)`} to a GPT-2 checkpoint (with <code>tokenizer.kind: gpt2</code>) runs the paper's model. Absolute numbers are therefore not comparable with the paper's; the comparison TopK vs g-SAE at equal k is.</li>
-<li><b>Gradient source at evaluation.</b> The g-SAE's gradient comes from the clean forward/backward pass on the same held-out tokens. Because a user cannot always compute a loss gradient, the g-SAE is also evaluated <i>gradient-free</i> (plain TopK selection at inference): the dashed series in the charts and the "gradient-free" claims rows.</li>
-<li><b>b<sub>dec</sub> initialization.</b> ${p('sae.b_dec_init')} of a sample of activations (as in Gao et al.); the paper does not state it.</li>
-<li><b>g-SAE β.</b> The g-SAEs are trained at every β of ${p('sae.beta')}; TopK has no β. The charts show each β as its own series; the claims use β* per k (below).</li>
-<li><b>Steering protocol</b> (the paper's is not known). Per SAE, ${p('steering.n_latents')} latents sampled uniformly among alive latents (${p('steering.seed')}); steer by adding α · r · W<sub>dec</sub>[i] at every position, r = mean ‖x‖ at the hook, ${p('steering.alphas')}. Random held-out contexts (${p('steering.contexts')}) split in halves; the evaluation half gives the "arbitrary contexts". Two target rules (${p('steering.n_targets')} targets each), scored on the same steered passes: ${Object.values(STEERING_RULE_TEXT).map(esc).join('; ')}. Consistency = fraction of positions where the targets rise; KL(steered ‖ clean) measures how much the steering disrupts the model overall.</li>
-<li><b>Dead latents.</b> A latent is dead if it never fires on the held-out set and did not fire during the last ${p('sae.dead_tokens')} training tokens.</li>
-<li><b>Interpretability</b> (claim 4): an automatic simulation score with a lookup explainer (ours, not an LM explainer) and, when enough exist, blinded human ratings (npm run rate); both judged by an equivalence test with margins of ours (params interp.margin, interp.rating_margin).</li>
+<li><b>Laptop scale.</b> Corpus ${p('corpus.source')}, ${p('tokenizer.kind')}; SAEs at ${p('collect.layer')} ${p('collect.site')}; ${pretrained === undefined ? '<code>lm.pretrained</code> unset (the LM is trained here)' : `<code>lm.pretrained</code> = <code>${esc(JSON.stringify(pretrained))}</code>`}.</li>
+<li><b>g-SAE.</b> ${p('sae.beta')} (TopK has no β; the claims use β* per k), ${p('sae.grad_scale')}; the g-SAE is also evaluated gradient-free (the dashed series in the charts and the "gradient-free" claims rows).</li>
+<li><b>b<sub>dec</sub> initialization.</b> ${p('sae.b_dec_init')}.</li>
+<li><b>Steering protocol.</b> ${p('steering.n_latents')} latents per SAE (${p('steering.seed')}), ${p('steering.alphas')}, ${p('steering.contexts')} contexts, ${p('steering.n_targets')} targets per rule: ${Object.values(STEERING_RULE_TEXT).map(esc).join('; ')}.</li>
+<li><b>Dead latents.</b> ${p('sae.dead_tokens')}.</li>
+<li><b>Interpretability</b> (claim 4): equivalence margins ${p('interp.margin')}, ${p('interp.rating_margin')}.</li>
 </ul>
 <h3 id="statistics">Statistics (ours): how the claims are decided</h3>
 <p>The compare stage writes every number of the claims table (tables <code>paired</code> and <code>beta_selection</code>); the report only displays them.</p>

@@ -13,7 +13,7 @@ import { loadTokenizer } from '../../lib/tokenizer/index.ts';
 import { chartDefs } from '../../lib/report/charts.ts';
 
 const ROOT = path.resolve(__dirname, '../..');
-const COPY = ['shared', 'pipeline', 'lib', 'stages', 'scripts', 'params.yaml', 'params.smoke.yaml', 'params.schema.json', 'package.json', 'package-lock.json', 'tsconfig.json'];
+const COPY = ['shared', 'pipeline', 'lib', 'stages', 'docs', 'scripts', 'params.yaml', 'params.smoke.yaml', 'params.schema.json', 'package.json', 'package-lock.json', 'tsconfig.json'];
 
 function pipeline(cwd: string, ...args: string[]) {
   const r = spawnSync('npm', ['run', '--silent', 'pipeline', '--', '--params', 'params.smoke.yaml', '--progress', 'plain', ...args], {

@@ -13,7 +13,7 @@ import { createGPT2 } from '../../lib/model/gpt2.ts';
 import { saveGPT2 } from '../../lib/model/hf.ts';
 
 const ROOT = path.resolve(__dirname, '../..');
-const COPY = ['shared', 'pipeline', 'lib', 'stages', 'params.yaml', 'params.smoke.yaml', 'params.schema.json', 'package.json', 'package-lock.json', 'tsconfig.json'];
+const COPY = ['shared', 'pipeline', 'lib', 'stages', 'docs', 'params.yaml', 'params.smoke.yaml', 'params.schema.json', 'package.json', 'package-lock.json', 'tsconfig.json'];
 
 describe('a pretrained GPT-2 checkpoint (lm.pretrained)', () => {
   let dir: string;
