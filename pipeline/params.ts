@@ -9,6 +9,7 @@ import { createRequire } from 'node:module';
 import * as path from 'node:path';
 import type { ErrorObject, ValidateFunction } from 'ajv';
 import YAML from 'yaml';
+import { writeFileAtomicSync } from '../shared/atomic.ts';
 import { ParamsError } from './errors.ts';
 import { getPath, showValue } from './util.ts';
 
@@ -137,10 +138,7 @@ function validatorFor(schema: Record<string, unknown>, cacheDir?: string): { val
   const { validate, code } = compileSchema(schema, true);
   const keep = () => {
     try {
-      fsSync.mkdirSync(path.dirname(file), { recursive: true });
-      const tmp = `${file}.${process.pid}.tmp`;
-      fsSync.writeFileSync(tmp, code!);
-      fsSync.renameSync(tmp, file);
+      writeFileAtomicSync(file, code!);
     } catch {
       // a read-only cache only costs the compile next time
     }
