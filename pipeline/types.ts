@@ -51,7 +51,19 @@ export interface MetricOptions {
   step?: number;
 }
 
-export interface StageContext<P = any> {
+/** A stage's declared inputs (input name -> spec); the default, any names, is for generic code. */
+export type InputSpecs = Record<string, InputSpec>;
+
+/** Whether an input spec reads every upstream instance: true, false, or boolean (not known: generic code). */
+type ReadsAll<S> = S extends { all: true } ? true : S extends { stage: string; all?: false } ? false : boolean;
+
+/** ctx.inputs of a stage with inputs `I`: each input declared without `all` -> its upstream folder. */
+export type SingleInputs<I extends InputSpecs> = { readonly [K in keyof I as ReadsAll<I[K]> extends true ? never : K]: string };
+
+/** ctx.inputsAll of a stage with inputs `I`: each input declared with `all: true` -> every upstream instance. */
+export type AllInputs<I extends InputSpecs> = { readonly [K in keyof I as ReadsAll<I[K]> extends false ? never : K]: UpstreamInstance[] };
+
+export interface StageContext<P = any, I extends InputSpecs = InputSpecs> {
   /**
    * The params, restricted to the keys this stage declared for this instance (reading any other key
    * throws, so the fingerprint can never miss a dependency). For a matrix variable, the declared list
@@ -62,9 +74,9 @@ export interface StageContext<P = any> {
   /** Matrix values of this instance ({} for a plain stage). */
   instance: InstanceKey;
   /** For inputs declared without `all`: input name -> the upstream output directory. */
-  inputs: Record<string, string>;
+  inputs: SingleInputs<I>;
   /** For inputs declared with `all: true`: input name -> every upstream instance. */
-  inputsAll: Record<string, UpstreamInstance[]>;
+  inputsAll: AllInputs<I>;
   /** Write outputs here. A temporary directory, committed atomically only if run() resolves. */
   outDir: string;
   /**
@@ -94,7 +106,12 @@ export interface StageContext<P = any> {
   readResults<T>(fn: (connection: DuckDBConnection) => Promise<T>): Promise<T>;
 }
 
-export interface StageDef<P = any> {
+/**
+ * A stage. Declared through `defineStage<Params>()({...})` (stages/define.ts), `I` is inferred from
+ * `inputs`, so ctx.inputs and ctx.inputsAll are keyed by the declared names (a misspelt input name is
+ * a type error).
+ */
+export interface StageDef<P = any, I extends InputSpecs = InputSpecs> {
   name: string;
   /** One line: what the stage does (shown by `dag` and in the README table). */
   description?: string;
@@ -114,12 +131,12 @@ export interface StageDef<P = any> {
    */
   matrix?: Record<string, string | Conditional>;
   /** Input name -> upstream stage. */
-  inputs?: Record<string, InputSpec>;
+  inputs?: I;
   /** Files (relative to outDir) that run() must create; checked before commit. */
   outputs: string[];
   /** Environment fields (from the project's environment()) that enter the fingerprint. */
   env?: string[];
-  run(ctx: StageContext<P>): Promise<void>;
+  run(ctx: StageContext<P, I>): Promise<void>;
 }
 
 /** What a project's stages module (default: stages/index.ts) exports. */

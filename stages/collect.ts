@@ -8,11 +8,11 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import type { StageDef } from '../pipeline/types.ts';
 import type { Params } from './params.gen.ts';
+import { defineStage } from './define.ts';
 import { initStageBackend, throttled } from './common.ts';
 
-const stage: StageDef<Params> = {
+const stage = defineStage<Params>()({
   name: 'collect',
   description: 'Residual activations x and loss gradients dL/dx at the hook, for train and test tokens',
   params: ['collect', 'lm.n_ctx'],
@@ -77,5 +77,5 @@ const stage: StageDef<Params> = {
     fs.writeFileSync(path.join(ctx.outDir, 'summary.json'), JSON.stringify(summary, null, 2));
     model.dispose();
   },
-};
+});
 export default stage;

@@ -7,9 +7,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { StageDef, UpstreamInstance } from '../pipeline/types.ts';
 import type { Params } from './params.gen.ts';
+import { defineStage } from './define.ts';
 import { readJson } from './common.ts';
 
-const stage: StageDef<Params> = {
+const stage = defineStage<Params>()({
   name: 'compare',
   description: 'Paired differences g-SAE − TopK with CIs, β* on val, verdicts and Holm across k',
   params: ['compare', 'interp.margin'],
@@ -85,5 +86,5 @@ const stage: StageDef<Params> = {
     }
     fs.writeFileSync(path.join(ctx.outDir, 'paired.json'), JSON.stringify({ ...res, interp: interpSummary }, null, 1));
   },
-};
+});
 export default stage;

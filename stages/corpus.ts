@@ -1,9 +1,9 @@
 /** corpus: load the documents and split them by document into train / val / test. */
 import fs from 'node:fs';
 import path from 'node:path';
-import type { StageDef } from '../pipeline/types.ts';
 import { corpusStats, loadCorpus, splitCorpus, type CorpusSource, type Doc } from '../lib/corpus.ts';
 import type { Params } from './params.gen.ts';
+import { defineStage } from './define.ts';
 
 export const SPLITS = ['train', 'val', 'test'] as const;
 
@@ -23,7 +23,7 @@ export function readSplitDocs(dir: string, split: (typeof SPLITS)[number]): Doc[
     .map((l) => JSON.parse(l) as Doc);
 }
 
-const stage: StageDef<Params> = {
+const stage = defineStage<Params>()({
   name: 'corpus',
   description: 'Load the corpus (SOTU addresses by default) and split it by document into train/val/test',
   params: ['corpus'],
@@ -44,5 +44,5 @@ const stage: StageDef<Params> = {
     }
     fs.writeFileSync(path.join(ctx.outDir, 'manifest.json'), JSON.stringify(manifest, null, 2));
   },
-};
+});
 export default stage;

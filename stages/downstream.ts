@@ -7,9 +7,9 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import type { StageDef } from '../pipeline/types.ts';
 import type { DeadFracMetric, DownstreamMetric, DownstreamValues } from '../lib/eval/metricNames.ts';
 import type { Params } from './params.gen.ts';
+import { defineStage } from './define.ts';
 import { initStageBackend, readJson, SAE_MATRIX, throttled, trainingDead } from './common.ts';
 
 /** `n` indices spread evenly over [0, total) (all of them when n ≥ total). */
@@ -19,7 +19,7 @@ function evenlySpaced(total: number, n: number): number[] {
   return Array.from({ length: n }, (_, i) => Math.round((i * (total - 1)) / (n - 1)));
 }
 
-const stage: StageDef<Params> = {
+const stage = defineStage<Params>()({
   name: 'downstream',
   description: 'Spliced cross-entropy, loss recovered, KL, FVU, L0, dead fraction, change rate on held-out val and test windows',
   params: ['downstream'],
@@ -122,5 +122,5 @@ const stage: StageDef<Params> = {
     fs.writeFileSync(path.join(ctx.outDir, 'summary.json'), JSON.stringify({ ...meta, n_positions: res.nPositions, n_positions_val: val.res.nPositions, ...summary, ...valSummary }, null, 2));
     model.dispose();
   },
-};
+});
 export default stage;

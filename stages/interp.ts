@@ -8,8 +8,9 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import type { StageContext, StageDef } from '../pipeline/types.ts';
+import type { StageContext } from '../pipeline/types.ts';
 import type { Params } from './params.gen.ts';
+import { defineStage } from './define.ts';
 import { initStageBackend, readJson, SAE_MATRIX, throttled, trainingDead } from './common.ts';
 import sae from './sae.ts';
 
@@ -55,7 +56,7 @@ async function score(ctx: StageContext<Params>, arch: string): Promise<void> {
 
 const INTERP_PARAMS = ['interp.latents', 'interp.train_tokens', 'interp.top_contexts', 'interp.context_tokens', 'interp.seed', 'interp.bootstrap_resamples'];
 
-export const interp: StageDef<Params> = {
+export const interp = defineStage<Params>()({
   name: 'interp',
   description: 'Automatic interpretability: lookup-explainer simulation score of sampled alive latents',
   params: INTERP_PARAMS,
@@ -64,10 +65,10 @@ export const interp: StageDef<Params> = {
   env: ['backend'],
   outputs: ['scores.json'],
   run: (ctx) => score(ctx, String(ctx.instance.arch)),
-};
+});
 
 /** A GPT-2 of the trained LM's shape with freshly initialised weights (seed interp.seed + 1). */
-export const lmRandom: StageDef<Params> = {
+export const lmRandom = defineStage<Params>()({
   name: 'lm_random',
   description: 'Control LM: the LM\'s shape with random initial weights (no training)',
   params: ['interp.seed'],
@@ -84,10 +85,10 @@ export const lmRandom: StageDef<Params> = {
     ctx.log(`random-init LM: ${config.nLayer} layers, d=${config.dModel}, vocab ${config.vocabSize}`);
     model.dispose();
   },
-};
+});
 
 /** Train and test activations (x, g) of the random LM at collect's hook, with collect's budgets (no val, no baselines). */
-export const collectControl: StageDef<Params> = {
+export const collectControl = defineStage<Params>()({
   name: 'collect_control',
   description: 'Control activations: the random-init LM at the same hook (train and test splits only)',
   params: ['collect', 'lm.n_ctx'],
@@ -116,10 +117,10 @@ export const collectControl: StageDef<Params> = {
     fs.writeFileSync(path.join(ctx.outDir, 'summary.json'), JSON.stringify(summary, null, 2));
     model.dispose();
   },
-};
+});
 
 /** The control SAE: a TopK SAE per k, seed 0, trained exactly like the sae stage's on the random LM's activations. */
-export const saeControl: StageDef<Params> = {
+export const saeControl = defineStage<Params>()({
   ...sae,
   name: 'sae_control',
   description: 'Control SAE: TopK per k (seed 0) on the random-init LM\'s activations',
@@ -127,9 +128,9 @@ export const saeControl: StageDef<Params> = {
   matrix: { k: 'sae.k' },
   inputs: { acts: { stage: 'collect_control' } },
   run: (ctx) => sae.run({ ...ctx, instance: Object.freeze({ arch: 'topk', k: ctx.instance.k, seed: 0 }) }),
-};
+});
 
-export const interpControl: StageDef<Params> = {
+export const interpControl = defineStage<Params>()({
   name: 'interp_control',
   description: 'The automatic interpretability score of the control SAE (random-init LM)',
   params: INTERP_PARAMS,
@@ -138,4 +139,4 @@ export const interpControl: StageDef<Params> = {
   env: ['backend'],
   outputs: ['scores.json'],
   run: (ctx) => score(ctx, 'topk'),
-};
+});

@@ -1,14 +1,14 @@
 /** lm: train the small GPT-2 on the train split, or load and validate a pretrained HF GPT-2. */
 import fs from 'node:fs';
 import path from 'node:path';
-import type { StageDef } from '../pipeline/types.ts';
 import type { Params } from './params.gen.ts';
+import { defineStage } from './define.ts';
 import { initStageBackend, throttled } from './common.ts';
 
 /** model_name of our own LM in the SAEs' cfg.json (a real GPT-2 keeps its own name, e.g. "gpt2"). */
 export const OWN_MODEL_NAME = 'gsae-lm';
 
-const stage: StageDef<Params> = {
+const stage = defineStage<Params>()({
   name: 'lm',
   description: 'Train the small GPT-2 on the train split (AdamW, warmup + cosine), or load lm.pretrained',
   params: ['lm'],
@@ -95,5 +95,5 @@ const stage: StageDef<Params> = {
     );
     model.dispose();
   },
-};
+});
 export default stage;

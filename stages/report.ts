@@ -3,8 +3,9 @@
  * latent browser (top-activating held-out contexts and steering targets of sampled latents).
  */
 import path from 'node:path';
-import type { StageContext, StageDef } from '../pipeline/types.ts';
+import type { StageContext } from '../pipeline/types.ts';
 import type { Params } from './params.gen.ts';
+import { defineStage } from './define.ts';
 import { initStageBackend, readJson, spreadWindows } from './common.ts';
 import type { LatentBrowserData } from '../lib/report/types.ts';
 
@@ -56,7 +57,7 @@ async function latentBrowser(ctx: StageContext<Params>): Promise<LatentBrowserDa
   return out;
 }
 
-const stage: StageDef<Params> = {
+const stage = defineStage<Params>()({
   name: 'report',
   description: 'Charts, claims table (the compare stage\'s paired verdicts) and latent browser: results/report/index.html',
   // interp.rating_*: claim 4 from the `ratings` table, which the report reads directly; env field
@@ -85,5 +86,5 @@ const stage: StageDef<Params> = {
     if (errors.length > 0) throw new Error(`report: ${errors.length} chart(s) failed: ${errors.map((c) => `${c.name}: ${c.message}`).join('; ')}`);
     if (res.claims.error) throw new Error(`report: ${res.claims.error}`);
   },
-};
+});
 export default stage;

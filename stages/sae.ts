@@ -6,12 +6,12 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import type { StageDef } from '../pipeline/types.ts';
 import type { Params } from './params.gen.ts';
+import { defineStage } from './define.ts';
 import { initStageBackend, readJson, SAE_MATRIX, throttled } from './common.ts';
 import type { SaeArch } from '../lib/sae/types.ts';
 
-const stage: StageDef<Params> = {
+const stage = defineStage<Params>()({
   name: 'sae',
   description: 'Train a TopK SAE or g-SAE (hand-written backward, AuxK) for every arch × k × seed',
   params: [
@@ -98,5 +98,5 @@ const stage: StageDef<Params> = {
     ctx.log(`held-out FVU ${ev.fvu.toFixed(4)}, L0 ${ev.l0.toFixed(1)}, dead ${(ev.dead_frac * 100).toFixed(1)}%; ${Math.round(res.tokensPerSec)} tokens/s`);
     fs.writeFileSync(path.join(ctx.outDir, 'eval.json'), JSON.stringify({ arch, k, seed, ...final, test_firing: Array.from(ev.firing) }, null, 1));
   },
-};
+});
 export default stage;

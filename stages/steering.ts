@@ -9,11 +9,11 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import type { StageDef } from '../pipeline/types.ts';
 import type { Params } from './params.gen.ts';
+import { defineStage } from './define.ts';
 import { initStageBackend, readJson, SAE_MATRIX, trainingDead } from './common.ts';
 
-const stage: StageDef<Params> = {
+const stage = defineStage<Params>()({
   name: 'steering',
   description: 'Steer with sampled alive latents; effect, consistency, KL on held-out contexts',
   params: ['steering'],
@@ -81,5 +81,5 @@ const stage: StageDef<Params> = {
     fs.writeFileSync(path.join(ctx.outDir, 'summary.json'), JSON.stringify(res.summary, null, 2));
     model.dispose();
   },
-};
+});
 export default stage;

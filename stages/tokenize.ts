@@ -1,12 +1,12 @@
 /** tokenize: train the BPE on the train split (or take GPT-2's), write token streams per split. */
 import path from 'node:path';
-import type { StageDef } from '../pipeline/types.ts';
 import { makeTokenizer, saveTokenizer } from '../lib/tokenizer/index.ts';
 import { tokenizeSplits } from '../lib/tokens.ts';
 import { readSplitDocs } from './corpus.ts';
 import type { Params } from './params.gen.ts';
+import { defineStage } from './define.ts';
 
-const stage: StageDef<Params> = {
+const stage = defineStage<Params>()({
   name: 'tokenize',
   description: 'Byte-level BPE trained on the train split (or GPT-2 r50k); token streams per split',
   params: ['tokenizer'],
@@ -36,5 +36,5 @@ const stage: StageDef<Params> = {
     });
     ctx.log(`tokens: train ${m.splits.train.tokens}, val ${m.splits.val.tokens}, test ${m.splits.test.tokens}; ${m.bytes_per_token.toFixed(3)} bytes/token`);
   },
-};
+});
 export default stage;
