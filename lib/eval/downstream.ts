@@ -191,22 +191,31 @@ class SaeStats {
     this.sumDev = new Float64Array(d);
   }
 
-  observe = ({ x, xhat, z }: EncodeObservation): void => {
+  observe = ({ x, xhat, indices, values }: EncodeObservation): void => {
     const n = x.shape[0];
     const d = this.d;
+    const k = indices.shape[1];
     // (typed arrays are assigned, not returned: tf.tidy would walk every element of a returned array)
-    let sq!: ArrayLike<number>, l0!: ArrayLike<number>, fires!: ArrayLike<number>, xs!: ArrayLike<number>;
+    let sq!: ArrayLike<number>, xs!: ArrayLike<number>;
     tf.tidy(() => {
-      const on = tf.cast(tf.greater(z, 0), 'float32');
       sq = tf.sum(tf.square(tf.sub(x, xhat)), 1).dataSync();
-      l0 = tf.sum(on, 1).dataSync();
-      fires = tf.sum(on, 0).dataSync();
       xs = x.dataSync();
     });
+    const idx = indices.dataSync();
+    const val = values.dataSync();
     this.sqErr.set(sq, this.cursor);
-    this.l0.set(l0, this.cursor);
+    // a latent fires on a token when it is selected with a value > 0 (L0 counts those)
+    for (let r = 0; r < n; r++) {
+      let l0 = 0;
+      for (let t = r * k; t < (r + 1) * k; t++) {
+        if (val[t] > 0) {
+          l0++;
+          this.fires[idx[t]]++;
+        }
+      }
+      this.l0[this.cursor + r] = l0;
+    }
     this.cursor += n;
-    for (let j = 0; j < fires.length; j++) this.fires[j] += fires[j];
     if (!this.shift) {
       // shift = the first batch's mean: keeps the variance accumulation numerically stable
       this.shift = new Float64Array(d);
