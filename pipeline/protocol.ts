@@ -16,6 +16,8 @@ export interface StartMessage extends Pick<StageContext, 'instance' | 'inputs' |
   /** Matrix lists of conditional variables this instance lacks: params key -> variable. */
   hidden: Record<string, string>;
   outputs: string[];
+  /** CPU cores this instance may use (see StageContext.cpus); absent: all of the machine's. */
+  cpus?: number;
 }
 
 export interface MetricRecord {

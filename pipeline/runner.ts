@@ -148,6 +148,8 @@ interface NodeState {
   content?: string;
   reason: string;
   seconds: number;
+  /** CPU cores given to the instance when it started (StageContext.cpus). */
+  cpus?: number;
 }
 
 export function componentsFor(plan: Plan, inst: Instance, inputContent: (label: string) => string): FingerprintComponents {
@@ -438,6 +440,7 @@ async function execute(plan: Plan, opts: RunOptions, out: (s: string) => void, e
       scratchDir,
       env: Object.fromEntries((inst.stage.env ?? []).map((f) => [f, plan.env[f]])),
       outputs: inst.stage.outputs,
+      cpus: node.cpus,
     };
     // Upstream metrics and stage rows are in results.duckdb before a stage starts (the report reads them).
     if (db.pendingCount > 0) await db.flush();
@@ -592,6 +595,11 @@ async function execute(plan: Plan, opts: RunOptions, out: (s: string) => void, e
           const node = ready.shift()!;
           node.status = 'running';
           running++;
+          // the cores are shared by the instances that run at once: this one, the running ones, and
+          // those about to start (ready, or whose cache check is under way)
+          let soon = running + ready.length;
+          for (const n of nodes.values()) if (n.status === 'evaluating') soon++;
+          node.cpus = Math.max(1, Math.floor(os.availableParallelism() / Math.min(jobs, soon)));
           runNode(node)
             .catch((e: unknown) => {
               node.reason = `${node.reason}; engine error: ${(e as Error).message}`;
