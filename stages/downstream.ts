@@ -78,6 +78,7 @@ const stage: StageDef<Params> = {
         batch: p.batch_size,
         windows: h.windows,
         gradients: isG ? h.g! : undefined,
+        activations: h.x,
         baselines: h.baselines,
         gradientMode: split === 'test' ? 'both' : 'gradient',
         onProgress: progress,
