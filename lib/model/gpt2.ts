@@ -555,7 +555,7 @@ export class GPT2 implements HookedLM {
     inputs: Int32Array,
     B: number,
     T: number,
-    opts: { hooks?: Hooks; cacheFrom?: number; capture?: StopPoint; start?: { layer: number; x: tf.Tensor2D } },
+    opts: { hooks?: Hooks; cacheFrom?: number; capture?: StopPoint; start?: { layer: number; x: tf.Tensor2D }; stopAtCapture?: boolean },
   ): { hF: tf.Tensor2D; lnf: LNCache; caches: (LayerCache | null)[]; captured: tf.Tensor2D | null } {
     const c = this.config;
     if (T > c.nCtx) throw new Error(`GPT-2: sequence length ${T} exceeds the context size nCtx=${c.nCtx}`);
@@ -579,19 +579,21 @@ export class GPT2 implements HookedLM {
     const caches: (LayerCache | null)[] = [];
     const ort = ortEnabled();
     let captured: tf.Tensor2D | null = null;
-    const cap = (l: number, site: Site) => {
+    // with stopAtCapture the pass ends at the capture point (nothing above it is computed)
+    const cap = (l: number, site: Site): boolean => {
       if (opts.capture && opts.capture.layer === l && opts.capture.site === site) captured = x;
+      return !!opts.stopAtCapture && captured !== null;
     };
     for (let l = 0; l < from; l++) caches.push(null);
     for (let l = from; l < c.nLayer; l++) {
       const cache: Partial<LayerCache> | null = l >= cacheFrom ? {} : null;
       x = this.applyHook(hooks, `blocks.${l}.hook_resid_pre`, x, B, T);
-      cap(l, 'resid_pre');
+      if (cap(l, 'resid_pre')) break;
       if (ort && !cache && !this.needsBlockInside(hooks, opts.capture, l)) {
         x = this.blockInferenceOrt(x, l, B, T);
         x = this.applyHook(hooks, `blocks.${l}.hook_resid_post`, x, B, T);
-        cap(l, 'resid_post');
         caches.push(null);
+        if (cap(l, 'resid_post')) break;
         continue;
       }
       const ln1 = ort ? null : this.layerNorm(x, this.p(`h.${l}.ln_1.weight`), this.p(`h.${l}.ln_1.bias`));
@@ -599,13 +601,13 @@ export class GPT2 implements HookedLM {
       attnOut = this.applyHook(hooks, `blocks.${l}.hook_attn_out`, attnOut, B, T);
       x = tf.add(x, attnOut) as tf.Tensor2D;
       x = this.applyHook(hooks, `blocks.${l}.hook_resid_mid`, x, B, T);
-      cap(l, 'resid_mid');
+      if (cap(l, 'resid_mid')) break;
       const ln2 = ort ? null : this.layerNorm(x, this.p(`h.${l}.ln_2.weight`), this.p(`h.${l}.ln_2.bias`));
       let mlpOut = ln2 ? this.mlp(ln2.out, l, cache) : this.mlpBlockOrt(x, l, cache);
       mlpOut = this.applyHook(hooks, `blocks.${l}.hook_mlp_out`, mlpOut, B, T);
       x = tf.add(x, mlpOut) as tf.Tensor2D;
       x = this.applyHook(hooks, `blocks.${l}.hook_resid_post`, x, B, T);
-      cap(l, 'resid_post');
+      const stop = cap(l, 'resid_post');
       if (cache && ln1 && ln2) {
         cache.ln1 = ln1.cache;
         cache.h1 = ln1.out;
@@ -613,6 +615,11 @@ export class GPT2 implements HookedLM {
         cache.h2 = ln2.out;
       }
       caches.push(cache as LayerCache | null);
+      if (stop) break;
+    }
+    if (opts.stopAtCapture) {
+      if (!captured) throw new Error('GPT-2: stopAtCapture without a capture point reached');
+      return { hF: captured, lnf: null as unknown as LNCache, caches, captured };
     }
     const f = this.layerNorm(x, this.p('ln_f.weight'), this.p('ln_f.bias'));
     return { hF: f.out, lnf: f.cache, caches, captured };
@@ -878,6 +885,17 @@ export class GPT2 implements HookedLM {
       losses = this.head(hF, targets, { w: 1, dh: false, dwte: false }).losses;
     });
     return losses;
+  }
+
+  activations(tokens: Int32Array, batch: number, seqLen: number, hook: HookName): Float32Array {
+    const stop = parseResidHook(hook, this.config);
+    const { inputs } = GPT2.splitSequences(tokens, batch, seqLen);
+    this.checkTokens(tokens, 'activations');
+    let x!: Float32Array;
+    tf.tidy(() => {
+      x = this.forward(inputs, batch, seqLen, { capture: stop, stopAtCapture: true }).captured!.dataSync() as Float32Array;
+    });
+    return x;
   }
 
   activationAndGrad(tokens: Int32Array, batch: number, seqLen: number, hook: HookName): ActivationAndGrad {

@@ -51,6 +51,11 @@ export interface HookedLM {
    */
   activationAndGrad(tokens: Int32Array, batch: number, seqLen: number, hook: HookName): ActivationAndGrad;
   /**
+   * Optional: the activation at `hook` alone (the same x as activationAndGrad's), computing only
+   * the layers below it: no head, no backward pass.
+   */
+  activations?(tokens: Int32Array, batch: number, seqLen: number, hook: HookName): Float32Array;
+  /**
    * Optional fused head (GPT2 on wasm+ort): per-position CE of a hooked forward against targets
    * and, with `opts.ref` (the ref of an earlier call made with `keepRef`, e.g. the clean pass),
    * KL(ref ‖ this) per position, without materialising the [B·T, V] logits outside the model.
