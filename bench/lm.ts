@@ -26,6 +26,8 @@ import { makeTokenizer } from '../lib/tokenizer/index.ts';
 import { readTokenSplits, tokenizeSplits } from '../lib/tokens.ts';
 import type { GPT2Config } from '../lib/model/types.ts';
 import { DataParallel } from '../lib/model/parallel.ts';
+import { ortEnabled } from '../lib/backend.ts';
+import { ortThreads, setOrtThreads } from '../lib/native/ort.ts';
 
 function arg(args: string[], name: string, dflt: number): number {
   const i = args.indexOf(`--${name}`);
@@ -190,6 +192,20 @@ export default async function run(args: string[] = []): Promise<void> {
     report(`training step, ${threads} threads (data parallel)`, B * T, await measureAsync(dpStep, reps));
     console.log('  (CPU time counts all threads of this process)');
     await dp.close();
+    if (ortEnabled()) {
+      // the same, with one ONNX Runtime thread per participant (no oversubscription)
+      const before = ortThreads();
+      setOrtThreads(1);
+      const dp1 = await DataParallel.create(model, threads - 1, { ortThreads: 1 });
+      const dp1Step = async () => {
+        const batch = sampleBatch(stream, B, T, 0, step++);
+        const r = await dp1.forwardBackward(model, batch, B, T);
+        opt.stepFlat(model, r.grad, 1e-3, 1.0);
+      };
+      report(`training step, ${threads} threads (data parallel, 1 ORT thread each)`, B * T, await measureAsync(dp1Step, reps));
+      await dp1.close();
+      setOrtThreads(before);
+    }
   }
   for (const [label, fn] of args.includes('--profile') ? ([['forward+backward', fwdBwd], ['forward + exact loss', fwd]] as const) : []) {
     const prof = await tf.profile(fn);

@@ -1,7 +1,8 @@
 /**
  * Activation + gradient collection: run a hooked LM over windows of a token stream and store, for
  * every position, the activation x at the hook and g = dL/dx, where L is the per-sequence SUM of
- * next-token cross-entropies (so g does not shrink with the batch size). Shards are written as
+ * next-token cross-entropies (so g does not shrink with the batch size); with `gradients: false`,
+ * x alone (what TopK SAEs train on). Shards are written as
  * they go (lib/activations.ts) and an interrupted collection resumes after its last complete shard.
  */
 import fs from 'node:fs';
@@ -35,6 +36,8 @@ export interface CollectOptions {
   rowsPerShard?: number;
   /** Extra fields for the manifest. */
   extra?: Record<string, unknown>;
+  /** Store g = dL/dx (default true). Without: x only, from a forward pass up to the hook. */
+  gradients?: boolean;
   onProgress?: (rowsDone: number, rowsTotal: number) => void;
 }
 
@@ -69,10 +72,14 @@ export async function collectActivations(model: HookedLM, tokens: TokenStream, d
     const b = Math.min(opts.batch, nWin - w0);
     const buf = new Int32Array(b * (T + 1));
     for (let i = 0; i < b; i++) buf.set(tokens.subarray(starts[w0 + i], starts[w0 + i] + T + 1), i * (T + 1));
-    const r = model.activationAndGrad(buf, b, T, opts.hook);
-    writer.append(r.x, r.g);
-    for (const l of r.lossPerToken) lossSum += l;
-    lossCount += r.lossPerToken.length;
+    if (opts.gradients === false) {
+      writer.append(model.activations ? model.activations(buf, b, T, opts.hook) : model.activationAndGrad(buf, b, T, opts.hook).x, null);
+    } else {
+      const r = model.activationAndGrad(buf, b, T, opts.hook);
+      writer.append(r.x, r.g);
+      for (const l of r.lossPerToken) lossSum += l;
+      lossCount += r.lossPerToken.length;
+    }
     done += b * T;
     opts.onProgress?.(done, total);
     await new Promise((res) => setImmediate(res)); // let signals and I/O run

@@ -3,6 +3,7 @@
  * loader; receives a StartMessage, runs the stage, checks and hashes its outputs, reports back.
  */
 import * as fs from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { withReadOnlyDb } from './db.ts';
@@ -57,6 +58,7 @@ async function runStage(msg: StartMessage): Promise<void> {
     outDir: msg.outDir,
     scratchDir: msg.scratchDir,
     env: Object.freeze({ ...msg.env }),
+    cpus: msg.cpus ?? availableParallelism(),
     log: (message) => void send({ type: 'log', message: String(message) }),
     progress: (done, total, info) => {
       const now = Date.now();

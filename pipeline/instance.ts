@@ -32,6 +32,8 @@ export interface NodeState {
   content?: string;
   reason: string;
   seconds: number;
+  /** CPU cores given to the instance when it started (StageContext.cpus). */
+  cpus?: number;
 }
 
 /** What every step of a run shares. `interrupted` turns true once (SIGINT): nothing more starts. */
@@ -196,6 +198,7 @@ function startMessage(ctx: RunContext, attempt: Attempt): { start: StartMessage;
     env: Object.fromEntries((inst.stage.env ?? []).map((f) => [f, plan.env[f]])),
     outputs: inst.stage.outputs,
     resultsDb: ctx.db.dbPath,
+    cpus: attempt.node.cpus,
   };
   return { start, inputFingerprints };
 }

@@ -18,6 +18,8 @@ export interface StartMessage extends Pick<StageContext, 'instance' | 'inputs' |
   outputs: string[];
   /** results.duckdb of the run, for ctx.readResults (default: results/results.duckdb under the cwd). */
   resultsDb?: string;
+  /** CPU cores this instance may use (see StageContext.cpus); absent: all of the machine's. */
+  cpus?: number;
 }
 
 export interface MetricRecord {

@@ -3,6 +3,7 @@
  * when one failed or was skipped, and run (plan order, at most `jobs` at once) when it is not cached.
  * Every change of state calls pump() again; run() resolves when every instance is settled.
  */
+import * as os from 'node:os';
 import { checkCache, type NodeState, recordResult, type RunContext, runInstance } from './instance.ts';
 
 const SETTLED: readonly NodeState['status'][] = ['cached', 'ran', 'failed', 'skipped'];
@@ -77,12 +78,23 @@ export class Scheduler {
     this.pump();
   }
 
+  /**
+   * The cores are shared by the instances that run at once: the one starting, the running ones, and
+   * those about to start (ready, or whose cache check is under way).
+   */
+  private coresEach(): number {
+    let soon = this.running + this.ready.length;
+    for (const n of this.ctx.nodes.values()) if (n.status === 'evaluating') soon++;
+    return Math.max(1, Math.floor(os.availableParallelism() / Math.min(this.jobs, soon)));
+  }
+
   /** Start ready instances in plan order while fewer than `jobs` run. */
   private startReady(): void {
     while (this.running < this.jobs && this.ready.length > 0 && !this.ctx.interrupted) {
       const node = this.ready.shift()!;
       node.status = 'running';
       this.running++;
+      node.cpus = this.coresEach();
       runInstance(this.ctx, node)
         .catch((e: unknown) => {
           node.reason = `${node.reason}; engine error: ${(e as Error).message}`;

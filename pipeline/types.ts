@@ -86,6 +86,12 @@ export interface StageContext<P = any, I extends InputSpecs = InputSpecs> {
   scratchDir: string;
   /** The environment fingerprint fields this stage declared (e.g. {backend: 'wasm'}). */
   env: Record<string, string>;
+  /**
+   * CPU cores this instance may use: the machine's cores divided by the instances the engine runs
+   * beside it (at least 1). A hint for thread pools; never part of a fingerprint, so a stage must
+   * give the same numbers whatever it is.
+   */
+  cpus: number;
   log(message: string): void;
   /** Progress of long work: rate and ETA are derived by the engine. `info` shows beside the bar. */
   progress(done: number, total: number, info?: Record<string, string | number>): void;

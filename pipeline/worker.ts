@@ -4,6 +4,7 @@
  * checkout cannot reproduce, fetches inputs from the remote cache by hash, runs the stage exactly as
  * a local child does, commits locally, pushes the entry write-once and returns its content hash.
  */
+import { availableParallelism } from 'node:os';
 import type { ChildProcess } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
 import * as fs from 'node:fs/promises';
@@ -104,6 +105,8 @@ export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
         scratchDir,
         env: Object.fromEntries((inst!.stage.env ?? []).map((f) => [f, plan.env[f]])),
         outputs: inst!.stage.outputs,
+        // this machine's cores, shared by the jobs the worker runs at once
+        cpus: Math.max(1, Math.floor(availableParallelism() / (opts.concurrency ?? 1))),
       };
       const logStream = createWriteStream(path.join(logsDir, `${fp.slice(0, 16)}.log`));
       let seq = 0;

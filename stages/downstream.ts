@@ -62,6 +62,8 @@ const stage = defineStage<Params>()({
       return {
         windows: windowsAt(splits[split], pick.map((j) => starts[j]), seqLen),
         x: rows(all.x, sae.d),
+        // float32 activations are the LM's own, bit for bit: the passes may start from them
+        exact: reader.manifest.dtype === 'float32',
         g: all.g ? rows(all.g, sae.d) : null,
         baselines: { ce_zero: rows(base.ce_zero as Float32Array, 1), ce_mean: rows(base.ce_mean as Float32Array, 1) },
       };
@@ -79,6 +81,7 @@ const stage = defineStage<Params>()({
         batch: p.batch_size,
         windows: h.windows,
         gradients: isG ? h.g! : undefined,
+        activations: h.exact ? h.x : undefined,
         baselines: h.baselines,
         gradientMode: split === 'test' ? 'both' : 'gradient',
         onProgress: progress,

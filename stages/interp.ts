@@ -87,10 +87,14 @@ export const lmRandom = defineStage<Params>()({
   },
 });
 
-/** Train and test activations (x, g) of the random LM at collect's hook, with collect's budgets (no val, no baselines). */
+/**
+ * Train and test activations x of the random LM at collect's hook, with collect's budgets (no val,
+ * no baselines, no gradients: the control SAEs are TopK, which never read g; a forward pass up to
+ * the hook is all it takes).
+ */
 export const collectControl = defineStage<Params>()({
   name: 'collect_control',
-  description: 'Control activations: the random-init LM at the same hook (train and test splits only)',
+  description: 'Control activations: the random-init LM at the same hook (train and test splits, x only)',
   params: ['collect', 'lm.n_ctx'],
   inputs: { tokens: { stage: 'tokenize' }, lm: { stage: 'lm_random' } },
   env: ['backend'],
@@ -109,10 +113,10 @@ export const collectControl = defineStage<Params>()({
     for (const split of ['train', 'test'] as const) {
       const dir = path.join(ctx.scratchDir, split);
       const progress = throttled((done: number, total: number) => ctx.progress(done, total, { split }));
-      const res = await collectActivations(model, splits[split], dir, { hook, nTokens: split === 'train' ? p.train_tokens : p.test_tokens, seqLen, batch: p.batch_size, dtype: p.dtype, extra: { split }, onProgress: progress });
+      const res = await collectActivations(model, splits[split], dir, { hook, nTokens: split === 'train' ? p.train_tokens : p.test_tokens, seqLen, batch: p.batch_size, dtype: p.dtype, extra: { split }, gradients: false, onProgress: progress });
       fs.renameSync(dir, path.join(ctx.outDir, split));
       summary[`rows_${split}`] = res.manifest.rows;
-      if (split === 'train') Object.assign(summary, { mean_norm_x: res.manifest.mean_norm_x, mean_norm_g: res.manifest.mean_norm_g });
+      if (split === 'train') summary.mean_norm_x = res.manifest.mean_norm_x;
     }
     fs.writeFileSync(path.join(ctx.outDir, 'summary.json'), JSON.stringify(summary, null, 2));
     model.dispose();

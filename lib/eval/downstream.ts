@@ -60,6 +60,13 @@ export interface DownstreamOptions {
   gradients?: Float32Array;
   /** Per-position CE under zero and mean ablation of these windows (default: computed here). */
   baselines?: AblationBaselines;
+  /**
+   * x at the hook for every evaluated position [nSeq·seqLen, d], as the collect stage stored it: with
+   * the fused head (wasm+ort) and a resid_pre hook, every pass starts there instead of at the token
+   * embedding (the layers below the hook are not recomputed). The first batch is also run in full
+   * and must give the same clean CE (else: an error naming the mismatch).
+   */
+  activations?: Float32Array;
   onProgress?: (doneSeq: number, totalSeq: number) => void;
 }
 
@@ -157,7 +164,10 @@ export function ablationBaselines(
     const inp = tf.tensor2d(inputs, [nb, seqLen], 'int32');
     try {
       for (const [fn, arr] of [[zeroAblationHook, out.ce_zero], [meanHook, out.ce_mean]] as const) {
-        const fused = model.fusedCeKl?.(inp, targets, { [hook]: fn });
+        // zero / mean ablation replace x at the hook: start there (the layers below do not matter)
+        const xs = tf.zeros([nb, seqLen, model.config.dModel]);
+        const fused = model.fusedCeKl?.(inp, targets, { hooks: { [hook]: fn }, from: startsAt(hook) ? { hook, x: xs } : undefined }) ?? null;
+        xs.dispose();
         if (fused) {
           fused.ref.release();
           arr.set(fused.ce, s0 * seqLen);
@@ -175,6 +185,21 @@ export function ablationBaselines(
   }
   return out;
 }
+
+/** Whether a pass can start at this hook (resid_pre sites: fusedCeKl's `from`). */
+function startsAt(hook: HookName): boolean {
+  return /^blocks\.\d+\.hook_resid_pre$/.test(hook);
+}
+
+/** Largest |a − b| over two equal-length arrays. */
+function maxAbsDiff(a: Float32Array, b: Float32Array): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
+
+/** Tolerance (nats) between the clean CE of a full pass and of a pass started from stored activations. */
+const START_CHECK_TOL = 1e-4;
 
 /** Accumulates reconstruction statistics from the SAE hook's observations, in row order. */
 class SaeStats {
@@ -194,22 +219,31 @@ class SaeStats {
     this.sumDev = new Float64Array(d);
   }
 
-  observe = ({ x, xhat, z }: EncodeObservation): void => {
+  observe = ({ x, xhat, indices, values }: EncodeObservation): void => {
     const n = x.shape[0];
     const d = this.d;
+    const k = indices.shape[1];
     // (typed arrays are assigned, not returned: tf.tidy would walk every element of a returned array)
-    let sq!: ArrayLike<number>, l0!: ArrayLike<number>, fires!: ArrayLike<number>, xs!: ArrayLike<number>;
+    let sq!: ArrayLike<number>, xs!: ArrayLike<number>;
     tf.tidy(() => {
-      const on = tf.cast(tf.greater(z, 0), 'float32');
       sq = tf.sum(tf.square(tf.sub(x, xhat)), 1).dataSync();
-      l0 = tf.sum(on, 1).dataSync();
-      fires = tf.sum(on, 0).dataSync();
       xs = x.dataSync();
     });
+    const idx = indices.dataSync();
+    const val = values.dataSync();
     this.sqErr.set(sq, this.cursor);
-    this.l0.set(l0, this.cursor);
+    // a latent fires on a token when it is selected with a value > 0 (L0 counts those)
+    for (let r = 0; r < n; r++) {
+      let l0 = 0;
+      for (let t = r * k; t < (r + 1) * k; t++) {
+        if (val[t] > 0) {
+          l0++;
+          this.fires[idx[t]]++;
+        }
+      }
+      this.l0[this.cursor + r] = l0;
+    }
     this.cursor += n;
-    for (let j = 0; j < fires.length; j++) this.fires[j] += fires[j];
     if (!this.shift) {
       // shift = the first batch's mean: keeps the variance accumulation numerically stable
       this.shift = new Float64Array(d);
@@ -267,6 +301,8 @@ export function evaluateDownstream(
   const N = nSeq * seqLen;
   if (opts.gradients && opts.gradients.length !== N * w.d) throw new Error(`downstream: gradients hold ${opts.gradients.length} values, expected ${N} positions × d ${w.d}`);
   if (opts.baselines && (opts.baselines.ce_zero.length !== N || opts.baselines.ce_mean.length !== N)) throw new Error(`downstream: baselines must hold ${N} positions`);
+  if (opts.activations && opts.activations.length !== N * w.d) throw new Error(`downstream: activations hold ${opts.activations.length} values, expected ${N} positions × d ${w.d}`);
+  const xStored = opts.activations && startsAt(hook) ? opts.activations : null;
   const isG = w.arch === 'gsae';
   const mode: GradientMode = isG ? (opts.gradientMode ?? 'both') : 'gradfree';
   const primaryG = isG && mode !== 'gradfree';
@@ -324,14 +360,26 @@ export function evaluateDownstream(
         g = tf.tensor3d(ag.g, [nb, seqLen, w.d]);
       }
       const inp = tf.tensor2d(inputs, [nb, seqLen], 'int32');
-      // Fused CE/KL head (GPT2 on wasm+ort): no [n, V] logits leave the model.
-      const clean = model.fusedCeKl?.(inp, targets) ?? null;
+      // Fused CE/KL head (GPT2 on wasm+ort): no [n, V] logits leave the model; with the stored
+      // activations every pass starts at the hook.
+      const xt = xStored ? tf.tensor3d(xStored.subarray(off * w.d, (off + n) * w.d), [nb, seqLen, w.d]) : null;
+      const from = xt ? { hook, x: xt } : undefined;
+      const clean = model.fusedCeKl?.(inp, targets, { from, keepRef: true }) ?? null;
       try {
         if (clean) {
           forwardTokens += n;
           pt.ce_clean.set(clean.ce, off);
+          if (from && s0 === 0) {
+            const full = model.fusedCeKl!(inp, targets)!;
+            full.ref.release();
+            forwardTokens += n;
+            const diff = maxAbsDiff(full.ce, clean.ce);
+            if (!(diff <= START_CHECK_TOL)) {
+              throw new Error(`downstream: the stored activations at ${hook} do not reproduce the LM's clean loss (max |ΔCE| ${diff} nats on the first batch > ${START_CHECK_TOL}): they come from another model or backend`);
+            }
+          }
           const fused = (hooks: Hooks, ceName: string, klName: string | null) => {
-            const r = model.fusedCeKl!(inp, targets, hooks, klName ? clean.ref : undefined)!;
+            const r = model.fusedCeKl!(inp, targets, { hooks, ref: klName ? clean.ref : undefined, from })!;
             forwardTokens += n;
             r.ref.release();
             pt[ceName].set(r.ce, off);
@@ -365,6 +413,7 @@ export function evaluateDownstream(
       } finally {
         clean?.ref.release();
         g?.dispose();
+        xt?.dispose();
         inp.dispose();
         opts.onProgress?.(s0 + nb, nSeq);
       }

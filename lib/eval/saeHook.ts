@@ -21,40 +21,29 @@ import { checkWeights } from '../sae/infer.ts';
 import { ortEnabled } from '../backend.ts';
 import { ortOp } from '../native/tfort.ts';
 import type { GraphSpec } from '../native/ort.ts';
+import { gradScoreNodes, preActivationNodes, topKNodes } from '../sae/encodeOrt.ts';
 
 /**
- * The whole hook as one ONNX Runtime graph (backend wasm+ort): inputs x [N,d], W_enc, b_enc, b_dec,
- * W_dec [, g [N,d], beta []] -> xhat [N,d], z [N,m]. Same formulas as SaeInference.forward; ONNX
- * TopK returns the k largest with ties at the lower index first, as the contract.
+ * The whole hook as one ONNX Runtime graph (backend wasm+ort): inputs x [N,d], b_dec, W_enc, b_enc,
+ * W_dec [, g [N,d], beta []] -> xhat [N,d] and the selection (indices as float32, values) [N,k].
+ * Same formulas as SaeInference.forward; ONNX TopK returns the k largest with ties at the lower
+ * index first, as the contract. The dense code [N,m] stays inside the graph.
  */
 function saeForwardGraph(d: number, m: number, k: number, withG: boolean): GraphSpec {
   const nodes: GraphSpec['nodes'] = [
-    { op: 'Sub', inputs: ['x', 'b_dec'], outputs: ['xc'] },
-    { op: 'Gemm', inputs: ['xc', 'W_enc', 'b_enc'], outputs: ['u'] },
-    { op: 'Relu', inputs: ['u'], outputs: ['zpre'] },
-  ];
-  if (withG) {
-    nodes.push(
-      { op: 'Gemm', inputs: ['g', 'W_dec'], outputs: ['gd'], attrs: { transB: 1 } },
-      { op: 'Abs', inputs: ['gd'], outputs: ['agd'] },
-      { op: 'Mul', inputs: ['zpre', 'beta'], outputs: ['zb'] },
-      { op: 'Mul', inputs: ['zb', 'agd'], outputs: ['zg'] },
-      { op: 'Add', inputs: ['zpre', 'zg'], outputs: ['s'] },
-    );
-  }
-  nodes.push(
-    { op: 'TopK', inputs: [withG ? 's' : 'zpre', 'K'], outputs: ['tv', 'ti'], attrs: { axis: -1, largest: 1, sorted: 1 } },
-    { op: 'GatherElements', inputs: ['zpre', 'ti'], outputs: ['zv'], attrs: { axis: 1 } },
+    ...preActivationNodes(),
+    ...(withG ? gradScoreNodes() : []),
+    ...topKNodes(withG ? 's' : 'zpre', 'sel'),
     { op: 'Shape', inputs: ['zpre'], outputs: ['zs'] },
     { op: 'ConstantOfShape', inputs: ['zs'], outputs: ['zeros'] },
-    { op: 'ScatterElements', inputs: ['zeros', 'ti', 'zv'], outputs: ['z'], attrs: { axis: 1 } },
+    { op: 'ScatterElements', inputs: ['zeros', 'sel_ti', 'sel_val'], outputs: ['z'], attrs: { axis: 1 } },
     { op: 'Gemm', inputs: ['z', 'W_dec', 'b_dec'], outputs: ['xhat'] },
-  );
+  ];
   const inputs: GraphSpec['inputs'] = [
     { name: 'x', dims: ['N', d] },
+    { name: 'b_dec', dims: [d] },
     { name: 'W_enc', dims: [d, m] },
     { name: 'b_enc', dims: [m] },
-    { name: 'b_dec', dims: [d] },
     { name: 'W_dec', dims: [m, d] },
   ];
   if (withG) inputs.push({ name: 'g', dims: ['N', d] }, { name: 'beta', dims: [] });
@@ -62,7 +51,8 @@ function saeForwardGraph(d: number, m: number, k: number, withG: boolean): Graph
     inputs,
     outputs: [
       { name: 'xhat', dims: ['N', d] },
-      { name: 'z', dims: ['N', m] },
+      { name: 'sel_idx', dims: ['N', k] },
+      { name: 'sel_val', dims: ['N', k] },
     ],
     nodes,
     initializers: [{ name: 'K', dims: [1], int64: [k] }],
@@ -77,7 +67,10 @@ export type SaeMode = 'topk' | 'gradient';
 export interface EncodeObservation {
   x: tf.Tensor2D; // [N, d]
   xhat: tf.Tensor2D; // [N, d]
-  z: tf.Tensor2D; // [N, m] dense code: z_pre at the selected indices, 0 elsewhere
+  /** [N, k] the selected latents (int32, or float32 holding integers on wasm+ort), in score order. */
+  indices: tf.Tensor2D;
+  /** [N, k] z_pre at `indices` (0 for a selected latent that does not fire). */
+  values: tf.Tensor2D;
 }
 
 export interface SaeHookOptions {
@@ -153,28 +146,36 @@ export class SaeInference {
     return tf.mul(zPre, mask) as tf.Tensor2D;
   }
 
+  /** z_pre at the selected indices, [N, k] (a flat gather: tfjs-wasm's batched gather fails here). */
+  selectedValues(zPre: tf.Tensor2D, indices: tf.Tensor2D): tf.Tensor2D {
+    const [n, k] = indices.shape;
+    const rowBase = tf.mul(tf.reshape(tf.range(0, n, 1, 'int32'), [n, 1]), tf.scalar(this.m, 'int32'));
+    const flat = tf.reshape(tf.add(indices, rowBase), [n * k]);
+    return tf.reshape(tf.gather(tf.reshape(zPre, [n * this.m]), flat), [n, k]) as tf.Tensor2D;
+  }
+
   /** x̂ = z W_dec + b_dec. */
   decode(z: tf.Tensor2D): tf.Tensor2D {
     return tf.add(tf.matMul(z, this.W_dec), this.b_dec) as tf.Tensor2D;
   }
 
   /** Encode + decode rows x [N, d] (g [N, d] for gradient selection). Call inside a tidy. */
-  forward(x: tf.Tensor2D, g?: tf.Tensor2D | null): { z: tf.Tensor2D; xhat: tf.Tensor2D; indices: tf.Tensor2D } {
+  forward(x: tf.Tensor2D, g?: tf.Tensor2D | null): { z: tf.Tensor2D; xhat: tf.Tensor2D; indices: tf.Tensor2D; values: tf.Tensor2D } {
     const zPre = this.preActivation(x);
     const indices = this.select(this.scores(zPre, g));
     const z = this.denseCode(zPre, indices);
-    return { z, xhat: this.decode(z), indices };
+    return { z, xhat: this.decode(z), indices, values: this.selectedValues(zPre, indices) };
   }
 
-  /** forward() as one ONNX Runtime graph (wasm+ort): x̂ and the dense code z. Call inside a tidy. */
-  forwardOrt(x: tf.Tensor2D, g?: tf.Tensor2D | null): { z: tf.Tensor2D; xhat: tf.Tensor2D } {
+  /** forward() as one ONNX Runtime graph (wasm+ort): x̂ and the selection. Call inside a tidy. */
+  forwardOrt(x: tf.Tensor2D, g?: tf.Tensor2D | null): { xhat: tf.Tensor2D; indices: tf.Tensor2D; values: tf.Tensor2D } {
     const { d, m, k } = this;
     const withG = !!g && this.beta !== 0;
     const n = x.shape[0];
-    const ins: tf.Tensor[] = [x, this.W_enc, this.b_enc, this.b_dec, this.W_dec];
+    const ins: tf.Tensor[] = [x, this.b_dec, this.W_enc, this.b_enc, this.W_dec];
     if (withG) ins.push(g!, tf.scalar(this.beta));
-    const [xhat, z] = ortOp('SaeForward', `sae-fwd:${d}:${m}:${k}:${withG ? 1 : 0}`, () => saeForwardGraph(d, m, k, withG), ins, [[n, d], [n, m]]);
-    return { z: z as tf.Tensor2D, xhat: xhat as tf.Tensor2D };
+    const [xhat, indices, values] = ortOp('SaeForward', `sae-fwd:${d}:${m}:${k}:${withG ? 1 : 0}`, () => saeForwardGraph(d, m, k, withG), ins, [[n, d], [n, k], [n, k]]);
+    return { xhat: xhat as tf.Tensor2D, indices: indices as tf.Tensor2D, values: values as tf.Tensor2D };
   }
 
   /**
@@ -200,8 +201,8 @@ export class SaeInference {
           }
           g2 = tf.reshape(g, [B * T, d]) as tf.Tensor2D;
         }
-        const { z, xhat } = ortEnabled() ? this.forwardOrt(x2, g2) : this.forward(x2, g2);
-        if (onEncode) onEncode({ x: x2, xhat, z });
+        const { xhat, indices, values } = ortEnabled() ? this.forwardOrt(x2, g2) : this.forward(x2, g2);
+        if (onEncode) onEncode({ x: x2, xhat, indices, values });
         return tf.reshape(xhat, [B, T, d]) as tf.Tensor3D;
       });
   }

@@ -14,7 +14,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { mulberry32, randn } from '../util/random.ts';
-import type { ActivationAndGrad, FusedRef, GPT2Config, HookFn, HookName, HookedLM, Hooks } from './types.ts';
+import type { ActivationAndGrad, FusedCeKlOptions, FusedCeKlResult, FusedRef, GPT2Config, HookFn, HookName, HookedLM, Hooks } from './types.ts';
 import { gatherRows, splitRows, sumRows, unstack0 } from './kernels.ts';
 import { ortEnabled } from '../backend.ts';
 import { ortOp } from '../native/tfort.ts';
@@ -177,6 +177,13 @@ function parseResidHook(name: HookName, c: GPT2Config): StopPoint {
     );
   }
   return { layer: Number(m[1]), site: m[2] as Site };
+}
+
+/** The layer whose resid_pre a hook name denotes (the only sites a pass can start from). */
+function residPreLayer(name: HookName, c: GPT2Config): number {
+  const m = /^blocks\.(\d+)\.hook_resid_pre$/.exec(name);
+  if (!m || Number(m[1]) >= c.nLayer) throw new Error(`fusedCeKl: a pass can start at blocks.{l}.hook_resid_pre with 0 <= l < ${c.nLayer}, not at '${name}'`);
+  return Number(m[1]);
 }
 
 export interface ForwardBackwardResult {
@@ -548,7 +555,7 @@ export class GPT2 implements HookedLM {
     inputs: Int32Array,
     B: number,
     T: number,
-    opts: { hooks?: Hooks; cacheFrom?: number; capture?: StopPoint },
+    opts: { hooks?: Hooks; cacheFrom?: number; capture?: StopPoint; start?: { layer: number; x: tf.Tensor2D }; stopAtCapture?: boolean },
   ): { hF: tf.Tensor2D; lnf: LNCache; caches: (LayerCache | null)[]; captured: tf.Tensor2D | null } {
     const c = this.config;
     if (T > c.nCtx) throw new Error(`GPT-2: sequence length ${T} exceeds the context size nCtx=${c.nCtx}`);
@@ -557,25 +564,36 @@ export class GPT2 implements HookedLM {
     const d = c.dModel;
     const hooks = opts.hooks;
     const cacheFrom = opts.cacheFrom ?? Infinity;
-    const tok = tf.tensor1d(inputs, 'int32');
-    const wpe = this.p('wpe.weight') as tf.Tensor2D;
-    const pos = T === c.nCtx ? wpe : (splitRows(wpe, [T, c.nCtx - T])[0] as tf.Tensor2D);
-    let x = tf.reshape(tf.add(tf.reshape(gatherRows(this.p('wte.weight') as tf.Tensor2D, tok), [B, T, d]), pos), [B * T, d]) as tf.Tensor2D;
+    let x: tf.Tensor2D;
+    const from = opts.start?.layer ?? 0;
+    if (opts.start) {
+      // resumed at resid_pre of layer `from` with the given activations (the layers below are skipped)
+      if (opts.start.x.size !== B * T * d) throw new Error(`GPT-2: start activations hold ${opts.start.x.size} values, expected ${B * T * d}`);
+      x = tf.reshape(opts.start.x, [B * T, d]) as tf.Tensor2D;
+    } else {
+      const tok = tf.tensor1d(inputs, 'int32');
+      const wpe = this.p('wpe.weight') as tf.Tensor2D;
+      const pos = T === c.nCtx ? wpe : (splitRows(wpe, [T, c.nCtx - T])[0] as tf.Tensor2D);
+      x = tf.reshape(tf.add(tf.reshape(gatherRows(this.p('wte.weight') as tf.Tensor2D, tok), [B, T, d]), pos), [B * T, d]) as tf.Tensor2D;
+    }
     const caches: (LayerCache | null)[] = [];
     const ort = ortEnabled();
     let captured: tf.Tensor2D | null = null;
-    const cap = (l: number, site: Site) => {
+    // with stopAtCapture the pass ends at the capture point (nothing above it is computed)
+    const cap = (l: number, site: Site): boolean => {
       if (opts.capture && opts.capture.layer === l && opts.capture.site === site) captured = x;
+      return !!opts.stopAtCapture && captured !== null;
     };
-    for (let l = 0; l < c.nLayer; l++) {
+    for (let l = 0; l < from; l++) caches.push(null);
+    for (let l = from; l < c.nLayer; l++) {
       const cache: Partial<LayerCache> | null = l >= cacheFrom ? {} : null;
       x = this.applyHook(hooks, `blocks.${l}.hook_resid_pre`, x, B, T);
-      cap(l, 'resid_pre');
+      if (cap(l, 'resid_pre')) break;
       if (ort && !cache && !this.needsBlockInside(hooks, opts.capture, l)) {
         x = this.blockInferenceOrt(x, l, B, T);
         x = this.applyHook(hooks, `blocks.${l}.hook_resid_post`, x, B, T);
-        cap(l, 'resid_post');
         caches.push(null);
+        if (cap(l, 'resid_post')) break;
         continue;
       }
       const ln1 = ort ? null : this.layerNorm(x, this.p(`h.${l}.ln_1.weight`), this.p(`h.${l}.ln_1.bias`));
@@ -583,13 +601,13 @@ export class GPT2 implements HookedLM {
       attnOut = this.applyHook(hooks, `blocks.${l}.hook_attn_out`, attnOut, B, T);
       x = tf.add(x, attnOut) as tf.Tensor2D;
       x = this.applyHook(hooks, `blocks.${l}.hook_resid_mid`, x, B, T);
-      cap(l, 'resid_mid');
+      if (cap(l, 'resid_mid')) break;
       const ln2 = ort ? null : this.layerNorm(x, this.p(`h.${l}.ln_2.weight`), this.p(`h.${l}.ln_2.bias`));
       let mlpOut = ln2 ? this.mlp(ln2.out, l, cache) : this.mlpBlockOrt(x, l, cache);
       mlpOut = this.applyHook(hooks, `blocks.${l}.hook_mlp_out`, mlpOut, B, T);
       x = tf.add(x, mlpOut) as tf.Tensor2D;
       x = this.applyHook(hooks, `blocks.${l}.hook_resid_post`, x, B, T);
-      cap(l, 'resid_post');
+      const stop = cap(l, 'resid_post');
       if (cache && ln1 && ln2) {
         cache.ln1 = ln1.cache;
         cache.h1 = ln1.out;
@@ -597,6 +615,11 @@ export class GPT2 implements HookedLM {
         cache.h2 = ln2.out;
       }
       caches.push(cache as LayerCache | null);
+      if (stop) break;
+    }
+    if (opts.stopAtCapture) {
+      if (!captured) throw new Error('GPT-2: stopAtCapture without a capture point reached');
+      return { hF: captured, lnf: null as unknown as LNCache, caches, captured };
     }
     const f = this.layerNorm(x, this.p('ln_f.weight'), this.p('ln_f.bias'));
     return { hF: f.out, lnf: f.cache, caches, captured };
@@ -806,9 +829,10 @@ export class GPT2 implements HookedLM {
 
   /**
    * Fused CE / KL head on the wasm+ort backend (see HookedLM.fusedCeKl); null on other backends.
-   * Works on row chunks of at most ~8M logits; `ref` holds the final hidden states of this pass.
+   * Works on row chunks of at most ~8M logits; with `keepRef` the returned ref holds this pass's
+   * log-softmax per chunk (for the KL of later passes), otherwise nothing.
    */
-  fusedCeKl(tokens: tf.Tensor2D, targets: Int32Array, hooks?: Hooks, ref?: FusedRef): { ce: Float32Array; kl: Float32Array | null; ref: FusedRef } | null {
+  fusedCeKl(tokens: tf.Tensor2D, targets: Int32Array, opts: FusedCeKlOptions = {}): FusedCeKlResult | null {
     if (!ortEnabled()) return null;
     const [B, T] = tokens.shape;
     const data = tokens.dataSync();
@@ -816,27 +840,35 @@ export class GPT2 implements HookedLM {
     this.checkTokens(inputs, 'fusedCeKl');
     if (targets.length !== B * T) throw new Error(`fusedCeKl: ${targets.length} targets for ${B * T} positions`);
     const { vocabSize: V, dModel: d } = this.config;
-    const r = ref as (FusedRef & { h: tf.Tensor2D }) | undefined;
-    const hF = tf.keep(tf.tidy(() => this.forward(inputs, B, T, { hooks }).hF));
+    const r = opts.ref as (FusedRef & { ls: tf.Tensor2D[] }) | undefined;
+    const start = opts.from ? { layer: residPreLayer(opts.from.hook, this.config), x: opts.from.x as tf.Tensor2D } : undefined;
     const N = B * T;
     const ce = new Float32Array(N);
     const kl = r ? new Float32Array(N) : null;
+    const kept: tf.Tensor2D[] = [];
+    const keep = !!opts.keepRef;
     tf.tidy(() => {
+      const hF = this.forward(inputs, B, T, { hooks: opts.hooks, start }).hF;
       const rows = Math.max(1, Math.min(N, Math.floor((2 * this.headChunkElems) / V) || 1));
       const sizes: number[] = [];
       for (let o = 0; o < N; o += rows) sizes.push(Math.min(rows, N - o));
       const hs = sizes.length === 1 ? [hF] : (splitRows(hF, sizes) as tf.Tensor2D[]);
-      const rs = !r ? null : sizes.length === 1 ? [r.h] : (splitRows(r.h, sizes) as tf.Tensor2D[]);
+      if (r && r.ls.length !== sizes.length) throw new Error('fusedCeKl: the reference pass has a different shape');
       let o = 0;
       sizes.forEach((n, c) => {
         const tgt = tf.tensor2d(Float32Array.from(targets.subarray(o, o + n)), [n, 1]);
-        const outs = ortOp('HeadCeKl', `ce-kl:${d}:${V}:${rs ? 1 : 0}`, () => ceKlGraph(d, V, !!rs), rs ? [hs[c], this.p('wte.weight'), tgt, rs[c]] : [hs[c], this.p('wte.weight'), tgt], rs ? [[n, 1], [n, 1]] : [[n, 1]]);
+        const ins = r ? [hs[c], this.p('wte.weight'), tgt, r.ls[c]] : [hs[c], this.p('wte.weight'), tgt];
+        const shapes = [[n, 1]];
+        if (r) shapes.push([n, 1]);
+        if (keep) shapes.push([n, V]);
+        const outs = ortOp('HeadCeKl', `ce-kl:${d}:${V}:${r ? 1 : 0}:${keep ? 1 : 0}`, () => ceKlGraph(d, V, !!r, keep), ins, shapes);
         ce.set(outs[0].dataSync() as Float32Array, o);
         if (kl) kl.set(outs[1].dataSync() as Float32Array, o);
+        if (keep) kept.push(tf.keep(outs[outs.length - 1] as tf.Tensor2D));
         o += n;
       });
     });
-    const mine = { h: hF, release: () => hF.dispose() };
+    const mine = { ls: kept, release: () => tf.dispose(kept) };
     return { ce, kl, ref: mine };
   }
 
@@ -853,6 +885,17 @@ export class GPT2 implements HookedLM {
       losses = this.head(hF, targets, { w: 1, dh: false, dwte: false }).losses;
     });
     return losses;
+  }
+
+  activations(tokens: Int32Array, batch: number, seqLen: number, hook: HookName): Float32Array {
+    const stop = parseResidHook(hook, this.config);
+    const { inputs } = GPT2.splitSequences(tokens, batch, seqLen);
+    this.checkTokens(tokens, 'activations');
+    let x!: Float32Array;
+    tf.tidy(() => {
+      x = this.forward(inputs, batch, seqLen, { capture: stop, stopAtCapture: true }).captured!.dataSync() as Float32Array;
+    });
+    return x;
   }
 
   activationAndGrad(tokens: Int32Array, batch: number, seqLen: number, hook: HookName): ActivationAndGrad {

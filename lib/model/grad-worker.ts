@@ -7,6 +7,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend, type BackendKind } from '../backend.ts';
 import { GPT2 } from './gpt2.ts';
+import { setOrtThreads } from '../native/ort.ts';
 import type { GPT2Config } from './types.ts';
 
 interface Init {
@@ -14,6 +15,8 @@ interface Init {
   names: string[];
   shapes: number[][];
   backend: BackendKind;
+  /** ONNX Runtime intra-op threads of this worker (wasm+ort), when set. */
+  ortThreads?: number;
 }
 
 interface StepMsg {
@@ -28,6 +31,7 @@ interface StepMsg {
 const init = workerData as Init;
 const port = parentPort!;
 await initBackend(init.backend, { quiet: true });
+if (init.ortThreads) setOrtThreads(init.ortThreads);
 const sizes = init.shapes.map((s) => s.reduce((a, b) => a * b, 1));
 const total = sizes.reduce((a, b) => a + b, 0);
 let model: GPT2 | null = null;

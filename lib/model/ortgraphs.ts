@@ -363,10 +363,11 @@ export function headLossGraph(d: number, V: number): GraphSpec {
 }
 
 /**
- * CE and KL head: inputs h [n,d], wte [V,d], targets [n,1] (float32 ids) [, r [n,d]] -> ce [n,1]
- * = −log_softmax(h wteᵀ)[target] [, kl [n,1] = Σ_v p_r (log p_r − log p_h), p_r = softmax(r wteᵀ)].
+ * CE and KL head: inputs h [n,d], wte [V,d], targets [n,1] (float32 ids) [, lr [n,V]] -> ce [n,1]
+ * = −log_softmax(h wteᵀ)[target] [, kl [n,1] = Σ_v p_r (lr − log p_h), p_r = exp(lr): lr is the
+ * log-softmax of a reference pass] [, ls [n,V] = this pass's log-softmax, kept as a reference].
  */
-export function ceKlGraph(d: number, V: number, withRef: boolean): GraphSpec {
+export function ceKlGraph(d: number, V: number, withRef: boolean, keepLs = false): GraphSpec {
   const g = new G();
   const ls = g.o('LogSoftmax', [g.gemm('h', 'wte', null, 0, 1)], { axis: -1 });
   g.out('ce', g.o('Neg', [g.o('GatherElements', [ls, g.o('Cast', ['targets'], { to: 7 })], { axis: 1 })]));
@@ -377,10 +378,14 @@ export function ceKlGraph(d: number, V: number, withRef: boolean): GraphSpec {
   ];
   const outputs: GraphSpec['outputs'] = [{ name: 'ce', dims: ['n', 1] }];
   if (withRef) {
-    const lr = g.o('LogSoftmax', [g.gemm('r', 'wte', null, 0, 1)], { axis: -1 });
-    g.out('kl', g.o('ReduceSum', [g.mul(g.o('Exp', [lr]), g.sub(lr, ls)), g.ints([-1])], { keepdims: 1 }));
-    inputs.push({ name: 'r', dims: ['n', d] });
+    // lr: the reference pass's log-softmax [n, V] (kept by that pass, not recomputed)
+    g.out('kl', g.o('ReduceSum', [g.mul(g.o('Exp', ['lr']), g.sub('lr', ls)), g.ints([-1])], { keepdims: 1 }));
+    inputs.push({ name: 'lr', dims: ['n', V] });
     outputs.push({ name: 'kl', dims: ['n', 1] });
+  }
+  if (keepLs) {
+    g.out('ls', ls);
+    outputs.push({ name: 'ls', dims: ['n', V] });
   }
   return g.spec(inputs, outputs);
 }

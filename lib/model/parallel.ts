@@ -67,8 +67,11 @@ export class DataParallel {
     private readonly sizes: number[],
   ) {}
 
-  /** Start `extraWorkers` worker threads holding replicas of `model` (same backend as this thread). */
-  static async create(model: GPT2, extraWorkers: number): Promise<DataParallel> {
+  /**
+   * Start `extraWorkers` worker threads holding replicas of `model` (same backend as this thread).
+   * On wasm+ort each worker's ONNX Runtime pool gets `ortThreads` threads (default: ORT's default).
+   */
+  static async create(model: GPT2, extraWorkers: number, opts: { ortThreads?: number } = {}): Promise<DataParallel> {
     const names = model.paramNames;
     const shapes = names.map((n) => model.param(n).shape);
     const sizes = shapes.map((s) => s.reduce((a, b) => a * b, 1));
@@ -76,7 +79,7 @@ export class DataParallel {
     const entry = new URL('./grad-worker.ts', import.meta.url);
     const workers: GradWorker[] = [];
     for (let i = 0; i < extraWorkers; i++) {
-      workers.push(new GradWorker(startTsWorker(entry, { config: model.config, names, shapes, backend })));
+      workers.push(new GradWorker(startTsWorker(entry, { config: model.config, names, shapes, backend, ortThreads: opts.ortThreads })));
     }
     try {
       await Promise.all(workers.map((w) => w.ready));

@@ -51,15 +51,41 @@ export interface HookedLM {
    */
   activationAndGrad(tokens: Int32Array, batch: number, seqLen: number, hook: HookName): ActivationAndGrad;
   /**
-   * Optional fused head (GPT2 on wasm+ort): per-position CE of a hooked forward against targets
-   * and, with `ref` (the result of an earlier call, e.g. the clean pass), KL(ref ‖ this) per
-   * position, without materialising the [B·T, V] logits outside the model. `ref.release()` frees it.
+   * Optional: the activation at `hook` alone (the same x as activationAndGrad's), computing only
+   * the layers below it: no head, no backward pass.
    */
-  fusedCeKl?(tokens: tf.Tensor2D, targets: Int32Array, hooks?: Hooks, ref?: FusedRef): { ce: Float32Array; kl: Float32Array | null; ref: FusedRef } | null;
+  activations?(tokens: Int32Array, batch: number, seqLen: number, hook: HookName): Float32Array;
+  /**
+   * Optional fused head (GPT2 on wasm+ort): per-position CE of a hooked forward against targets
+   * and, with `opts.ref` (the ref of an earlier call made with `keepRef`, e.g. the clean pass),
+   * KL(ref ‖ this) per position, without materialising the [B·T, V] logits outside the model.
+   * `ref.release()` frees what the ref keeps.
+   */
+  fusedCeKl?(tokens: tf.Tensor2D, targets: Int32Array, opts?: FusedCeKlOptions): FusedCeKlResult | null;
   dispose(): void;
 }
 
-/** The final hidden states of a pass, kept for a later KL (see HookedLM.fusedCeKl). */
+export interface FusedCeKlOptions {
+  hooks?: Hooks;
+  /** A pass made with keepRef: the KL is taken against it. */
+  ref?: FusedRef;
+  /** Keep this pass's log-probabilities in the returned ref (for later KLs); default false. */
+  keepRef?: boolean;
+  /**
+   * Start the pass at resid_pre of a layer with these activations [B, T, d] instead of the token
+   * embedding (the layers below are skipped; hooks at that site still apply). Exactly the full
+   * pass when x is the activation the full pass computes there.
+   */
+  from?: { hook: HookName; x: tf.Tensor };
+}
+
+export interface FusedCeKlResult {
+  ce: Float32Array;
+  kl: Float32Array | null;
+  ref: FusedRef;
+}
+
+/** What a pass keeps for a later KL (see HookedLM.fusedCeKl). */
 export interface FusedRef {
   release(): void;
 }

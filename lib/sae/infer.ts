@@ -7,6 +7,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { defaultBlockRows } from './kernel.ts';
 import { SelectScratch, selectTopK } from './select.ts';
+import { ortEnabled } from '../backend.ts';
+import { encodeRowsOrt } from './encodeOrt.ts';
 import type { SaeWeights, SparseCode } from './types.ts';
 
 /** Shapes of the weight arrays agree with d, m, k (throws naming the array). */
@@ -24,22 +26,37 @@ export function usesGradient(w: SaeWeights, g: Float32Array | null | undefined):
   return w.arch === 'gsae' && w.beta !== 0 && !!g;
 }
 
+type OnRow = (r: number, idx: Int32Array, val: Float32Array, l0: number) => void;
+
 /**
  * Encode rows x [n, d] (g [n, d] or null: gradient-free selection). Calls `onRow(r, idx, val, l0)`
- * with the row's selection in scratch arrays (valid during the call only).
+ * with the row's selection in scratch arrays (valid during the call only). On wasm+ort the whole
+ * encode runs as one ONNX Runtime graph per block (encodeOrt.ts); otherwise `encodeRowsTs`.
  */
-function encodeRows(
-  w: SaeWeights,
-  x: Float32Array,
-  g: Float32Array | null | undefined,
-  onRow: (r: number, idx: Int32Array, val: Float32Array, l0: number) => void,
-): number {
+function encodeRows(w: SaeWeights, x: Float32Array, g: Float32Array | null | undefined, onRow: OnRow): number {
+  const n = checkRows(w, x, g);
+  if (!ortEnabled()) return encodeRowsTs(w, x, g, onRow);
+  encodeRowsOrt(w, x, g ?? null, usesGradient(w, g) ? 'gradient' : 'plain', defaultBlockRows(w.m), onRow);
+  return n;
+}
+
+/** Checks the weights and the rows; returns the number of rows. */
+function checkRows(w: SaeWeights, x: Float32Array, g: Float32Array | null | undefined): number {
   checkWeights(w);
-  const { d, m, k } = w;
+  const { d } = w;
   if (x.length % d !== 0) throw new Error(`sae: x has ${x.length} values, not a multiple of d=${d}`);
-  const n = x.length / d;
+  if (usesGradient(w, g) && g!.length !== x.length) throw new Error('sae: g and x differ in length');
+  return x.length / d;
+}
+
+/**
+ * encodeRows on any tfjs backend: the encoder (and g-SAE score) matMuls in tfjs, the selection by
+ * selectTopK (select.ts). The reference the ORT path is tested against.
+ */
+export function encodeRowsTs(w: SaeWeights, x: Float32Array, g: Float32Array | null | undefined, onRow: OnRow): number {
+  const n = checkRows(w, x, g);
+  const { d, m, k } = w;
   const useG = usesGradient(w, g);
-  if (useG && g!.length !== x.length) throw new Error('sae: g and x differ in length');
   const B = defaultBlockRows(m);
   const Wenc = tf.tensor2d(w.W_enc, [d, m]);
   let WdecT: tf.Tensor2D | null = null;
@@ -86,11 +103,20 @@ function encodeRows(
  * selection; otherwise (topk, or g = null: gradient-free inference) plain TopK.
  */
 export function encodeSparse(w: SaeWeights, x: Float32Array, g: Float32Array | null = null): SparseCode {
+  return collectCode(w, x, (onRow) => encodeRows(w, x, g, onRow));
+}
+
+/** encodeSparse through encodeRowsTs whatever the backend (the reference in the tests). */
+export function encodeSparseTs(w: SaeWeights, x: Float32Array, g: Float32Array | null = null): SparseCode {
+  return collectCode(w, x, (onRow) => encodeRowsTs(w, x, g, onRow));
+}
+
+function collectCode(w: SaeWeights, x: Float32Array, encode: (onRow: OnRow) => void): SparseCode {
   const n = x.length / w.d;
   const k = w.k;
   const indices = new Int32Array(n * k);
   const values = new Float32Array(n * k);
-  encodeRows(w, x, g, (r, idx, val) => {
+  encode((r, idx, val) => {
     indices.set(idx, r * k);
     values.set(val, r * k);
   });
@@ -196,14 +222,21 @@ export function evaluateSae(w: SaeWeights, x: Float32Array, g?: Float32Array | n
  */
 export function selectionChangeRate(w: SaeWeights, x: Float32Array, g: Float32Array | null): number {
   if (!usesGradient(w, g)) return 0;
-  const plain = encodeSparse(w, x, null);
+  const n = checkRows(w, x, g);
   const k = w.k;
   const inPlain = new Uint8Array(w.m);
   let changed = 0;
-  encodeRows(w, x, g, (r, idx) => {
-    for (let t = 0; t < k; t++) inPlain[plain.indices[r * k + t]] = 1;
-    for (let t = 0; t < k; t++) if (!inPlain[idx[t]]) changed++;
-    for (let t = 0; t < k; t++) inPlain[plain.indices[r * k + t]] = 0;
-  });
-  return changed / (plain.n * k);
+  const count = (plainIdx: ArrayLike<number>, po: number, gradIdx: ArrayLike<number>) => {
+    for (let t = 0; t < k; t++) inPlain[plainIdx[po + t]] = 1;
+    for (let t = 0; t < k; t++) if (!inPlain[gradIdx[t]]) changed++;
+    for (let t = 0; t < k; t++) inPlain[plainIdx[po + t]] = 0;
+  };
+  if (ortEnabled()) {
+    // one graph: the encoder GEMM once, both selections
+    encodeRowsOrt(w, x, g, 'both', defaultBlockRows(w.m), () => {}, (_r, pIdx, gIdx) => count(pIdx, 0, gIdx));
+  } else {
+    const plain = encodeSparseTs(w, x, null);
+    encodeRowsTs(w, x, g, (r, idx) => count(plain.indices, r * k, idx));
+  }
+  return changed / (n * k);
 }

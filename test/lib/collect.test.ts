@@ -78,6 +78,22 @@ describe('collectActivations', () => {
     model.dispose();
   });
 
+  it('without gradients stores the same x and no g (a forward pass up to the hook)', async () => {
+    const model = createGPT2(cfg, 3);
+    const tokens = stream(400, 1);
+    const withG = tmp();
+    const without = tmp();
+    await collectActivations(model, tokens, withG, { hook, nTokens: 5 * T, seqLen: T, batch: 2 });
+    const res = await collectActivations(model, tokens, without, { hook, nTokens: 5 * T, seqLen: T, batch: 2, gradients: false });
+    const a = new ShardReader(withG).readAll();
+    const b = new ShardReader(without).readAll();
+    expect(Array.from(b.x)).toEqual(Array.from(a.x));
+    expect(b.g).toBeNull();
+    expect(res.manifest.has_grad).toBe(false);
+    expect(res.manifest.rows).toBe(5 * T);
+    model.dispose();
+  });
+
   it('resumes an interrupted collection after its last complete shard and gives the same shards', async () => {
     const model = createGPT2(cfg, 5);
     const tokens = stream(2000, 2);

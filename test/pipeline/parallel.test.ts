@@ -4,6 +4,7 @@
  * well under the sum of both (compared against --jobs 1 in the same test, not against a constant).
  */
 import * as fs from 'node:fs/promises';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { cli, makeProject, removeProject } from './helpers.ts';
@@ -11,6 +12,7 @@ import { cli, makeProject, removeProject } from './helpers.ts';
 interface Interval {
   start: number;
   end: number;
+  cpus: number;
 }
 
 async function intervals(root: string): Promise<[Interval, Interval]> {
@@ -45,5 +47,9 @@ describe('parallel instances', () => {
     // pair took clearly less time than one after the other.
     expect(overlap(p)).toBeGreaterThan(0);
     expect(span(p)).toBeLessThan(span(s) - 500);
+    // ctx.cpus: alone, an instance has every core; side by side, they share them
+    const cores = os.availableParallelism();
+    expect(s.map((i) => i.cpus)).toEqual([cores, cores]);
+    expect(p.map((i) => i.cpus)).toEqual([Math.max(1, Math.floor(cores / 2)), Math.max(1, Math.floor(cores / 2))]);
   });
 });

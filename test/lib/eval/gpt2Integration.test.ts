@@ -48,6 +48,29 @@ describe('eval with the real GPT-2', () => {
     expect(Number.isFinite(r.summary.kl_gradfree)).toBe(true);
   });
 
+  it('passes started from the stored activations give every per-token value of the full passes; wrong activations are refused', () => {
+    const base = { hook, nTokens: 128, seqLen: 16, batch: 4 };
+    const { nSeq, windows } = heldOutWindows(tokens, base.nTokens, base.seqLen);
+    const ag = model.activationAndGrad(windows, nSeq, base.seqLen, hook);
+    for (const w of [randomSae(cfg.dModel, 128, 8, 'gsae', 2, 4), randomSae(cfg.dModel, 128, 8, 'topk', 0, 5)]) {
+      const full = evaluateDownstream(model, tokens, { ...base, sae: w, gradients: ag.g });
+      const started = evaluateDownstream(model, tokens, { ...base, sae: w, gradients: ag.g, activations: ag.x });
+      for (const [name, arr] of Object.entries(full.perToken)) {
+        const other = started.perToken[name];
+        let worst = 0;
+        for (let i = 0; i < arr.length; i++) worst = Math.max(worst, Math.abs(arr[i] - other[i]));
+        expect(worst, name).toBeLessThan(1e-5);
+      }
+      expect(Array.from(started.firesPerLatent)).toEqual(Array.from(full.firesPerLatent));
+    }
+    // on wasm+ort the first batch is checked against a full pass: activations of other tokens are refused
+    if (TEST_BACKEND === 'wasm+ort') {
+      const w = randomSae(cfg.dModel, 128, 8, 'topk', 0, 5);
+      const wrong = ag.x.map((v, i) => v + (i % 7 === 0 ? 0.5 : 0));
+      expect(() => evaluateDownstream(model, tokens, { ...base, sae: w, activations: wrong })).toThrow(/do not reproduce the LM's clean loss/);
+    }
+  });
+
   it('steering with alpha = 0 has no effect', () => {
     const w = randomSae(cfg.dModel, 64, 8, 'topk', 0, 4);
     const res = evaluateSteering(model, tokens, {

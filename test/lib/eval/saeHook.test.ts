@@ -94,26 +94,40 @@ describe('SAE inference (tfjs) vs the TS reference', () => {
     sae.dispose();
   });
 
-  it('the hook on [B, T, d] equals row-wise reconstruction, and observes z with ≤ k non-zeros', () => {
+  it('the hook on [B, T, d] equals row-wise reconstruction, and observes the selection of the sparse code', () => {
     const w = randomSae(d, m, k, 'gsae', 1);
     const sae = new SaeInference(w);
     const B = 4, T = 16;
-    let l0max = 0;
+    let seen: { idx: number[]; val: number[]; shape: number[] } | null = null;
     const out = tf.tidy(() => {
       const xt = tf.tensor3d(x, [B, T, d]);
       const gt = tf.tensor3d(g, [B, T, d]);
       const hook = sae.hook({
         mode: 'gradient',
         g: gt,
-        onEncode: ({ z }) => {
-          l0max = tf.max(tf.sum(tf.cast(tf.greater(z, 0), 'float32'), 1)).dataSync()[0];
+        onEncode: ({ indices, values }) => {
+          seen = { idx: Array.from(indices.dataSync()), val: Array.from(values.dataSync()), shape: indices.shape };
         },
       });
       return hook(xt).dataSync().slice();
     });
     expect(maxAbsDiff(out, sae.reconstruct(x, g))).toBeLessThan(1e-6);
-    expect(l0max).toBeLessThanOrEqual(k);
-    expect(l0max).toBeGreaterThan(0);
+    const obs = seen as unknown as { idx: number[]; val: number[]; shape: number[] };
+    expect(obs.shape).toEqual([B * T, k]);
+    // per row: the same set of latents as the sparse code, each with its value
+    const code = sae.encodeSparse(x, g);
+    let firing = 0;
+    for (let r = 0; r < B * T; r++) {
+      const want = new Map<number, number>();
+      for (let t = 0; t < k; t++) want.set(code.indices[r * k + t], code.values[r * k + t]);
+      for (let t = 0; t < k; t++) {
+        const j = obs.idx[r * k + t];
+        expect(want.has(j)).toBe(true);
+        expect(obs.val[r * k + t]).toBeCloseTo(want.get(j)!, 5);
+        if (obs.val[r * k + t] > 0) firing++;
+      }
+    }
+    expect(firing).toBeGreaterThan(0);
     expect(() => sae.hook({ mode: 'gradient' })).toThrow();
     sae.dispose();
   });

@@ -235,6 +235,8 @@ describe('gradients', () => {
     ] as const) {
       const r = model.activationAndGrad(tokens, B, T, `blocks.${layer}.hook_${site}`);
       expect(r.x.length).toBe(B * T * d);
+      // the forward-only pass up to the hook gives the same x, bit for bit
+      expect(Array.from(model.activations(tokens, B, T, `blocks.${layer}.hook_${site}`))).toEqual(Array.from(r.x));
       expect(r.g.length).toBe(B * T * d);
       const opts: Parameters<typeof refLogits>[5] = { captureAt: { layer, site } };
       refLogits(cfg, ref, inputs, B, T, opts);
