@@ -151,7 +151,7 @@ export function saveTrainResult(dir: string, res: TrainSaeResult, meta: SaeLensM
       lr: c.lr,
       batch_size: c.batchSize,
       k_aux: c.kAux,
-      aux_coef: c.auxCoef,
+      aux_alpha: c.auxAlpha,
       dead_tokens: c.deadTokens,
       aux_select: c.auxSelect,
       train: { ...c, checkpointDir: undefined },

@@ -8,7 +8,7 @@ import { TEST_BACKEND } from './../testBackend.ts';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../../lib/backend.ts';
 import { CTRL, SaeKernel, allocKernelBuffers, type KernelSpec } from '../../../lib/sae/kernel.ts';
-import { sumChunkGradients } from '../../../lib/sae/train.ts';
+import { sumChunkGradients } from '../../../lib/sae/update.ts';
 import { mulberry32, randn } from '../../../lib/util/random.ts';
 
 beforeAll(async () => {
@@ -126,7 +126,7 @@ function kernelGrad(P: Problem, p: Params, chunks: number, simd = true, dense = 
   P.dead.forEach((j, t) => (buf.dead[t] = j));
   buf.ctrl[CTRL.nDead] = P.dead.length;
   buf.ctrl[CTRL.beta] = P.beta;
-  buf.ctrl[CTRL.auxCoef] = P.alpha;
+  buf.ctrl[CTRL.auxAlpha] = P.alpha;
   buf.ctrl[CTRL.kAux] = Math.min(P.kAux, P.dead.length);
   buf.ctrl[CTRL.auxUsesGrad] = P.auxScore ? 1 : 0;
   buf.ctrl[CTRL.denseA] = dense || P.auxScore ? 1 : 0;
