@@ -90,7 +90,7 @@ async function trainSotu(args: string[], cfg: GPT2Config, B: number): Promise<vo
     console.log(`tokenized SOTU with a ${cfg.vocabSize} BPE in ${((performance.now() - t0) / 1000).toFixed(1)} s -> ${dir}`);
   }
   const { train: tr, val } = readTokenSplits(dir);
-  const budget = arg(args, 'tokens', DEFAULT_TRAIN_OPTIONS.tokenBudget);
+  const budget = arg(args, 'tokens', DEFAULT_TRAIN_OPTIONS.trainTokens);
   const lr = arg(args, 'lr', DEFAULT_TRAIN_OPTIONS.lr);
   const H = unigramEntropy(val, cfg.vocabSize);
   console.log(`train ${tr.length} tokens, val ${val.length} tokens; unigram entropy of val = ${H.toFixed(3)} nats`);
@@ -101,19 +101,20 @@ async function trainSotu(args: string[], cfg: GPT2Config, B: number): Promise<vo
     ...DEFAULT_TRAIN_OPTIONS,
     batchSize: B,
     seqLen: cfg.nCtx,
-    tokenBudget: budget,
+    trainTokens: budget,
     lr,
     threads: arg(args, 'threads', 1),
     valTokens: val,
     evalEvery: Math.max(1, Math.round(budget / (B * cfg.nCtx) / 4)),
     logEvery: 50,
+  }, {
     onProgress: (p) =>
       console.log(
-        `step ${p.step}/${p.totalSteps} tokens ${p.tokensSeen} train_loss ${p.trainLoss.toFixed(3)} lr ${p.lr.toExponential(2)} ` +
-          `|g| ${p.gradNorm.toFixed(2)} ${p.tokensPerSecond.toFixed(0)} tok/s ${p.elapsedSeconds.toFixed(0)} s`,
+        `step ${p.step}/${p.totalSteps} tokens ${p.tokensSeen} train_loss ${p.metrics.train_loss.toFixed(3)} lr ${p.lr.toExponential(2)} ` +
+          `|g| ${p.metrics.grad_norm.toFixed(2)} ${p.tokensPerSecond.toFixed(0)} tok/s ${p.elapsedSeconds.toFixed(0)} s`,
       ),
-    onMetric: (name, value, step) => {
-      if (name === 'val_loss') console.log(`  val_loss ${value.toFixed(4)} at ${step} tokens`);
+    onMetrics: (values, step) => {
+      if (values.val_loss !== undefined) console.log(`  val_loss ${values.val_loss.toFixed(4)} at ${step} tokens`);
     },
   });
   const cpu = process.cpuUsage(c0);

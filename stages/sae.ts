@@ -10,6 +10,8 @@ import type { StageDef } from '../pipeline/types.ts';
 import type { Params } from './params.gen.ts';
 import { initStageBackend, readJson, SAE_MATRIX, throttled } from './common.ts';
 import type { SaeArch } from '../lib/sae/types.ts';
+import type { TrainMetrics } from '../lib/sae/train.ts';
+import type { TrainProgress } from '../lib/util/progress.ts';
 
 const stage: StageDef<Params> = {
   name: 'sae',
@@ -49,8 +51,8 @@ const stage: StageDef<Params> = {
     if (k > m) throw new Error(`sae.k: ${k} is larger than the number of latents ${m} (expansion ${p.expansion} × d ${source.d})`);
     if (arch === 'gsae') ctx.log(`β = ${betaNominal}${p.grad_scale === 'data' ? ` / c (c = E‖g‖/√d = ${c.toPrecision(4)}): effective β ${beta.toPrecision(4)}` : ' (grad_scale none)'}`);
     ctx.log(`${arch} k=${k} seed=${seed}: d=${source.d}, ${m} latents, ${source.rows} rows, ${p.train_tokens} training tokens`);
-    const progress = throttled((pr: any) =>
-      ctx.progress(pr.tokens, pr.totalTokens, { fvu: pr.fvu.toFixed(3), dead: pr.deadFrac.toFixed(3), 'tok/s': Math.round(pr.tokensPerSecond) }),
+    const progress = throttled((pr: TrainProgress<TrainMetrics>) =>
+      ctx.progress(pr.tokensSeen, pr.totalTokens, { fvu: pr.metrics.fvu.toFixed(3), dead: pr.metrics.dead_frac.toFixed(3), 'tok/s': Math.round(pr.tokensPerSecond) }),
     );
     const res = await trainSae(
       source,

@@ -13,4 +13,4 @@ export {
   DEFAULT_LM_CONFIG,
   DEFAULT_TRAIN_OPTIONS,
 } from './train.ts';
-export type { TrainOptions, TrainProgress, TrainResult, TokenStream } from './train.ts';
+export type { TrainOptions, LmTrainCallbacks, TrainResult } from './train.ts';

@@ -14,17 +14,18 @@ import { readSafetensors, writeSafetensors, type TensorF32 } from '../safetensor
 import { DataParallel } from './parallel.ts';
 import { ortEnabled } from '../backend.ts';
 import { ortThreads, setOrtThreads } from '../native/ort.ts';
+import type { TrainCallbacks } from '../util/progress.ts';
+import type { TokenArray } from '../tokens.ts';
 
-export type TokenStream = Uint16Array | Uint32Array | Int32Array;
 
 export interface TrainOptions {
   /** Sequences per step. Default 16. */
   batchSize?: number;
   /** Sequence length (tokens predicted per sequence). Default: model nCtx. */
   seqLen?: number;
-  /** Total training tokens (batchSize * seqLen per step); steps = ceil(tokenBudget / tokensPerStep). */
-  tokenBudget?: number;
-  /** Or give the number of steps directly (overrides tokenBudget). */
+  /** Token budget (params lm.train_tokens; batchSize * seqLen per step): steps = ceil(trainTokens / tokensPerStep). */
+  trainTokens?: number;
+  /** Or give the number of steps directly (overrides trainTokens). */
   steps?: number;
   /** Peak learning rate. Default 3e-3. */
   lr?: number;
@@ -45,15 +46,12 @@ export interface TrainOptions {
    * Validation stream and schedule: every evalEvery steps on the first valMaxTokens tokens
    * (default 32,768), and at the end on the first finalValMaxTokens (default: the whole stream).
    */
-  valTokens?: TokenStream;
+  valTokens?: TokenArray;
   evalEvery?: number;
   valMaxTokens?: number;
   finalValMaxTokens?: number;
-  /** Progress callback every logEvery steps (default 10). */
+  /** Progress and train_loss every logEvery steps (default 10). */
   logEvery?: number;
-  onProgress?: (p: TrainProgress) => void;
-  /** Metrics: train_loss, val_loss, with step = tokens seen. */
-  onMetric?: (name: string, value: number, step: number) => void;
   /** Save a checkpoint here every checkpointEvery steps (default 100) and at the end; resume if present. */
   checkpointDir?: string;
   checkpointEvery?: number;
@@ -69,17 +67,12 @@ export interface TrainOptions {
   signal?: AbortSignal;
 }
 
-export interface TrainProgress {
-  step: number;
-  totalSteps: number;
-  tokensSeen: number;
-  totalTokens: number;
-  trainLoss: number;
-  lr: number;
-  gradNorm: number;
-  tokensPerSecond: number;
-  elapsedSeconds: number;
-}
+/**
+ * The LM trainer's callbacks (the same shapes as the SAE trainer's): onProgress every logEvery
+ * steps with metrics { train_loss (mean over the last logEvery steps), grad_norm }; onMetrics with
+ * { train_loss } every logEvery steps and { val_loss } at every evaluation, step = tokens seen.
+ */
+export type LmTrainCallbacks = TrainCallbacks<Record<string, number>>;
 
 export interface TrainResult {
   /** Mean validation loss (nats/token) at the end (NaN without a validation stream). */
@@ -96,7 +89,7 @@ export interface TrainResult {
 }
 
 /** Entropy (nats) of the unigram distribution of a token stream: the loss of the best context-free model. */
-export function unigramEntropy(tokens: TokenStream, vocabSize: number): number {
+export function unigramEntropy(tokens: TokenArray, vocabSize: number): number {
   const counts = new Float64Array(vocabSize);
   for (let i = 0; i < tokens.length; i++) {
     const t = tokens[i];
@@ -116,7 +109,7 @@ export function unigramEntropy(tokens: TokenStream, vocabSize: number): number {
  */
 export function evaluateLoss(
   model: GPT2,
-  tokens: TokenStream,
+  tokens: TokenArray,
   opts: { seqLen?: number; batchSize?: number; maxTokens?: number } = {},
 ): number {
   const T = opts.seqLen ?? model.config.nCtx;
@@ -142,7 +135,7 @@ export function evaluateLoss(
 }
 
 /** The batch of step `step`: batchSize random windows of seqLen+1 tokens (seeded by seed and step). */
-export function sampleBatch(tokens: TokenStream, batchSize: number, seqLen: number, seed: number, step: number): Int32Array {
+export function sampleBatch(tokens: TokenArray, batchSize: number, seqLen: number, seed: number, step: number): Int32Array {
   const span = tokens.length - (seqLen + 1);
   if (span < 0) throw new Error(`train: the token stream (${tokens.length}) is shorter than one window (${seqLen + 1})`);
   const u = mulberry32(deriveSeed(seed, `batch:${step}`));
@@ -338,13 +331,13 @@ function abortError(): Error {
  * Train `model` in place on a token stream. Resumes from `checkpointDir` when it holds a
  * checkpoint of the same configuration. Returns the final validation loss and run statistics.
  */
-export async function train(model: GPT2, trainTokens: TokenStream, options: TrainOptions = {}): Promise<TrainResult> {
+export async function train(model: GPT2, trainTokens: TokenArray, options: TrainOptions = {}, cb: LmTrainCallbacks = {}): Promise<TrainResult> {
   const c = model.config;
   const B = options.batchSize ?? 16;
   const T = options.seqLen ?? c.nCtx;
   if (T > c.nCtx) throw new Error(`train: seqLen ${T} exceeds the model context ${c.nCtx}`);
   const perStep = B * T;
-  const totalSteps = options.steps ?? Math.ceil((options.tokenBudget ?? 1_000_000) / perStep);
+  const totalSteps = options.steps ?? Math.ceil((options.trainTokens ?? 1_000_000) / perStep);
   if (!(totalSteps >= 1)) throw new Error(`train: need at least one step (got ${totalSteps})`);
   const lr = options.lr ?? 3e-3;
   const minLrRatio = options.minLrRatio ?? 0.1;
@@ -457,22 +450,21 @@ export async function train(model: GPT2, trainTokens: TokenStream, options: Trai
       const tokensSeen = step * perStep;
       if (step % logEvery === 0 || step === totalSteps) {
         const mean = lossWindow.reduce((a, b) => a + b, 0) / lossWindow.length;
-        options.onMetric?.('train_loss', mean, tokensSeen);
-        options.onProgress?.({
+        cb.onMetrics?.({ train_loss: mean }, tokensSeen);
+        cb.onProgress?.({
           step,
           totalSteps,
           tokensSeen,
           totalTokens: totalSteps * perStep,
-          trainLoss: mean,
-          lr: rate,
-          gradNorm,
           tokensPerSecond: ((step - resumedFrom) * perStep) / (trainMs / 1000),
           elapsedSeconds: (performance.now() - t0) / 1000,
+          lr: rate,
+          metrics: { train_loss: mean, grad_norm: gradNorm },
         });
       }
       if (options.valTokens && evalEvery > 0 && step % evalEvery === 0 && step < totalSteps) {
         lastVal = valLoss(valMax);
-        options.onMetric?.('val_loss', lastVal, tokensSeen);
+        cb.onMetrics?.({ val_loss: lastVal }, tokensSeen);
       }
       if (options.checkpointDir && step % ckptEvery === 0 && step < totalSteps) checkpoint();
       // Let timers, signals and I/O run between steps.
@@ -481,7 +473,7 @@ export async function train(model: GPT2, trainTokens: TokenStream, options: Trai
     const finalVal = valLoss(finalValMax);
     if (options.valTokens) {
       lastVal = finalVal;
-      options.onMetric?.('val_loss', finalVal, totalSteps * perStep);
+      cb.onMetrics?.({ val_loss: finalVal }, totalSteps * perStep);
     }
     checkpoint();
     const trained = (step - resumedFrom) * perStep;
@@ -520,7 +512,7 @@ export const DEFAULT_LM_CONFIG = {
 export const DEFAULT_TRAIN_OPTIONS = {
   batchSize: 16,
   seqLen: 128,
-  tokenBudget: 1_500_000,
+  trainTokens: 1_500_000,
   lr: 1.5e-3,
   minLrRatio: 0.1,
   weightDecay: 0.1,

@@ -133,6 +133,7 @@ describe('train', () => {
       batchSize: 2,
       seqLen: 8,
       logEvery: 10,
+    }, {
       onProgress: (p) => {
         if (p.step === 20 || p.step === 200) {
           counts.push(tf.memory().numTensors);
@@ -160,7 +161,10 @@ describe('train', () => {
       valTokens: valStream,
       evalEvery: 50,
       logEvery: 25,
-      onMetric: (name, value, step) => metrics.push({ name, value, step }),
+    }, {
+      onMetrics: (values, step) => {
+        for (const [name, value] of Object.entries(values)) metrics.push({ name, value, step });
+      },
       onProgress: (p) => progress.push(p.tokensPerSecond),
     });
     expect(r.steps).toBe(150);
@@ -220,6 +224,7 @@ describe('train', () => {
         checkpointDir: dir,
         logEvery: 1,
         signal: ctl.signal,
+      }, {
         onProgress: (p) => {
           if (p.step === 25) ctl.abort();
         },
