@@ -19,9 +19,9 @@ export function checkWeights(w: SaeWeights): void {
   if (w.b_dec.length !== d) throw new Error(`sae: b_dec has ${w.b_dec.length} values, expected d=${d}`);
 }
 
-/** Whether selection uses the g-SAE score: a g-SAE with beta != 0, given a gradient. */
-export function usesGradient(w: SaeWeights, withGradient: boolean): boolean {
-  return w.arch === 'gsae' && w.beta !== 0 && withGradient;
+/** Whether selection uses the g-SAE score: a g-SAE with beta != 0, given a gradient (or `true`: one will be given). */
+export function usesGradient(w: SaeWeights, g: Float32Array | boolean | null | undefined): boolean {
+  return w.arch === 'gsae' && w.beta !== 0 && !!g;
 }
 
 /**
@@ -38,7 +38,7 @@ function encodeRows(
   const { d, m, k } = w;
   if (x.length % d !== 0) throw new Error(`sae: x has ${x.length} values, not a multiple of d=${d}`);
   const n = x.length / d;
-  const useG = usesGradient(w, !!g);
+  const useG = usesGradient(w, g);
   if (useG && g!.length !== x.length) throw new Error('sae: g and x differ in length');
   const B = defaultBlockRows(m);
   const Wenc = tf.tensor2d(w.W_enc, [d, m]);
@@ -195,7 +195,7 @@ export function evaluateSae(w: SaeWeights, x: Float32Array, g?: Float32Array | n
  * how much the gradient term actually changes which latents are kept.
  */
 export function selectionChangeRate(w: SaeWeights, x: Float32Array, g: Float32Array | null): number {
-  if (!usesGradient(w, !!g)) return 0;
+  if (!usesGradient(w, g)) return 0;
   const plain = encodeSparse(w, x, null);
   const k = w.k;
   const inPlain = new Uint8Array(w.m);
