@@ -327,11 +327,28 @@ function abortError(): Error {
   return e;
 }
 
-/**
- * Train `model` in place on a token stream. Resumes from `checkpointDir` when it holds a
- * checkpoint of the same configuration. Returns the final validation loss and run statistics.
- */
-export async function train(model: GPT2, trainTokens: TokenArray, options: TrainOptions = {}, cb: LmTrainCallbacks = {}): Promise<TrainResult> {
+/** The settings of a run with the defaults applied, and their fingerprint (what must match to resume). */
+interface LmSettings {
+  B: number;
+  T: number;
+  perStep: number;
+  totalSteps: number;
+  lr: number;
+  minLrRatio: number;
+  warmup: number;
+  clip: number;
+  seed: number;
+  logEvery: number;
+  evalEvery: number;
+  ckptEvery: number;
+  valMax: number;
+  finalValMax: number | undefined;
+  threads: number;
+  adamOpts: { beta1: number; beta2: number; eps: number; weightDecay: number };
+  fingerprint: string;
+}
+
+function resolveSettings(model: GPT2, trainTokens: TokenArray, options: TrainOptions): LmSettings {
   const c = model.config;
   const B = options.batchSize ?? 16;
   const T = options.seqLen ?? c.nCtx;
@@ -344,12 +361,7 @@ export async function train(model: GPT2, trainTokens: TokenArray, options: Train
   const warmup = Math.max(1, options.warmupSteps ?? Math.round(0.05 * totalSteps));
   const clip = options.gradClip ?? 1.0;
   const seed = options.seed ?? 0;
-  const logEvery = Math.max(1, options.logEvery ?? 10);
-  const evalEvery = options.evalEvery ?? 0;
-  const ckptEvery = options.checkpointEvery ?? 100;
-  const valMax = options.valMaxTokens ?? 32_768;
   const threads = Math.max(1, Math.floor(options.threads ?? 1));
-  const finalValMax = options.finalValMaxTokens;
   const adamOpts = {
     beta1: options.beta1 ?? 0.9,
     beta2: options.beta2 ?? 0.95,
@@ -373,84 +385,125 @@ export async function train(model: GPT2, trainTokens: TokenArray, options: Train
     nTrain: trainTokens.length,
     threads: ortEnabled() ? 'ort' : threads,
   });
-  const opt = new AdamW(model, adamOpts);
+  return {
+    B,
+    T,
+    perStep,
+    totalSteps,
+    lr,
+    minLrRatio,
+    warmup,
+    clip,
+    seed,
+    logEvery: Math.max(1, options.logEvery ?? 10),
+    evalEvery: options.evalEvery ?? 0,
+    ckptEvery: options.checkpointEvery ?? 100,
+    valMax: options.valMaxTokens ?? 32_768,
+    finalValMax: options.finalValMaxTokens,
+    threads,
+    adamOpts,
+    fingerprint,
+  };
+}
+
+/** Where a run continues: step 0, or a matching checkpoint's step (its weights and moments loaded into model and opt). */
+interface LmProgressState {
+  step: number;
+  lossWindow: number[];
+  lastVal: number | null;
+}
+
+function resumeFrom(dir: string | undefined, fingerprint: string, model: GPT2, opt: AdamW): LmProgressState {
+  const ck = dir ? loadCheckpoint(dir) : null;
+  if (!ck) return { step: 0, lossWindow: [], lastVal: null };
+  if (ck.state.fingerprint !== fingerprint) {
+    throw new Error(
+      `train: checkpoint in ${dir} was made with different settings; delete it to start over.\n` +
+        `  checkpoint: ${ck.state.fingerprint}\n  now:        ${fingerprint}`,
+    );
+  }
+  const params = new Map<string, tf.Tensor>();
+  for (const n of model.paramNames) {
+    const t = ck.params.get(n);
+    if (!t) throw new Error(`train: checkpoint lacks parameter '${n}'`);
+    params.set(n, tf.tensor(t.data, t.shape));
+  }
+  model.setParams(params);
+  opt.setState({ m: ck.m, v: ck.v, t: ck.state.adamT });
+  return { step: ck.state.step, lossWindow: ck.state.trainLossWindow, lastVal: ck.state.lastValLoss };
+}
+
+/** One optimiser step on a batch (on this thread, or data parallel over `dp`): the loss and the gradient norm. */
+async function optimizerStep(model: GPT2, opt: AdamW, dp: DataParallel | null, batch: Int32Array, s: LmSettings, rate: number, step: number): Promise<{ loss: number; gradNorm: number }> {
+  let loss: number;
+  let gradNorm: number;
+  if (dp) {
+    const r = await dp.forwardBackward(model, batch, s.B, s.T);
+    loss = r.loss;
+    gradNorm = opt.stepFlat(model, r.grad, rate, s.clip);
+  } else {
+    const r = model.forwardBackward(batch, s.B, s.T);
+    loss = r.loss;
+    gradNorm = opt.step(model, r.grads, rate, s.clip);
+  }
+  if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
+    throw new Error(`train: diverged at step ${step + 1} (loss ${loss}, gradient norm ${gradNorm}); lower the learning rate`);
+  }
+  return { loss, gradNorm };
+}
+
+const mean = (a: number[]): number => a.reduce((x, y) => x + y, 0) / a.length;
+
+/**
+ * Train `model` in place on a token stream. Resumes from `checkpointDir` when it holds a
+ * checkpoint of the same configuration. Returns the final validation loss and run statistics.
+ */
+export async function train(model: GPT2, trainTokens: TokenArray, options: TrainOptions = {}, cb: LmTrainCallbacks = {}): Promise<TrainResult> {
+  const s = resolveSettings(model, trainTokens, options);
+  const { perStep, totalSteps } = s;
+  const opt = new AdamW(model, s.adamOpts);
   let dp: DataParallel | null = null;
-  let step = 0;
-  let lossWindow: number[] = [];
-  let lastVal: number | null = null;
   let restoreOrt = () => {};
   try {
-    if (options.checkpointDir) {
-      const ck = loadCheckpoint(options.checkpointDir);
-      if (ck) {
-        if (ck.state.fingerprint !== fingerprint) {
-          throw new Error(
-            `train: checkpoint in ${options.checkpointDir} was made with different settings; delete it to start over.\n` +
-              `  checkpoint: ${ck.state.fingerprint}\n  now:        ${fingerprint}`,
-          );
-        }
-        const params = new Map<string, tf.Tensor>();
-        for (const n of model.paramNames) {
-          const t = ck.params.get(n);
-          if (!t) throw new Error(`train: checkpoint lacks parameter '${n}'`);
-          params.set(n, tf.tensor(t.data, t.shape));
-        }
-        model.setParams(params);
-        opt.setState({ m: ck.m, v: ck.v, t: ck.state.adamT });
-        step = ck.state.step;
-        lossWindow = ck.state.trainLossWindow;
-        lastVal = ck.state.lastValLoss;
-      }
-    }
-    const resumedFrom = step;
+    const state = resumeFrom(options.checkpointDir, s.fingerprint, model, opt);
+    const { lossWindow } = state;
+    const resumedFrom = state.step;
     const ortThreadsBefore = ortThreads();
-    if (ortEnabled()) setOrtThreads(threads);
-    else if (threads > 1) dp = await DataParallel.create(model, threads - 1);
+    if (ortEnabled()) setOrtThreads(s.threads);
+    else if (s.threads > 1) dp = await DataParallel.create(model, s.threads - 1);
     restoreOrt = () => setOrtThreads(ortThreadsBefore);
     const valLoss = (maxTokens: number | undefined): number =>
-      options.valTokens ? evaluateLoss(model, options.valTokens, { seqLen: T, batchSize: B, maxTokens }) : NaN;
+      options.valTokens ? evaluateLoss(model, options.valTokens, { seqLen: s.T, batchSize: s.B, maxTokens }) : NaN;
     const t0 = performance.now();
     let trainMs = 0;
-    let gradNorm = 0;
     const checkpoint = () => {
       if (!options.checkpointDir) return;
+      const { step, lastVal } = state;
       saveCheckpoint(options.checkpointDir, model, opt, {
         format: 'gsae-lm-checkpoint-v1',
         step,
         tokensSeen: step * perStep,
         adamT: opt.t,
-        rng: { seed, step },
-        fingerprint,
+        rng: { seed: s.seed, step },
+        fingerprint: s.fingerprint,
         trainLossWindow: lossWindow,
         lastValLoss: lastVal,
       });
     };
-    while (step < totalSteps) {
+    while (state.step < totalSteps) {
       if (options.signal?.aborted) throw abortError();
       const s0 = performance.now();
-      const batch = sampleBatch(trainTokens, B, T, seed, step);
-      const rate = learningRate(step, totalSteps, lr, warmup, minLrRatio);
-      let loss: number;
-      if (dp) {
-        const r = await dp.forwardBackward(model, batch, B, T);
-        loss = r.loss;
-        gradNorm = opt.stepFlat(model, r.grad, rate, clip);
-      } else {
-        const r = model.forwardBackward(batch, B, T);
-        loss = r.loss;
-        gradNorm = opt.step(model, r.grads, rate, clip);
-      }
-      if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
-        throw new Error(`train: diverged at step ${step + 1} (loss ${loss}, gradient norm ${gradNorm}); lower the learning rate`);
-      }
-      step++;
+      const batch = sampleBatch(trainTokens, s.B, s.T, s.seed, state.step);
+      const rate = learningRate(state.step, totalSteps, s.lr, s.warmup, s.minLrRatio);
+      const { loss, gradNorm } = await optimizerStep(model, opt, dp, batch, s, rate, state.step);
+      const step = ++state.step;
       trainMs += performance.now() - s0;
       lossWindow.push(loss);
-      if (lossWindow.length > logEvery) lossWindow.shift();
+      if (lossWindow.length > s.logEvery) lossWindow.shift();
       const tokensSeen = step * perStep;
-      if (step % logEvery === 0 || step === totalSteps) {
-        const mean = lossWindow.reduce((a, b) => a + b, 0) / lossWindow.length;
-        cb.onMetrics?.({ train_loss: mean }, tokensSeen);
+      if (step % s.logEvery === 0 || step === totalSteps) {
+        const trainLoss = mean(lossWindow);
+        cb.onMetrics?.({ train_loss: trainLoss }, tokensSeen);
         cb.onProgress?.({
           step,
           totalSteps,
@@ -459,30 +512,29 @@ export async function train(model: GPT2, trainTokens: TokenArray, options: Train
           tokensPerSecond: ((step - resumedFrom) * perStep) / (trainMs / 1000),
           elapsedSeconds: (performance.now() - t0) / 1000,
           lr: rate,
-          metrics: { train_loss: mean, grad_norm: gradNorm },
+          metrics: { train_loss: trainLoss, grad_norm: gradNorm },
         });
       }
-      if (options.valTokens && evalEvery > 0 && step % evalEvery === 0 && step < totalSteps) {
-        lastVal = valLoss(valMax);
-        cb.onMetrics?.({ val_loss: lastVal }, tokensSeen);
+      if (options.valTokens && s.evalEvery > 0 && step % s.evalEvery === 0 && step < totalSteps) {
+        state.lastVal = valLoss(s.valMax);
+        cb.onMetrics?.({ val_loss: state.lastVal }, tokensSeen);
       }
-      if (options.checkpointDir && step % ckptEvery === 0 && step < totalSteps) checkpoint();
+      if (options.checkpointDir && step % s.ckptEvery === 0 && step < totalSteps) checkpoint();
       // Let timers, signals and I/O run between steps.
       await new Promise((r) => setImmediate(r));
     }
-    const finalVal = valLoss(finalValMax);
+    const finalVal = valLoss(s.finalValMax);
     if (options.valTokens) {
-      lastVal = finalVal;
+      state.lastVal = finalVal;
       cb.onMetrics?.({ val_loss: finalVal }, totalSteps * perStep);
     }
     checkpoint();
-    const trained = (step - resumedFrom) * perStep;
     return {
       finalValLoss: finalVal,
-      finalTrainLoss: lossWindow.length ? lossWindow.reduce((a, b) => a + b, 0) / lossWindow.length : NaN,
-      steps: step,
-      tokensSeen: step * perStep,
-      tokensPerSecond: trainMs > 0 ? trained / (trainMs / 1000) : 0,
+      finalTrainLoss: lossWindow.length ? mean(lossWindow) : NaN,
+      steps: state.step,
+      tokensSeen: state.step * perStep,
+      tokensPerSecond: trainMs > 0 ? ((state.step - resumedFrom) * perStep) / (trainMs / 1000) : 0,
       seconds: (performance.now() - t0) / 1000,
       resumedFromStep: resumedFrom,
     };
