@@ -64,7 +64,7 @@ const stage: StageDef<Params> = {
         trainTokens: p.train_tokens,
         batchSize: p.batch_size,
         lr: p.lr,
-        kAux: p.aux_k,
+        auxK: p.aux_k,
         auxAlpha: p.aux_alpha,
         deadTokens: p.dead_tokens,
         bDecInit: p.b_dec_init,

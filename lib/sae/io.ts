@@ -150,7 +150,7 @@ export function saveTrainResult(dir: string, res: TrainSaeResult, meta: SaeLensM
       normalize_during_training: c.normalize,
       lr: c.lr,
       batch_size: c.batchSize,
-      k_aux: c.kAux,
+      aux_k: c.auxK,
       aux_alpha: c.auxAlpha,
       dead_tokens: c.deadTokens,
       aux_select: c.auxSelect,

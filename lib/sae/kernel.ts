@@ -17,7 +17,7 @@
  * Loss (per batch of N rows, x in the trainer's internal (normalised) units):
  *   L = (1/N) Σ_t ‖x̂_t − x_t‖² + α (1/N) Σ_t ‖ê_t − e_t‖²,  e_t = x_t − x̂_t (held constant),
  *   x̂_t = Σ_{j∈S_t} z_tj W_dec[j] + b_dec,  ê_t = Σ_{j∈A_t} z_tj W_dec[j] (no b_dec),
- *   z_tj = ReLU(u_tj), u_t = (x_t − b_dec) W_enc + b_enc; S_t: the k selected; A_t: top kAux dead.
+ *   z_tj = ReLU(u_tj), u_t = (x_t − b_dec) W_enc + b_enc; S_t: the k selected; A_t: top auxK dead.
  * Gradients (r_t = x̂_t − x_t, q_t = ê_t − e_t = ê_t + r_t, c = 2/N):
  *   dx̂ = c r;  dê = α c q;  dW_dec[j] += z_tj dx̂ (j∈S) and z_tj dê (j∈A);  db_dec += Σ dx̂
  *   du_tj = [z_tj > 0] (W_dec[j]·dx̂  or  W_dec[j]·dê);  dW_enc[:, j] += du_tj (x_t − b_dec);
@@ -36,7 +36,7 @@ export interface KernelSpec {
   d: number;
   m: number;
   k: number;
-  kAux: number;
+  auxK: number;
   batch: number;
   chunks: number;
   /** Whether the g-SAE score is used (arch gsae with beta != 0): needs g and W_decT. */
@@ -54,7 +54,7 @@ export const CTRL = {
   nDead: 0,
   beta: 1,
   auxAlpha: 2,
-  kAux: 3, // effective: min(kAux, nDead)
+  auxK: 3, // effective: min(auxK, nDead)
   auxUsesGrad: 4,
   /** 1: g-SAE scores from a dense matMul A = g W_decᵀ; 0: from dot products of the candidates only. */
   denseA: 5,
@@ -158,7 +158,7 @@ export function simdAvailable(d: number, m: number): boolean {
 
 export function allocKernelBuffers(s: KernelSpec): KernelBuffers {
   const { d, m, batch, chunks, participants, blockRows } = s;
-  const cap = Math.max(4 * Math.max(s.k, s.kAux), 64);
+  const cap = Math.max(4 * Math.max(s.k, s.auxK), 64);
   type Kind = 'f32' | 'f64' | 'i32';
   const plan: { kind: Kind; n: number; off: number }[] = [];
   let bytes = 0;
@@ -295,7 +295,7 @@ export function defaultBlockRows(m: number): number {
   return Math.max(8, Math.min(4096, Math.floor((1 << 22) / m)));
 }
 
-/** The latents selected for the current row: the k main ones and up to kAux AuxK ones. */
+/** The latents selected for the current row: the k main ones and up to auxK AuxK ones. */
 interface RowSelection {
   idx: Int32Array;
   val: Float32Array;
@@ -532,10 +532,10 @@ export class SaeKernel {
     readonly buf: KernelBuffers,
     readonly participant = 0,
   ) {
-    const { d, k, kAux } = spec;
+    const { d, k, auxK } = spec;
     const sel = new SelectScratch(k);
-    this.selAux = new SelectScratch(kAux);
-    this.s = { idx: new Int32Array(k), val: new Float32Array(k), aidx: new Int32Array(Math.max(1, kAux)), aval: new Float32Array(Math.max(1, kAux)) };
+    this.selAux = new SelectScratch(auxK);
+    this.s = { idx: new Int32Array(k), val: new Float32Array(k), aidx: new Int32Array(Math.max(1, auxK)), aval: new Float32Array(Math.max(1, auxK)) };
     this.sc = buf.scratch[participant];
     this.wasm = spec.simd ? instantiateSimd(buf) : null;
     this.rows = this.wasm ? new SimdRows(this.wasm, spec, buf, this.sc, this.s, sel) : new TsRows(spec, buf, this.sc, this.s, sel);
@@ -679,7 +679,7 @@ export class SaeKernel {
     const ctrl = B.ctrl;
     const nDead = ctrl[CTRL.nDead] | 0;
     const beta = ctrl[CTRL.beta];
-    const kAux = ctrl[CTRL.kAux] | 0;
+    const auxK = ctrl[CTRL.auxK] | 0;
     const alphaC = ctrl[CTRL.auxAlpha] * (2 / batch);
     rows.beginChunk(c);
     const auxA = ctrl[CTRL.auxUsesGrad] !== 0 ? rows.denseA : null;
@@ -709,9 +709,9 @@ export class SaeKernel {
           fired[j]++;
           gbe[j] += rows.back(j, v, r);
         }
-        if (kAux > 0) {
+        if (auxK > 0) {
           const uo = r * m;
-          const na = selectAmong(this.sc.U, uo, B.b_enc, B.dead, nDead, kAux, auxA, uo, beta, aidx, aval, 0, this.selAux);
+          const na = selectAmong(this.sc.U, uo, B.b_enc, B.dead, nDead, auxK, auxA, uo, beta, aidx, aval, 0, this.selAux);
           auxSum += rows.auxResidual(na, alphaC);
           for (let t = 0; t < na; t++) gbe[aidx[t]] += rows.back(aidx[t], aval[t], r);
         }

@@ -10,7 +10,7 @@
  *   (W_enc, W_dec unchanged; b_enc /= c; b_dec /= c), so they act on raw x with the exact same
  *   selection (the g-SAE score uses the raw gradient g; scaling z by 1/c does not change any order).
  * - AuxK (Gao et al.): dead latents = not fired during the last `deadTokens` training tokens;
- *   the top kAux dead latents by z_pre (`auxSelect: 'z_pre'`, default, for both archs, so the
+ *   the top auxK dead latents by z_pre (`auxSelect: 'z_pre'`, default, for both archs, so the
  *   only difference between the archs is the main selection) or by the arch's own score
  *   (`auxSelect: 'score'`) reconstruct the residual e = x − x̂ (held constant).
  * - Adam (β1 0.9, β2 0.999, ε 1e-8, PyTorch form with bias correction), lr: linear warmup over
@@ -69,7 +69,7 @@ export interface TrainSaeConfig {
   /** Fraction of steps where the decay to 0 starts. Default 0.8. */
   decayStartFrac?: number;
   /** AuxK latents; 0 or undefined = d / 2. */
-  kAux?: number;
+  auxK?: number;
   /** AuxK coefficient α_aux (params sae.aux_alpha). Default 1/32. */
   auxAlpha?: number;
   /** A latent is dead after this many training tokens without firing (params sae.dead_tokens). Default 400,000. */
@@ -189,7 +189,7 @@ export const SAE_DEFAULTS = {
   batchSize: 4096,
   lr: 1e-3,
   /** 0 = d / 2. */
-  kAux: 0,
+  auxK: 0,
   auxAlpha: 1 / 32,
   deadTokens: 400_000,
   bDecInit: 'geometric_median',
@@ -213,7 +213,7 @@ export function resolveTrainConfig(cfg: TrainSaeConfig, d: number): ResolvedTrai
     warmupFrac: cfg.warmupFrac ?? 0.05,
     decay: cfg.decay ?? 'linear',
     decayStartFrac: cfg.decayStartFrac ?? 0.8,
-    kAux: cfg.kAux && cfg.kAux > 0 ? cfg.kAux : Math.max(1, Math.floor(d / 2)),
+    auxK: cfg.auxK && cfg.auxK > 0 ? cfg.auxK : Math.max(1, Math.floor(d / 2)),
     auxAlpha: cfg.auxAlpha ?? SAE_DEFAULTS.auxAlpha,
     deadTokens: cfg.deadTokens ?? SAE_DEFAULTS.deadTokens,
     auxSelect: cfg.auxSelect ?? 'z_pre',
@@ -236,7 +236,7 @@ export function resolveTrainConfig(cfg: TrainSaeConfig, d: number): ResolvedTrai
   if (!(Number.isInteger(m) && m >= 1)) throw new Error(`trainSae: m=${m} must be a positive integer`);
   if (!(r.trainTokens > 0)) throw new Error('trainSae: trainTokens must be > 0');
   if (!(Number.isInteger(r.batchSize) && r.batchSize >= r.chunks)) throw new Error(`trainSae: bad batchSize ${r.batchSize}`);
-  r.kAux = Math.min(r.kAux, m);
+  r.auxK = Math.min(r.auxK, m);
   return r;
 }
 
@@ -372,7 +372,7 @@ function prepareRun(source: RowSource, cfgIn: TrainSaeConfig, cb: SaeTrainCallba
     d,
     m,
     k,
-    kAux: cfg.kAux,
+    auxK: cfg.auxK,
     batch: N,
     chunks: C,
     useGrad,
@@ -445,7 +445,7 @@ function writeStepCtrl(run: Run, nDead: number): boolean {
   ctrl[CTRL.nDead] = nDead;
   ctrl[CTRL.beta] = cfg.beta;
   ctrl[CTRL.auxAlpha] = cfg.auxAlpha;
-  ctrl[CTRL.kAux] = cfg.auxAlpha > 0 ? Math.min(cfg.kAux, nDead) : 0;
+  ctrl[CTRL.auxK] = cfg.auxAlpha > 0 ? Math.min(cfg.auxK, nDead) : 0;
   ctrl[CTRL.auxUsesGrad] = cfg.auxSelect === 'score' ? 1 : 0;
   const dense = cfg.gradScores === 'dense' || cfg.auxSelect === 'score' || (cfg.gradScores === 'auto' && (S.step < S.denseUntil || run.ortDenseAuto));
   ctrl[CTRL.denseA] = dense ? 1 : 0;

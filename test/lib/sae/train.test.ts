@@ -130,13 +130,13 @@ describe('trainSae', () => {
       expansion: sae.expansion,
       batchSize: sae.batch_size,
       lr: sae.lr,
-      kAux: sae.aux_k,
+      auxK: sae.aux_k,
       auxAlpha: sae.aux_alpha,
       deadTokens: sae.dead_tokens,
       bDecInit: sae.b_dec_init,
     });
     const c = resolveTrainConfig({ arch: 'topk', k: 4, trainTokens: 1000 }, 8);
-    expect([c.expansion, c.batchSize, c.lr, c.auxAlpha, c.deadTokens, c.bDecInit, c.kAux]).toEqual([16, 4096, 1e-3, 1 / 32, 400_000, 'geometric_median', 4]);
+    expect([c.expansion, c.batchSize, c.lr, c.auxAlpha, c.deadTokens, c.bDecInit, c.auxK]).toEqual([16, 4096, 1e-3, 1 / 32, 400_000, 'geometric_median', 4]);
   });
 
   it('AuxK revives latents that were dead; without it they stay dead', async () => {
@@ -153,7 +153,7 @@ describe('trainSae', () => {
       const aux: number[] = [];
       const res = await trainSae(
         new MemoryRows(dd, data.x),
-        { arch: 'topk', k: 2, m, trainTokens: 100_000, batchSize: 512, lr: 3e-3, deadTokens: 2048, auxAlpha, kAux: 8, init, logEverySteps: 5 },
+        { arch: 'topk', k: 2, m, trainTokens: 100_000, batchSize: 512, lr: 3e-3, deadTokens: 2048, auxAlpha, auxK: 8, init, logEverySteps: 5 },
         { onMetrics: (v) => aux.push(v.aux_loss) },
       );
       const ev = evaluateSae(res.weights, data.x.subarray(0, 4096 * dd));
