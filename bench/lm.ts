@@ -104,9 +104,9 @@ async function trainSotu(args: string[], cfg: GPT2Config, B: number): Promise<vo
     trainTokens: budget,
     lr,
     threads: arg(args, 'threads', 1),
-    valTokens: val,
-    evalEvery: Math.max(1, Math.round(budget / (B * cfg.nCtx) / 4)),
-    logEvery: 50,
+    valStream: val,
+    evalEverySteps: Math.max(1, Math.round(budget / (B * cfg.nCtx) / 4)),
+    logEverySteps: 50,
   }, {
     onProgress: (p) =>
       console.log(

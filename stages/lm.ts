@@ -69,9 +69,9 @@ const stage: StageDef<Params> = {
       weightDecay: p.weight_decay,
       gradClip: p.grad_clip,
       seed: p.seed,
-      valTokens: val,
-      evalEvery: p.eval_every_steps,
-      valMaxTokens: p.val_tokens,
+      valStream: val,
+      evalEverySteps: p.eval_every_steps,
+      valTokens: p.val_tokens,
       threads: p.threads,
       checkpointDir: path.join(ctx.scratchDir, 'checkpoint'),
     }, {

@@ -43,18 +43,18 @@ export interface TrainOptions {
   /** Seed of the batch sampler. Default 0. */
   seed?: number;
   /**
-   * Validation stream and schedule: every evalEvery steps on the first valMaxTokens tokens
-   * (default 32,768), and at the end on the first finalValMaxTokens (default: the whole stream).
+   * Validation stream and schedule: every evalEverySteps steps on the first valTokens tokens
+   * (default 32,768), and at the end on the first finalValTokens (default: the whole stream).
    */
-  valTokens?: TokenArray;
-  evalEvery?: number;
-  valMaxTokens?: number;
-  finalValMaxTokens?: number;
-  /** Progress and train_loss every logEvery steps (default 10). */
-  logEvery?: number;
-  /** Save a checkpoint here every checkpointEvery steps (default 100) and at the end; resume if present. */
+  valStream?: TokenArray;
+  evalEverySteps?: number;
+  valTokens?: number;
+  finalValTokens?: number;
+  /** Progress and train_loss every logEverySteps steps (default 10). */
+  logEverySteps?: number;
+  /** Save a checkpoint here every checkpointEverySteps steps (default 100) and at the end; resume if present. */
   checkpointDir?: string;
-  checkpointEvery?: number;
+  checkpointEverySteps?: number;
   /**
    * Threads computing gradients (data parallel): 1 = this thread only (default); n > 1 starts n-1
    * worker threads, each with its own wasm backend (wasm uses one core per thread). Results are
@@ -68,16 +68,16 @@ export interface TrainOptions {
 }
 
 /**
- * The LM trainer's callbacks (the same shapes as the SAE trainer's): onProgress every logEvery
- * steps with metrics { train_loss (mean over the last logEvery steps), grad_norm }; onMetrics with
- * { train_loss } every logEvery steps and { val_loss } at every evaluation, step = tokens seen.
+ * The LM trainer's callbacks (the same shapes as the SAE trainer's): onProgress every logEverySteps
+ * steps with metrics { train_loss (mean over the last logEverySteps steps), grad_norm }; onMetrics with
+ * { train_loss } every logEverySteps steps and { val_loss } at every evaluation, step = tokens seen.
  */
 export type LmTrainCallbacks = TrainCallbacks<Record<string, number>>;
 
 export interface TrainResult {
   /** Mean validation loss (nats/token) at the end (NaN without a validation stream). */
   finalValLoss: number;
-  /** Mean training loss over the last logEvery steps. */
+  /** Mean training loss over the last logEverySteps steps. */
   finalTrainLoss: number;
   steps: number;
   tokensSeen: number;
@@ -338,8 +338,8 @@ interface LmSettings {
   warmup: number;
   clip: number;
   seed: number;
-  logEvery: number;
-  evalEvery: number;
+  logEverySteps: number;
+  evalEverySteps: number;
   ckptEvery: number;
   valMax: number;
   finalValMax: number | undefined;
@@ -395,11 +395,11 @@ function resolveSettings(model: GPT2, trainTokens: TokenArray, options: TrainOpt
     warmup,
     clip,
     seed,
-    logEvery: Math.max(1, options.logEvery ?? 10),
-    evalEvery: options.evalEvery ?? 0,
-    ckptEvery: options.checkpointEvery ?? 100,
-    valMax: options.valMaxTokens ?? 32_768,
-    finalValMax: options.finalValMaxTokens,
+    logEverySteps: Math.max(1, options.logEverySteps ?? 10),
+    evalEverySteps: options.evalEverySteps ?? 0,
+    ckptEvery: options.checkpointEverySteps ?? 100,
+    valMax: options.valTokens ?? 32_768,
+    finalValMax: options.finalValTokens,
     threads,
     adamOpts,
     fingerprint,
@@ -473,7 +473,7 @@ export async function train(model: GPT2, trainTokens: TokenArray, options: Train
     else if (s.threads > 1) dp = await DataParallel.create(model, s.threads - 1);
     restoreOrt = () => setOrtThreads(ortThreadsBefore);
     const valLoss = (maxTokens: number | undefined): number =>
-      options.valTokens ? evaluateLoss(model, options.valTokens, { seqLen: s.T, batchSize: s.B, maxTokens }) : NaN;
+      options.valStream ? evaluateLoss(model, options.valStream, { seqLen: s.T, batchSize: s.B, maxTokens }) : NaN;
     const t0 = performance.now();
     let trainMs = 0;
     const checkpoint = () => {
@@ -499,9 +499,9 @@ export async function train(model: GPT2, trainTokens: TokenArray, options: Train
       const step = ++state.step;
       trainMs += performance.now() - s0;
       lossWindow.push(loss);
-      if (lossWindow.length > s.logEvery) lossWindow.shift();
+      if (lossWindow.length > s.logEverySteps) lossWindow.shift();
       const tokensSeen = step * perStep;
-      if (step % s.logEvery === 0 || step === totalSteps) {
+      if (step % s.logEverySteps === 0 || step === totalSteps) {
         const trainLoss = mean(lossWindow);
         cb.onMetrics?.({ train_loss: trainLoss }, tokensSeen);
         cb.onProgress?.({
@@ -515,7 +515,7 @@ export async function train(model: GPT2, trainTokens: TokenArray, options: Train
           metrics: { train_loss: trainLoss, grad_norm: gradNorm },
         });
       }
-      if (options.valTokens && s.evalEvery > 0 && step % s.evalEvery === 0 && step < totalSteps) {
+      if (options.valStream && s.evalEverySteps > 0 && step % s.evalEverySteps === 0 && step < totalSteps) {
         state.lastVal = valLoss(s.valMax);
         cb.onMetrics?.({ val_loss: state.lastVal }, tokensSeen);
       }
@@ -524,7 +524,7 @@ export async function train(model: GPT2, trainTokens: TokenArray, options: Train
       await new Promise((r) => setImmediate(r));
     }
     const finalVal = valLoss(s.finalValMax);
-    if (options.valTokens) {
+    if (options.valStream) {
       state.lastVal = finalVal;
       cb.onMetrics?.({ val_loss: finalVal }, totalSteps * perStep);
     }
@@ -571,5 +571,5 @@ export const DEFAULT_TRAIN_OPTIONS = {
   gradClip: 1.0,
   beta1: 0.9,
   beta2: 0.95,
-  evalEvery: 200,
+  evalEverySteps: 200,
 } as const;

@@ -16,7 +16,7 @@ export interface TrainProgress<M extends object> {
 }
 
 export interface TrainCallbacks<M extends object> {
-  /** Progress (the SAE trainer: every step; the LM trainer: every logEvery steps). */
+  /** Progress (the SAE trainer: every step; the LM trainer: every logEverySteps steps). */
   onProgress?(p: TrainProgress<M>): void;
   /** Metrics to record, step = tokens seen. */
   onMetrics?(values: M, step: number): void;

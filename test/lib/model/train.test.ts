@@ -132,7 +132,7 @@ describe('train', () => {
       steps: 200,
       batchSize: 2,
       seqLen: 8,
-      logEvery: 10,
+      logEverySteps: 10,
     }, {
       onProgress: (p) => {
         if (p.step === 20 || p.step === 200) {
@@ -158,9 +158,9 @@ describe('train', () => {
       steps: 150,
       batchSize: 8,
       lr: 1e-2,
-      valTokens: valStream,
-      evalEvery: 50,
-      logEvery: 25,
+      valStream: valStream,
+      evalEverySteps: 50,
+      logEverySteps: 25,
     }, {
       onMetrics: (values, step) => {
         for (const [name, value] of Object.entries(values)) metrics.push({ name, value, step });
@@ -181,7 +181,7 @@ describe('train', () => {
   });
 
   it('data-parallel over 2 threads gives the same training (up to float rounding), deterministically', async () => {
-    const opts = { steps: 6, batchSize: 5, seqLen: 16, lr: 5e-3, seed: 4, valTokens: valStream, valMaxTokens: 512 };
+    const opts = { steps: 6, batchSize: 5, seqLen: 16, lr: 5e-3, seed: 4, valStream: valStream, valTokens: 512 };
     const one = createGPT2(cfg, 8);
     const r1 = await train(one, trainStream, { ...opts, threads: 1 });
     const two = createGPT2(cfg, 8);
@@ -208,9 +208,9 @@ describe('train', () => {
       seqLen: 16,
       lr: 5e-3,
       seed: 9,
-      valTokens: valStream,
-      valMaxTokens: 256,
-      checkpointEvery: 10,
+      valStream: valStream,
+      valTokens: 256,
+      checkpointEverySteps: 10,
     };
     const a = createGPT2(cfg, 3);
     const ra = await train(a, trainStream, opts);
@@ -222,7 +222,7 @@ describe('train', () => {
       train(b, trainStream, {
         ...opts,
         checkpointDir: dir,
-        logEvery: 1,
+        logEverySteps: 1,
         signal: ctl.signal,
       }, {
         onProgress: (p) => {
