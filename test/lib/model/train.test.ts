@@ -6,8 +6,10 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../../../lib/backend.ts';
 import { createGPT2 } from '../../../lib/model/gpt2.ts';
+import YAML from 'yaml';
 import {
   AdamW,
+  LM_DEFAULTS,
   evaluateLoss,
   learningRate,
   sampleBatch,
@@ -47,6 +49,18 @@ describe('helpers', () => {
     expect(learningRate(10, 100, 1, 10, 0.1)).toBeCloseTo(1);
     expect(learningRate(55, 100, 1, 10, 0.1)).toBeCloseTo(0.55);
     expect(learningRate(100, 100, 1, 10, 0.1)).toBeCloseTo(0.1);
+  });
+
+  it('defaults to the values params.yaml sets (one default per option)', () => {
+    const lm = YAML.parse(fs.readFileSync(path.join(import.meta.dirname, '../../../params.yaml'), 'utf8')).lm;
+    expect(LM_DEFAULTS).toEqual({
+      batchSize: lm.batch_size,
+      lr: lm.lr,
+      weightDecay: lm.weight_decay,
+      gradClip: lm.grad_clip,
+      valTokens: lm.val_tokens,
+      seed: lm.seed,
+    });
   });
 
   it('sampleBatch: contiguous windows, deterministic in (seed, step)', () => {
