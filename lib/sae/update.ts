@@ -88,14 +88,13 @@ export function updateBlockSimd(ex: SimdExports, B: KernelBuffers, spec: KernelS
     ex.addInto(GWd.byteOffset + o, B.gWd[c].byteOffset + o, n4);
   }
   // db_enc and this block's part of W_enc · db_enc (pre-update W_enc)
+  chunkSumBEnc(B, spec, O.gbe, j0, j1);
   const WeT = O.W_encT;
   const part = O.gbdPart;
   const po = blk * d;
   for (let i = 0; i < d; i++) part[po + i] = 0;
   for (let j = j0; j < j1; j++) {
-    let g = 0;
-    for (let c = 0; c < C; c++) g += B.gbe[c][j];
-    O.gbe[j] = g;
+    const g = O.gbe[j];
     if (g !== 0) {
       const wo = j * d;
       for (let i = 0; i < d; i++) part[po + i] += WeT[wo + i] * g;
@@ -166,17 +165,22 @@ export function sumChunkGradients(buf: KernelBuffers, spec: KernelSpec, W_encT: 
     for (let i = 0; i < GWe.length; i++) GWe[i] += a[i];
     for (let i = 0; i < GWd.length; i++) GWd[i] += b[i];
   }
-  for (let j = 0; j < m; j++) {
-    let s = 0;
-    for (let c = 0; c < C; c++) s += buf.gbe[c][j];
-    gbe[j] = s;
-  }
+  chunkSumBEnc(buf, spec, gbe, 0, m);
   gbd.set(chunkSumBDec(buf, spec));
   for (let j = 0; j < m; j++) {
     const gj = gbe[j];
     if (gj === 0) continue;
     const o = j * d;
     for (let i = 0; i < d; i++) gbd[i] -= W_encT[o + i] * gj;
+  }
+}
+
+/** out[j] = Σ_c db_enc_c[j] for j in [j0, j1) (fixed chunk order). */
+function chunkSumBEnc(buf: KernelBuffers, spec: KernelSpec, out: Float64Array, j0: number, j1: number): void {
+  for (let j = j0; j < j1; j++) {
+    let s = 0;
+    for (let c = 0; c < spec.chunks; c++) s += buf.gbe[c][j];
+    out[j] = s;
   }
 }
 
