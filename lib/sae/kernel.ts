@@ -339,14 +339,14 @@ class SimdRows implements RowMath {
   denseA: Float32Array | null = null;
 
   constructor(
-    private readonly ex: SimdExports,
+    private readonly simd: SimdExports,
     private readonly spec: KernelSpec,
     private readonly buf: KernelBuffers,
     private readonly sc: KernelScratch,
     private readonly s: RowSelection,
     sel: SelectScratch,
   ) {
-    this.selector = new WasmSelector(ex, buf.memory, sc.cand, sel, spec.m, spec.k, spec.d * 4);
+    this.selector = new WasmSelector(simd, buf.memory, sc.cand, sel, spec.m, spec.k, spec.d * 4);
   }
 
   get scored(): number {
@@ -367,48 +367,48 @@ class SimdRows implements RowMath {
   }
 
   centre(b0: number, nb: number): void {
-    const B = this.buf;
-    this.ex.subRows(this.sc.xc.byteOffset, B.x.byteOffset + b0 * this.spec.d * 4, B.b_dec.byteOffset, nb);
+    const buf = this.buf;
+    this.simd.subRows(this.sc.xc.byteOffset, buf.x.byteOffset + b0 * this.spec.d * 4, buf.b_dec.byteOffset, nb);
   }
 
   select(r: number, row: number): number {
     const { d, m, useGrad } = this.spec;
-    const B = this.buf;
+    const buf = this.buf;
     const uo = r * m * 4;
-    const pg = (useGrad ? B.g.byteOffset : 0) + row * d * 4;
+    const pg = (useGrad ? buf.g.byteOffset : 0) + row * d * 4;
     const pA = useGrad ? this.sc.A.byteOffset + uo : uo;
     let gB = 0;
-    if (this.mode === SCORE.sparse) gB = 1 + this.beta * Math.sqrt(this.ex.dot(pg, pg)) * this.rowNormMax;
-    return this.selector.select(this.sc.U.byteOffset + uo, B.b_enc.byteOffset, this.mode, this.beta, pA, B.W_dec.byteOffset, pg, gB, this.s.idx, this.s.val, 0);
+    if (this.mode === SCORE.sparse) gB = 1 + this.beta * Math.sqrt(this.simd.dot(pg, pg)) * this.rowNormMax;
+    return this.selector.select(this.sc.U.byteOffset + uo, buf.b_enc.byteOffset, this.mode, this.beta, pA, buf.W_dec.byteOffset, pg, gB, this.s.idx, this.s.val, 0);
   }
 
   residual(_r: number, row: number): number {
     const { d, k, batch } = this.spec;
-    const { ex, sc } = this;
+    const { simd, sc } = this;
     const { idx, val } = this.s;
     const pWd = this.buf.W_dec.byteOffset;
     const pxh = sc.xh.byteOffset;
     sc.xh.set(this.buf.b_dec);
     for (let t = 0; t < k; t++) {
       const v = val[t];
-      if (v !== 0) ex.axpy(v, pWd + idx[t] * d * 4, pxh);
+      if (v !== 0) simd.axpy(v, pWd + idx[t] * d * 4, pxh);
     }
-    return ex.resid(pxh, this.buf.x.byteOffset + row * d * 4, 2 / batch, sc.dx.byteOffset, sc.q.byteOffset, this.pgbd);
+    return simd.resid(pxh, this.buf.x.byteOffset + row * d * 4, 2 / batch, sc.dx.byteOffset, sc.q.byteOffset, this.pgbd);
   }
 
   auxResidual(na: number, alphaC: number): number {
-    const { ex, sc } = this;
+    const { simd, sc } = this;
     const { aidx, aval } = this.s;
     const rowBytes = this.spec.d * 4;
     const pWd = this.buf.W_dec.byteOffset;
-    for (let t = 0; t < na; t++) ex.axpy(aval[t], pWd + aidx[t] * rowBytes, sc.q.byteOffset);
-    return ex.scale(sc.q.byteOffset, alphaC, sc.dx.byteOffset);
+    for (let t = 0; t < na; t++) simd.axpy(aval[t], pWd + aidx[t] * rowBytes, sc.q.byteOffset);
+    return simd.scale(sc.q.byteOffset, alphaC, sc.dx.byteOffset);
   }
 
   back(j: number, v: number, r: number): number {
     const rowBytes = this.spec.d * 4;
     const o = j * rowBytes;
-    return this.ex.back(this.buf.W_dec.byteOffset + o, v, this.sc.dx.byteOffset, this.pgWd + o, this.pgWe + o, this.sc.xc.byteOffset + r * rowBytes);
+    return this.simd.back(this.buf.W_dec.byteOffset + o, v, this.sc.dx.byteOffset, this.pgWd + o, this.pgWe + o, this.sc.xc.byteOffset + r * rowBytes);
   }
 }
 
@@ -606,14 +606,14 @@ export class SaeKernel {
   /** Encoder output for rows [b0, b0 + nb) into scratch U (and A = g W_decᵀ); xc = x − b_dec. */
   private encodeBlock(b0: number, nb: number): void {
     const { d } = this.spec;
-    const B = this.buf;
+    const buf = this.buf;
     const sc = this.sc;
     this.rows.centre(b0, nb);
-    const g = this.denseScores() ? B.g.subarray(b0 * d, (b0 + nb) * d) : null;
+    const g = this.denseScores() ? buf.g.subarray(b0 * d, (b0 + nb) * d) : null;
     if (this.ort) {
       // U = xc W_enc and A = g W_decᵀ straight on the shared memory (one ORT thread per participant)
-      this.ortGemm(sc.xc, B.W_enc, this.staging?.We ?? null, sc.U, nb, false);
-      if (g) this.ortGemm(g, B.W_dec, this.staging?.Wd ?? null, sc.A, nb, true);
+      this.ortGemm(sc.xc, buf.W_enc, this.staging?.We ?? null, sc.U, nb, false);
+      if (g) this.ortGemm(g, buf.W_dec, this.staging?.Wd ?? null, sc.A, nb, true);
       return;
     }
     const xt = tf.tensor2d(sc.xc.subarray(0, nb * d), [nb, d]);
@@ -636,15 +636,15 @@ export class SaeKernel {
    * the Adam constants the trainer wrote to ctrl.
    */
   runUpdateBlocks(): void {
-    const ex = this.wasm;
-    if (!ex) throw new Error('SaeKernel.runUpdateBlocks needs the SIMD kernels');
+    const simd = this.wasm;
+    if (!simd) throw new Error('SaeKernel.runUpdateBlocks needs the SIMD kernels');
     const nb = updateBlocks(this.spec.m);
     const h = readAdamCtrl(this.buf.ctrl);
     const keepWdecT = this.spec.useGrad && !this.ort; // (ONNX Runtime reads W_dec with transB: no W_decᵀ copy)
     for (;;) {
       const blk = Atomics.add(this.buf.sched, 1, 1);
       if (blk >= nb) return;
-      updateBlockSimd(ex, this.buf, this.spec, blk, h, keepWdecT);
+      updateBlockSimd(simd, this.buf, this.spec, blk, h, keepWdecT);
     }
   }
 
@@ -668,15 +668,15 @@ export class SaeKernel {
   runChunk(c: number): void {
     if (!this.Wenc && !this.begun) throw new Error('SaeKernel: beginStep() was not called');
     const { d, m, k, batch, chunks, blockRows } = this.spec;
-    const B = this.buf;
-    for (const a of [B.gWeT[c], B.gWd[c], B.gbe[c], B.gbd[c], B.fired[c], B.stats[c]]) a.fill(0);
+    const buf = this.buf;
+    for (const a of [buf.gWeT[c], buf.gWd[c], buf.gbe[c], buf.gbd[c], buf.fired[c], buf.stats[c]]) a.fill(0);
     const rows = this.rows;
     const { idx, val, aidx, aval } = this.s;
-    const gbe = B.gbe[c];
-    const fired = B.fired[c];
-    const stats = B.stats[c];
-    const x = B.x;
-    const ctrl = B.ctrl;
+    const gbe = buf.gbe[c];
+    const fired = buf.fired[c];
+    const stats = buf.stats[c];
+    const x = buf.x;
+    const ctrl = buf.ctrl;
     const nDead = ctrl[CTRL.nDead] | 0;
     const beta = ctrl[CTRL.beta];
     const auxK = ctrl[CTRL.auxK] | 0;
@@ -711,7 +711,7 @@ export class SaeKernel {
         }
         if (auxK > 0) {
           const uo = r * m;
-          const na = selectAmong(this.sc.U, uo, B.b_enc, B.dead, nDead, auxK, auxA, uo, beta, aidx, aval, 0, this.selAux);
+          const na = selectAmong(this.sc.U, uo, buf.b_enc, buf.dead, nDead, auxK, auxA, uo, beta, aidx, aval, 0, this.selAux);
           auxSum += rows.auxResidual(na, alphaC);
           for (let t = 0; t < na; t++) gbe[aidx[t]] += rows.back(aidx[t], aval[t], r);
         }

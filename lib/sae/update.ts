@@ -71,9 +71,9 @@ export function updateBlocks(m: number): number {
  * W_enc columns), W_decᵀ columns (g-SAE, unless ONNX Runtime reads W_dec with transB) and b_enc.
  * Every element's arithmetic is the same whichever thread runs the block.
  */
-export function updateBlockSimd(ex: SimdExports, B: KernelBuffers, spec: KernelSpec, blk: number, h: AdamStep, keepWdecT: boolean): void {
-  const { d, m, chunks: C } = spec;
-  const O = B.opt;
+export function updateBlockSimd(simd: SimdExports, buf: KernelBuffers, spec: KernelSpec, blk: number, h: AdamStep, keepWdecT: boolean): void {
+  const { d, m, chunks } = spec;
+  const opt = buf.opt;
   const rowBytes = d * 4;
   const j0 = blk * UPDATE_BLOCK;
   const j1 = Math.min(m, j0 + UPDATE_BLOCK);
@@ -81,73 +81,73 @@ export function updateBlockSimd(ex: SimdExports, B: KernelBuffers, spec: KernelS
   const n4 = ((j1 - j0) * d) >> 2;
   const { b1, b2, stepSize, eps } = h;
   const rsb2 = 1 / h.sqrtBc2;
-  const GWe = B.gWeT[0];
-  const GWd = B.gWd[0];
-  for (let c = 1; c < C; c++) {
-    ex.addInto(GWe.byteOffset + o, B.gWeT[c].byteOffset + o, n4);
-    ex.addInto(GWd.byteOffset + o, B.gWd[c].byteOffset + o, n4);
+  const GWe = buf.gWeT[0];
+  const GWd = buf.gWd[0];
+  for (let c = 1; c < chunks; c++) {
+    simd.addInto(GWe.byteOffset + o, buf.gWeT[c].byteOffset + o, n4);
+    simd.addInto(GWd.byteOffset + o, buf.gWd[c].byteOffset + o, n4);
   }
   // db_enc and this block's part of W_enc · db_enc (pre-update W_enc)
-  chunkSumBEnc(B, spec, O.gbe, j0, j1);
-  const WeT = O.W_encT;
-  const part = O.gbdPart;
+  chunkSumBEnc(buf, spec, opt.gbe, j0, j1);
+  const WeT = opt.W_encT;
+  const part = opt.gbdPart;
   const po = blk * d;
   for (let i = 0; i < d; i++) part[po + i] = 0;
   for (let j = j0; j < j1; j++) {
-    const g = O.gbe[j];
+    const g = opt.gbe[j];
     if (g !== 0) {
       const wo = j * d;
       for (let i = 0; i < d; i++) part[po + i] += WeT[wo + i] * g;
     }
   }
-  const Wd = B.W_dec;
-  for (let j = j0; j < j1; j++) ex.projRow(GWd.byteOffset + j * rowBytes, Wd.byteOffset + j * rowBytes);
-  ex.adam(Wd.byteOffset + o, GWd.byteOffset + o, O.mWd.byteOffset + o, O.vWd.byteOffset + o, n4, b1, b2, stepSize, rsb2, eps);
-  for (let j = j0; j < j1; j++) ex.normRow(Wd.byteOffset + j * rowBytes);
-  ex.adam(WeT.byteOffset + o, GWe.byteOffset + o, O.mWe.byteOffset + o, O.vWe.byteOffset + o, n4, b1, b2, stepSize, rsb2, eps);
-  transposeColumns(WeT, B.W_enc, d, m, j0, j1);
-  if (keepWdecT) transposeColumns(Wd, B.W_decT, d, m, j0, j1);
-  adam(h, B.b_enc, O.gbe, O.mbe, O.vbe, j0, j1 - j0);
+  const Wd = buf.W_dec;
+  for (let j = j0; j < j1; j++) simd.projRow(GWd.byteOffset + j * rowBytes, Wd.byteOffset + j * rowBytes);
+  simd.adam(Wd.byteOffset + o, GWd.byteOffset + o, opt.mWd.byteOffset + o, opt.vWd.byteOffset + o, n4, b1, b2, stepSize, rsb2, eps);
+  for (let j = j0; j < j1; j++) simd.normRow(Wd.byteOffset + j * rowBytes);
+  simd.adam(WeT.byteOffset + o, GWe.byteOffset + o, opt.mWe.byteOffset + o, opt.vWe.byteOffset + o, n4, b1, b2, stepSize, rsb2, eps);
+  transposeColumns(WeT, buf.W_enc, d, m, j0, j1);
+  if (keepWdecT) transposeColumns(Wd, buf.W_decT, d, m, j0, j1);
+  adam(h, buf.b_enc, opt.gbe, opt.mbe, opt.vbe, j0, j1 - j0);
 }
 
 /** After every block ran: db_dec = Σ_c db_dec_c − Σ_blocks (W_enc db_enc)_block (block order), then Adam on b_dec. */
-export function finishBDecBlocks(B: KernelBuffers, spec: KernelSpec, h: AdamStep, mbd: Float32Array, vbd: Float32Array): void {
+export function finishBDecBlocks(buf: KernelBuffers, spec: KernelSpec, h: AdamStep, mbd: Float32Array, vbd: Float32Array): void {
   const { d, m } = spec;
-  const gbd = chunkSumBDec(B, spec);
-  const part = B.opt.gbdPart;
+  const gbd = chunkSumBDec(buf, spec);
+  const part = buf.opt.gbdPart;
   const nb = updateBlocks(m);
   for (let b = 0; b < nb; b++) for (let i = 0; i < d; i++) gbd[i] -= part[b * d + i];
-  adam(h, B.b_dec, gbd, mbd, vbd);
+  adam(h, buf.b_dec, gbd, mbd, vbd);
 }
 
 /**
  * The whole update in TypeScript on this thread: chunk sums, the decoder rows (projection, Adam,
  * renormalisation), the encoder, W_enc = W_encᵀᵀ, the biases, and W_decᵀ (g-SAE, `keepWdecT`).
  */
-export function updateSerial(B: KernelBuffers, spec: KernelSpec, h: AdamStep, mbd: Float32Array, vbd: Float32Array, keepWdecT: boolean): void {
+export function updateSerial(buf: KernelBuffers, spec: KernelSpec, h: AdamStep, mbd: Float32Array, vbd: Float32Array, keepWdecT: boolean): void {
   const { d, m } = spec;
-  const O = B.opt;
+  const opt = buf.opt;
   const gbd = new Float64Array(d);
-  sumChunkGradients(B, spec, O.W_encT, O.gbe, gbd);
-  const GWd = B.gWd[0];
-  const Wd = B.W_dec;
+  sumChunkGradients(buf, spec, opt.W_encT, opt.gbe, gbd);
+  const GWd = buf.gWd[0];
+  const Wd = buf.W_dec;
   const gRow = new Float64Array(d);
   for (let j = 0; j < m; j++) {
     const o = j * d;
     let dot = 0;
     for (let i = 0; i < d; i++) dot += GWd[o + i] * Wd[o + i];
     for (let i = 0; i < d; i++) gRow[i] = GWd[o + i] - dot * Wd[o + i];
-    adam(h, Wd, gRow, O.mWd, O.vWd, o, d, 0);
+    adam(h, Wd, gRow, opt.mWd, opt.vWd, o, d, 0);
     let nrm = 0;
     for (let i = 0; i < d; i++) nrm += Wd[o + i] * Wd[o + i];
     const inv = nrm > 0 ? 1 / Math.sqrt(nrm) : 0;
     if (inv > 0) for (let i = 0; i < d; i++) Wd[o + i] *= inv;
   }
-  adam(h, O.W_encT, B.gWeT[0], O.mWe, O.vWe);
-  transposeInto(O.W_encT, m, d, B.W_enc);
-  adam(h, B.b_enc, O.gbe, O.mbe, O.vbe);
-  adam(h, B.b_dec, gbd, mbd, vbd);
-  if (keepWdecT) transposeInto(Wd, m, d, B.W_decT);
+  adam(h, opt.W_encT, buf.gWeT[0], opt.mWe, opt.vWe);
+  transposeInto(opt.W_encT, m, d, buf.W_enc);
+  adam(h, buf.b_enc, opt.gbe, opt.mbe, opt.vbe);
+  adam(h, buf.b_dec, gbd, mbd, vbd);
+  if (keepWdecT) transposeInto(Wd, m, d, buf.W_decT);
 }
 
 /**
@@ -156,10 +156,10 @@ export function updateSerial(B: KernelBuffers, spec: KernelSpec, h: AdamStep, mb
  * gbd = dL/db_dec = Σ_c gbd_c − W_enc · dL/db_enc (W_encT: the encoder weights, transposed).
  */
 export function sumChunkGradients(buf: KernelBuffers, spec: KernelSpec, W_encT: Float32Array, gbe: Float64Array, gbd: Float64Array): void {
-  const { d, m, chunks: C } = spec;
+  const { d, m, chunks } = spec;
   const GWe = buf.gWeT[0];
   const GWd = buf.gWd[0];
-  for (let c = 1; c < C; c++) {
+  for (let c = 1; c < chunks; c++) {
     const a = buf.gWeT[c];
     const b = buf.gWd[c];
     for (let i = 0; i < GWe.length; i++) GWe[i] += a[i];
