@@ -333,6 +333,9 @@ class SimdRows implements RowMath {
   private mode: number = SCORE.plain;
   private beta = 0;
   private rowNormMax = 1;
+  /** Byte offsets (wasm pointers) of the buffers: fixed for the kernel's life (the memory never grows). */
+  private readonly p: { rowBytes: number; Wd: number; be: number; x: number; g: number; U: number; A: number; xc: number; xh: number; dx: number; q: number };
+  /** … and of the current chunk's gradient buffers. */
   private pgWd = 0;
   private pgWe = 0;
   private pgbd = 0;
@@ -347,6 +350,20 @@ class SimdRows implements RowMath {
     sel: SelectScratch,
   ) {
     this.selector = new WasmSelector(simd, buf.memory, sc.cand, sel, spec.m, spec.k, spec.d * 4);
+    const useGrad = spec.useGrad;
+    this.p = {
+      rowBytes: spec.d * 4,
+      Wd: buf.W_dec.byteOffset,
+      be: buf.b_enc.byteOffset,
+      x: buf.x.byteOffset,
+      g: useGrad ? buf.g.byteOffset : 0,
+      U: sc.U.byteOffset,
+      A: useGrad ? sc.A.byteOffset : 0,
+      xc: sc.xc.byteOffset,
+      xh: sc.xh.byteOffset,
+      dx: sc.dx.byteOffset,
+      q: sc.q.byteOffset,
+    };
   }
 
   get scored(): number {
@@ -367,48 +384,41 @@ class SimdRows implements RowMath {
   }
 
   centre(b0: number, nb: number): void {
-    const buf = this.buf;
-    this.simd.subRows(this.sc.xc.byteOffset, buf.x.byteOffset + b0 * this.spec.d * 4, buf.b_dec.byteOffset, nb);
+    this.simd.subRows(this.p.xc, this.p.x + b0 * this.p.rowBytes, this.buf.b_dec.byteOffset, nb);
   }
 
   select(r: number, row: number): number {
-    const { d, m, useGrad } = this.spec;
-    const buf = this.buf;
-    const uo = r * m * 4;
-    const pg = (useGrad ? buf.g.byteOffset : 0) + row * d * 4;
-    const pA = useGrad ? this.sc.A.byteOffset + uo : uo;
+    const p = this.p;
+    const uo = r * this.spec.m * 4;
+    const pg = p.g + row * p.rowBytes;
     let gB = 0;
     if (this.mode === SCORE.sparse) gB = 1 + this.beta * Math.sqrt(this.simd.dot(pg, pg)) * this.rowNormMax;
-    return this.selector.select(this.sc.U.byteOffset + uo, buf.b_enc.byteOffset, this.mode, this.beta, pA, buf.W_dec.byteOffset, pg, gB, this.s.idx, this.s.val, 0);
+    return this.selector.select(p.U + uo, p.be, this.mode, this.beta, p.A + uo, p.Wd, pg, gB, this.s.idx, this.s.val, 0);
   }
 
   residual(_r: number, row: number): number {
-    const { d, k, batch } = this.spec;
-    const { simd, sc } = this;
+    const { k, batch } = this.spec;
+    const { simd, p } = this;
     const { idx, val } = this.s;
-    const pWd = this.buf.W_dec.byteOffset;
-    const pxh = sc.xh.byteOffset;
-    sc.xh.set(this.buf.b_dec);
+    this.sc.xh.set(this.buf.b_dec);
     for (let t = 0; t < k; t++) {
       const v = val[t];
-      if (v !== 0) simd.axpy(v, pWd + idx[t] * d * 4, pxh);
+      if (v !== 0) simd.axpy(v, p.Wd + idx[t] * p.rowBytes, p.xh);
     }
-    return simd.resid(pxh, this.buf.x.byteOffset + row * d * 4, 2 / batch, sc.dx.byteOffset, sc.q.byteOffset, this.pgbd);
+    return simd.resid(p.xh, p.x + row * p.rowBytes, 2 / batch, p.dx, p.q, this.pgbd);
   }
 
   auxResidual(na: number, alphaC: number): number {
-    const { simd, sc } = this;
+    const { simd, p } = this;
     const { aidx, aval } = this.s;
-    const rowBytes = this.spec.d * 4;
-    const pWd = this.buf.W_dec.byteOffset;
-    for (let t = 0; t < na; t++) simd.axpy(aval[t], pWd + aidx[t] * rowBytes, sc.q.byteOffset);
-    return simd.scale(sc.q.byteOffset, alphaC, sc.dx.byteOffset);
+    for (let t = 0; t < na; t++) simd.axpy(aval[t], p.Wd + aidx[t] * p.rowBytes, p.q);
+    return simd.scale(p.q, alphaC, p.dx);
   }
 
   back(j: number, v: number, r: number): number {
-    const rowBytes = this.spec.d * 4;
-    const o = j * rowBytes;
-    return this.simd.back(this.buf.W_dec.byteOffset + o, v, this.sc.dx.byteOffset, this.pgWd + o, this.pgWe + o, this.sc.xc.byteOffset + r * rowBytes);
+    const p = this.p;
+    const o = j * p.rowBytes;
+    return this.simd.back(p.Wd + o, v, p.dx, this.pgWd + o, this.pgWe + o, p.xc + r * p.rowBytes);
   }
 }
 
