@@ -371,37 +371,17 @@ function resolveSettings(model: GPT2, trainTokens: TokenArray, options: TrainOpt
   for (let i = 0; i < trainTokens.length; i++) {
     if (!(trainTokens[i] >= 0 && trainTokens[i] < c.vocabSize)) throw new Error(`train: token ${trainTokens[i]} at ${i} is outside the vocabulary ${c.vocabSize}`);
   }
-  const fingerprint = JSON.stringify({
-    config: c,
-    B,
-    T,
-    totalSteps,
-    lr,
-    minLrRatio,
-    warmup,
-    clip,
-    seed,
-    adamOpts,
-    nTrain: trainTokens.length,
-    threads: ortEnabled() ? 'ort' : threads,
-  });
+  const numeric = { B, T, totalSteps, lr, minLrRatio, warmup, clip, seed, adamOpts };
+  const fingerprint = JSON.stringify({ config: c, ...numeric, nTrain: trainTokens.length, threads: ortEnabled() ? 'ort' : threads });
   return {
-    B,
-    T,
+    ...numeric,
     perStep,
-    totalSteps,
-    lr,
-    minLrRatio,
-    warmup,
-    clip,
-    seed,
     logEverySteps: Math.max(1, options.logEverySteps ?? 10),
     evalEverySteps: options.evalEverySteps ?? 0,
     ckptEvery: options.checkpointEverySteps ?? 100,
     valMax: options.valTokens ?? LM_DEFAULTS.valTokens,
     finalValMax: options.finalValTokens,
     threads,
-    adamOpts,
     fingerprint,
   };
 }

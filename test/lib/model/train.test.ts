@@ -6,7 +6,7 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../../../lib/backend.ts';
 import { createGPT2 } from '../../../lib/model/gpt2.ts';
-import YAML from 'yaml';
+import { paramsYamlValues } from '../paramsYaml.ts';
 import {
   AdamW,
   LM_DEFAULTS,
@@ -52,15 +52,8 @@ describe('helpers', () => {
   });
 
   it('defaults to the values params.yaml sets (one default per option)', () => {
-    const lm = YAML.parse(fs.readFileSync(path.join(import.meta.dirname, '../../../params.yaml'), 'utf8')).lm;
-    expect(LM_DEFAULTS).toEqual({
-      batchSize: lm.batch_size,
-      lr: lm.lr,
-      weightDecay: lm.weight_decay,
-      gradClip: lm.grad_clip,
-      valTokens: lm.val_tokens,
-      seed: lm.seed,
-    });
+    expect(Object.keys(LM_DEFAULTS)).toEqual(['batchSize', 'lr', 'weightDecay', 'gradClip', 'valTokens', 'seed']);
+    expect(LM_DEFAULTS).toEqual(paramsYamlValues('lm', LM_DEFAULTS));
   });
 
   it('sampleBatch: contiguous windows, deterministic in (seed, step)', () => {

@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import YAML from 'yaml';
+import { paramsYamlValues } from '../paramsYaml.ts';
 import { MemoryRows } from '../../../lib/activations.ts';
 import { initBackend } from '../../../lib/backend.ts';
 import { evaluateSae } from '../../../lib/sae/infer.ts';
@@ -125,16 +125,8 @@ describe('trainSae', () => {
   });
 
   it('defaults to the values params.yaml sets (one default per option)', () => {
-    const sae = YAML.parse(fs.readFileSync(path.join(import.meta.dirname, '../../../params.yaml'), 'utf8')).sae;
-    expect(SAE_DEFAULTS).toEqual({
-      expansion: sae.expansion,
-      batchSize: sae.batch_size,
-      lr: sae.lr,
-      auxK: sae.aux_k,
-      auxAlpha: sae.aux_alpha,
-      deadTokens: sae.dead_tokens,
-      bDecInit: sae.b_dec_init,
-    });
+    expect(Object.keys(SAE_DEFAULTS)).toEqual(['expansion', 'batchSize', 'lr', 'auxK', 'auxAlpha', 'deadTokens', 'bDecInit']);
+    expect(SAE_DEFAULTS).toEqual(paramsYamlValues('sae', SAE_DEFAULTS));
     const c = resolveTrainConfig({ arch: 'topk', k: 4, trainTokens: 1000 }, 8);
     expect([c.expansion, c.batchSize, c.lr, c.auxAlpha, c.deadTokens, c.bDecInit, c.auxK]).toEqual([16, 4096, 1e-3, 1 / 32, 400_000, 'geometric_median', 4]);
   });
