@@ -156,109 +156,88 @@ export function simdAvailable(d: number, m: number): boolean {
   }
 }
 
-export function allocKernelBuffers(s: KernelSpec): KernelBuffers {
+/** Typed arrays taken one after the other from one memory (each start 16-byte aligned). */
+interface Take {
+  f32(n: number): Float32Array;
+  f64(n: number): Float64Array;
+  i32(n: number): Int32Array;
+}
+
+/** The buffers, in their fixed order in the memory. */
+function layout(s: KernelSpec, take: Take): Omit<KernelBuffers, 'memory' | 'module'> {
   const { d, m, batch, chunks, participants, blockRows } = s;
   const cap = Math.max(4 * Math.max(s.k, s.auxK), 64);
-  type Kind = 'f32' | 'f64' | 'i32';
-  const plan: { kind: Kind; n: number; off: number }[] = [];
-  let bytes = 0;
-  const take = (kind: Kind, n: number) => {
-    const e = { kind, n, off: bytes };
-    plan.push(e);
-    bytes += Math.ceil((n * (kind === 'f64' ? 8 : 4)) / 16) * 16;
-    return e;
-  };
-  const L = {
-    W_enc: take('f32', d * m),
-    W_dec: take('f32', m * d),
-    W_decT: take('f32', s.useGrad ? d * m : 0),
-    b_enc: take('f32', m),
-    b_dec: take('f32', d),
-    x: take('f32', batch * d),
-    g: take('f32', s.useGrad ? batch * d : 0),
-    dead: take('i32', m),
-    ctrl: take('f64', CTRL.size),
-    sched: take('i32', 4),
-    gWeT: Array.from({ length: chunks }, () => take('f32', m * d)),
-    gWd: Array.from({ length: chunks }, () => take('f32', m * d)),
-    gbe: Array.from({ length: chunks }, () => take('f32', m)),
-    gbd: Array.from({ length: chunks }, () => take('f32', d)),
-    fired: Array.from({ length: chunks }, () => take('i32', m)),
-    stats: Array.from({ length: chunks }, () => take('f64', STATS.sumx + d)),
+  const perChunk = <T>(make: () => T): T[] => Array.from({ length: chunks }, make);
+  return {
+    W_enc: take.f32(d * m),
+    W_dec: take.f32(m * d),
+    W_decT: take.f32(s.useGrad ? d * m : 0),
+    b_enc: take.f32(m),
+    b_dec: take.f32(d),
+    x: take.f32(batch * d),
+    g: take.f32(s.useGrad ? batch * d : 0),
+    dead: take.i32(m),
+    ctrl: take.f64(CTRL.size),
+    sched: take.i32(4),
+    gWeT: perChunk(() => take.f32(m * d)),
+    gWd: perChunk(() => take.f32(m * d)),
+    gbe: perChunk(() => take.f32(m)),
+    gbd: perChunk(() => take.f32(d)),
+    fired: perChunk(() => take.i32(m)),
+    stats: perChunk(() => take.f64(STATS.sumx + d)),
     scratch: Array.from({ length: participants }, () => ({
-      U: take('f32', blockRows * m),
-      A: take('f32', s.useGrad ? blockRows * m : 0),
-      xc: take('f32', blockRows * d),
-      xh: take('f32', d),
-      dx: take('f32', d),
-      q: take('f32', d),
-      cand: take('i32', cap),
+      U: take.f32(blockRows * m),
+      A: take.f32(s.useGrad ? blockRows * m : 0),
+      xc: take.f32(blockRows * d),
+      xh: take.f32(d),
+      dx: take.f32(d),
+      q: take.f32(d),
+      cand: take.i32(cap),
     })),
     opt: {
-      W_encT: take('f32', m * d),
-      mWe: take('f32', m * d),
-      vWe: take('f32', m * d),
-      mWd: take('f32', m * d),
-      vWd: take('f32', m * d),
-      mbe: take('f32', m),
-      vbe: take('f32', m),
-      gbe: take('f64', m),
-      gbdPart: take('f64', updateBlocks(m) * d),
+      W_encT: take.f32(m * d),
+      mWe: take.f32(m * d),
+      vWe: take.f32(m * d),
+      mWd: take.f32(m * d),
+      vWd: take.f32(m * d),
+      mbe: take.f32(m),
+      vbe: take.f32(m),
+      gbe: take.f64(m),
+      gbdPart: take.f64(updateBlocks(m) * d),
     },
   };
+}
+
+const alignedBytes = (n: number, bytesPer: number): number => Math.ceil((n * bytesPer) / 16) * 16;
+
+export function allocKernelBuffers(s: KernelSpec): KernelBuffers {
+  // sizing pass, then the views
+  let bytes = 0;
+  const size = (bytesPer: number) => (n: number): never => {
+    bytes += alignedBytes(n, bytesPer);
+    return null as never;
+  };
+  layout(s, { f32: size(4), f64: size(8), i32: size(4) });
   const pages = Math.max(1, Math.ceil(bytes / PAGE));
   if (pages > MAX_PAGES) {
     throw new Error(`sae: the training buffers need ${(bytes / 2 ** 30).toFixed(2)} GiB, above the 4 GiB wasm32 limit; use a smaller batch or fewer chunks`);
   }
   // Shared only when worker threads use it: ONNX Runtime's binding cannot read SharedArrayBuffer
   // views, so a single-thread run (the pipeline's default) lets it work on this memory directly.
-  const shared = participants > 1;
+  const shared = s.participants > 1;
   const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared });
   const buffer = memory.buffer;
-  const view = <T extends { kind: Kind; n: number; off: number }>(e: T) =>
-    e.kind === 'f32' ? new Float32Array(buffer, e.off, e.n) : e.kind === 'f64' ? new Float64Array(buffer, e.off, e.n) : new Int32Array(buffer, e.off, e.n);
-  const f32 = (e: { kind: Kind; n: number; off: number }) => view(e) as Float32Array;
-  const module = s.simd ? new WebAssembly.Module(buildSimdModule(d, { min: pages, max: pages, shared })) : null;
-  return {
-    memory,
-    module,
-    W_enc: f32(L.W_enc),
-    W_dec: f32(L.W_dec),
-    W_decT: f32(L.W_decT),
-    b_enc: f32(L.b_enc),
-    b_dec: f32(L.b_dec),
-    x: f32(L.x),
-    g: f32(L.g),
-    dead: view(L.dead) as Int32Array,
-    ctrl: view(L.ctrl) as Float64Array,
-    sched: view(L.sched) as Int32Array,
-    gWeT: L.gWeT.map(f32),
-    gWd: L.gWd.map(f32),
-    gbe: L.gbe.map(f32),
-    gbd: L.gbd.map(f32),
-    fired: L.fired.map((e) => view(e) as Int32Array),
-    stats: L.stats.map((e) => view(e) as Float64Array),
-    scratch: L.scratch.map((sc) => ({
-      U: f32(sc.U),
-      A: f32(sc.A),
-      xc: f32(sc.xc),
-      xh: f32(sc.xh),
-      dx: f32(sc.dx),
-      q: f32(sc.q),
-      cand: view(sc.cand) as Int32Array,
-    })),
-    opt: {
-      W_encT: f32(L.opt.W_encT),
-      mWe: f32(L.opt.mWe),
-      vWe: f32(L.opt.vWe),
-      mWd: f32(L.opt.mWd),
-      vWd: f32(L.opt.vWd),
-      mbe: f32(L.opt.mbe),
-      vbe: f32(L.opt.vbe),
-      gbe: view(L.opt.gbe) as Float64Array,
-      gbdPart: view(L.opt.gbdPart) as Float64Array,
-    },
-  };
+  let off = 0;
+  const view =
+    <A>(Ctor: new (b: ArrayBufferLike, offset: number, n: number) => A, bytesPer: number) =>
+    (n: number): A => {
+      const a = new Ctor(buffer, off, n);
+      off += alignedBytes(n, bytesPer);
+      return a;
+    };
+  const arrays = layout(s, { f32: view(Float32Array, 4), f64: view(Float64Array, 8), i32: view(Int32Array, 4) });
+  const module = s.simd ? new WebAssembly.Module(buildSimdModule(s.d, { min: pages, max: pages, shared })) : null;
+  return { memory, module, ...arrays };
 }
 
 /** Instantiate the SIMD kernels on the buffers' memory (null without simd). */
