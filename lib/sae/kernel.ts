@@ -2,16 +2,17 @@
  * The per-chunk forward + hand-written backward pass of a TopK / g-SAE training step.
  *
  * A batch of N rows is split into `chunks` fixed row ranges; each chunk's gradient is written to
- * its own buffers (shared memory), and the trainer sums the chunks in a fixed order. Chunks may run
- * on the main thread or on worker threads: the numbers do not depend on how many threads run them.
+ * its own buffers (shared memory), and the update (update.ts) sums the chunks in a fixed order.
+ * Chunks may run on the main thread or on worker threads: the numbers do not depend on how many
+ * threads run them.
  *
- * Work per chunk (measured on tfjs-wasm): the encoder forward is a dense tfjs matMul [rows, d] × [d, m]
- * (wasm SIMD), and so is the g-SAE's W_dec g ([rows, d] × W_decᵀ [d, m], W_decᵀ kept up to date
- * by the parameter update, update.ts: no transpose flags). Everything sparse — selection, decode (k rows of
- * W_dec per token) and the backward pass — runs on the k selected rows only, either as
- * WebAssembly SIMD kernels generated for this d (simd.ts; ~5× faster than plain loops, used when
- * d and m are multiples of 4) or as plain TypeScript loops (the fallback): one chunk loop (SaeKernel.runChunk) over either
- * row arithmetic (SimdRows, TsRows).
+ * Work per chunk (measured on tfjs-wasm): the encoder forward is a dense tfjs matMul [rows, d] ×
+ * [d, m] (wasm SIMD), and so is the g-SAE's W_dec g ([rows, d] × W_decᵀ [d, m], W_decᵀ kept up to
+ * date by the parameter update: no transpose flags). Everything sparse — selection, decode (k rows
+ * of W_dec per token) and the backward pass — runs on the k selected rows only: one chunk loop
+ * (SaeKernel.runChunk) over the row arithmetic of either the WebAssembly SIMD kernels generated
+ * for this d (SimdRows, simd.ts; ~5× faster than plain loops, used when d and m are multiples of
+ * 4) or plain TypeScript loops (TsRows, the fallback).
  * All buffers live in one shared WebAssembly.Memory so worker threads work on the same arrays.
  *
  * Loss (per batch of N rows, x in the trainer's internal (normalised) units):
@@ -21,7 +22,7 @@
  * Gradients (r_t = x̂_t − x_t, q_t = ê_t − e_t = ê_t + r_t, c = 2/N):
  *   dx̂ = c r;  dê = α c q;  dW_dec[j] += z_tj dx̂ (j∈S) and z_tj dê (j∈A);  db_dec += Σ dx̂
  *   du_tj = [z_tj > 0] (W_dec[j]·dx̂  or  W_dec[j]·dê);  dW_enc[:, j] += du_tj (x_t − b_dec);
- *   db_enc[j] += du_tj;  db_dec −= W_enc db_enc (added by the trainer after the chunk sum).
+ *   db_enc[j] += du_tj;  db_dec −= W_enc db_enc (added by update.ts after the chunk sum).
  * dW_enc is accumulated transposed ([m, d], contiguous rows) in `gWeT`.
  */
 import * as tf from '@tensorflow/tfjs';
