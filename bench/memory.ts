@@ -44,7 +44,7 @@ async function child(which: string): Promise<void> {
     const rows = 8192;
     const x = Float32Array.from({ length: rows * d }, (_, i) => Math.sin(i * 0.37) + 0.1 * Math.cos(i * 1.3));
     const g = Float32Array.from({ length: rows * d }, (_, i) => 0.01 * Math.cos(i * 0.11));
-    await trainSae(new MemoryRows(d, x, g), { arch: arch as 'topk', k: 32, m: 24576, beta: 1, tokens: 2 * 4096, batchSize: 4096, threads: Number(th), initSamples: 4096 });
+    await trainSae(new MemoryRows(d, x, g), { arch: arch as 'topk', k: 32, m: 24576, beta: 1, trainTokens: 2 * 4096, batchSize: 4096, threads: Number(th), initSamples: 4096 });
   }
   const rss = process.resourceUsage().maxRSS / 1024 / 1024;
   console.log(`PART ${which} ${name} ${rss.toFixed(2)} GiB ${((performance.now() - t0) / 1000).toFixed(1)} s`);

@@ -92,7 +92,7 @@ async function measure(
   const t0 = performance.now();
   await trainSae(
     src,
-    { arch, k: a.k, m, beta: 1, tokens: (steps + 1) * a.batch, batchSize: a.batch, threads, deadTokens: 10 * a.batch, seed: 0 },
+    { arch, k: a.k, m, beta: 1, trainTokens: (steps + 1) * a.batch, batchSize: a.batch, threads, deadTokens: 10 * a.batch, seed: 0 },
     {
       onStep: () => {
         const t = performance.now();

@@ -8,8 +8,8 @@
 import fs from 'node:fs';
 import type { HookedLM, HookName } from './model/types.ts';
 import { ShardWriter, type ShardDtype, type ShardManifest } from './activations.ts';
+import type { TokenArray } from './tokens.ts';
 
-export type TokenStream = Uint16Array | Uint32Array | Int32Array;
 
 /**
  * Start offsets of nWin windows of T+1 tokens spread evenly over the whole stream (a corpus in
@@ -50,7 +50,7 @@ export interface CollectResult {
 }
 
 /** Collect into `dir` (created, or resumed when it holds an interrupted collection of the same shape). */
-export async function collectActivations(model: HookedLM, tokens: TokenStream, dir: string, opts: CollectOptions): Promise<CollectResult> {
+export async function collectActivations(model: HookedLM, tokens: TokenArray, dir: string, opts: CollectOptions): Promise<CollectResult> {
   const T = opts.seqLen;
   const nWin = Math.ceil(opts.nTokens / T);
   const starts = spreadWindows(tokens.length, T, nWin);

@@ -15,7 +15,8 @@ import type { Doc } from './corpus.ts';
 import type { Tokenizer, TokenizerKind } from './tokenizer/types.ts';
 
 export type TokenDtype = 'uint16' | 'uint32';
-export type TokenArray = Uint16Array | Uint32Array;
+/** Token ids in memory: a stream as read from disk (uint16 or uint32) or windows cut from one (int32). */
+export type TokenArray = Uint16Array | Uint32Array | Int32Array;
 
 /** uint16 when every id fits (vocabSize ≤ 65536), else uint32. */
 export function dtypeForVocab(vocabSize: number): TokenDtype {

@@ -20,7 +20,7 @@ export async function initStageBackend(ctx: StageContext): Promise<string> {
 }
 
 /** A throttled progress reporter: calling ctx.progress on every step is wasteful. */
-export function throttled(fn: (...a: any[]) => void, ms = 500): (...a: any[]) => void {
+export function throttled<A extends unknown[]>(fn: (...a: A) => void, ms = 500): (...a: A) => void {
   let last = 0;
   return (...a) => {
     const now = Date.now();

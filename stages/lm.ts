@@ -4,6 +4,7 @@ import path from 'node:path';
 import type { Params } from './params.gen.ts';
 import { defineStage } from './define.ts';
 import { initStageBackend, throttled } from './common.ts';
+import type { TrainProgress } from '../lib/util/progress.ts';
 
 /** model_name of our own LM in the SAEs' cfg.json (a real GPT-2 keeps its own name, e.g. "gpt2"). */
 export const OWN_MODEL_NAME = 'gsae-lm';
@@ -56,25 +57,26 @@ const stage = defineStage<Params>()({
     const config = { vocabSize: manifest.vocab_size, nCtx: p.n_ctx, dModel: p.d_model, nLayer: p.n_layer, nHead: p.n_head, layerNormEps: 1e-5 };
     if (p.d_model % p.n_head !== 0) throw new Error(`lm.d_model (${p.d_model}) must be divisible by lm.n_head (${p.n_head})`);
     const model = createGPT2(config, p.seed);
-    const progress = throttled((pr: any) =>
-      ctx.progress(pr.tokensSeen, pr.totalTokens, { loss: pr.trainLoss.toFixed(3), 'tok/s': Math.round(pr.tokensPerSecond) }),
+    const progress = throttled((pr: TrainProgress<Record<string, number>>) =>
+      ctx.progress(pr.tokensSeen, pr.totalTokens, { loss: pr.metrics.train_loss.toFixed(3), 'tok/s': Math.round(pr.tokensPerSecond) }),
     );
     const result = await train(model, trainTokens, {
       batchSize: p.batch_size,
       seqLen: p.n_ctx,
-      tokenBudget: p.train_tokens,
+      trainTokens: p.train_tokens,
       lr: p.lr,
       warmupSteps: p.warmup_steps,
       weightDecay: p.weight_decay,
       gradClip: p.grad_clip,
       seed: p.seed,
-      valTokens: val,
-      evalEvery: p.eval_every_steps,
-      valMaxTokens: p.val_tokens,
+      valStream: val,
+      evalEverySteps: p.eval_every_steps,
+      valTokens: p.val_tokens,
       threads: p.threads,
       checkpointDir: path.join(ctx.scratchDir, 'checkpoint'),
+    }, {
       onProgress: progress,
-      onMetric: (name, value, step) => ctx.metric(name, value, { step }),
+      onMetrics: (values, step) => ctx.metrics(values, { step }),
     });
     if (result.resumedFromStep > 0) ctx.log(`resumed from checkpoint at step ${result.resumedFromStep}`);
     ctx.metrics({ final_val_loss: result.finalValLoss, final_train_loss: result.finalTrainLoss, tokens_per_second: result.tokensPerSecond });

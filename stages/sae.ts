@@ -10,6 +10,8 @@ import type { Params } from './params.gen.ts';
 import { defineStage } from './define.ts';
 import { initStageBackend, readJson, SAE_MATRIX, throttled } from './common.ts';
 import type { SaeArch } from '../lib/sae/types.ts';
+import type { TrainMetrics } from '../lib/sae/train.ts';
+import type { TrainProgress } from '../lib/util/progress.ts';
 
 const stage = defineStage<Params>()({
   name: 'sae',
@@ -49,8 +51,8 @@ const stage = defineStage<Params>()({
     if (k > m) throw new Error(`sae.k: ${k} is larger than the number of latents ${m} (expansion ${p.expansion} × d ${source.d})`);
     if (arch === 'gsae') ctx.log(`β = ${betaNominal}${p.grad_scale === 'data' ? ` / c (c = E‖g‖/√d = ${c.toPrecision(4)}): effective β ${beta.toPrecision(4)}` : ' (grad_scale none)'}`);
     ctx.log(`${arch} k=${k} seed=${seed}: d=${source.d}, ${m} latents, ${source.rows} rows, ${p.train_tokens} training tokens`);
-    const progress = throttled((pr: any) =>
-      ctx.progress(pr.tokens, pr.totalTokens, { fvu: pr.fvu.toFixed(3), dead: pr.deadFrac.toFixed(3), 'tok/s': Math.round(pr.tokensPerSec) }),
+    const progress = throttled((pr: TrainProgress<TrainMetrics>) =>
+      ctx.progress(pr.tokensSeen, pr.totalTokens, { fvu: pr.metrics.fvu.toFixed(3), dead: pr.metrics.dead_frac.toFixed(3), 'tok/s': Math.round(pr.tokensPerSecond) }),
     );
     const res = await trainSae(
       source,
@@ -59,11 +61,11 @@ const stage = defineStage<Params>()({
         k,
         expansion: p.expansion,
         beta,
-        tokens: p.train_tokens,
+        trainTokens: p.train_tokens,
         batchSize: p.batch_size,
         lr: p.lr,
-        kAux: p.aux_k,
-        auxCoef: p.aux_alpha,
+        auxK: p.aux_k,
+        auxAlpha: p.aux_alpha,
         deadTokens: p.dead_tokens,
         bDecInit: p.b_dec_init,
         seed,
@@ -71,7 +73,7 @@ const stage = defineStage<Params>()({
       },
       {
         onProgress: progress,
-        onMetrics: (step, v) => ctx.metrics({ mse: v.mse, fvu: v.fvu, aux_loss: v.aux_loss, dead_frac: v.dead_frac, l0: v.l0 }, { step }),
+        onMetrics: (values, step) => ctx.metrics(values, { step }),
         onLog: (msg) => ctx.log(msg),
       },
     );
@@ -94,8 +96,8 @@ const stage = defineStage<Params>()({
     const ev = evaluateSae(res.weights, test.x, arch === 'gsae' ? test.g : null);
     const changeRate = selectionChangeRate(res.weights, test.x, test.g);
     const final = { final_fvu: ev.fvu, final_mse: ev.mse, final_l0: ev.l0, final_dead_frac: ev.dead_frac, final_cosine: ev.cosine, train_dead_frac: res.deadFrac, ...(arch === 'gsae' ? { change_rate: changeRate } : {}) };
-    ctx.metrics({ ...final, tokens_per_second: res.tokensPerSec });
-    ctx.log(`held-out FVU ${ev.fvu.toFixed(4)}, L0 ${ev.l0.toFixed(1)}, dead ${(ev.dead_frac * 100).toFixed(1)}%; ${Math.round(res.tokensPerSec)} tokens/s`);
+    ctx.metrics({ ...final, tokens_per_second: res.tokensPerSecond });
+    ctx.log(`held-out FVU ${ev.fvu.toFixed(4)}, L0 ${ev.l0.toFixed(1)}, dead ${(ev.dead_frac * 100).toFixed(1)}%; ${Math.round(res.tokensPerSecond)} tokens/s`);
     fs.writeFileSync(path.join(ctx.outDir, 'eval.json'), JSON.stringify({ arch, k, seed, ...final, test_firing: Array.from(ev.firing) }, null, 1));
   },
 });

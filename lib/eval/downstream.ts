@@ -29,6 +29,7 @@ import * as tf from '@tensorflow/tfjs';
 import { type NamedArrays, readArrays, writeArrays } from '../util/arrays.ts';
 import type { HookFn, HookedLM, HookName, Hooks } from '../model/types.ts';
 import type { SaeWeights } from '../sae/types.ts';
+import type { TokenArray } from '../tokens.ts';
 import { type EncodeObservation, SaeInference, meanAblationHook, zeroAblationHook } from './saeHook.ts';
 import { logSumExpRows, rowKlFrom, rowKlTo, rowLogSumExp, softmaxRows } from './logits.ts';
 import { bootstrapDiffCI, bootstrapMeanCI, bootstrapRatioCI, type BootstrapOptions, wilsonInterval } from './stats.ts';
@@ -99,7 +100,7 @@ export interface AblationBaselines {
 
 /** Number of held-out sequences and their windows (Int32, nSeq × (seqLen + 1)). */
 export function heldOutWindows(
-  tokens: Uint16Array | Uint32Array | Int32Array,
+  tokens: TokenArray,
   nTokens: number,
   seqLen: number,
 ): { nSeq: number; windows: Int32Array } {
@@ -133,7 +134,7 @@ export function splitWindows(windows: Int32Array, s0: number, nb: number, seqLen
 }
 
 /** Windows of seqLen + 1 tokens starting at `starts`, back to back (Int32). */
-export function windowsAt(tokens: Uint16Array | Uint32Array | Int32Array, starts: number[], seqLen: number): Int32Array {
+export function windowsAt(tokens: TokenArray, starts: number[], seqLen: number): Int32Array {
   const w = seqLen + 1;
   const out = new Int32Array(starts.length * w);
   starts.forEach((s, j) => {
@@ -289,7 +290,7 @@ function mean(a: ArrayLike<number>): number {
  */
 export function evaluateDownstream(
   model: HookedLM,
-  tokens: Uint16Array | Uint32Array | Int32Array,
+  tokens: TokenArray,
   opts: DownstreamOptions,
 ): DownstreamResult {
   const t0 = performance.now();
@@ -497,7 +498,7 @@ export function evaluateDownstream(
  */
 export function evaluateHook(
   model: HookedLM,
-  tokens: Uint16Array | Uint32Array | Int32Array,
+  tokens: TokenArray,
   opts: { hook: HookName; hookFn: HookFn; nTokens: number; seqLen: number; batch: number },
 ): { ceClean: Float32Array; ceHooked: Float32Array; kl: Float32Array } {
   const { seqLen, batch } = opts;

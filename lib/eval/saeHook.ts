@@ -17,7 +17,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { HookFn } from '../model/types.ts';
 import type { SaeWeights, SparseCode } from '../sae/types.ts';
-import { checkWeights } from '../sae/infer.ts';
+import { checkWeights, usesGradient } from '../sae/infer.ts';
 import { ortEnabled } from '../backend.ts';
 import { ortOp } from '../native/tfort.ts';
 import type { GraphSpec } from '../native/ort.ts';
@@ -79,12 +79,6 @@ export interface SaeHookOptions {
   g?: tf.Tensor;
   /** Optional observer of every encode the hook performs (e.g. FVU / L0 / firing statistics). */
   onEncode?: (obs: EncodeObservation) => void;
-}
-
-
-/** Whether a given SAE + mode uses the gradient in selection. */
-export function usesGradient(w: SaeWeights, mode: SaeMode): boolean {
-  return mode === 'gradient' && w.arch === 'gsae';
 }
 
 /**
@@ -184,7 +178,7 @@ export class SaeInference {
    */
   hook(opts: SaeHookOptions): HookFn {
     const { mode, onEncode } = opts;
-    const needG = usesGradient(this.weights, mode) && this.beta !== 0;
+    const needG = usesGradient(this.weights, mode === 'gradient');
     if (mode === 'gradient' && this.weights.arch === 'gsae' && !opts.g) {
       throw new Error('sae hook: mode "gradient" needs the gradient tensor g');
     }

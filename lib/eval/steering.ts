@@ -42,6 +42,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { HookedLM, HookName } from '../model/types.ts';
 import type { SaeWeights } from '../sae/types.ts';
+import type { TokenArray } from '../tokens.ts';
 import { deriveSeed, mulberry32, shuffleInPlace } from '../util/random.ts';
 import { type LogitLensWeights, logitLensTargets, logitLensWeightsOf, topIndices } from './logitLens.ts';
 import { bootstrapMeanCI } from './stats.ts';
@@ -156,7 +157,7 @@ export function sampleContexts(streamLength: number, nContexts: number, contextL
 
 export function evaluateSteering(
   model: HookedLM,
-  tokens: Uint16Array | Uint32Array | Int32Array,
+  tokens: TokenArray,
   opts: SteeringOptions,
 ): SteeringResult {
   const t0 = performance.now();

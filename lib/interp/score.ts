@@ -5,7 +5,8 @@
  * A g-SAE selects with the stored gradient (as in downstream); TopK ignores it.
  */
 import { ShardReader } from '../activations.ts';
-import { spreadWindows, type TokenStream } from '../collect.ts';
+import { spreadWindows } from '../collect.ts';
+import type { TokenArray } from '../tokens.ts';
 import { encodeSparse } from '../sae/infer.ts';
 import type { SaeWeights } from '../sae/types.ts';
 import { bootstrapMeanCI } from '../eval/stats.ts';
@@ -74,7 +75,7 @@ export interface SaeScore {
  * time), with their token ids: row r of window w is token starts[w] + r of the split's stream
  * (collect's spreadWindows; shards hold whole windows).
  */
-export function readRows(dir: string, stream: TokenStream, maxRows: number): { x: Float32Array; g: Float32Array | null; tokens: RowTokens } {
+export function readRows(dir: string, stream: TokenArray, maxRows: number): { x: Float32Array; g: Float32Array | null; tokens: RowTokens } {
   const reader = new ShardReader(dir);
   const man = reader.manifest as unknown as { seq_len: number; windows: number };
   const T = Number(man.seq_len);
@@ -110,7 +111,7 @@ export function scoreSae(
   w: SaeWeights,
   useGradient: boolean,
   alive: ArrayLike<number>,
-  data: { trainDir: string; train: TokenStream; testDir: string; test: TokenStream },
+  data: { trainDir: string; train: TokenArray; testDir: string; test: TokenArray },
   o: SaeScoreOptions,
 ): SaeScore {
   const tr = readRows(data.trainDir, data.train, o.trainTokens);

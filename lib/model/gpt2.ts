@@ -14,6 +14,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { mulberry32, randn } from '../util/random.ts';
+import type { TokenArray } from '../tokens.ts';
 import type { ActivationAndGrad, FusedCeKlOptions, FusedCeKlResult, FusedRef, GPT2Config, HookFn, HookName, HookedLM, Hooks } from './types.ts';
 import { gatherRows, splitRows, sumRows, unstack0 } from './kernels.ts';
 import { ortEnabled } from '../backend.ts';
@@ -539,7 +540,7 @@ export class GPT2 implements HookedLM {
     }
   }
 
-  private checkTokens(tokens: Int32Array | Uint16Array | Uint32Array, what: string): void {
+  private checkTokens(tokens: TokenArray, what: string): void {
     const V = this.config.vocabSize;
     for (let i = 0; i < tokens.length; i++) {
       const t = tokens[i];
@@ -795,7 +796,7 @@ export class GPT2 implements HookedLM {
     return dx;
   }
 
-  private static splitSequences(tokens: Int32Array | Uint16Array | Uint32Array, B: number, T: number) {
+  private static splitSequences(tokens: TokenArray, B: number, T: number) {
     if (tokens.length !== B * (T + 1)) {
       throw new Error(`expected batch*(seqLen+1) = ${B * (T + 1)} tokens, got ${tokens.length}`);
     }
@@ -876,7 +877,7 @@ export class GPT2 implements HookedLM {
    * Next-token cross-entropy per position [B*T] (nats) for sequences of T+1 tokens, with optional
    * hooks. Cheaper than logits() for evaluation: nothing [B, T, V] leaves the model.
    */
-  lossPerToken(tokens: Int32Array | Uint16Array | Uint32Array, batch: number, seqLen: number, hooks?: Hooks): Float32Array {
+  lossPerToken(tokens: TokenArray, batch: number, seqLen: number, hooks?: Hooks): Float32Array {
     const { inputs, targets } = GPT2.splitSequences(tokens, batch, seqLen);
     this.checkTokens(tokens, 'lossPerToken');
     let losses!: Float32Array;
@@ -916,7 +917,7 @@ export class GPT2 implements HookedLM {
    * Forward + backward for training: the mean next-token cross-entropy over batch*seqLen positions
    * and its gradient for every parameter (the caller disposes the gradients).
    */
-  forwardBackward(tokens: Int32Array | Uint16Array | Uint32Array, batch: number, seqLen: number): ForwardBackwardResult {
+  forwardBackward(tokens: TokenArray, batch: number, seqLen: number): ForwardBackwardResult {
     const { inputs, targets } = GPT2.splitSequences(tokens, batch, seqLen);
     this.checkTokens(tokens, 'forwardBackward');
     let loss = 0;

@@ -11,6 +11,6 @@ export {
   learningRate,
   AdamW,
   DEFAULT_LM_CONFIG,
-  DEFAULT_TRAIN_OPTIONS,
+  LM_DEFAULTS,
 } from './train.ts';
-export type { TrainOptions, TrainProgress, TrainResult, TokenStream } from './train.ts';
+export type { TrainOptions, LmTrainCallbacks, TrainResult } from './train.ts';

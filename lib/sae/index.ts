@@ -5,10 +5,10 @@ export {
   resolveTrainConfig,
   learningRate,
   hasCheckpoint,
+  SAE_DEFAULTS,
   type TrainSaeConfig,
   type ResolvedTrainConfig,
-  type TrainCallbacks,
-  type TrainProgress,
+  type SaeTrainCallbacks,
   type TrainMetrics,
   type TrainSaeResult,
 } from './train.ts';

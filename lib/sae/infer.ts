@@ -21,8 +21,8 @@ export function checkWeights(w: SaeWeights): void {
   if (w.b_dec.length !== d) throw new Error(`sae: b_dec has ${w.b_dec.length} values, expected d=${d}`);
 }
 
-/** Whether the g-SAE score is used for these weights and this gradient. */
-export function usesGradient(w: SaeWeights, g: Float32Array | null | undefined): boolean {
+/** Whether selection uses the g-SAE score: a g-SAE with beta != 0, given a gradient (or `true`: one will be given). */
+export function usesGradient(w: SaeWeights, g: Float32Array | boolean | null | undefined): boolean {
   return w.arch === 'gsae' && w.beta !== 0 && !!g;
 }
 

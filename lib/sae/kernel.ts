@@ -2,25 +2,27 @@
  * The per-chunk forward + hand-written backward pass of a TopK / g-SAE training step.
  *
  * A batch of N rows is split into `chunks` fixed row ranges; each chunk's gradient is written to
- * its own buffers (shared memory), and the trainer sums the chunks in a fixed order. Chunks may run
- * on the main thread or on worker threads: the numbers do not depend on how many threads run them.
+ * its own buffers (shared memory), and the update (update.ts) sums the chunks in a fixed order.
+ * Chunks may run on the main thread or on worker threads: the numbers do not depend on how many
+ * threads run them.
  *
- * Work per chunk (measured on tfjs-wasm): the encoder forward is a dense tfjs matMul [rows, d] × [d, m]
- * (wasm SIMD), and so is the g-SAE's W_dec g ([rows, d] × W_decᵀ [d, m], W_decᵀ materialised once
- * per step by the trainer: no transpose flags). Everything sparse — selection, decode (k rows of
- * W_dec per token) and the backward pass — runs on the k selected rows only, either as
- * WebAssembly SIMD kernels generated for this d (simd.ts; ~5× faster than plain loops, used when
- * d and m are multiples of 4) or as plain TypeScript loops (the fallback, and the reference).
+ * Work per chunk (measured on tfjs-wasm): the encoder forward is a dense tfjs matMul [rows, d] ×
+ * [d, m] (wasm SIMD), and so is the g-SAE's W_dec g ([rows, d] × W_decᵀ [d, m], W_decᵀ kept up to
+ * date by the parameter update: no transpose flags). Everything sparse — selection, decode (k rows
+ * of W_dec per token) and the backward pass — runs on the k selected rows only: one chunk loop
+ * (SaeKernel.runChunk) over the row arithmetic of either the WebAssembly SIMD kernels generated
+ * for this d (SimdRows, simd.ts; ~5× faster than plain loops, used when d and m are multiples of
+ * 4) or plain TypeScript loops (TsRows, the fallback).
  * All buffers live in one shared WebAssembly.Memory so worker threads work on the same arrays.
  *
  * Loss (per batch of N rows, x in the trainer's internal (normalised) units):
  *   L = (1/N) Σ_t ‖x̂_t − x_t‖² + α (1/N) Σ_t ‖ê_t − e_t‖²,  e_t = x_t − x̂_t (held constant),
  *   x̂_t = Σ_{j∈S_t} z_tj W_dec[j] + b_dec,  ê_t = Σ_{j∈A_t} z_tj W_dec[j] (no b_dec),
- *   z_tj = ReLU(u_tj), u_t = (x_t − b_dec) W_enc + b_enc; S_t: the k selected; A_t: top kAux dead.
+ *   z_tj = ReLU(u_tj), u_t = (x_t − b_dec) W_enc + b_enc; S_t: the k selected; A_t: top auxK dead.
  * Gradients (r_t = x̂_t − x_t, q_t = ê_t − e_t = ê_t + r_t, c = 2/N):
  *   dx̂ = c r;  dê = α c q;  dW_dec[j] += z_tj dx̂ (j∈S) and z_tj dê (j∈A);  db_dec += Σ dx̂
  *   du_tj = [z_tj > 0] (W_dec[j]·dx̂  or  W_dec[j]·dê);  dW_enc[:, j] += du_tj (x_t − b_dec);
- *   db_enc[j] += du_tj;  db_dec −= W_enc db_enc (added by the trainer after the chunk sum).
+ *   db_enc[j] += du_tj;  db_dec −= W_enc db_enc (added by update.ts after the chunk sum).
  * dW_enc is accumulated transposed ([m, d], contiguous rows) in `gWeT`.
  */
 import * as tf from '@tensorflow/tfjs';
@@ -28,13 +30,14 @@ import { SCORE, SelectScratch, WasmSelector, selectAmong, selectTopK } from './s
 import { buildSimdModule, type SimdExports } from './simd.ts';
 import { ortEnabled } from '../backend.ts';
 import { gemm } from '../native/ort.ts';
+import { updateBlockSimd, updateBlocks, type AdamStep } from './update.ts';
 
 /** Sizes fixed for a training run. */
 export interface KernelSpec {
   d: number;
   m: number;
   k: number;
-  kAux: number;
+  auxK: number;
   batch: number;
   chunks: number;
   /** Whether the g-SAE score is used (arch gsae with beta != 0): needs g and W_decT. */
@@ -51,8 +54,8 @@ export interface KernelSpec {
 export const CTRL = {
   nDead: 0,
   beta: 1,
-  auxCoef: 2,
-  kAux: 3, // effective: min(kAux, nDead)
+  auxAlpha: 2,
+  auxK: 3, // effective: min(auxK, nDead)
   auxUsesGrad: 4,
   /** 1: g-SAE scores from a dense matMul A = g W_decᵀ; 0: from dot products of the candidates only. */
   denseA: 5,
@@ -63,10 +66,22 @@ export const CTRL = {
   adamB1: 8,
   adamB2: 9,
   adamStep: 10,
-  adamRsb2: 11,
   adamEps: 12,
   adamSqrtBc2: 13,
 } as const;
+
+/** Write the Adam constants of the step into ctrl (read by every thread's update blocks). */
+export function writeAdamCtrl(ctrl: Float64Array, h: AdamStep): void {
+  ctrl[CTRL.adamB1] = h.b1;
+  ctrl[CTRL.adamB2] = h.b2;
+  ctrl[CTRL.adamStep] = h.stepSize;
+  ctrl[CTRL.adamEps] = h.eps;
+  ctrl[CTRL.adamSqrtBc2] = h.sqrtBc2;
+}
+
+function readAdamCtrl(ctrl: Float64Array): AdamStep {
+  return { b1: ctrl[CTRL.adamB1], b2: ctrl[CTRL.adamB2], stepSize: ctrl[CTRL.adamStep], eps: ctrl[CTRL.adamEps], sqrtBc2: ctrl[CTRL.adamSqrtBc2] };
+}
 
 export const STATS = {
   mse: 0, // Σ ‖x̂ − x‖² (internal units)
@@ -142,109 +157,88 @@ export function simdAvailable(d: number, m: number): boolean {
   }
 }
 
-export function allocKernelBuffers(s: KernelSpec): KernelBuffers {
+/** Typed arrays taken one after the other from one memory (each start 16-byte aligned). */
+interface Take {
+  f32(n: number): Float32Array;
+  f64(n: number): Float64Array;
+  i32(n: number): Int32Array;
+}
+
+/** The buffers, in their fixed order in the memory. */
+function layout(s: KernelSpec, take: Take): Omit<KernelBuffers, 'memory' | 'module'> {
   const { d, m, batch, chunks, participants, blockRows } = s;
-  const cap = Math.max(4 * Math.max(s.k, s.kAux), 64);
-  type Kind = 'f32' | 'f64' | 'i32';
-  const plan: { kind: Kind; n: number; off: number }[] = [];
-  let bytes = 0;
-  const take = (kind: Kind, n: number) => {
-    const e = { kind, n, off: bytes };
-    plan.push(e);
-    bytes += Math.ceil((n * (kind === 'f64' ? 8 : 4)) / 16) * 16;
-    return e;
-  };
-  const L = {
-    W_enc: take('f32', d * m),
-    W_dec: take('f32', m * d),
-    W_decT: take('f32', s.useGrad ? d * m : 0),
-    b_enc: take('f32', m),
-    b_dec: take('f32', d),
-    x: take('f32', batch * d),
-    g: take('f32', s.useGrad ? batch * d : 0),
-    dead: take('i32', m),
-    ctrl: take('f64', CTRL.size),
-    sched: take('i32', 4),
-    gWeT: Array.from({ length: chunks }, () => take('f32', m * d)),
-    gWd: Array.from({ length: chunks }, () => take('f32', m * d)),
-    gbe: Array.from({ length: chunks }, () => take('f32', m)),
-    gbd: Array.from({ length: chunks }, () => take('f32', d)),
-    fired: Array.from({ length: chunks }, () => take('i32', m)),
-    stats: Array.from({ length: chunks }, () => take('f64', STATS.sumx + d)),
+  const cap = Math.max(4 * Math.max(s.k, s.auxK), 64);
+  const perChunk = <T>(make: () => T): T[] => Array.from({ length: chunks }, make);
+  return {
+    W_enc: take.f32(d * m),
+    W_dec: take.f32(m * d),
+    W_decT: take.f32(s.useGrad ? d * m : 0),
+    b_enc: take.f32(m),
+    b_dec: take.f32(d),
+    x: take.f32(batch * d),
+    g: take.f32(s.useGrad ? batch * d : 0),
+    dead: take.i32(m),
+    ctrl: take.f64(CTRL.size),
+    sched: take.i32(4),
+    gWeT: perChunk(() => take.f32(m * d)),
+    gWd: perChunk(() => take.f32(m * d)),
+    gbe: perChunk(() => take.f32(m)),
+    gbd: perChunk(() => take.f32(d)),
+    fired: perChunk(() => take.i32(m)),
+    stats: perChunk(() => take.f64(STATS.sumx + d)),
     scratch: Array.from({ length: participants }, () => ({
-      U: take('f32', blockRows * m),
-      A: take('f32', s.useGrad ? blockRows * m : 0),
-      xc: take('f32', blockRows * d),
-      xh: take('f32', d),
-      dx: take('f32', d),
-      q: take('f32', d),
-      cand: take('i32', cap),
+      U: take.f32(blockRows * m),
+      A: take.f32(s.useGrad ? blockRows * m : 0),
+      xc: take.f32(blockRows * d),
+      xh: take.f32(d),
+      dx: take.f32(d),
+      q: take.f32(d),
+      cand: take.i32(cap),
     })),
     opt: {
-      W_encT: take('f32', m * d),
-      mWe: take('f32', m * d),
-      vWe: take('f32', m * d),
-      mWd: take('f32', m * d),
-      vWd: take('f32', m * d),
-      mbe: take('f32', m),
-      vbe: take('f32', m),
-      gbe: take('f64', m),
-      gbdPart: take('f64', updateBlocks(m) * d),
+      W_encT: take.f32(m * d),
+      mWe: take.f32(m * d),
+      vWe: take.f32(m * d),
+      mWd: take.f32(m * d),
+      vWd: take.f32(m * d),
+      mbe: take.f32(m),
+      vbe: take.f32(m),
+      gbe: take.f64(m),
+      gbdPart: take.f64(updateBlocks(m) * d),
     },
   };
+}
+
+const alignedBytes = (n: number, bytesPer: number): number => Math.ceil((n * bytesPer) / 16) * 16;
+
+export function allocKernelBuffers(s: KernelSpec): KernelBuffers {
+  // sizing pass, then the views
+  let bytes = 0;
+  const size = (bytesPer: number) => (n: number): never => {
+    bytes += alignedBytes(n, bytesPer);
+    return null as never;
+  };
+  layout(s, { f32: size(4), f64: size(8), i32: size(4) });
   const pages = Math.max(1, Math.ceil(bytes / PAGE));
   if (pages > MAX_PAGES) {
     throw new Error(`sae: the training buffers need ${(bytes / 2 ** 30).toFixed(2)} GiB, above the 4 GiB wasm32 limit; use a smaller batch or fewer chunks`);
   }
   // Shared only when worker threads use it: ONNX Runtime's binding cannot read SharedArrayBuffer
   // views, so a single-thread run (the pipeline's default) lets it work on this memory directly.
-  const shared = participants > 1;
+  const shared = s.participants > 1;
   const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared });
   const buffer = memory.buffer;
-  const view = <T extends { kind: Kind; n: number; off: number }>(e: T) =>
-    e.kind === 'f32' ? new Float32Array(buffer, e.off, e.n) : e.kind === 'f64' ? new Float64Array(buffer, e.off, e.n) : new Int32Array(buffer, e.off, e.n);
-  const f32 = (e: { kind: Kind; n: number; off: number }) => view(e) as Float32Array;
-  const module = s.simd ? new WebAssembly.Module(buildSimdModule(d, { min: pages, max: pages, shared })) : null;
-  return {
-    memory,
-    module,
-    W_enc: f32(L.W_enc),
-    W_dec: f32(L.W_dec),
-    W_decT: f32(L.W_decT),
-    b_enc: f32(L.b_enc),
-    b_dec: f32(L.b_dec),
-    x: f32(L.x),
-    g: f32(L.g),
-    dead: view(L.dead) as Int32Array,
-    ctrl: view(L.ctrl) as Float64Array,
-    sched: view(L.sched) as Int32Array,
-    gWeT: L.gWeT.map(f32),
-    gWd: L.gWd.map(f32),
-    gbe: L.gbe.map(f32),
-    gbd: L.gbd.map(f32),
-    fired: L.fired.map((e) => view(e) as Int32Array),
-    stats: L.stats.map((e) => view(e) as Float64Array),
-    scratch: L.scratch.map((sc) => ({
-      U: f32(sc.U),
-      A: f32(sc.A),
-      xc: f32(sc.xc),
-      xh: f32(sc.xh),
-      dx: f32(sc.dx),
-      q: f32(sc.q),
-      cand: view(sc.cand) as Int32Array,
-    })),
-    opt: {
-      W_encT: f32(L.opt.W_encT),
-      mWe: f32(L.opt.mWe),
-      vWe: f32(L.opt.vWe),
-      mWd: f32(L.opt.mWd),
-      vWd: f32(L.opt.vWd),
-      mbe: f32(L.opt.mbe),
-      vbe: f32(L.opt.vbe),
-      gbe: view(L.opt.gbe) as Float64Array,
-      gbdPart: view(L.opt.gbdPart) as Float64Array,
-    },
-  };
+  let off = 0;
+  const view =
+    <A>(Ctor: new (b: ArrayBufferLike, offset: number, n: number) => A, bytesPer: number) =>
+    (n: number): A => {
+      const a = new Ctor(buffer, off, n);
+      off += alignedBytes(n, bytesPer);
+      return a;
+    };
+  const arrays = layout(s, { f32: view(Float32Array, 4), f64: view(Float64Array, 8), i32: view(Int32Array, 4) });
+  const module = s.simd ? new WebAssembly.Module(buildSimdModule(s.d, { min: pages, max: pages, shared })) : null;
+  return { memory, module, ...arrays };
 }
 
 /** Instantiate the SIMD kernels on the buffers' memory (null without simd). */
@@ -271,12 +265,6 @@ export function copyTensorInto(t: tf.Tensor, dst: Float32Array): void {
   }
 }
 
-/** Latents per block of the parallel parameter update. */
-export const UPDATE_BLOCK = 64;
-export function updateBlocks(m: number): number {
-  return Math.ceil(m / UPDATE_BLOCK);
-}
-
 /** Rows [r0, r1) of chunk c for a batch of n rows in C chunks. */
 export function chunkRange(c: number, n: number, C: number): [number, number] {
   return [Math.floor((c * n) / C), Math.floor(((c + 1) * n) / C)];
@@ -287,24 +275,245 @@ export function defaultBlockRows(m: number): number {
   return Math.max(8, Math.min(4096, Math.floor((1 << 22) / m)));
 }
 
-export class SaeKernel {
-  private Wenc: tf.Tensor2D | null = null;
-  private WdecT: tf.Tensor2D | null = null;
-  private readonly sel: SelectScratch;
-  private readonly selAux: SelectScratch;
-  private readonly idx: Int32Array;
-  private readonly val: Float32Array;
-  private readonly aidx: Int32Array;
-  private readonly aval: Float32Array;
+/** The latents selected for the current row: the k main ones and up to auxK AuxK ones. */
+interface RowSelection {
+  idx: Int32Array;
+  val: Float32Array;
+  aidx: Int32Array;
+  aval: Float32Array;
+}
+
+/**
+ * The per-row arithmetic of a chunk (x̂, r, q, dx as in the header), in one of two
+ * implementations: SimdRows (the generated kernels, float32) and TsRows (TypeScript loops, float64
+ * scratch; the fallback when d or m is not a multiple of 4). SaeKernel.runChunk is the one loop
+ * over them.
+ */
+interface RowMath {
+  /** Start chunk c (its gradient buffers). */
+  beginChunk(c: number): void;
+  /** xc = x − b_dec for the rows [b0, b0 + nb) of the batch (scratch rows 0 .. nb). */
+  centre(b0: number, nb: number): void;
+  /** Select the k latents of block row r (batch row `row`) into idx/val; returns L0. */
+  select(r: number, row: number): number;
+  /** x̂ = b_dec + Σ val W_dec[idx]; r = x̂ − x; q = r; dx = (2/N) r; gbd += dx. Returns ‖r‖². */
+  residual(r: number, row: number): number;
+  /** ê: q += Σ aval W_dec[aidx] (the first na); dx = alphaC q. Returns ‖q‖². */
+  auxResidual(na: number, alphaC: number): number;
+  /** Latent j (value v) of block row r: gW_dec[j] += v dx; du = W_dec[j]·dx; gW_encᵀ[j] += du xc. Returns du. */
+  back(j: number, v: number, r: number): number;
+  /** The dense g-SAE scores A = g W_decᵀ of this block, when computed (else null). */
+  readonly denseA: Float32Array | null;
+  /** Candidates whose |W_dec g| was computed in this chunk (sparse g-SAE scores). */
+  readonly scored: number;
+}
+
+class SimdRows implements RowMath {
+  private readonly selector: WasmSelector;
+  private mode: number = SCORE.plain;
+  private beta = 0;
+  private rowNormMax = 1;
+  /** Byte offsets (wasm pointers) of the buffers: fixed for the kernel's life (the memory never grows). */
+  private readonly p: { rowBytes: number; Wd: number; be: number; x: number; g: number; U: number; A: number; xc: number; xh: number; dx: number; q: number };
+  /** … and of the current chunk's gradient buffers. */
+  private pgWd = 0;
+  private pgWe = 0;
+  private pgbd = 0;
+  denseA: Float32Array | null = null;
+
+  constructor(
+    private readonly simd: SimdExports,
+    private readonly spec: KernelSpec,
+    private readonly buf: KernelBuffers,
+    private readonly sc: KernelScratch,
+    private readonly s: RowSelection,
+    sel: SelectScratch,
+  ) {
+    this.selector = new WasmSelector(simd, buf.memory, sc.cand, sel, spec.m, spec.k, spec.d * 4);
+    const useGrad = spec.useGrad;
+    this.p = {
+      rowBytes: spec.d * 4,
+      Wd: buf.W_dec.byteOffset,
+      be: buf.b_enc.byteOffset,
+      x: buf.x.byteOffset,
+      g: useGrad ? buf.g.byteOffset : 0,
+      U: sc.U.byteOffset,
+      A: useGrad ? sc.A.byteOffset : 0,
+      xc: sc.xc.byteOffset,
+      xh: sc.xh.byteOffset,
+      dx: sc.dx.byteOffset,
+      q: sc.q.byteOffset,
+    };
+  }
+
+  get scored(): number {
+    return this.selector.scored;
+  }
+
+  beginChunk(c: number): void {
+    const { ctrl } = this.buf;
+    this.beta = ctrl[CTRL.beta];
+    this.mode = !this.spec.useGrad || this.beta === 0 ? SCORE.plain : ctrl[CTRL.denseA] !== 0 ? SCORE.dense : SCORE.sparse;
+    this.denseA = this.mode === SCORE.dense ? this.sc.A : null;
+    // float32 rounding margin on top of the row-norm bound and of ‖g‖ computed in float32
+    this.rowNormMax = (ctrl[CTRL.rowNormMax] || 1) * (1 + 1e-4);
+    this.pgWd = this.buf.gWd[c].byteOffset;
+    this.pgWe = this.buf.gWeT[c].byteOffset;
+    this.pgbd = this.buf.gbd[c].byteOffset;
+    this.selector.scored = 0;
+  }
+
+  centre(b0: number, nb: number): void {
+    this.simd.subRows(this.p.xc, this.p.x + b0 * this.p.rowBytes, this.buf.b_dec.byteOffset, nb);
+  }
+
+  select(r: number, row: number): number {
+    const p = this.p;
+    const uo = r * this.spec.m * 4;
+    const pg = p.g + row * p.rowBytes;
+    let gB = 0;
+    if (this.mode === SCORE.sparse) gB = 1 + this.beta * Math.sqrt(this.simd.dot(pg, pg)) * this.rowNormMax;
+    return this.selector.select(p.U + uo, p.be, this.mode, this.beta, p.A + uo, p.Wd, pg, gB, this.s.idx, this.s.val, 0);
+  }
+
+  residual(_r: number, row: number): number {
+    const { k, batch } = this.spec;
+    const { simd, p } = this;
+    const { idx, val } = this.s;
+    this.sc.xh.set(this.buf.b_dec);
+    for (let t = 0; t < k; t++) {
+      const v = val[t];
+      if (v !== 0) simd.axpy(v, p.Wd + idx[t] * p.rowBytes, p.xh);
+    }
+    return simd.resid(p.xh, p.x + row * p.rowBytes, 2 / batch, p.dx, p.q, this.pgbd);
+  }
+
+  auxResidual(na: number, alphaC: number): number {
+    const { simd, p } = this;
+    const { aidx, aval } = this.s;
+    for (let t = 0; t < na; t++) simd.axpy(aval[t], p.Wd + aidx[t] * p.rowBytes, p.q);
+    return simd.scale(p.q, alphaC, p.dx);
+  }
+
+  back(j: number, v: number, r: number): number {
+    const p = this.p;
+    const o = j * p.rowBytes;
+    return this.simd.back(p.Wd + o, v, p.dx, this.pgWd + o, this.pgWe + o, p.xc + r * p.rowBytes);
+  }
+}
+
+class TsRows implements RowMath {
   private readonly xh: Float64Array;
   private readonly dx: Float64Array;
   private readonly q: Float64Array;
   private readonly xcRow: Float64Array;
+  private gWd: Float32Array;
+  private gWeT: Float32Array;
+  private gbd: Float32Array;
+  readonly denseA: Float32Array | null;
+  readonly scored = 0;
+
+  constructor(
+    private readonly spec: KernelSpec,
+    private readonly buf: KernelBuffers,
+    private readonly sc: KernelScratch,
+    private readonly s: RowSelection,
+    private readonly sel: SelectScratch,
+  ) {
+    const { d } = spec;
+    this.xh = new Float64Array(d);
+    this.dx = new Float64Array(d);
+    this.q = new Float64Array(d);
+    this.xcRow = new Float64Array(d);
+    this.gWd = buf.gWd[0];
+    this.gWeT = buf.gWeT[0];
+    this.gbd = buf.gbd[0];
+    this.denseA = spec.useGrad ? sc.A : null;
+  }
+
+  beginChunk(c: number): void {
+    this.gWd = this.buf.gWd[c];
+    this.gWeT = this.buf.gWeT[c];
+    this.gbd = this.buf.gbd[c];
+  }
+
+  centre(b0: number, nb: number): void {
+    const { d } = this.spec;
+    const bd = this.buf.b_dec;
+    const x = this.buf.x;
+    const xc = this.sc.xc;
+    for (let r = 0; r < nb; r++) {
+      const xo = (b0 + r) * d;
+      const co = r * d;
+      for (let i = 0; i < d; i++) xc[co + i] = x[xo + i] - bd[i];
+    }
+  }
+
+  select(r: number): number {
+    const { m, k } = this.spec;
+    const uo = r * m;
+    return selectTopK(this.sc.U, uo, this.buf.b_enc, m, k, this.denseA, uo, this.buf.ctrl[CTRL.beta], this.s.idx, this.s.val, 0, this.sel);
+  }
+
+  residual(r: number, row: number): number {
+    const { d, k, batch } = this.spec;
+    const { xh, dx, q, xcRow, gbd } = this;
+    const { idx, val } = this.s;
+    const bd = this.buf.b_dec;
+    const x = this.buf.x;
+    const Wd = this.buf.W_dec;
+    // x_c (float32 values as used by the encoder) and the decode x̂ = Σ v W_dec[j] + b_dec
+    const co = r * d;
+    for (let i = 0; i < d; i++) {
+      xcRow[i] = this.sc.xc[co + i];
+      xh[i] = bd[i];
+    }
+    for (let t = 0; t < k; t++) {
+      const v = val[t];
+      if (v !== 0) axpy(v, Wd, idx[t] * d, xh, d);
+    }
+    const cc = 2 / batch;
+    const xo = row * d;
+    let e2 = 0;
+    for (let i = 0; i < d; i++) {
+      const ri = xh[i] - x[xo + i];
+      e2 += ri * ri;
+      q[i] = ri;
+      const g = cc * ri;
+      dx[i] = g;
+      gbd[i] += g;
+    }
+    return e2;
+  }
+
+  auxResidual(na: number, alphaC: number): number {
+    const { d } = this.spec;
+    const { q, dx } = this;
+    const { aidx, aval } = this.s;
+    for (let t = 0; t < na; t++) axpy(aval[t], this.buf.W_dec, aidx[t] * d, q, d);
+    let a2 = 0;
+    for (let i = 0; i < d; i++) {
+      a2 += q[i] * q[i];
+      dx[i] = alphaC * q[i];
+    }
+    return a2;
+  }
+
+  back(j: number, v: number): number {
+    const { d } = this.spec;
+    return backLatent(j * d, v, this.dx, this.buf.W_dec, this.gWd, this.gWeT, this.xcRow, d);
+  }
+}
+
+export class SaeKernel {
+  private Wenc: tf.Tensor2D | null = null;
+  private WdecT: tf.Tensor2D | null = null;
+  private readonly selAux: SelectScratch;
+  private readonly s: RowSelection;
   private readonly sc: KernelScratch;
+  private readonly rows: RowMath;
   /** The SIMD kernels (null: TypeScript loops). */
   readonly wasm: SimdExports | null;
-  private readonly F: Float32Array;
-  private readonly selector: WasmSelector | null;
   /** Dense products through ONNX Runtime on the shared memory (backend wasm+ort; one thread per participant). */
   readonly ort: boolean;
 
@@ -313,21 +522,13 @@ export class SaeKernel {
     readonly buf: KernelBuffers,
     readonly participant = 0,
   ) {
-    const { d, k, kAux } = spec;
-    this.sel = new SelectScratch(k);
-    this.selAux = new SelectScratch(kAux);
-    this.idx = new Int32Array(k);
-    this.val = new Float32Array(k);
-    this.aidx = new Int32Array(Math.max(1, kAux));
-    this.aval = new Float32Array(Math.max(1, kAux));
-    this.xh = new Float64Array(d);
-    this.dx = new Float64Array(d);
-    this.q = new Float64Array(d);
-    this.xcRow = new Float64Array(d);
+    const { d, k, auxK } = spec;
+    const sel = new SelectScratch(k);
+    this.selAux = new SelectScratch(auxK);
+    this.s = { idx: new Int32Array(k), val: new Float32Array(k), aidx: new Int32Array(Math.max(1, auxK)), aval: new Float32Array(Math.max(1, auxK)) };
     this.sc = buf.scratch[participant];
     this.wasm = spec.simd ? instantiateSimd(buf) : null;
-    this.F = new Float32Array(buf.memory.buffer);
-    this.selector = this.wasm ? new WasmSelector(this.wasm, buf.memory, this.sc.cand, this.sel, spec.m, k, d * 4) : null;
+    this.rows = this.wasm ? new SimdRows(this.wasm, spec, buf, this.sc, this.s, sel) : new TsRows(spec, buf, this.sc, this.s, sel);
     this.ort = ortEnabled();
     if (this.ort && typeof SharedArrayBuffer !== 'undefined' && buf.memory.buffer instanceof SharedArrayBuffer) {
       const { m, blockRows, useGrad } = spec;
@@ -358,6 +559,11 @@ export class SaeKernel {
     out.set(st.U.subarray(0, nb * m));
   }
 
+  /** Whether this step computes the dense g-SAE scores A = g W_decᵀ (always on the TypeScript path). */
+  private denseScores(): boolean {
+    return this.spec.useGrad && (!this.wasm || this.buf.ctrl[CTRL.denseA] !== 0);
+  }
+
   /** Upload the current weights to tfjs (call after every parameter update). */
   beginStep(): void {
     this.endStep();
@@ -365,7 +571,7 @@ export class SaeKernel {
       this.begun = true;
       if (this.staging) {
         this.staging.We.set(this.buf.W_enc);
-        if (this.spec.useGrad && (!this.wasm || this.buf.ctrl[CTRL.denseA] !== 0)) this.staging.Wd.set(this.buf.W_dec);
+        if (this.denseScores()) this.staging.Wd.set(this.buf.W_dec);
       }
       return;
     }
@@ -374,7 +580,7 @@ export class SaeKernel {
     // the array, which the trainer overwrites later: give them a copy.
     const own = (a: Float32Array) => (tf.getBackend() === 'wasm' ? a : a.slice());
     this.Wenc = tf.tensor2d(own(this.buf.W_enc), [d, m]);
-    if (this.spec.useGrad && (!this.wasm || this.buf.ctrl[CTRL.denseA] !== 0)) this.WdecT = tf.tensor2d(own(this.buf.W_decT), [d, m]);
+    if (this.denseScores()) this.WdecT = tf.tensor2d(own(this.buf.W_decT), [d, m]);
   }
 
   private begun = false;
@@ -390,25 +596,14 @@ export class SaeKernel {
   /** Encoder output for rows [b0, b0 + nb) into scratch U (and A = g W_decᵀ); xc = x − b_dec. */
   private encodeBlock(b0: number, nb: number): void {
     const { d } = this.spec;
-    const B = this.buf;
+    const buf = this.buf;
     const sc = this.sc;
-    if (this.wasm) {
-      this.wasm.subRows(sc.xc.byteOffset, B.x.byteOffset + b0 * d * 4, B.b_dec.byteOffset, nb);
-    } else {
-      const bd = B.b_dec;
-      const x = B.x;
-      for (let r = 0; r < nb; r++) {
-        const xo = (b0 + r) * d;
-        const co = r * d;
-        for (let i = 0; i < d; i++) sc.xc[co + i] = x[xo + i] - bd[i];
-      }
-    }
+    this.rows.centre(b0, nb);
+    const g = this.denseScores() ? buf.g.subarray(b0 * d, (b0 + nb) * d) : null;
     if (this.ort) {
       // U = xc W_enc and A = g W_decᵀ straight on the shared memory (one ORT thread per participant)
-      this.ortGemm(sc.xc, B.W_enc, this.staging?.We ?? null, sc.U, nb, false);
-      if (this.spec.useGrad && (!this.wasm || B.ctrl[CTRL.denseA] !== 0)) {
-        this.ortGemm(B.g.subarray(b0 * d, (b0 + nb) * d), B.W_dec, this.staging?.Wd ?? null, sc.A, nb, true);
-      }
+      this.ortGemm(sc.xc, buf.W_enc, this.staging?.We ?? null, sc.U, nb, false);
+      if (g) this.ortGemm(g, buf.W_dec, this.staging?.Wd ?? null, sc.A, nb, true);
       return;
     }
     const xt = tf.tensor2d(sc.xc.subarray(0, nb * d), [nb, d]);
@@ -416,8 +611,8 @@ export class SaeKernel {
     copyTensorInto(ut, sc.U);
     xt.dispose();
     ut.dispose();
-    if (this.spec.useGrad && (!this.wasm || B.ctrl[CTRL.denseA] !== 0)) {
-      const gt = tf.tensor2d(B.g.subarray(b0 * d, (b0 + nb) * d), [nb, d]);
+    if (g) {
+      const gt = tf.tensor2d(g, [nb, d]);
       const at = tf.matMul(gt, this.WdecT!);
       copyTensorInto(at, sc.A);
       gt.dispose();
@@ -427,84 +622,19 @@ export class SaeKernel {
 
   /**
    * The parameter update of the latents, in blocks of UPDATE_BLOCK latents taken dynamically (via
-   * Atomics.add on buf.sched[1]) by every thread (SIMD path only). Per block: sum the chunk
-   * gradients (fixed chunk order), db_enc, the block's part of W_enc·db_enc (for db_dec, summed by
-   * the trainer in block order), then the decoder rows (remove the parallel component, Adam,
-   * renormalise), the encoder (Adam on W_encᵀ rows, then W_enc columns), W_decᵀ columns (g-SAE)
-   * and b_enc. Every element's arithmetic is the same whichever thread runs it.
+   * Atomics.add on buf.sched[1]) by every thread (SIMD path only; update.ts updateBlockSimd), with
+   * the Adam constants the trainer wrote to ctrl.
    */
   runUpdateBlocks(): void {
-    const ex = this.wasm;
-    if (!ex) throw new Error('SaeKernel.runUpdateBlocks needs the SIMD kernels');
-    const { d, m, chunks: C, useGrad } = this.spec;
-    const B = this.buf;
-    const O = B.opt;
-    const ctrl = B.ctrl;
-    const b1 = ctrl[CTRL.adamB1];
-    const b2 = ctrl[CTRL.adamB2];
-    const step = ctrl[CTRL.adamStep];
-    const rsb2 = ctrl[CTRL.adamRsb2];
-    const eps = ctrl[CTRL.adamEps];
-    const sqrtBc2 = ctrl[CTRL.adamSqrtBc2];
-    const rowBytes = d * 4;
-    const nb = updateBlocks(m);
-    const WeT = O.W_encT;
-    const We = B.W_enc;
-    const Wd = B.W_dec;
-    const WdT = B.W_decT;
+    const simd = this.wasm;
+    if (!simd) throw new Error('SaeKernel.runUpdateBlocks needs the SIMD kernels');
+    const nb = updateBlocks(this.spec.m);
+    const h = readAdamCtrl(this.buf.ctrl);
+    const keepWdecT = this.spec.useGrad && !this.ort; // (ONNX Runtime reads W_dec with transB: no W_decᵀ copy)
     for (;;) {
-      const blk = Atomics.add(B.sched, 1, 1);
+      const blk = Atomics.add(this.buf.sched, 1, 1);
       if (blk >= nb) return;
-      const j0 = blk * UPDATE_BLOCK;
-      const j1 = Math.min(m, j0 + UPDATE_BLOCK);
-      const rows = j1 - j0;
-      const o = j0 * rowBytes;
-      const n4 = (rows * d) >> 2;
-      const GWe = B.gWeT[0];
-      const GWd = B.gWd[0];
-      for (let c = 1; c < C; c++) {
-        ex.addInto(GWe.byteOffset + o, B.gWeT[c].byteOffset + o, n4);
-        ex.addInto(GWd.byteOffset + o, B.gWd[c].byteOffset + o, n4);
-      }
-      // db_enc and this block's part of W_enc · db_enc (pre-update W_enc)
-      const part = O.gbdPart;
-      const po = blk * d;
-      for (let i = 0; i < d; i++) part[po + i] = 0;
-      for (let j = j0; j < j1; j++) {
-        let g = 0;
-        for (let c = 0; c < C; c++) g += B.gbe[c][j];
-        O.gbe[j] = g;
-        if (g !== 0) {
-          const wo = j * d;
-          for (let i = 0; i < d; i++) part[po + i] += WeT[wo + i] * g;
-        }
-      }
-      // decoder rows
-      for (let j = j0; j < j1; j++) ex.projRow(GWd.byteOffset + j * rowBytes, Wd.byteOffset + j * rowBytes);
-      ex.adam(Wd.byteOffset + o, GWd.byteOffset + o, O.mWd.byteOffset + o, O.vWd.byteOffset + o, n4, b1, b2, step, rsb2, eps);
-      for (let j = j0; j < j1; j++) ex.normRow(Wd.byteOffset + j * rowBytes);
-      // encoder
-      ex.adam(WeT.byteOffset + o, GWe.byteOffset + o, O.mWe.byteOffset + o, O.vWe.byteOffset + o, n4, b1, b2, step, rsb2, eps);
-      for (let i = 0; i < d; i++) {
-        const dof = i * m;
-        for (let j = j0; j < j1; j++) We[dof + j] = WeT[j * d + i];
-      }
-      if (useGrad && !this.ort) {
-        // (ONNX Runtime reads W_dec with transB: no W_decᵀ copy)
-        for (let i = 0; i < d; i++) {
-          const dof = i * m;
-          for (let j = j0; j < j1; j++) WdT[dof + j] = Wd[j * d + i];
-        }
-      }
-      // b_enc (float64 arithmetic, float32 state)
-      for (let j = j0; j < j1; j++) {
-        const g = O.gbe[j];
-        const mm = b1 * O.mbe[j] + (1 - b1) * g;
-        const vv = b2 * O.vbe[j] + (1 - b2) * g * g;
-        O.mbe[j] = mm;
-        O.vbe[j] = vv;
-        B.b_enc[j] -= (step * mm) / (Math.sqrt(vv) / sqrtBc2 + eps);
-      }
+      updateBlockSimd(simd, this.buf, this.spec, blk, h, keepWdecT);
     }
   }
 
@@ -527,57 +657,23 @@ export class SaeKernel {
   /** Forward + backward of chunk c; writes the chunk's gradient buffers and stats. */
   runChunk(c: number): void {
     if (!this.Wenc && !this.begun) throw new Error('SaeKernel: beginStep() was not called');
-    const B = this.buf;
-    B.gWeT[c].fill(0);
-    B.gWd[c].fill(0);
-    B.gbe[c].fill(0);
-    B.gbd[c].fill(0);
-    B.fired[c].fill(0);
-    B.stats[c].fill(0);
-    if (this.wasm) this.runChunkSimd(c, this.wasm);
-    else this.runChunkTS(c);
-  }
-
-  private runChunkSimd(c: number, ex: SimdExports): void {
-    const { d, m, k, batch, chunks, blockRows, useGrad } = this.spec;
-    const B = this.buf;
-    const F = this.F;
-    const sc = this.sc;
-    const gbe = B.gbe[c];
-    const fired = B.fired[c];
-    const stats = B.stats[c];
-    const [r0, r1] = chunkRange(c, batch, chunks);
-    const ctrl = B.ctrl;
+    const { d, m, k, batch, chunks, blockRows } = this.spec;
+    const buf = this.buf;
+    for (const a of [buf.gWeT[c], buf.gWd[c], buf.gbe[c], buf.gbd[c], buf.fired[c], buf.stats[c]]) a.fill(0);
+    const rows = this.rows;
+    const { idx, val, aidx, aval } = this.s;
+    const gbe = buf.gbe[c];
+    const fired = buf.fired[c];
+    const stats = buf.stats[c];
+    const x = buf.x;
+    const ctrl = buf.ctrl;
     const nDead = ctrl[CTRL.nDead] | 0;
     const beta = ctrl[CTRL.beta];
-    const alpha = ctrl[CTRL.auxCoef];
-    const kAux = ctrl[CTRL.kAux] | 0;
-    const auxG = ctrl[CTRL.auxUsesGrad] !== 0;
-    const cc = 2 / batch;
-    const x = B.x;
-    const be = B.b_enc;
-    const { idx, val, aidx, aval } = this;
-    const rowBytes = d * 4;
-    const pWd = B.W_dec.byteOffset;
-    const pgWd = B.gWd[c].byteOffset;
-    const pgWe = B.gWeT[c].byteOffset;
-    const pgbd = B.gbd[c].byteOffset;
-    const pbe = be.byteOffset;
-    const px = x.byteOffset;
-    const pxh = sc.xh.byteOffset;
-    const pdx = sc.dx.byteOffset;
-    const pq = sc.q.byteOffset;
-    const pxc = sc.xc.byteOffset;
-    const pU = sc.U.byteOffset;
-    const pA = useGrad ? sc.A.byteOffset : 0;
-    const xh = sc.xh;
-    const bd = B.b_dec;
-    const selector = this.selector!;
-    const pg = useGrad ? B.g.byteOffset : 0;
-    const mode = !useGrad || beta === 0 ? SCORE.plain : ctrl[CTRL.denseA] !== 0 ? SCORE.dense : SCORE.sparse;
-    // float32 rounding margin on top of the row-norm bound and of ‖g‖ computed in float32
-    const rowNormMax = (ctrl[CTRL.rowNormMax] || 1) * (1 + 1e-4);
-    selector.scored = 0;
+    const auxK = ctrl[CTRL.auxK] | 0;
+    const alphaC = ctrl[CTRL.auxAlpha] * (2 / batch);
+    rows.beginChunk(c);
+    const auxA = ctrl[CTRL.auxUsesGrad] !== 0 ? rows.denseA : null;
+    const [r0, r1] = chunkRange(c, batch, chunks);
     let mseSum = 0;
     let auxSum = 0;
     let l0Sum = 0;
@@ -587,133 +683,27 @@ export class SaeKernel {
       this.encodeBlock(b0, nb);
       for (let r = 0; r < nb; r++) {
         const row = b0 + r;
+        l0Sum += rows.select(r, row);
+        mseSum += rows.residual(r, row);
         const xo = row * d;
-        const uo = r * m;
-        let gB = 0;
-        if (mode === SCORE.sparse) gB = 1 + beta * Math.sqrt(ex.dot(pg + xo * 4, pg + xo * 4)) * rowNormMax;
-        l0Sum += selector.select(pU + uo * 4, pbe, mode, beta, pA + uo * 4, pWd, pg + xo * 4, gB, idx, val, 0);
-        xh.set(bd);
-        for (let t = 0; t < k; t++) {
-          const v = val[t];
-          if (v !== 0) ex.axpy(v, pWd + idx[t] * rowBytes, pxh);
-        }
-        mseSum += ex.resid(pxh, px + xo * 4, cc, pdx, pq, pgbd);
         for (let i = 0; i < d; i++) {
           const xi = x[xo + i];
           sumsq += xi * xi;
           stats[STATS.sumx + i] += xi;
         }
-        const pxcRow = pxc + r * rowBytes;
-        for (let t = 0; t < k; t++) {
-          const v = val[t];
-          if (!(v > 0)) continue;
-          const j = idx[t];
-          fired[j]++;
-          const o = j * rowBytes;
-          gbe[j] += ex.back(pWd + o, v, pdx, pgWd + o, pgWe + o, pxcRow);
-        }
-        if (kAux > 0) {
-          const na = selectAmong(sc.U, uo, be, B.dead, nDead, kAux, auxG && mode === SCORE.dense ? sc.A : null, uo, beta, aidx, aval, 0, this.selAux);
-          for (let t = 0; t < na; t++) ex.axpy(aval[t], pWd + aidx[t] * rowBytes, pq);
-          auxSum += ex.scale(pq, alpha * cc, pdx);
-          for (let t = 0; t < na; t++) {
-            const j = aidx[t];
-            const o = j * rowBytes;
-            gbe[j] += ex.back(pWd + o, aval[t], pdx, pgWd + o, pgWe + o, pxcRow);
-          }
-        }
-      }
-    }
-    stats[STATS.mse] = mseSum;
-    stats[STATS.aux] = auxSum;
-    stats[STATS.l0] = l0Sum;
-    stats[STATS.sumsq] = sumsq;
-    stats[STATS.scored] = selector.scored;
-  }
-
-  private runChunkTS(c: number): void {
-    const { d, m, k, batch, chunks, blockRows, useGrad } = this.spec;
-    const B = this.buf;
-    const gWeT = B.gWeT[c];
-    const gWd = B.gWd[c];
-    const gbe = B.gbe[c];
-    const gbd = B.gbd[c];
-    const fired = B.fired[c];
-    const stats = B.stats[c];
-    const [r0, r1] = chunkRange(c, batch, chunks);
-    const ctrl = B.ctrl;
-    const nDead = ctrl[CTRL.nDead] | 0;
-    const beta = ctrl[CTRL.beta];
-    const alpha = ctrl[CTRL.auxCoef];
-    const kAux = ctrl[CTRL.kAux] | 0;
-    const auxG = ctrl[CTRL.auxUsesGrad] !== 0;
-    const cc = 2 / batch;
-    const x = B.x;
-    const bd = B.b_dec;
-    const be = B.b_enc;
-    const Wd = B.W_dec;
-    const { idx, val, aidx, aval, xh, dx, q, xcRow } = this;
-    const U = this.sc.U;
-    const A = useGrad ? this.sc.A : null;
-    const xcBlock = this.sc.xc;
-    let mseSum = 0;
-    let auxSum = 0;
-    let l0Sum = 0;
-    let sumsq = 0;
-    for (let b0 = r0; b0 < r1; b0 += blockRows) {
-      const nb = Math.min(blockRows, r1 - b0);
-      this.encodeBlock(b0, nb);
-      for (let r = 0; r < nb; r++) {
-        const row = b0 + r;
-        const xo = row * d;
-        const uo = r * m;
-        l0Sum += selectTopK(U, uo, be, m, k, A, uo, beta, idx, val, 0, this.sel);
-        // x_c (float32 values as used by the encoder) and the decode x̂ = Σ v W_dec[j] + b_dec
-        const co = r * d;
-        for (let i = 0; i < d; i++) {
-          xcRow[i] = xcBlock[co + i];
-          xh[i] = bd[i];
-        }
-        for (let t = 0; t < k; t++) {
-          const v = val[t];
-          if (v !== 0) axpy(v, Wd, idx[t] * d, xh, d);
-        }
-        let e2 = 0;
-        for (let i = 0; i < d; i++) {
-          const xi = x[xo + i];
-          sumsq += xi * xi;
-          stats[STATS.sumx + i] += xi;
-          const ri = xh[i] - xi;
-          e2 += ri * ri;
-          q[i] = ri;
-          const g = cc * ri;
-          dx[i] = g;
-          gbd[i] += g;
-        }
-        mseSum += e2;
         // backward through the k selected latents
         for (let t = 0; t < k; t++) {
           const v = val[t];
           if (!(v > 0)) continue;
           const j = idx[t];
           fired[j]++;
-          gbe[j] += backLatent(j * d, v, dx, Wd, gWd, gWeT, xcRow, d);
+          gbe[j] += rows.back(j, v, r);
         }
-        // AuxK
-        if (kAux > 0) {
-          const na = selectAmong(U, uo, be, B.dead, nDead, kAux, auxG ? A : null, uo, beta, aidx, aval, 0, this.selAux);
-          for (let t = 0; t < na; t++) axpy(aval[t], Wd, aidx[t] * d, q, d);
-          let a2 = 0;
-          const ca = alpha * cc;
-          for (let i = 0; i < d; i++) {
-            a2 += q[i] * q[i];
-            dx[i] = ca * q[i];
-          }
-          auxSum += a2;
-          for (let t = 0; t < na; t++) {
-            const j = aidx[t];
-            gbe[j] += backLatent(j * d, aval[t], dx, Wd, gWd, gWeT, xcRow, d);
-          }
+        if (auxK > 0) {
+          const uo = r * m;
+          const na = selectAmong(this.sc.U, uo, buf.b_enc, buf.dead, nDead, auxK, auxA, uo, beta, aidx, aval, 0, this.selAux);
+          auxSum += rows.auxResidual(na, alphaC);
+          for (let t = 0; t < na; t++) gbe[aidx[t]] += rows.back(aidx[t], aval[t], r);
         }
       }
     }
@@ -721,6 +711,7 @@ export class SaeKernel {
     stats[STATS.aux] = auxSum;
     stats[STATS.l0] = l0Sum;
     stats[STATS.sumsq] = sumsq;
+    stats[STATS.scored] = rows.scored;
   }
 }
 

@@ -213,9 +213,9 @@ export function selectTopK(
 }
 
 /**
- * AuxK selection: the top kAux latents among `dead` (ascending latent ids, nDead ≥ kAux of them)
+ * AuxK selection: the top auxK latents among `dead` (ascending latent ids, nDead ≥ auxK of them)
  * by z = ReLU(u + b_enc) — or, with A and beta, by the g-SAE score. Latents with z = 0 are
- * returned with value 0 only to fill the kAux slots (they contribute nothing).
+ * returned with value 0 only to fill the auxK slots (they contribute nothing).
  * Returns the number of selected latents with z > 0.
  */
 export function selectAmong(
@@ -224,7 +224,7 @@ export function selectAmong(
   bEnc: Float32Array,
   dead: Int32Array,
   nDead: number,
-  kAux: number,
+  auxK: number,
   A: Float32Array | null,
   aOff: number,
   beta: number,
@@ -246,15 +246,15 @@ export function selectAmong(
         cs[n] = s;
         ci[n] = j;
         if (++n === cap) {
-          thr = shrink(sc, n, kAux);
-          n = kAux;
+          thr = shrink(sc, n, auxK);
+          n = auxK;
         }
       }
     }
   }
-  if (n > kAux) {
-    partialTop(cs, ci, n, kAux);
-    n = kAux;
+  if (n > auxK) {
+    partialTop(cs, ci, n, auxK);
+    n = auxK;
   }
   sortByIndex(cs, ci, n);
   for (let t = 0; t < n; t++) {
@@ -262,7 +262,7 @@ export function selectAmong(
     outIdx[outOff + t] = j;
     outVal[outOff + t] = Math.fround(U[uOff + j] + bEnc[j]);
   }
-  for (let t = n; t < kAux; t++) {
+  for (let t = n; t < auxK; t++) {
     outIdx[outOff + t] = 0;
     outVal[outOff + t] = 0;
   }

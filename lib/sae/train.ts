@@ -1,6 +1,8 @@
 /**
  * Training loop for TopK SAEs and g-SAEs (docs/METHOD.md), with a hand-written backward pass
- * (kernel.ts), Adam, decoder-norm constraint, AuxK, seeded data order, checkpoints and resume.
+ * (kernel.ts), Adam and the decoder-norm constraint (update.ts), AuxK, seeded data order,
+ * checkpoints and resume. A step: readBatch → trainStep (dead latents, chunks, update, firing) →
+ * callbacks → maybe a checkpoint; at the end, foldScaleBack.
  *
  * Choices (ours, documented in the config fields below):
  * - Inputs are scaled internally by c = sqrt(d) / mean‖x‖ (`normalize: 'mean_norm'`), so the
@@ -8,7 +10,7 @@
  *   (W_enc, W_dec unchanged; b_enc /= c; b_dec /= c), so they act on raw x with the exact same
  *   selection (the g-SAE score uses the raw gradient g; scaling z by 1/c does not change any order).
  * - AuxK (Gao et al.): dead latents = not fired during the last `deadTokens` training tokens;
- *   the top kAux dead latents by z_pre (`auxSelect: 'z_pre'`, default, for both archs, so the
+ *   the top auxK dead latents by z_pre (`auxSelect: 'z_pre'`, default, for both archs, so the
  *   only difference between the archs is the main selection) or by the arch's own score
  *   (`auxSelect: 'score'`) reconstruct the residual e = x − x̂ (held constant).
  * - Adam (β1 0.9, β2 0.999, ε 1e-8, PyTorch form with bias correction), lr: linear warmup over
@@ -22,11 +24,12 @@
 import * as tf from '@tensorflow/tfjs';
 import fs from 'node:fs';
 import path from 'node:path';
-import type { RowSource } from '../activations.ts';
+import type { RowSource, RowStream } from '../activations.ts';
 import { activeBackend, ortEnabled, type BackendKind } from '../backend.ts';
 import { deriveSeed } from '../util/random.ts';
 import { readCheckpoint, writeCheckpoint } from './checkpoint.ts';
 import { geometricMedian, meanRows, randomUnitRows } from './init.ts';
+import type { TrainCallbacks } from '../util/progress.ts';
 import {
   CTRL,
   STATS,
@@ -34,12 +37,13 @@ import {
   allocKernelBuffers,
   defaultBlockRows,
   simdAvailable,
-  updateBlocks,
+  writeAdamCtrl,
   type KernelBuffers,
   type KernelSpec,
 } from './kernel.ts';
 import { KernelPool } from './pool.ts';
 import type { SaeArch, SaeWeights } from './types.ts';
+import { adamStep, finishBDecBlocks, transposeInto, updateSerial, type AdamStep } from './update.ts';
 
 export interface TrainSaeConfig {
   arch: SaeArch;
@@ -49,8 +53,8 @@ export interface TrainSaeConfig {
   m?: number;
   /** g-SAE selection weight (ignored for topk). Default 1. */
   beta?: number;
-  /** Token budget: steps = ceil(tokens / batchSize). */
-  tokens: number;
+  /** Token budget (params sae.train_tokens): steps = ceil(trainTokens / batchSize). */
+  trainTokens: number;
   /** Default 4096. */
   batchSize?: number;
   /** Peak learning rate. Default 1e-3 (for normalised inputs, see `normalize`). */
@@ -65,10 +69,10 @@ export interface TrainSaeConfig {
   /** Fraction of steps where the decay to 0 starts. Default 0.8. */
   decayStartFrac?: number;
   /** AuxK latents; 0 or undefined = d / 2. */
-  kAux?: number;
-  /** AuxK coefficient α_aux. Default 1/32. */
-  auxCoef?: number;
-  /** A latent is dead after this many training tokens without firing. Default 250,000. */
+  auxK?: number;
+  /** AuxK coefficient α_aux (params sae.aux_alpha). Default 1/32. */
+  auxAlpha?: number;
+  /** A latent is dead after this many training tokens without firing (params sae.dead_tokens). Default 400,000. */
   deadTokens?: number;
   /** How AuxK ranks dead latents. Default 'z_pre' (both archs). */
   auxSelect?: 'z_pre' | 'score';
@@ -134,22 +138,8 @@ function weightsHash(w: SaeWeights): string {
   return `${w.d}x${w.m}:${h.toString(16)}`;
 }
 
-export interface TrainProgress {
-  step: number;
-  steps: number;
-  tokens: number;
-  totalTokens: number;
-  tokensPerSec: number;
-  mse: number;
-  fvu: number;
-  auxLoss: number;
-  deadFrac: number;
-  l0: number;
-  lr: number;
-}
-
-/** Training-batch metrics (raw activation units). */
-export interface TrainMetrics {
+/** Training-batch metrics (raw activation units), by the names they are recorded under. */
+export type TrainMetrics = {
   /** Mean over the batch of ‖x − x̂‖² (summed over the d dimensions). */
   mse: number;
   /** Σ‖x − x̂‖² / Σ‖x − mean_batch(x)‖². */
@@ -160,17 +150,13 @@ export interface TrainMetrics {
   dead_frac: number;
   /** Mean number of latents firing per token. */
   l0: number;
-}
+};
 
-export interface TrainCallbacks {
-  /** After every step. */
-  onProgress?(p: TrainProgress): void;
-  /** Every logEverySteps steps and at the end; step = tokens seen. */
-  onMetrics?(step: number, values: TrainMetrics): void;
-  onLog?(message: string): void;
+/** The SAE trainer's callbacks: progress after every step, metrics every logEverySteps steps and at the end. */
+export type SaeTrainCallbacks = TrainCallbacks<TrainMetrics> & {
   /** After every step (after any checkpoint); throwing aborts training (tests simulate kills). */
   onStep?(step: number): void;
-}
+};
 
 export interface TrainSaeResult {
   weights: SaeWeights;
@@ -188,14 +174,29 @@ export interface TrainSaeResult {
   /** Step the run resumed from (0 = fresh). */
   resumedFromStep: number;
   seconds: number;
-  tokensPerSec: number;
+  tokensPerSecond: number;
   final: TrainMetrics;
 }
 
 const CKPT_FILE = 'checkpoint.bin';
 
+/**
+ * The defaults of the options that params.yaml sets too (sae.expansion, batch_size, lr, aux_k,
+ * aux_alpha, dead_tokens, b_dec_init): the same values, checked by test/lib/sae/train.test.ts.
+ */
+export const SAE_DEFAULTS = {
+  expansion: 16,
+  batchSize: 4096,
+  lr: 1e-3,
+  /** 0 = d / 2. */
+  auxK: 0,
+  auxAlpha: 1 / 32,
+  deadTokens: 400_000,
+  bDecInit: 'geometric_median',
+} as const;
+
 export function resolveTrainConfig(cfg: TrainSaeConfig, d: number): ResolvedTrainConfig {
-  const expansion = cfg.expansion ?? 16;
+  const expansion = cfg.expansion ?? SAE_DEFAULTS.expansion;
   const m = cfg.m ?? Math.round(expansion * d);
   const r: ResolvedTrainConfig = {
     arch: cfg.arch,
@@ -203,20 +204,20 @@ export function resolveTrainConfig(cfg: TrainSaeConfig, d: number): ResolvedTrai
     m,
     expansion: m / d,
     beta: cfg.arch === 'gsae' ? (cfg.beta ?? 1) : 0,
-    tokens: cfg.tokens,
-    batchSize: cfg.batchSize ?? 4096,
-    lr: cfg.lr ?? 1e-3,
+    trainTokens: cfg.trainTokens,
+    batchSize: cfg.batchSize ?? SAE_DEFAULTS.batchSize,
+    lr: cfg.lr ?? SAE_DEFAULTS.lr,
     adamBeta1: cfg.adamBeta1 ?? 0.9,
     adamBeta2: cfg.adamBeta2 ?? 0.999,
     adamEps: cfg.adamEps ?? 1e-8,
     warmupFrac: cfg.warmupFrac ?? 0.05,
     decay: cfg.decay ?? 'linear',
     decayStartFrac: cfg.decayStartFrac ?? 0.8,
-    kAux: cfg.kAux && cfg.kAux > 0 ? cfg.kAux : Math.max(1, Math.floor(d / 2)),
-    auxCoef: cfg.auxCoef ?? 1 / 32,
-    deadTokens: cfg.deadTokens ?? 250_000,
+    auxK: cfg.auxK && cfg.auxK > 0 ? cfg.auxK : Math.max(1, Math.floor(d / 2)),
+    auxAlpha: cfg.auxAlpha ?? SAE_DEFAULTS.auxAlpha,
+    deadTokens: cfg.deadTokens ?? SAE_DEFAULTS.deadTokens,
     auxSelect: cfg.auxSelect ?? 'z_pre',
-    bDecInit: cfg.bDecInit ?? 'geometric_median',
+    bDecInit: cfg.bDecInit ?? SAE_DEFAULTS.bDecInit,
     initSamples: cfg.initSamples ?? 16384,
     normalize: cfg.normalize ?? 'mean_norm',
     seed: cfg.seed ?? 0,
@@ -233,9 +234,9 @@ export function resolveTrainConfig(cfg: TrainSaeConfig, d: number): ResolvedTrai
   if (r.arch !== 'topk' && r.arch !== 'gsae') throw new Error(`trainSae: arch must be topk or gsae, got ${r.arch}`);
   if (!(Number.isInteger(r.k) && r.k >= 1 && r.k <= m)) throw new Error(`trainSae: k=${r.k} must be an integer in [1, m=${m}]`);
   if (!(Number.isInteger(m) && m >= 1)) throw new Error(`trainSae: m=${m} must be a positive integer`);
-  if (!(r.tokens > 0)) throw new Error('trainSae: tokens must be > 0');
+  if (!(r.trainTokens > 0)) throw new Error('trainSae: trainTokens must be > 0');
   if (!(Number.isInteger(r.batchSize) && r.batchSize >= r.chunks)) throw new Error(`trainSae: bad batchSize ${r.batchSize}`);
-  r.kAux = Math.min(r.kAux, m);
+  r.auxK = Math.min(r.auxK, m);
   return r;
 }
 
@@ -269,52 +270,109 @@ interface State {
   tokensSeen: number;
   scale: number;
   bDecInitUsed: string;
-  W_encT: Float32Array; // [m, d] master copy of W_enc
-  mWe: Float32Array;
-  vWe: Float32Array;
-  mWd: Float32Array;
-  vWd: Float32Array;
-  mbe: Float32Array;
-  vbe: Float32Array;
+  /** Adam moments of b_dec (the other parameters' are in KernelBuffers.opt). */
   mbd: Float32Array;
   vbd: Float32Array;
   firing: Float64Array;
   lastFired: Float64Array;
 }
 
-function transposeInto(src: Float32Array, rows: number, cols: number, dst: Float32Array): void {
-  // dst[c * rows + r] = src[r * cols + c], in 64 × 64 tiles, writing dst rows contiguously
-  // (measured: ~5× faster than reading src contiguously for 24576 × 768)
-  const T = 64;
-  for (let c0 = 0; c0 < cols; c0 += T) {
-    const c1 = Math.min(cols, c0 + T);
-    for (let r0 = 0; r0 < rows; r0 += T) {
-      const r1 = Math.min(rows, r0 + T);
-      for (let c = c0; c < c1; c++) {
-        const o = c * rows;
-        for (let r = r0; r < r1; r++) dst[o + r] = src[r * cols + c];
-      }
-    }
-  }
+/** Everything one training run works on. */
+interface Run {
+  cfg: ResolvedTrainConfig;
+  spec: KernelSpec;
+  buf: KernelBuffers;
+  S: State;
+  /** Steps of the whole run: ceil(trainTokens / batchSize). */
+  steps: number;
+  /** With ONNX Runtime at d >= 512, 'auto' g-SAE scores are dense (see gradScores). */
+  ortDenseAuto: boolean;
+}
+
+/** The per-step sums of all chunks (internal units). */
+interface StepSums {
+  mse: number;
+  aux: number;
+  l0: number;
+  /** Σ‖x − mean_batch(x)‖². */
+  variance: number;
+  /** Candidates whose |W_dec g| was computed (sparse g-SAE scores). */
+  scored: number;
 }
 
 /**
  * Train a TopK SAE or g-SAE on rows from `source` (x [, g]). Async because worker threads may run
  * chunks of each batch; with threads = 1 everything runs on the calling thread.
  */
-export async function trainSae(source: RowSource, cfgIn: TrainSaeConfig, cb: TrainCallbacks = {}): Promise<TrainSaeResult> {
+export async function trainSae(source: RowSource, cfgIn: TrainSaeConfig, cb: SaeTrainCallbacks = {}): Promise<TrainSaeResult> {
   const t0 = performance.now();
+  const run = prepareRun(source, cfgIn, cb);
+  const { cfg, spec, buf, S, steps } = run;
+  const resumedFromStep = S.step;
+  const pool = spec.participants > 1 ? await KernelPool.create(spec.participants - 1, spec, buf, (activeBackend() ?? tf.getBackend()) as BackendKind) : null;
+  const kernel = new SaeKernel(spec, buf, 0);
+  const stream = source.stream(deriveSeed(cfg.seed, 'data'), S.tokensSeen);
+  const ckptFile = cfg.checkpointDir ? path.join(cfg.checkpointDir, CKPT_FILE) : null;
+  let lastSave = performance.now();
+  let final: TrainMetrics = { mse: NaN, fvu: NaN, aux_loss: NaN, dead_frac: NaN, l0: NaN };
+  const tRun = performance.now();
+  const tokensAtStart = S.tokensSeen;
+  const tokensPerSecond = () => (S.tokensSeen - tokensAtStart) / Math.max((performance.now() - tRun) / 1000, 1e-9);
+  try {
+    while (S.step < steps) {
+      readBatch(stream, buf, spec, S.scale);
+      const lr = learningRate(cfg, S.step, steps);
+      const sums = await trainStep(run, kernel, pool, lr);
+      final = stepMetrics(run, sums);
+      cb.onProgress?.({
+        step: S.step,
+        totalSteps: steps,
+        tokensSeen: S.tokensSeen,
+        totalTokens: steps * cfg.batchSize,
+        tokensPerSecond: tokensPerSecond(),
+        elapsedSeconds: (performance.now() - t0) / 1000,
+        lr,
+        metrics: final,
+      });
+      if (cb.onMetrics && (S.step % cfg.logEverySteps === 0 || S.step === steps)) cb.onMetrics(final, S.tokensSeen);
+      if (ckptFile && checkpointDue(cfg, S.step, steps, lastSave)) {
+        saveCheckpoint(ckptFile, numericKey(cfg, spec.d), S, buf);
+        lastSave = performance.now();
+      }
+      cb.onStep?.(S.step);
+    }
+  } finally {
+    await pool?.close();
+  }
+  return {
+    weights: foldScaleBack(run),
+    cfg,
+    steps,
+    tokensSeen: S.tokensSeen,
+    scale: S.scale,
+    firingCounts: S.firing,
+    lastFired: S.lastFired,
+    deadFrac: deadLatents(S, cfg) / cfg.m,
+    resumedFromStep,
+    seconds: (performance.now() - t0) / 1000,
+    tokensPerSecond: tokensPerSecond(),
+    final,
+  };
+}
+
+/** Resolve the config, allocate the kernel buffers, and resume from a checkpoint or initialise. */
+function prepareRun(source: RowSource, cfgIn: TrainSaeConfig, cb: SaeTrainCallbacks): Run {
   const d = source.d;
   const cfg = resolveTrainConfig(cfgIn, d);
   const { m, k, batchSize: N, chunks: C } = cfg;
   const useGrad = cfg.arch === 'gsae' && cfg.beta !== 0;
   if (useGrad && !source.hasGrad) throw new Error('trainSae: a g-SAE with beta != 0 needs gradients in the source');
-  const steps = Math.ceil(cfg.tokens / N);
+  const steps = Math.ceil(cfg.trainTokens / N);
   const spec: KernelSpec = {
     d,
     m,
     k,
-    kAux: cfg.kAux,
+    auxK: cfg.auxK,
     batch: N,
     chunks: C,
     useGrad,
@@ -324,245 +382,221 @@ export async function trainSae(source: RowSource, cfgIn: TrainSaeConfig, cb: Tra
   };
   if (cfg.simd === true && !spec.simd) throw new Error(`trainSae: simd kernels need d and m multiples of 4 (d=${d}, m=${m})`);
   const buf = allocKernelBuffers(spec);
+  const S = resumeState(cfg, buf, d, steps, cb) ?? initState(source, cfg, buf, d, cfgIn.init ?? null);
+  transposeInto(buf.opt.W_encT, m, d, buf.W_enc);
+  if (useGrad) transposeInto(buf.W_dec, m, d, buf.W_decT);
   // With ONNX Runtime the dense score matMul costs about one encoder GEMM: measured faster than the
   // sparse candidate dot products at d 768 (by ~12%), slower at d 128 (by ~20%).
-  const ortDenseAuto = ortEnabled() && d >= 512;
-  const key = numericKey(cfg, d);
-  const log = (s: string) => cb.onLog?.(s);
+  return { cfg, spec, buf, S, steps, ortDenseAuto: ortEnabled() && d >= 512 };
+}
 
-  // ---- state: resume or init
-  const ckptFile = cfg.checkpointDir ? path.join(cfg.checkpointDir, CKPT_FILE) : null;
-  let st: State | null = null;
-  if (ckptFile) {
-    const ck = readCheckpoint(ckptFile);
-    if (ck && ck.meta.key === key) {
-      const a = ck.arrays;
-      buf.W_dec.set(a.W_dec as Float32Array);
-      buf.b_enc.set(a.b_enc as Float32Array);
-      buf.b_dec.set(a.b_dec as Float32Array);
-      for (const name of ['W_encT', 'mWe', 'vWe', 'mWd', 'vWd', 'mbe', 'vbe'] as const) buf.opt[name].set(a[name] as Float32Array);
-      st = {
-        step: ck.meta.step,
-        denseUntil: ck.meta.denseUntil ?? 0,
-        tokensSeen: ck.meta.tokensSeen,
-        scale: ck.meta.scale,
-        bDecInitUsed: ck.meta.bDecInitUsed,
-        ...buf.opt,
-        mbd: a.mbd as Float32Array,
-        vbd: a.vbd as Float32Array,
-        firing: a.firing as Float64Array,
-        lastFired: a.lastFired as Float64Array,
-      };
-      log(`sae: resuming from checkpoint at step ${st.step}/${steps} (${st.tokensSeen} tokens)`);
-    } else if (ck) {
-      log('sae: ignoring a checkpoint made with a different configuration');
+/** The next batch into buf.x (and buf.g), in internal units (x · scale). */
+function readBatch(stream: RowStream, buf: KernelBuffers, spec: KernelSpec, scale: number): void {
+  stream.read(spec.batch, buf.x, spec.useGrad ? buf.g : null);
+  if (scale !== 1) {
+    const x = buf.x;
+    for (let i = 0; i < x.length; i++) x[i] *= scale;
+  }
+}
+
+/**
+ * Latents that did not fire during the last deadTokens training tokens: returns how many, and
+ * writes their ids (ascending) to `ids` when given.
+ */
+function deadLatents(S: State, cfg: ResolvedTrainConfig, ids?: Int32Array): number {
+  let n = 0;
+  for (let j = 0; j < cfg.m; j++) {
+    if (S.tokensSeen - S.lastFired[j] >= cfg.deadTokens) {
+      if (ids) ids[n] = j;
+      n++;
     }
   }
-  const resumedFromStep = st?.step ?? 0;
-  if (!st) st = initState(source, cfg, buf, d, cfgIn.init ?? null);
-  const S = st;
-  transposeInto(S.W_encT, m, d, buf.W_enc);
-  if (useGrad) transposeInto(buf.W_dec, m, d, buf.W_decT);
+  return n;
+}
 
-  // ---- participants
-  const threads = spec.participants;
-  const backend = (activeBackend() ?? tf.getBackend()) as BackendKind;
-  const pool = threads > 1 ? await KernelPool.create(threads - 1, spec, buf, backend) : null;
-  const mainKernel = new SaeKernel(spec, buf, 0);
-
-  const stream = source.stream(deriveSeed(cfg.seed, 'data'), S.tokensSeen);
-  const gBatch = useGrad ? buf.g : null;
-  const dead = buf.dead;
-  const gbeTot = new Float64Array(m);
-  let lastSave = performance.now();
-  let final: TrainMetrics = { mse: NaN, fvu: NaN, aux_loss: NaN, dead_frac: NaN, l0: NaN };
-  const tRun = performance.now();
-  const tokensAtStart = S.tokensSeen;
+/** One step on the batch in buf: forward/backward of every chunk, the update, the firing statistics. */
+async function trainStep(run: Run, kernel: SaeKernel, pool: KernelPool | null, lr: number): Promise<StepSums> {
+  const { cfg, buf, S } = run;
+  const dense = writeStepCtrl(run, deadLatents(S, cfg, buf.dead));
+  Atomics.store(buf.sched, 0, 0);
+  const others = pool ? pool.run() : Promise.resolve();
+  kernel.beginStep();
   try {
-    while (S.step < steps) {
-      // batch (internal units)
-      stream.read(N, buf.x, gBatch);
-      if (S.scale !== 1) {
-        const x = buf.x;
-        const c = S.scale;
-        for (let i = 0; i < x.length; i++) x[i] *= c;
-      }
-      // dead latents
-      let nDead = 0;
-      for (let j = 0; j < m; j++) if (S.tokensSeen - S.lastFired[j] >= cfg.deadTokens) dead[nDead++] = j;
-      buf.ctrl[CTRL.nDead] = nDead;
-      buf.ctrl[CTRL.beta] = cfg.beta;
-      buf.ctrl[CTRL.auxCoef] = cfg.auxCoef;
-      buf.ctrl[CTRL.kAux] = cfg.auxCoef > 0 ? Math.min(cfg.kAux, nDead) : 0;
-      buf.ctrl[CTRL.auxUsesGrad] = cfg.auxSelect === 'score' ? 1 : 0;
-      const dense =
-        cfg.gradScores === 'dense' || cfg.auxSelect === 'score' || (cfg.gradScores === 'auto' && (S.step < S.denseUntil || ortDenseAuto));
-      buf.ctrl[CTRL.denseA] = dense ? 1 : 0;
-      buf.ctrl[CTRL.rowNormMax] = 1; // decoder rows are renormalised after every update
-      // forward/backward of all chunks
-      Atomics.store(buf.sched, 0, 0);
-      const others = pool ? pool.run() : Promise.resolve();
-      mainKernel.beginStep();
-      try {
-        mainKernel.runAvailable();
-      } finally {
-        mainKernel.endStep();
-      }
-      await others;
-      // reduce stats
-      let mse = 0;
-      let aux = 0;
-      let l0 = 0;
-      let sumsq = 0;
-      const sumx = new Float64Array(d);
-      for (let c = 0; c < C; c++) {
-        const s = buf.stats[c];
-        mse += s[STATS.mse];
-        aux += s[STATS.aux];
-        l0 += s[STATS.l0];
-        sumsq += s[STATS.sumsq];
-        for (let i = 0; i < d; i++) sumx[i] += s[STATS.sumx + i];
-      }
-      if (useGrad && spec.simd && !dense && cfg.gradScores === 'auto') {
-        let scored = 0;
-        for (let c = 0; c < C; c++) scored += buf.stats[c][STATS.scored];
-        if (scored / N > m / 10) S.denseUntil = S.step + 1 + 25;
-      }
-      let mu2 = 0;
-      for (let i = 0; i < d; i++) mu2 += sumx[i] * sumx[i];
-      const variance = sumsq - mu2 / N;
-      // update
-      const lr = learningRate(cfg, S.step, steps);
-      if (mainKernel.wasm) await applyUpdateParallel(S, buf, cfg, spec, lr, mainKernel, pool);
-      else applyUpdate(S, buf, cfg, spec, lr, gbeTot);
-      if (useGrad && !mainKernel.wasm && !mainKernel.ort) transposeInto(buf.W_dec, m, d, buf.W_decT);
-      // firing statistics
-      S.tokensSeen += N;
-      S.step += 1;
-      for (let c = 0; c < C; c++) {
-        const f = buf.fired[c];
-        for (let j = 0; j < m; j++) {
-          if (f[j] > 0) {
-            S.firing[j] += f[j];
-            S.lastFired[j] = S.tokensSeen;
-          }
-        }
-      }
-      let nDeadAfter = 0;
-      for (let j = 0; j < m; j++) if (S.tokensSeen - S.lastFired[j] >= cfg.deadTokens) nDeadAfter++;
-      const c2 = S.scale * S.scale;
-      final = {
-        mse: mse / N / c2,
-        fvu: variance > 0 ? mse / variance : NaN,
-        aux_loss: aux / N / c2,
-        dead_frac: nDeadAfter / m,
-        l0: l0 / N,
-      };
-      const el = (performance.now() - tRun) / 1000;
-      cb.onProgress?.({
-        step: S.step,
-        steps,
-        tokens: S.tokensSeen,
-        totalTokens: steps * N,
-        tokensPerSec: (S.tokensSeen - tokensAtStart) / Math.max(el, 1e-9),
-        mse: final.mse,
-        fvu: final.fvu,
-        auxLoss: final.aux_loss,
-        deadFrac: final.dead_frac,
-        l0: final.l0,
-        lr,
-      });
-      if (cb.onMetrics && (S.step % cfg.logEverySteps === 0 || S.step === steps)) cb.onMetrics(S.tokensSeen, final);
-      // checkpoint
-      if (ckptFile && S.step < steps) {
-        const bySteps = cfg.checkpointEverySteps > 0 && S.step % cfg.checkpointEverySteps === 0;
-        const bySecs = cfg.checkpointEverySeconds > 0 && (performance.now() - lastSave) / 1000 >= cfg.checkpointEverySeconds;
-        if (bySteps || bySecs) {
-          saveCheckpoint(ckptFile, key, S, buf);
-          lastSave = performance.now();
-        }
-      }
-      cb.onStep?.(S.step);
-    }
+    kernel.runAvailable();
   } finally {
-    await pool?.close();
+    kernel.endStep();
   }
+  await others;
+  const sums = sumStats(run);
+  if (run.spec.useGrad && run.spec.simd && !dense && cfg.gradScores === 'auto' && sums.scored / cfg.batchSize > cfg.m / 10) {
+    S.denseUntil = S.step + 1 + 25;
+  }
+  await applyUpdate(run, kernel, pool, adamStep(cfg, lr, S.step + 1));
+  S.tokensSeen += cfg.batchSize;
+  S.step += 1;
+  recordFiring(run);
+  return sums;
+}
 
-  // ---- fold the input scale back: weights act on raw x
-  const inv = 1 / S.scale;
-  const weights: SaeWeights = {
+/** The control words of this step (the first nDead of buf.dead are the dead latents). Returns whether the g-SAE scores are dense. */
+function writeStepCtrl(run: Run, nDead: number): boolean {
+  const { cfg, buf, S } = run;
+  const ctrl = buf.ctrl;
+  ctrl[CTRL.nDead] = nDead;
+  ctrl[CTRL.beta] = cfg.beta;
+  ctrl[CTRL.auxAlpha] = cfg.auxAlpha;
+  ctrl[CTRL.auxK] = cfg.auxAlpha > 0 ? Math.min(cfg.auxK, nDead) : 0;
+  ctrl[CTRL.auxUsesGrad] = cfg.auxSelect === 'score' ? 1 : 0;
+  const dense = cfg.gradScores === 'dense' || cfg.auxSelect === 'score' || (cfg.gradScores === 'auto' && (S.step < S.denseUntil || run.ortDenseAuto));
+  ctrl[CTRL.denseA] = dense ? 1 : 0;
+  ctrl[CTRL.rowNormMax] = 1; // decoder rows are renormalised after every update
+  return dense;
+}
+
+/** Sum the chunks' statistics in chunk order. */
+function sumStats(run: Run): StepSums {
+  const { d, chunks: C, batch: N } = run.spec;
+  const out: StepSums = { mse: 0, aux: 0, l0: 0, variance: 0, scored: 0 };
+  let sumsq = 0;
+  const sumx = new Float64Array(d);
+  for (let c = 0; c < C; c++) {
+    const s = run.buf.stats[c];
+    out.mse += s[STATS.mse];
+    out.aux += s[STATS.aux];
+    out.l0 += s[STATS.l0];
+    sumsq += s[STATS.sumsq];
+    out.scored += s[STATS.scored];
+    for (let i = 0; i < d; i++) sumx[i] += s[STATS.sumx + i];
+  }
+  let mu2 = 0;
+  for (let i = 0; i < d; i++) mu2 += sumx[i] * sumx[i];
+  out.variance = sumsq - mu2 / N;
+  return out;
+}
+
+/**
+ * The parameter update (update.ts): with the SIMD kernels in blocks of latents over all threads,
+ * then b_dec on this thread; else in TypeScript on this thread.
+ */
+async function applyUpdate(run: Run, kernel: SaeKernel, pool: KernelPool | null, h: AdamStep): Promise<void> {
+  const { spec, buf, S } = run;
+  if (!kernel.wasm) {
+    updateSerial(buf, spec, h, S.mbd, S.vbd, spec.useGrad && !kernel.ort);
+    return;
+  }
+  writeAdamCtrl(buf.ctrl, h);
+  Atomics.store(buf.sched, 1, 0);
+  const others = pool ? pool.run('update') : Promise.resolve();
+  kernel.runUpdateBlocks();
+  await others;
+  finishBDecBlocks(buf, spec, h, S.mbd, S.vbd);
+}
+
+/** Add the step's firing counts (chunk order) and stamp the latents that fired with tokensSeen. */
+function recordFiring(run: Run): void {
+  const { buf, S } = run;
+  const m = run.cfg.m;
+  for (let c = 0; c < run.spec.chunks; c++) {
+    const f = buf.fired[c];
+    for (let j = 0; j < m; j++) {
+      if (f[j] > 0) {
+        S.firing[j] += f[j];
+        S.lastFired[j] = S.tokensSeen;
+      }
+    }
+  }
+}
+
+/** The step's training metrics in raw units. */
+function stepMetrics(run: Run, sums: StepSums): TrainMetrics {
+  const { S, cfg } = run;
+  const N = cfg.batchSize;
+  const c2 = S.scale * S.scale;
+  return {
+    mse: sums.mse / N / c2,
+    fvu: sums.variance > 0 ? sums.mse / sums.variance : NaN,
+    aux_loss: sums.aux / N / c2,
+    dead_frac: deadLatents(S, cfg) / cfg.m,
+    l0: sums.l0 / N,
+  };
+}
+
+/** Whether to save a checkpoint after `step` (never after the last). */
+function checkpointDue(cfg: ResolvedTrainConfig, step: number, steps: number, lastSave: number): boolean {
+  if (step >= steps) return false;
+  const bySteps = cfg.checkpointEverySteps > 0 && step % cfg.checkpointEverySteps === 0;
+  const bySecs = cfg.checkpointEverySeconds > 0 && (performance.now() - lastSave) / 1000 >= cfg.checkpointEverySeconds;
+  return bySteps || bySecs;
+}
+
+/** The trained weights in raw units: W_enc, W_dec as trained; b_enc, b_dec divided by the input scale. */
+function foldScaleBack(run: Run): SaeWeights {
+  const { cfg, buf, spec } = run;
+  const inv = 1 / run.S.scale;
+  return {
     arch: cfg.arch,
-    d,
-    m,
-    k,
+    d: spec.d,
+    m: cfg.m,
+    k: cfg.k,
     beta: cfg.beta,
     W_enc: Float32Array.from(buf.W_enc),
     W_dec: Float32Array.from(buf.W_dec),
     b_enc: Float32Array.from(buf.b_enc, (v) => v * inv),
     b_dec: Float32Array.from(buf.b_dec, (v) => v * inv),
   };
-  let nDead = 0;
-  for (let j = 0; j < m; j++) if (S.tokensSeen - S.lastFired[j] >= cfg.deadTokens) nDead++;
-  const seconds = (performance.now() - t0) / 1000;
-  return {
-    weights,
-    cfg,
-    steps,
-    tokensSeen: S.tokensSeen,
-    scale: S.scale,
-    firingCounts: S.firing,
-    lastFired: S.lastFired,
-    deadFrac: nDead / m,
-    resumedFromStep,
-    seconds,
-    tokensPerSec: (S.tokensSeen - tokensAtStart) / Math.max((performance.now() - tRun) / 1000, 1e-9),
-    final,
-  };
 }
 
-function initState(
-  source: RowSource,
-  cfg: ResolvedTrainConfig,
-  buf: KernelBuffers,
-  d: number,
-  init: SaeWeights | null,
-): State {
+/** The state of a matching checkpoint in cfg.checkpointDir (its arrays copied into buf), or null. */
+function resumeState(cfg: ResolvedTrainConfig, buf: KernelBuffers, d: number, steps: number, cb: SaeTrainCallbacks): State | null {
+  if (!cfg.checkpointDir) return null;
+  const ck = readCheckpoint(path.join(cfg.checkpointDir, CKPT_FILE));
+  if (!ck) return null;
+  if (ck.meta.key !== numericKey(cfg, d)) {
+    cb.onLog?.('sae: ignoring a checkpoint made with a different configuration');
+    return null;
+  }
+  const a = ck.arrays;
+  buf.W_dec.set(a.W_dec as Float32Array);
+  buf.b_enc.set(a.b_enc as Float32Array);
+  buf.b_dec.set(a.b_dec as Float32Array);
+  for (const name of OPT_ARRAYS) buf.opt[name].set(a[name] as Float32Array);
+  const S: State = {
+    step: ck.meta.step,
+    denseUntil: ck.meta.denseUntil ?? 0,
+    tokensSeen: ck.meta.tokensSeen,
+    scale: ck.meta.scale,
+    bDecInitUsed: ck.meta.bDecInitUsed,
+    mbd: a.mbd as Float32Array,
+    vbd: a.vbd as Float32Array,
+    firing: a.firing as Float64Array,
+    lastFired: a.lastFired as Float64Array,
+  };
+  cb.onLog?.(`sae: resuming from checkpoint at step ${S.step}/${steps} (${S.tokensSeen} tokens)`);
+  return S;
+}
+
+/** The optimiser arrays of KernelBuffers.opt saved in a checkpoint. */
+const OPT_ARRAYS = ['W_encT', 'mWe', 'vWe', 'mWd', 'vWd', 'mbe', 'vbe'] as const;
+
+/** The initial state: input scale, b_dec, W_dec (random unit rows or cfg.init), W_enc = W_decᵀ, zero moments. */
+function initState(source: RowSource, cfg: ResolvedTrainConfig, buf: KernelBuffers, d: number, init: SaeWeights | null): State {
   const m = cfg.m;
   // sample for the norm estimate and b_dec
   const ns = Math.min(cfg.initSamples, source.rows);
   const xs = new Float32Array(ns * d);
   source.stream(deriveSeed(cfg.seed, 'init-sample'), 0).read(ns, xs, null);
-  let scale = 1;
-  if (cfg.normalize === 'mean_norm') {
-    let meanNorm = source.meanNormX;
-    if (!(meanNorm !== undefined && meanNorm > 0)) {
-      let s = 0;
-      for (let r = 0; r < ns; r++) {
-        let q = 0;
-        for (let i = 0; i < d; i++) q += xs[r * d + i] ** 2;
-        s += Math.sqrt(q);
-      }
-      meanNorm = s / Math.max(1, ns);
-    }
-    if (meanNorm > 0) scale = Math.sqrt(d) / meanNorm;
-  }
+  const scale = cfg.normalize === 'mean_norm' ? inputScale(source.meanNormX, xs, ns, d) : 1;
   for (let i = 0; i < xs.length; i++) xs[i] *= scale;
+  const W_encT = buf.opt.W_encT;
+  for (const a of [buf.opt.mWe, buf.opt.vWe, buf.opt.mWd, buf.opt.vWd, buf.opt.mbe, buf.opt.vbe]) a.fill(0);
   if (init) {
     if (init.d !== d || init.m !== m) throw new Error(`trainSae: init has d=${init.d}, m=${init.m}; expected ${d}, ${m}`);
     for (let i = 0; i < d; i++) buf.b_dec[i] = init.b_dec[i] * scale;
     for (let j = 0; j < m; j++) buf.b_enc[j] = init.b_enc[j] * scale;
     buf.W_dec.set(init.W_dec);
-    for (let j = 0; j < m; j++) {
-      let s = 0;
-      for (let i = 0; i < d; i++) s += buf.W_dec[j * d + i] ** 2;
-      const inv = s > 0 ? 1 / Math.sqrt(s) : 0;
-      for (let i = 0; i < d; i++) buf.W_dec[j * d + i] *= inv;
-    }
-  }
-  const W_encT = buf.opt.W_encT;
-  for (const a of [buf.opt.mWe, buf.opt.vWe, buf.opt.mWd, buf.opt.vWd, buf.opt.mbe, buf.opt.vbe]) a.fill(0);
-  if (init) transposeInto(init.W_enc, d, m, W_encT);
-  if (!init) {
+    normaliseRows(buf.W_dec, m, d);
+    transposeInto(init.W_enc, d, m, W_encT);
+  } else {
     const bd =
       cfg.bDecInit === 'geometric_median' ? geometricMedian(xs, d) : cfg.bDecInit === 'mean' ? meanRows(xs, d) : new Float64Array(d);
     for (let i = 0; i < d; i++) buf.b_dec[i] = bd[i];
@@ -576,7 +610,6 @@ function initState(
     tokensSeen: 0,
     scale,
     bDecInitUsed: init ? 'init' : cfg.bDecInit,
-    ...buf.opt,
     mbd: new Float32Array(d),
     vbd: new Float32Array(d),
     firing: new Float64Array(m),
@@ -584,198 +617,39 @@ function initState(
   };
 }
 
+/** c = √d / mean‖x‖ (the source's mean norm, else the sample's); 1 when the mean norm is 0. */
+function inputScale(sourceMeanNorm: number | undefined, xs: Float32Array, ns: number, d: number): number {
+  let meanNorm = sourceMeanNorm;
+  if (!(meanNorm !== undefined && meanNorm > 0)) {
+    let s = 0;
+    for (let r = 0; r < ns; r++) {
+      let q = 0;
+      for (let i = 0; i < d; i++) q += xs[r * d + i] ** 2;
+      s += Math.sqrt(q);
+    }
+    meanNorm = s / Math.max(1, ns);
+  }
+  return meanNorm > 0 ? Math.sqrt(d) / meanNorm : 1;
+}
+
+/** Scale each of the `rows` rows of W [rows, d] to unit norm (zero rows stay zero). */
+function normaliseRows(W: Float32Array, rows: number, d: number): void {
+  for (let j = 0; j < rows; j++) {
+    let s = 0;
+    for (let i = 0; i < d; i++) s += W[j * d + i] ** 2;
+    const inv = s > 0 ? 1 / Math.sqrt(s) : 0;
+    for (let i = 0; i < d; i++) W[j * d + i] *= inv;
+  }
+}
+
 function saveCheckpoint(file: string, key: string, S: State, buf: KernelBuffers): void {
+  const { step, denseUntil, tokensSeen, scale, bDecInitUsed } = S;
+  const { W_encT, mWe, vWe, mWd, vWd, mbe, vbe } = buf.opt;
   writeCheckpoint(
     file,
-    { key, step: S.step, denseUntil: S.denseUntil, tokensSeen: S.tokensSeen, scale: S.scale, bDecInitUsed: S.bDecInitUsed },
-    {
-      W_encT: S.W_encT,
-      W_dec: buf.W_dec,
-      b_enc: buf.b_enc,
-      b_dec: buf.b_dec,
-      mWe: S.mWe,
-      vWe: S.vWe,
-      mWd: S.mWd,
-      vWd: S.vWd,
-      mbe: S.mbe,
-      vbe: S.vbe,
-      mbd: S.mbd,
-      vbd: S.vbd,
-      firing: S.firing,
-      lastFired: S.lastFired,
-    },
+    { key, step, denseUntil, tokensSeen, scale, bDecInitUsed },
+    { W_encT, W_dec: buf.W_dec, b_enc: buf.b_enc, b_dec: buf.b_dec, mWe, vWe, mWd, vWd, mbe, vbe, mbd: S.mbd, vbd: S.vbd, firing: S.firing, lastFired: S.lastFired },
   );
-}
-
-/**
- * Sum the chunk gradients in a fixed order into chunk 0's buffers (gWeT[0] = dL/dW_encᵀ [m, d],
- * gWd[0] = dL/dW_dec [m, d], before any projection), and write the bias gradients: gbe = dL/db_enc,
- * gbd = dL/db_dec = Σ_c gbd_c − W_enc · dL/db_enc (W_encT: the encoder weights, transposed).
- */
-export function sumChunkGradients(
-  buf: KernelBuffers,
-  spec: KernelSpec,
-  W_encT: Float32Array,
-  gbe: Float64Array,
-  gbd: Float64Array,
-): void {
-  const { d, m, chunks: C } = spec;
-  const GWe = buf.gWeT[0];
-  const GWd = buf.gWd[0];
-  for (let c = 1; c < C; c++) {
-    const a = buf.gWeT[c];
-    const b = buf.gWd[c];
-    for (let i = 0; i < GWe.length; i++) GWe[i] += a[i];
-    for (let i = 0; i < GWd.length; i++) GWd[i] += b[i];
-  }
-  biasGradients(buf, spec, W_encT, gbe, gbd);
-}
-
-/** gbe = Σ_c gbe_c; gbd = Σ_c gbd_c − W_enc · gbe (W_encT [m, d]). */
-function biasGradients(buf: KernelBuffers, spec: KernelSpec, W_encT: Float32Array, gbe: Float64Array, gbd: Float64Array): void {
-  const { d, m, chunks: C } = spec;
-  for (let j = 0; j < m; j++) {
-    let s = 0;
-    for (let c = 0; c < C; c++) s += buf.gbe[c][j];
-    gbe[j] = s;
-  }
-  gbd.fill(0);
-  for (let c = 0; c < C; c++) for (let i = 0; i < d; i++) gbd[i] += buf.gbd[c][i];
-  for (let j = 0; j < m; j++) {
-    const gj = gbe[j];
-    if (gj === 0) continue;
-    const o = j * d;
-    for (let i = 0; i < d; i++) gbd[i] -= W_encT[o + i] * gj;
-  }
-}
-
-/**
- * Sum the chunk gradients (fixed order), finish db_dec, project the decoder gradient, Adam-update
- * every parameter, renormalise decoder rows and refresh W_enc = W_encTᵀ.
- */
-function applyUpdate(
-  S: State,
-  buf: KernelBuffers,
-  cfg: ResolvedTrainConfig,
-  spec: KernelSpec,
-  lr: number,
-  gbe: Float64Array,
-): void {
-  const { d, m } = spec;
-  const b1 = cfg.adamBeta1;
-  const b2 = cfg.adamBeta2;
-  const eps = cfg.adamEps;
-  const t = S.step + 1;
-  const bc1 = 1 - b1 ** t;
-  const bc2 = 1 - b2 ** t;
-  const stepSize = lr / bc1;
-  const sqrtBc2 = Math.sqrt(bc2);
-  const ob1 = 1 - b1;
-  const ob2 = 1 - b2;
-
-  const gbd = new Float64Array(d);
-  sumChunkGradients(buf, spec, S.W_encT, gbe, gbd);
-  const GWe = buf.gWeT[0];
-  const GWd = buf.gWd[0];
-  const WeT = S.W_encT;
-
-  // decoder rows: remove the parallel component, Adam, renormalise
-  const Wd = buf.W_dec;
-  const mWd = S.mWd;
-  const vWd = S.vWd;
-  for (let j = 0; j < m; j++) {
-    const o = j * d;
-    let dot = 0;
-    for (let i = 0; i < d; i++) dot += GWd[o + i] * Wd[o + i];
-    let nrm = 0;
-    for (let i = 0; i < d; i++) {
-      const g = GWd[o + i] - dot * Wd[o + i];
-      const mm = b1 * mWd[o + i] + ob1 * g;
-      const vv = b2 * vWd[o + i] + ob2 * g * g;
-      mWd[o + i] = mm;
-      vWd[o + i] = vv;
-      const w = Wd[o + i] - (stepSize * mm) / (Math.sqrt(vv) / sqrtBc2 + eps);
-      Wd[o + i] = w;
-      nrm += Wd[o + i] * Wd[o + i];
-    }
-    const inv = nrm > 0 ? 1 / Math.sqrt(nrm) : 0;
-    if (inv > 0) for (let i = 0; i < d; i++) Wd[o + i] *= inv;
-  }
-  // encoder (transposed master copy), then W_enc
-  const mWe = S.mWe;
-  const vWe = S.vWe;
-  for (let o = 0; o < WeT.length; o++) {
-    const g = GWe[o];
-    const mm = b1 * mWe[o] + ob1 * g;
-    const vv = b2 * vWe[o] + ob2 * g * g;
-    mWe[o] = mm;
-    vWe[o] = vv;
-    WeT[o] -= (stepSize * mm) / (Math.sqrt(vv) / sqrtBc2 + eps);
-  }
-  transposeInto(WeT, m, d, buf.W_enc);
-  // biases
-  adamVec(buf.b_enc, gbe, S.mbe, S.vbe, b1, b2, stepSize, sqrtBc2, eps);
-  adamVec(buf.b_dec, gbd, S.mbd, S.vbd, b1, b2, stepSize, sqrtBc2, eps);
-}
-
-/**
- * The parameter update with the SIMD kernels, split in blocks of latents over all threads
- * (SaeKernel.runUpdateBlocks), then b_dec on this thread: db_dec = Σ_c db_dec_c − Σ_blocks
- * (W_enc db_enc)_block, in block order (deterministic whatever the thread count).
- */
-async function applyUpdateParallel(
-  S: State,
-  buf: KernelBuffers,
-  cfg: ResolvedTrainConfig,
-  spec: KernelSpec,
-  lr: number,
-  kernel: SaeKernel,
-  pool: KernelPool | null,
-): Promise<void> {
-  const { d, m, chunks: C } = spec;
-  const b1 = cfg.adamBeta1;
-  const b2 = cfg.adamBeta2;
-  const t = S.step + 1;
-  const stepSize = lr / (1 - b1 ** t);
-  const sqrtBc2 = Math.sqrt(1 - b2 ** t);
-  const ctrl = buf.ctrl;
-  ctrl[CTRL.adamB1] = b1;
-  ctrl[CTRL.adamB2] = b2;
-  ctrl[CTRL.adamStep] = stepSize;
-  ctrl[CTRL.adamRsb2] = 1 / sqrtBc2;
-  ctrl[CTRL.adamEps] = cfg.adamEps;
-  ctrl[CTRL.adamSqrtBc2] = sqrtBc2;
-  Atomics.store(buf.sched, 1, 0);
-  const others = pool ? pool.run('update') : Promise.resolve();
-  kernel.runUpdateBlocks();
-  await others;
-  const gbd = new Float64Array(d);
-  for (let c = 0; c < C; c++) for (let i = 0; i < d; i++) gbd[i] += buf.gbd[c][i];
-  const part = buf.opt.gbdPart;
-  const nb = updateBlocks(m);
-  for (let b = 0; b < nb; b++) for (let i = 0; i < d; i++) gbd[i] -= part[b * d + i];
-  adamVec(buf.b_dec, gbd, S.mbd, S.vbd, b1, b2, stepSize, sqrtBc2, cfg.adamEps);
-}
-
-function adamVec(
-  p: Float32Array,
-  g: Float64Array,
-  mv: Float32Array,
-  vv: Float32Array,
-  b1: number,
-  b2: number,
-  stepSize: number,
-  sqrtBc2: number,
-  eps: number,
-): void {
-  for (let i = 0; i < p.length; i++) {
-    const gi = g[i];
-    const mm = b1 * mv[i] + (1 - b1) * gi;
-    const v = b2 * vv[i] + (1 - b2) * gi * gi;
-    mv[i] = mm;
-    vv[i] = v;
-    p[i] -= (stepSize * mm) / (Math.sqrt(v) / sqrtBc2 + eps);
-  }
 }
 
 /** Whether `dir` holds a checkpoint of a run (any configuration). */

@@ -87,7 +87,8 @@ describe('GPT-2 on the cpu backend', () => {
       steps: 12,
       batchSize: 2,
       seqLen: 8,
-      logEvery: 4,
+      logEverySteps: 4,
+    }, {
       onProgress: (p) => {
         if (p.step === 4) n0 = tf.memory().numTensors;
         if (p.step === 12) n1 = tf.memory().numTensors;

@@ -6,8 +6,10 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../../../lib/backend.ts';
 import { createGPT2 } from '../../../lib/model/gpt2.ts';
+import { paramsYamlValues } from '../paramsYaml.ts';
 import {
   AdamW,
+  LM_DEFAULTS,
   evaluateLoss,
   learningRate,
   sampleBatch,
@@ -47,6 +49,11 @@ describe('helpers', () => {
     expect(learningRate(10, 100, 1, 10, 0.1)).toBeCloseTo(1);
     expect(learningRate(55, 100, 1, 10, 0.1)).toBeCloseTo(0.55);
     expect(learningRate(100, 100, 1, 10, 0.1)).toBeCloseTo(0.1);
+  });
+
+  it('defaults to the values params.yaml sets (one default per option)', () => {
+    expect(Object.keys(LM_DEFAULTS)).toEqual(['batchSize', 'lr', 'weightDecay', 'gradClip', 'valTokens', 'seed']);
+    expect(LM_DEFAULTS).toEqual(paramsYamlValues('lm', LM_DEFAULTS));
   });
 
   it('sampleBatch: contiguous windows, deterministic in (seed, step)', () => {
@@ -132,7 +139,8 @@ describe('train', () => {
       steps: 200,
       batchSize: 2,
       seqLen: 8,
-      logEvery: 10,
+      logEverySteps: 10,
+    }, {
       onProgress: (p) => {
         if (p.step === 20 || p.step === 200) {
           counts.push(tf.memory().numTensors);
@@ -157,10 +165,13 @@ describe('train', () => {
       steps: 150,
       batchSize: 8,
       lr: 1e-2,
-      valTokens: valStream,
-      evalEvery: 50,
-      logEvery: 25,
-      onMetric: (name, value, step) => metrics.push({ name, value, step }),
+      valStream: valStream,
+      evalEverySteps: 50,
+      logEverySteps: 25,
+    }, {
+      onMetrics: (values, step) => {
+        for (const [name, value] of Object.entries(values)) metrics.push({ name, value, step });
+      },
       onProgress: (p) => progress.push(p.tokensPerSecond),
     });
     expect(r.steps).toBe(150);
@@ -177,7 +188,7 @@ describe('train', () => {
   });
 
   it('data-parallel over 2 threads gives the same training (up to float rounding), deterministically', async () => {
-    const opts = { steps: 6, batchSize: 5, seqLen: 16, lr: 5e-3, seed: 4, valTokens: valStream, valMaxTokens: 512 };
+    const opts = { steps: 6, batchSize: 5, seqLen: 16, lr: 5e-3, seed: 4, valStream: valStream, valTokens: 512 };
     const one = createGPT2(cfg, 8);
     const r1 = await train(one, trainStream, { ...opts, threads: 1 });
     const two = createGPT2(cfg, 8);
@@ -204,9 +215,9 @@ describe('train', () => {
       seqLen: 16,
       lr: 5e-3,
       seed: 9,
-      valTokens: valStream,
-      valMaxTokens: 256,
-      checkpointEvery: 10,
+      valStream: valStream,
+      valTokens: 256,
+      checkpointEverySteps: 10,
     };
     const a = createGPT2(cfg, 3);
     const ra = await train(a, trainStream, opts);
@@ -218,8 +229,9 @@ describe('train', () => {
       train(b, trainStream, {
         ...opts,
         checkpointDir: dir,
-        logEvery: 1,
+        logEverySteps: 1,
         signal: ctl.signal,
+      }, {
         onProgress: (p) => {
           if (p.step === 25) ctl.abort();
         },

@@ -8,7 +8,7 @@ import { TEST_BACKEND } from './../testBackend.ts';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../../lib/backend.ts';
 import { CTRL, SaeKernel, allocKernelBuffers, type KernelSpec } from '../../../lib/sae/kernel.ts';
-import { sumChunkGradients } from '../../../lib/sae/train.ts';
+import { sumChunkGradients } from '../../../lib/sae/update.ts';
 import { mulberry32, randn } from '../../../lib/util/random.ts';
 
 beforeAll(async () => {
@@ -26,7 +26,7 @@ interface Problem {
   d: number;
   m: number;
   k: number;
-  kAux: number;
+  auxK: number;
   n: number;
   beta: number;
   alpha: number;
@@ -73,7 +73,7 @@ function refLoss(P: Problem, p: Params, eFixed: Float64Array[] | null): { loss: 
       loss += (e[i] * e[i]) / n;
     }
     es.push(e);
-    const kA = Math.min(P.kAux, P.dead.length);
+    const kA = Math.min(P.auxK, P.dead.length);
     const A = kA > 0 ? topk(P.auxScore ? s : z, kA, P.dead) : [];
     const target = eFixed ? eFixed[t] : e;
     if (kA > 0) {
@@ -103,7 +103,7 @@ function makeProblem(opts: { arch: 'topk' | 'gsae'; auxScore?: boolean; seed: nu
   };
   const dead = [1, 3, 4, 7, 9, 12, 15, 16, 18, 20, 22, 23];
   return {
-    P: { d, m, k, kAux: 3, n, beta: opts.arch === 'gsae' ? 0.8 : 0, alpha: 0.5, auxScore: !!opts.auxScore, x, g, dead },
+    P: { d, m, k, auxK: 3, n, beta: opts.arch === 'gsae' ? 0.8 : 0, alpha: 0.5, auxScore: !!opts.auxScore, x, g, dead },
     p,
   };
 }
@@ -112,7 +112,7 @@ function makeProblem(opts: { arch: 'topk' | 'gsae'; auxScore?: boolean; seed: nu
 function kernelGrad(P: Problem, p: Params, chunks: number, simd = true, dense = false): Params {
   const { d, m, k, n } = P;
   const useGrad = P.g !== null && P.beta !== 0;
-  const spec: KernelSpec = { d, m, k, kAux: P.kAux, batch: n, chunks, useGrad, blockRows: 3, participants: 1, simd };
+  const spec: KernelSpec = { d, m, k, auxK: P.auxK, batch: n, chunks, useGrad, blockRows: 3, participants: 1, simd };
   const buf = allocKernelBuffers(spec);
   buf.W_enc.set(p.We);
   buf.W_dec.set(p.Wd);
@@ -126,8 +126,8 @@ function kernelGrad(P: Problem, p: Params, chunks: number, simd = true, dense = 
   P.dead.forEach((j, t) => (buf.dead[t] = j));
   buf.ctrl[CTRL.nDead] = P.dead.length;
   buf.ctrl[CTRL.beta] = P.beta;
-  buf.ctrl[CTRL.auxCoef] = P.alpha;
-  buf.ctrl[CTRL.kAux] = Math.min(P.kAux, P.dead.length);
+  buf.ctrl[CTRL.auxAlpha] = P.alpha;
+  buf.ctrl[CTRL.auxK] = Math.min(P.auxK, P.dead.length);
   buf.ctrl[CTRL.auxUsesGrad] = P.auxScore ? 1 : 0;
   buf.ctrl[CTRL.denseA] = dense || P.auxScore ? 1 : 0;
   let maxNorm = 0;

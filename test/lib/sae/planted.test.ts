@@ -23,7 +23,7 @@ describe('planted dictionary', () => {
       arch: 'topk',
       k: 4,
       m: 1024,
-      tokens: 500_000,
+      trainTokens: 500_000,
       batchSize: 1024,
       lr: 3e-3,
       deadTokens: 50_000,
@@ -32,7 +32,7 @@ describe('planted dictionary', () => {
     });
     const frac = recovered(P.atoms, 512, res.weights.W_dec, 1024, d, 0.9);
     const ev = evaluateSae(res.weights, P.x.subarray(0, 8192 * d));
-    console.log(`planted: recovered ${(100 * frac).toFixed(1)}% of atoms, held FVU ${ev.fvu.toFixed(3)}, ${res.tokensPerSec.toFixed(0)} tokens/s`);
+    console.log(`planted: recovered ${(100 * frac).toFixed(1)}% of atoms, held FVU ${ev.fvu.toFixed(3)}, ${res.tokensPerSecond.toFixed(0)} tokens/s`);
     expect(frac).toBeGreaterThanOrEqual(0.9);
     expect(ev.fvu).toBeLessThan(0.2);
   });

@@ -104,21 +104,21 @@ describe('selectTopK', () => {
     }
   });
 
-  it('selectAmong picks the top kAux dead latents', () => {
+  it('selectAmong picks the top auxK dead latents', () => {
     const rng = mulberry32(6);
     for (let trial = 0; trial < 500; trial++) {
       const m = 20 + Math.floor(rng() * 200);
       const dead = Array.from({ length: m }, (_, j) => j).filter(() => rng() < 0.4);
       if (dead.length === 0) continue;
-      const kAux = 1 + Math.floor(rng() * dead.length);
+      const auxK = 1 + Math.floor(rng() * dead.length);
       const U = Float32Array.from({ length: m }, () => rng() - 0.4);
       const be = new Float32Array(m);
-      const idx = new Int32Array(kAux);
-      const val = new Float32Array(kAux);
-      const n = selectAmong(U, 0, be, Int32Array.from(dead), dead.length, kAux, null, 0, 0, idx, val, 0, new SelectScratch(kAux));
-      const ref = reference(U, be, null, 0, kAux, dead).filter((j) => U[j] > 0);
+      const idx = new Int32Array(auxK);
+      const val = new Float32Array(auxK);
+      const n = selectAmong(U, 0, be, Int32Array.from(dead), dead.length, auxK, null, 0, 0, idx, val, 0, new SelectScratch(auxK));
+      const ref = reference(U, be, null, 0, auxK, dead).filter((j) => U[j] > 0);
       expect(Array.from(idx.subarray(0, n)).sort((a, b) => a - b)).toEqual(ref);
-      for (let t = n; t < kAux; t++) expect(val[t]).toBe(0);
+      for (let t = n; t < auxK; t++) expect(val[t]).toBe(0);
     }
   });
 });

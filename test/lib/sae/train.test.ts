@@ -3,11 +3,12 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { paramsYamlValues } from '../paramsYaml.ts';
 import { MemoryRows } from '../../../lib/activations.ts';
 import { initBackend } from '../../../lib/backend.ts';
 import { evaluateSae } from '../../../lib/sae/infer.ts';
 import { randomUnitRows } from '../../../lib/sae/init.ts';
-import { learningRate, resolveTrainConfig, trainSae, type TrainSaeConfig } from '../../../lib/sae/train.ts';
+import { SAE_DEFAULTS, learningRate, resolveTrainConfig, trainSae, type TrainSaeConfig } from '../../../lib/sae/train.ts';
 import type { SaeWeights } from '../../../lib/sae/types.ts';
 import { spawn } from 'node:child_process';
 import { killConfig, killData } from './killcfg.ts';
@@ -26,7 +27,7 @@ const base: TrainSaeConfig = {
   arch: 'topk',
   k: 4,
   m: 256,
-  tokens: 30 * 256,
+  trainTokens: 30 * 256,
   batchSize: 256,
   lr: 3e-3,
   deadTokens: 256, // AuxK is active during these short runs
@@ -44,7 +45,7 @@ function expectSameWeights(a: SaeWeights, b: SaeWeights): void {
 describe('trainSae', () => {
   it('g-SAE with beta = 0 equals the TopK SAE bit for bit (and runs are deterministic)', async () => {
     const auxSeen: number[] = [];
-    const topk = await trainSae(src, base, { onProgress: (p) => auxSeen.push(p.auxLoss) });
+    const topk = await trainSae(src, base, { onProgress: (p) => auxSeen.push(p.metrics.aux_loss) });
     const again = await trainSae(src, base);
     const gsae0 = await trainSae(src, { ...base, arch: 'gsae', beta: 0 });
     expectSameWeights(topk.weights, again.weights);
@@ -59,7 +60,7 @@ describe('trainSae', () => {
 
   it('gives the same numbers with 2 threads as with 1 (SIMD and TypeScript kernels)', async () => {
     for (const simd of [true, false]) {
-      const cfg: TrainSaeConfig = { ...base, arch: 'gsae', beta: 1, tokens: 12 * 256, simd };
+      const cfg: TrainSaeConfig = { ...base, arch: 'gsae', beta: 1, trainTokens: 12 * 256, simd };
       const one = await trainSae(src, { ...cfg, threads: 1 });
       const two = await trainSae(src, { ...cfg, threads: 2 });
       expectSameWeights(one.weights, two.weights);
@@ -76,7 +77,7 @@ describe('trainSae', () => {
   });
 
   it('g-SAE scores from the dense matMul and from sparse dot products give the same training', async () => {
-    const cfg: TrainSaeConfig = { ...base, arch: 'gsae', beta: 2, tokens: 15 * 256 };
+    const cfg: TrainSaeConfig = { ...base, arch: 'gsae', beta: 2, trainTokens: 15 * 256 };
     const dense = await trainSae(src, { ...cfg, gradScores: 'dense' });
     const sparse = await trainSae(src, { ...cfg, gradScores: 'sparse' });
     let maxDiff = 0;
@@ -89,8 +90,8 @@ describe('trainSae', () => {
     const metrics: { step: number; values: Record<string, number> }[] = [];
     const progress: number[] = [];
     const res = await trainSae(src, { ...base, logEverySteps: 10 }, {
-      onMetrics: (step, values) => metrics.push({ step, values: { ...values } }),
-      onProgress: (p) => progress.push(p.fvu),
+      onMetrics: (values, step) => metrics.push({ step, values: { ...values } }),
+      onProgress: (p) => progress.push(p.metrics.fvu),
     });
     const { W_dec, m } = res.weights;
     for (let j = 0; j < m; j++) {
@@ -112,7 +113,7 @@ describe('trainSae', () => {
   });
 
   it('follows the learning-rate schedule: warmup, constant, decay to 0', () => {
-    const raw = { arch: 'topk' as const, k: 4, tokens: 100 * 10, batchSize: 10, lr: 1, warmupFrac: 0.1, decayStartFrac: 0.5 };
+    const raw = { arch: 'topk' as const, k: 4, trainTokens: 100 * 10, batchSize: 10, lr: 1, warmupFrac: 0.1, decayStartFrac: 0.5 };
     const c = resolveTrainConfig(raw, 8);
     expect(learningRate(c, 0, 100)).toBeCloseTo(0.1);
     expect(learningRate(c, 9, 100)).toBeCloseTo(1);
@@ -121,6 +122,13 @@ describe('trainSae', () => {
     expect(learningRate(c, 99, 100)).toBeCloseTo(0.02);
     const cos = resolveTrainConfig({ ...raw, decay: 'cosine' }, 8);
     expect(learningRate(cos, 75, 100)).toBeCloseTo(0.5);
+  });
+
+  it('defaults to the values params.yaml sets (one default per option)', () => {
+    expect(Object.keys(SAE_DEFAULTS)).toEqual(['expansion', 'batchSize', 'lr', 'auxK', 'auxAlpha', 'deadTokens', 'bDecInit']);
+    expect(SAE_DEFAULTS).toEqual(paramsYamlValues('sae', SAE_DEFAULTS));
+    const c = resolveTrainConfig({ arch: 'topk', k: 4, trainTokens: 1000 }, 8);
+    expect([c.expansion, c.batchSize, c.lr, c.auxAlpha, c.deadTokens, c.bDecInit, c.auxK]).toEqual([16, 4096, 1e-3, 1 / 32, 400_000, 'geometric_median', 4]);
   });
 
   it('AuxK revives latents that were dead; without it they stay dead', async () => {
@@ -133,12 +141,12 @@ describe('trainSae', () => {
     // latents 0..15 start with a tiny encoder: never selected by TopK → dead
     for (let j = 0; j < m; j++) for (let i = 0; i < dd; i++) We[i * m + j] = Wd[j * dd + i] * (j < nd ? 0.05 : 1);
     const init: SaeWeights = { arch: 'topk', d: dd, m, k: 2, beta: 0, W_enc: We, W_dec: Wd, b_enc: new Float32Array(m), b_dec: new Float32Array(dd) };
-    const run = async (auxCoef: number) => {
+    const run = async (auxAlpha: number) => {
       const aux: number[] = [];
       const res = await trainSae(
         new MemoryRows(dd, data.x),
-        { arch: 'topk', k: 2, m, tokens: 100_000, batchSize: 512, lr: 3e-3, deadTokens: 2048, auxCoef, kAux: 8, init, logEverySteps: 5 },
-        { onMetrics: (_s, v) => aux.push(v.aux_loss) },
+        { arch: 'topk', k: 2, m, trainTokens: 100_000, batchSize: 512, lr: 3e-3, deadTokens: 2048, auxAlpha, auxK: 8, init, logEverySteps: 5 },
+        { onMetrics: (v) => aux.push(v.aux_loss) },
       );
       const ev = evaluateSae(res.weights, data.x.subarray(0, 4096 * dd));
       let revived = 0;
@@ -154,7 +162,7 @@ describe('trainSae', () => {
   });
 
   it('resumes after a simulated kill and ends with the same weights as an uninterrupted run', async () => {
-    const cfg: TrainSaeConfig = { ...base, arch: 'gsae', beta: 1, tokens: 20 * 256 };
+    const cfg: TrainSaeConfig = { ...base, arch: 'gsae', beta: 1, trainTokens: 20 * 256 };
     const straight = await trainSae(src, cfg);
     const ckdir = path.join(tmpRoot, 'ckpt');
     const killed = trainSae(src, { ...cfg, checkpointDir: ckdir, checkpointEverySteps: 4, checkpointEverySeconds: 0 }, {
@@ -172,7 +180,7 @@ describe('trainSae', () => {
     expect(resumed.firingCounts).toEqual(straight.firingCounts);
     expect(resumed.lastFired).toEqual(straight.lastFired);
     // a checkpoint from another configuration is ignored
-    const other = await trainSae(src, { ...cfg, seed: 99, tokens: 2 * 256, checkpointDir: ckdir }, { onLog: (s) => logs.push(s) });
+    const other = await trainSae(src, { ...cfg, seed: 99, trainTokens: 2 * 256, checkpointDir: ckdir }, { onLog: (s) => logs.push(s) });
     expect(other.resumedFromStep).toBe(0);
     expect(logs.at(-1)).toMatch(/different configuration/);
   });
