@@ -38,7 +38,7 @@ export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
   const base = await planPipeline({ root: opts.root });
   const store = new Store(base.paths.cacheDir);
   const declared = new Set(base.project.stages.map((s) => s.name));
-  const name = queueName(base.env);
+  const name = queueName(base.env, opts.remote);
   const tag = `${os.hostname()}:${process.pid}`;
   const children = new Set<ChildProcess>();
   const logsDir = path.join(base.paths.cacheDir, 'worker-logs');
@@ -117,6 +117,7 @@ export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
         env: Object.fromEntries((inst!.stage.env ?? []).map((f) => [f, plan.env[f]])),
         outputs: inst!.stage.outputs,
       };
+      await fs.mkdir(logsDir, { recursive: true });
       const logStream = createWriteStream(path.join(logsDir, `${fp.slice(0, 16)}.log`));
       let seq = 0;
       let files: Manifest['files'] | undefined;
