@@ -9,7 +9,13 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Worker } from 'bullmq';
 import { querySql } from '../../pipeline/db.ts';
+import { BullMQExecutor } from '../../pipeline/executor.ts';
+import type { ChildMessage, StartMessage } from '../../pipeline/protocol.ts';
+import { type RelayedMessage, type StageJobResult, parseRedisUrl, queueName } from '../../pipeline/queue.ts';
+import { RemoteCache } from '../../pipeline/remote.ts';
+import { Store } from '../../pipeline/store.ts';
 import { cli, labelsWith, stageStatuses, startCli, waitFor } from './helpers.ts';
 import { startRedis } from './redis.ts';
 import { type ScaleOut, entries, startScaleOut } from './scaleout.ts';
@@ -90,4 +96,38 @@ describe('BullMQ executor: coordinator + workers sharing an S3 cache', () => {
       await own.stop();
     }
   }, 150_000);
+
+  it("a remote instance's progress, logs and metrics reach the coordinator's handler in order, as a local child's do", async () => {
+    Object.assign(process.env, so.s3.env);
+    const remote = new RemoteCache({ url: `s3://${so.s3.bucket}/relay` });
+    const fingerprint = 'a'.repeat(64);
+    const sent: RelayedMessage[] = [
+      { type: 'progress', done: 1, total: 4, info: { fvu: '0.5' }, seq: 0 },
+      { type: 'log', message: 'halfway', seq: 1 },
+      { type: 'metrics', items: [{ name: 'fvu', value: 0.25, step: null }], seq: 2 },
+      { type: 'progress', done: 4, total: 4, seq: 3 },
+    ];
+    // A stand-in worker on the executor's queue: relays like pipeline/worker.ts, plus a duplicate.
+    const fake = new Worker(
+      queueName({}, remote),
+      async (job) => {
+        for (const m of sent) await job.updateProgress(m as never);
+        await job.updateProgress(sent[1] as never); // redelivered: dropped by its seq
+        return { fingerprint, contentHash: 'b'.repeat(64), files: {}, worker: 'stand-in' } satisfies StageJobResult;
+      },
+      { connection: parseRedisUrl(so.redis.url) as never },
+    );
+    const executor = new BullMQExecutor(so.redis.url, remote, () => undefined);
+    const got: ChildMessage[] = [];
+    try {
+      const store = new Store(path.join(await so.project(), '.cache'));
+      const start = { type: 'start', stage: 'source', label: 'source', instance: {}, params: {} } as unknown as StartMessage;
+      const r = await executor.run({ start, fingerprint, components: {} as never, inputFingerprints: {}, store, env: {}, onMessage: (m) => got.push(m) });
+      expect(r.failure).toMatch(/remote cache has no entry/); // nothing was pushed: only the relay is under test
+    } finally {
+      await executor.close();
+      await fake.close();
+    }
+    expect(got).toEqual([...sent.map(({ seq: _s, ...m }) => m), { type: 'log', message: 'ran on worker stand-in' }]);
+  });
 });

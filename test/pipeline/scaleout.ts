@@ -3,9 +3,11 @@
  * (s3rver) on loopback, fixture checkouts in temp dirs, workers as separate CLI processes, and
  * everything stopped and removed at the end.
  */
+import * as fs from 'node:fs/promises';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { Store } from '../../pipeline/store.ts';
-import { type CliProcess, makeProject, removeProject, startCli, waitFor } from './helpers.ts';
+import { type CliProcess, REPO, makeProject, removeProject, startCli, waitFor } from './helpers.ts';
 import { type RedisFixture, type RedisOptions, startRedis } from './redis.ts';
 import { type S3Fixture, startS3 } from './s3.ts';
 
@@ -14,6 +16,8 @@ export interface ScaleOut {
   s3: S3Fixture;
   /** A fresh checkout of a fixture project (removed by stop()). */
   project(name?: string): Promise<string>;
+  /** A fresh checkout of this repository's own project (sources copied, node_modules linked). */
+  repoCheckout(): Promise<string>;
   /** `cli.ts worker --redis … --remote <url> [args]` in `root`, started (stopped by stop()). */
   startWorker(root: string, url: string, args?: string[], env?: Record<string, string>): CliProcess;
   /** startWorker, resolved once the worker listens on its queue. */
@@ -22,6 +26,9 @@ export interface ScaleOut {
   stopWorkers(): Promise<void>;
   stop(): Promise<void>;
 }
+
+/** What a checkout of the project holds (besides node_modules). */
+const REPO_FILES = ['pipeline', 'lib', 'stages', 'scripts', 'params.yaml', 'params.smoke.yaml', 'params.schema.json', 'package.json', 'package-lock.json', 'tsconfig.json'];
 
 export async function startScaleOut(opts: RedisOptions = {}): Promise<ScaleOut> {
   const redis = await startRedis(opts);
@@ -45,6 +52,13 @@ export async function startScaleOut(opts: RedisOptions = {}): Promise<ScaleOut> 
     async project(name = 'toy') {
       const r = await makeProject(name);
       roots.push(r);
+      return r;
+    },
+    async repoCheckout() {
+      const r = await fs.mkdtemp(path.join(os.tmpdir(), 'pipeline-repo-'));
+      roots.push(r);
+      for (const f of REPO_FILES) await fs.cp(path.join(REPO, f), path.join(r, f), { recursive: true });
+      await fs.symlink(path.join(REPO, 'node_modules'), path.join(r, 'node_modules'));
       return r;
     },
     async worker(root, url, args = [], env = {}) {
