@@ -472,7 +472,7 @@ async function execute(plan: Plan, opts: RunOptions, out: (s: string) => void, e
     };
     let code: number | null;
     let signal: NodeJS.Signals | null;
-    if (opts.executor) {
+    if (opts.executor && !inst.stage.local) {
       // Remote: a worker runs the same child protocol; its messages come back through the job.
       const r = await opts.executor.run({ start, fingerprint: fp, components: node.components!, inputFingerprints: inputFps, store, env: plan.env, onMessage });
       ({ code, signal } = r);

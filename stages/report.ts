@@ -156,6 +156,8 @@ const stage: StageDef<Params> = {
   },
   outputs: ['index.html', 'summary.json'],
   env: ['backend', 'ratings'],
+  // Reads the coordinator's results/results.duckdb: never sent to a BullMQ worker.
+  local: true,
   async run(ctx) {
     await initStageBackend(ctx); // the latent browser encodes held-out activations with tfjs
     const { buildReport } = await import('../lib/report/index.ts');

@@ -16,7 +16,7 @@ import type { ChildMessage, StartMessage } from '../../pipeline/protocol.ts';
 import { type RelayedMessage, type StageJobResult, parseRedisUrl, queueName } from '../../pipeline/queue.ts';
 import { RemoteCache } from '../../pipeline/remote.ts';
 import { Store } from '../../pipeline/store.ts';
-import { cli, labelsWith, stageStatuses, startCli, waitFor } from './helpers.ts';
+import { cli, labelsWith, stageStatuses, startCli, takeTrace, waitFor } from './helpers.ts';
 import { startRedis } from './redis.ts';
 import { type ScaleOut, entries, startScaleOut } from './scaleout.ts';
 
@@ -44,7 +44,9 @@ describe('BullMQ executor: coordinator + workers sharing an S3 cache', () => {
     expect(labelsWith(st, 'ran').length).toBe(Object.keys(st).length);
     expect(await entries(coord)).toEqual(await entries(local));
     const ranOn = [w1, w2].map((w) => (w.output().stderr.match(/committed to the remote/g) ?? []).length);
-    expect(ranOn[0] + ranOn[1]).toBe(Object.keys(st).length);
+    // every instance but the `local: true` report, which ran on the coordinator
+    expect(ranOn[0] + ranOn[1]).toBe(Object.keys(st).length - 1);
+    expect(await takeTrace(coord)).toEqual(['report']);
     // Metrics of remote instances are in the coordinator's results.duckdb, like local ones.
     const m = await querySql(path.join(coord, 'results/results.duckdb'), "SELECT count(*) FROM metrics WHERE name = 'score'");
     expect(Number(m.rows[0][0])).toBeGreaterThan(0);
