@@ -6,18 +6,12 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { fileExists, startCli, waitFor } from './helpers.ts';
-import { type ScaleOut, startScaleOut } from './scaleout.ts';
+import { useScaleOut } from './scaleout-suite.ts';
 
 describe('BullMQ: a worker killed mid-job', () => {
-  let so: ScaleOut;
-  beforeAll(async () => {
-    so = await startScaleOut();
-  });
-  afterAll(async () => {
-    await so?.stop();
-  });
+  const so = useScaleOut();
 
   it('SIGKILL of the worker running a job: another worker finishes it; no partial object in the remote', async () => {
     const url = `s3://${so.s3.bucket}/kill`;

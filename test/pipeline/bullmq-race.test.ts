@@ -12,11 +12,12 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { DeleteObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { querySql } from '../../pipeline/db.ts';
 import { parseRedisUrl } from '../../pipeline/queue.ts';
 import { cli, labelsWith, stageStatuses, takeTrace } from './helpers.ts';
-import { type ScaleOut, entries, startScaleOut } from './scaleout.ts';
+import { type ScaleOut, entries } from './scaleout.ts';
+import { useScaleOut } from './scaleout-suite.ts';
 
 const bullmq = (so: ScaleOut, url: string): string[] => ['--executor', 'bullmq', '--redis', so.redis.url, '--remote', url, '--progress', 'plain'];
 
@@ -32,13 +33,7 @@ function maxInFlight(stderr: string): number {
 }
 
 describe('BullMQ: two coordinators, a worker with --concurrency 2', () => {
-  let so: ScaleOut;
-  beforeAll(async () => {
-    so = await startScaleOut();
-  });
-  afterAll(async () => {
-    await so?.stop();
-  });
+  const so = useScaleOut();
 
   it('two coordinators on one Redis and remote at once: each instance computed once, same entries, both exit 0', async () => {
     const url = `s3://${so.s3.bucket}/two`;
@@ -102,13 +97,7 @@ describe('BullMQ: two coordinators, a worker with --concurrency 2', () => {
 
 describe('BullMQ over rediss:// (TLS only, password)', () => {
   const password = 'tls-sekret-pw';
-  let so: ScaleOut;
-  beforeAll(async () => {
-    so = await startScaleOut({ tls: true, password });
-  });
-  afterAll(async () => {
-    await so?.stop();
-  });
+  const so = useScaleOut({ tls: true, password });
 
   it('coordinator + worker over TLS; the password is in no output, runs row or job', async () => {
     expect(so.redis.url).toMatch(/^rediss:\/\//);

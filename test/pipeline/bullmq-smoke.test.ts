@@ -4,18 +4,13 @@
  * the same fingerprints and output hashes as a local `--jobs 2` run; the remote instances' progress
  * reaches the coordinator's display like a local instance's.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { cli, labelsWith, stageStatuses } from './helpers.ts';
-import { type ScaleOut, entries, startScaleOut } from './scaleout.ts';
+import { entries } from './scaleout.ts';
+import { useScaleOut } from './scaleout-suite.ts';
 
 describe('BullMQ on the smoke preset', () => {
-  let so: ScaleOut;
-  beforeAll(async () => {
-    so = await startScaleOut();
-  });
-  afterAll(async () => {
-    await so?.stop();
-  });
+  const so = useScaleOut();
 
   it('coordinator + two workers run the sae matrix: same fingerprints and output hashes as a local --jobs 2 run', async () => {
     const url = `s3://${so.s3.bucket}/smoke`;

@@ -8,7 +8,7 @@
  */
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Worker } from 'bullmq';
 import { querySql } from '../../pipeline/db.ts';
 import { BullMQExecutor } from '../../pipeline/executor.ts';
@@ -18,16 +18,11 @@ import { RemoteCache } from '../../pipeline/remote.ts';
 import { Store } from '../../pipeline/store.ts';
 import { cli, labelsWith, stageStatuses, startCli, takeTrace, waitFor } from './helpers.ts';
 import { startRedis } from './redis.ts';
-import { type ScaleOut, entries, startScaleOut } from './scaleout.ts';
+import { entries } from './scaleout.ts';
+import { useScaleOut } from './scaleout-suite.ts';
 
 describe('BullMQ executor: coordinator + workers sharing an S3 cache', () => {
-  let so: ScaleOut;
-  beforeAll(async () => {
-    so = await startScaleOut({ password: 'sekret-pw' });
-  });
-  afterAll(async () => {
-    await so?.stop();
-  });
+  const so = useScaleOut({ password: 'sekret-pw' });
 
   it('two workers run the instances: same fingerprints and output hashes as a local --jobs 2 run', async () => {
     const url = `s3://${so.s3.bucket}/same`;
