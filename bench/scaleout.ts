@@ -1,34 +1,86 @@
 /**
- * Coordinator + 2 local BullMQ workers vs `run --jobs 2` on the toy fixture project: wall time and
- * overhead per instance. Needs redis-server on PATH.   npx tsx bench/scaleout.ts
+ * Coordinator + 2 local BullMQ workers vs `run --jobs 2`, on the smoke preset (default) or the toy
+ * fixture: wall time, and where the time of each remote instance goes. Needs redis-server on PATH.
+ *   npm run bench -- scaleout [--toy] [targets...]
+ * Per remote instance (medians over the instances):
+ *   queued      job added → taken by a worker (BullMQ timestamp → processedOn)
+ *   workerPrep  on the worker, around the stage process: re-plan with the job's params, recompute
+ *               the fingerprint, pull the inputs, push the outputs ((finishedOn − processedOn) − run)
+ *   coordinator on the coordinator, around the job: push the inputs, pull the result, commit
+ *               (instance wall − (finishedOn − job added))
+ *   run         the stage process on the worker (manifest `seconds`, as a local run measures it)
  */
-import { cli, makeProject, removeProject, stageStatuses, startCli, waitFor } from '../test/pipeline/helpers.ts';
-import { startRedis } from '../test/pipeline/redis.ts';
-import { startS3 } from '../test/pipeline/s3.ts';
+import * as path from 'node:path';
+import { Queue } from 'bullmq';
+import { querySql } from '../pipeline/db.ts';
+import { parseRedisUrl, queueName } from '../pipeline/queue.ts';
+import { parseRemoteUrl } from '../pipeline/remote.ts';
+import { Store } from '../pipeline/store.ts';
+import { cli } from '../test/pipeline/helpers.ts';
+import { startScaleOut } from '../test/pipeline/scaleout.ts';
 
-const redis = await startRedis();
-const s3 = await startS3();
-const roots: string[] = [];
-const project = async (): Promise<string> => {
-  const r = await makeProject('toy');
-  roots.push(r);
-  return r;
+const argv = process.argv.slice(2);
+const toy = argv.includes('--toy');
+const targets = argv.filter((a) => !a.startsWith('--'));
+const args = ['run', ...targets, '--jobs', '2', '--progress', 'none', ...(toy ? [] : ['--params', 'params.smoke.yaml'])];
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length === 0 ? NaN : s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
-const local = await project();
-let t = Date.now();
-const l = await cli(local, ['run', '--jobs', '2']);
-const localS = (Date.now() - t) / 1000;
-const n = Object.keys(await stageStatuses(local)).length;
-const url = `s3://${s3.bucket}/bench`;
-const workers = [startCli(await project(), ['worker', '--redis', redis.url, '--remote', url], s3.env), startCli(await project(), ['worker', '--redis', redis.url, '--remote', url], s3.env)];
-for (const w of workers) await waitFor(() => w.output().stderr.includes(' on queue '), 'worker');
-const coord = await project();
-t = Date.now();
-const r = await cli(coord, ['run', '--jobs', '2', '--executor', 'bullmq', '--redis', redis.url, '--remote', url], s3.env);
-const remoteS = (Date.now() - t) / 1000;
-console.log(JSON.stringify({ instances: n, localExit: l.code, remoteExit: r.code, localSeconds: localS, bullmqSeconds: remoteS, overheadPerInstanceSeconds: (remoteS - localS) / n }));
-for (const w of workers) w.child.kill('SIGTERM');
-await Promise.all(workers.map((w) => w.done));
-for (const x of roots) await removeProject(x);
-await redis.stop();
-await s3.stop();
+const round = (x: number): number => Math.round(x * 1000) / 1000;
+
+const so = await startScaleOut();
+try {
+  const checkout = (): Promise<string> => (toy ? so.project() : so.repoCheckout());
+  const local = await checkout();
+  let t = Date.now();
+  const l = await cli(local, args);
+  const localS = (Date.now() - t) / 1000;
+  if (l.code !== 0) throw new Error(`local run failed: ${l.stdout.slice(-3000)}\n${l.stderr.slice(-2000)}`);
+
+  const url = `s3://${so.s3.bucket}/bench`;
+  await so.worker(await checkout(), url);
+  await so.worker(await checkout(), url);
+  const coord = await checkout();
+  t = Date.now();
+  const r = await cli(coord, [...args, '--executor', 'bullmq', '--redis', so.redis.url, '--remote', url], so.s3.env);
+  const remoteS = (Date.now() - t) / 1000;
+  if (r.code !== 0) throw new Error(`coordinator run failed: ${r.stdout.slice(-3000)}\n${r.stderr.slice(-2000)}`);
+
+  // Per instance: the coordinator's wall (stage_runs), the job's timestamps (Redis), the run (manifest).
+  const db = path.join(coord, 'results/results.duckdb');
+  const rows = (await querySql(db, "SELECT label, fingerprint, seconds FROM stage_runs WHERE status = 'ran'")).rows;
+  const store = new Store(path.join(coord, '.cache'));
+  const env = (await querySql(db, 'SELECT env FROM runs')).rows[0][0] as string;
+  const queue = new Queue(queueName(JSON.parse(env) as Record<string, string>, parseRemoteUrl(url)), { connection: parseRedisUrl(so.redis.url) as never });
+  const parts = { queued: [] as number[], workerPrep: [] as number[], coordinator: [] as number[], run: [] as number[] };
+  for (const [, fp, seconds] of rows as Array<[string, string, number]>) {
+    const job = await queue.getJob(fp);
+    const m = await store.readManifest(fp);
+    if (!job?.processedOn || !job.finishedOn || !m) continue;
+    parts.queued.push((job.processedOn - job.timestamp) / 1000);
+    parts.workerPrep.push((job.finishedOn - job.processedOn) / 1000 - m.seconds);
+    parts.coordinator.push(seconds - (job.finishedOn - job.timestamp) / 1000);
+    parts.run.push(m.seconds);
+  }
+  await queue.close();
+  const n = rows.length;
+  console.log(
+    JSON.stringify(
+      {
+        project: toy ? 'toy' : 'smoke preset',
+        targets: targets.length ? targets : 'all',
+        instances: n,
+        localSeconds: round(localS),
+        bullmqSeconds: round(remoteS),
+        wallOverheadPerInstanceSeconds: round((remoteS - localS) / n),
+        medianPerInstanceSeconds: Object.fromEntries(Object.entries(parts).map(([k, v]) => [k, round(median(v))])),
+        totalPerInstanceSeconds: Object.fromEntries(Object.entries(parts).map(([k, v]) => [k, round(v.reduce((a, b) => a + b, 0))])),
+      },
+      null,
+      1,
+    ),
+  );
+} finally {
+  await so.stop();
+}

@@ -5,7 +5,7 @@
  * relays the child's messages through job progress. The coordinator pulls (and verifies) the entry.
  */
 import * as os from 'node:os';
-import { Queue, QueueEvents } from 'bullmq';
+import { type Job, Queue, QueueEvents } from 'bullmq';
 import { Redis } from 'ioredis';
 import type { FingerprintComponents } from './fingerprint.ts';
 import type { ChildMessage, StartMessage } from './protocol.ts';
@@ -105,7 +105,7 @@ export class BullMQExecutor implements Executor {
   }
 
   private queueFor(env: Record<string, string>): { queue: Queue; events: QueueEvents } {
-    const name = queueName(env);
+    const name = queueName(env, this.remote);
     let q = this.queues.get(name);
     if (!q) {
       q = { queue: new Queue(name, { connection: this.connection as never }), events: new QueueEvents(name, { connection: this.connection as never }) };
@@ -161,13 +161,7 @@ export class BullMQExecutor implements Executor {
     events.on('progress', onProgress as never);
     try {
       // Job id = fingerprint: a second submission (another coordinator, a rerun) joins the first.
-      let job = await queue.getJob(fingerprint);
-      if (job && (await job.isFailed())) {
-        await job.retry().catch(async () => {
-          await job!.remove();
-          job = undefined;
-        });
-      }
+      let job = await this.reusableJob(queue, fingerprint);
       job ??= await queue.add(start.stage, data, { jobId: fingerprint, attempts: 1, removeOnComplete: { age: 24 * 3600 }, removeOnFail: { age: 24 * 3600 } });
       const finished = job.waitUntilFinished(events) as Promise<StageJobResult>;
       const abort = new Promise<never>((_, rej) => {
@@ -189,6 +183,27 @@ export class BullMQExecutor implements Executor {
     } finally {
       events.off('progress', onProgress as never);
     }
+  }
+
+  /**
+   * The job already queued under this fingerprint, to join: waiting or active (another coordinator
+   * submitted it), completed with its entry in the remote, or failed (retried here; if another
+   * coordinator retried it first, its retry is joined). A completed job whose entry the remote no
+   * longer has (the bucket was emptied) is removed, so the instance is submitted anew.
+   */
+  private async reusableJob(queue: Queue, fingerprint: string): Promise<Job | undefined> {
+    const job = await queue.getJob(fingerprint);
+    if (!job) return undefined;
+    const state = await job.getState();
+    if (state === 'failed') {
+      await job.retry().catch(() => undefined);
+      return (await queue.getJob(fingerprint)) ?? undefined;
+    }
+    if (state === 'completed' && !(await this.remote.has(this.remote.manifestKey(fingerprint)))) {
+      await job.remove().catch(() => undefined);
+      return undefined;
+    }
+    return job;
   }
 
   abort(): void {

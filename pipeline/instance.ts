@@ -244,7 +244,8 @@ async function launch(ctx: RunContext, attempt: Attempt): Promise<Exit> {
   const onMessage = (msg: ChildMessage): void => relayMessage(ctx, attempt, msg);
   // Upstream metrics and stage rows are in results.duckdb before a stage starts (the report reads them).
   if (ctx.db.pendingCount > 0) await ctx.db.flush();
-  const { executor } = ctx.opts;
+  // a `local` stage reads what only the coordinator has: it never goes to a worker
+  const executor = node.inst.stage.local ? undefined : ctx.opts.executor;
   if (!executor) {
     const env = { PIPELINE_RUN_ID: ctx.runId, PIPELINE_INSTANCE: node.inst.id };
     const r = await spawnStage(start, { cwd: ctx.plan.paths.root, env, log: attempt.log, onMessage, children: ctx.children });

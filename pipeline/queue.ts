@@ -2,6 +2,7 @@
  * What travels between coordinator and workers through BullMQ (Redis). A job is data only: it names a
  * stage the worker's checkout must declare; nothing in it is ever executed. Credentials never go in.
  */
+import { createHash } from 'node:crypto';
 import type { FingerprintComponents } from './fingerprint.ts';
 import type { ChildMessage } from './protocol.ts';
 import type { FileEntry } from './store.ts';
@@ -31,9 +32,15 @@ export interface StageJobResult {
 /** Messages of the child protocol relayed through job progress (everything but 'done'). */
 export type RelayedMessage = Exclude<ChildMessage, { type: 'done' }> & { seq: number };
 
-/** One queue per compute backend: a worker takes only the jobs its machine can reproduce. */
-export function queueName(env: Record<string, string>): string {
-  return `pipeline-${(env.backend ?? 'default').replace(/[^A-Za-z0-9_-]/g, '_')}`;
+/**
+ * One queue per compute backend and remote cache: a worker takes only the jobs its machine can
+ * reproduce and whose results land in the remote it writes to (job ids are fingerprints, so
+ * without the remote in the name a job finished for one bucket would answer a coordinator of another).
+ * The remote is named by bucket and prefix only (never the endpoint's credentials).
+ */
+export function queueName(env: Record<string, string>, remote: { bucket: string; prefix: string }): string {
+  const tag = createHash('sha256').update(`s3://${remote.bucket}/${remote.prefix}`).digest('hex').slice(0, 8);
+  return `pipeline-${(env.backend ?? 'default').replace(/[^A-Za-z0-9_-]/g, '_')}-${tag}`;
 }
 
 export interface RedisConnection {

@@ -5,7 +5,7 @@
  *                                        every blob it names is there)
  *   <prefix>/tmp/<random>                uploads in flight, copied to their final key when complete
  * Write-once: an existing key is never overwritten (HEAD first; a blob's content is fixed by its key
- * anyway). Every download is re-hashed; an object whose content does not match is reported, never used.
+ * anyway; the manifest is a conditional put, see putManifest). Every download is re-hashed; an object whose content does not match is reported, never used.
  * Endpoint and credentials: the standard AWS env vars (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
  * AWS_REGION, AWS_ENDPOINT_URL_S3) or `endpoint`; they are never logged.
  */
@@ -113,11 +113,16 @@ export class RemoteCache {
     return out.sort();
   }
 
-  /** Upload one committed entry: its blobs first, then its manifest. */
-  async pushEntry(store: Store, fp: string): Promise<{ pushed: boolean; blobs: number }> {
+  /**
+   * Upload one committed entry: its blobs first, then its manifest. `contentHash` is the content
+   * hash of the manifest the remote holds afterwards: another writer's if it committed the same
+   * fingerprint first (see putManifest), so the caller can adopt the winner's entry.
+   */
+  async pushEntry(store: Store, fp: string): Promise<{ pushed: boolean; blobs: number; contentHash: string }> {
     const v = await store.verify(fp, { rehash: true });
     if (!v.ok) throw new Error(`local entry ${fp.slice(0, 12)} is ${v.missing ? 'missing' : `corrupted (${v.problem})`}: not pushed`);
-    if (await this.has(this.manifestKey(fp))) return { pushed: false, blobs: 0 };
+    const already = await this.remoteManifest(fp);
+    if (already) return { pushed: false, blobs: 0, contentHash: already.contentHash };
     let blobs = 0;
     for (const [rel, entry] of Object.entries(v.manifest.files)) {
       const body = await fs.readFile(path.join(store.outDir(fp), rel));
@@ -126,8 +131,47 @@ export class RemoteCache {
     }
     // Local stats mean nothing elsewhere: the remote manifest keeps hashes and sizes only.
     const files = Object.fromEntries(Object.entries(v.manifest.files).map(([rel, e]) => [rel, { sha256: e.sha256, size: e.size }]));
-    await this.putOnce(this.manifestKey(fp), Buffer.from(JSON.stringify({ ...v.manifest, files }, null, 1)));
-    return { pushed: true, blobs };
+    const won = await this.putManifest(fp, Buffer.from(JSON.stringify({ ...v.manifest, files }, null, 1)));
+    if (won) return { pushed: true, blobs, contentHash: v.manifest.contentHash };
+    const winner = await this.remoteManifest(fp);
+    return { pushed: false, blobs, contentHash: winner?.contentHash ?? v.manifest.contentHash };
+  }
+
+  /** The remote manifest of fp, checked (fingerprint, content hash of its files), or undefined. */
+  async remoteManifest(fp: string): Promise<Manifest | undefined> {
+    const raw = await this.get(this.manifestKey(fp));
+    if (!raw) return undefined;
+    let manifest: Manifest;
+    try {
+      manifest = JSON.parse(raw.toString('utf8')) as Manifest;
+    } catch {
+      throw new CorruptRemoteObject(`remote manifest ${this.manifestKey(fp)} is not JSON`);
+    }
+    if (manifest.fingerprint !== fp) throw new CorruptRemoteObject(`remote manifest ${this.manifestKey(fp)} names fingerprint ${String(manifest.fingerprint).slice(0, 12)}`);
+    if (contentHashOf(manifest.files) !== manifest.contentHash) throw new CorruptRemoteObject(`remote manifest ${this.manifestKey(fp)}: content hash does not match its files`);
+    return manifest;
+  }
+
+  /**
+   * The manifest is the commit point, written once: a single PutObject (atomic: never seen half
+   * written) with `If-None-Match: *`, which S3 (since 2024), MinIO, R2 and Ceph refuse with 412 when
+   * the key exists, so of two racing writers exactly one wins. A server that ignores the condition
+   * (s3rver, older stores) leaves a window between the HEAD and the PUT; the read-back after the
+   * PUT tells a writer that was overwritten meanwhile that it lost. Returns whether this body won.
+   */
+  async putManifest(fp: string, body: Buffer): Promise<boolean> {
+    const key = this.manifestKey(fp);
+    if (await this.has(key)) return false;
+    try {
+      await this.s3.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body, IfNoneMatch: '*' }));
+    } catch (e) {
+      const err = e as { name?: string; $metadata?: { httpStatusCode?: number } };
+      const status = err.$metadata?.httpStatusCode;
+      if (err.name === 'PreconditionFailed' || status === 412 || status === 409) return false;
+      throw e;
+    }
+    const back = await this.get(key);
+    return !!back && back.equals(body);
   }
 
   /**
@@ -137,16 +181,8 @@ export class RemoteCache {
    */
   async pullEntry(store: Store, fp: string): Promise<'pulled' | 'present' | 'absent'> {
     if ((await store.verify(fp)).ok) return 'present';
-    const raw = await this.get(this.manifestKey(fp));
-    if (!raw) return 'absent';
-    let manifest: Manifest;
-    try {
-      manifest = JSON.parse(raw.toString('utf8')) as Manifest;
-    } catch {
-      throw new CorruptRemoteObject(`remote manifest ${this.manifestKey(fp)} is not JSON`);
-    }
-    if (manifest.fingerprint !== fp) throw new CorruptRemoteObject(`remote manifest ${this.manifestKey(fp)} names fingerprint ${String(manifest.fingerprint).slice(0, 12)}`);
-    if (contentHashOf(manifest.files) !== manifest.contentHash) throw new CorruptRemoteObject(`remote manifest ${this.manifestKey(fp)}: content hash does not match its files`);
+    const manifest = await this.remoteManifest(fp);
+    if (!manifest) return 'absent';
     const tmp = await store.makeTmp();
     try {
       for (const [rel, entry] of Object.entries(manifest.files)) {

@@ -144,8 +144,14 @@ export class Store {
     return entries.length;
   }
 
-  /** Atomically publish tmpDir (with out/ inside) as objects/<fp>/. */
-  async commit(tmpDir: string, manifest: Manifest): Promise<void> {
+  /**
+   * Atomically publish tmpDir (with out/ inside) as objects/<fp>/. Safe when several commits of the
+   * same fingerprint race in one store (a worker with --concurrency > 1 pulling one input for two
+   * jobs): the rename of a directory onto a non-empty one fails, so the first commit wins and a later
+   * one adopts it if it is intact with the same content (its own copy is dropped); a corrupted or
+   * different entry is moved aside and replaced. Returns whether tmpDir became the entry.
+   */
+  async commit(tmpDir: string, manifest: Manifest): Promise<boolean> {
     for (const [rel, entry] of Object.entries(manifest.files)) {
       const abs = path.join(tmpDir, 'out', rel);
       await fs.chmod(abs, 0o444);
@@ -155,8 +161,21 @@ export class Store {
     await fs.writeFile(path.join(tmpDir, 'manifest.json'), JSON.stringify(manifest, null, 1));
     await fs.mkdir(path.join(this.dir, 'objects'), { recursive: true });
     const final = this.objectDir(manifest.fingerprint);
-    await this.remove(manifest.fingerprint);
-    await fs.rename(tmpDir, final);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await fs.rename(tmpDir, final);
+        return true;
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if ((code !== 'ENOTEMPTY' && code !== 'EEXIST') || attempt >= 3) throw e;
+      }
+      const existing = await this.verify(manifest.fingerprint);
+      if (existing.ok && existing.manifest.contentHash === manifest.contentHash) {
+        await fs.rm(tmpDir, { recursive: true, force: true });
+        return false;
+      }
+      await this.remove(manifest.fingerprint);
+    }
   }
 
   /** Remove an entry (e.g. a corrupted one): moved aside first so no reader sees half of it. */

@@ -142,6 +142,11 @@ export interface StageDef<P = any, I extends InputSpecs = InputSpecs> {
   outputs: string[];
   /** Environment fields (from the project's environment()) that enter the fingerprint. */
   env?: string[];
+  /**
+   * Always run on the coordinator's machine, also with `--executor bullmq`: for a stage that reads
+   * what only the coordinator has (results/results.duckdb, files outside its inputs).
+   */
+  local?: boolean;
   run(ctx: StageContext<P, I>): Promise<void>;
 }
 

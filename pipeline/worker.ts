@@ -39,11 +39,23 @@ export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
   const base = await planPipeline({ root: opts.root });
   const store = new Store(base.paths.cacheDir);
   const declared = new Set(base.project.stages.map((s) => s.name));
-  const name = queueName(base.env);
+  const name = queueName(base.env, opts.remote);
   const tag = `${os.hostname()}:${process.pid}`;
   const children = new Set<ChildProcess>();
   const logsDir = path.join(base.paths.cacheDir, 'worker-logs');
   await fs.mkdir(logsDir, { recursive: true });
+
+  // With --concurrency > 1 several jobs may need one input at once: one download per fingerprint
+  // (the store's commit is safe anyway when two race; this only saves the second download).
+  const pulling = new Map<string, Promise<'pulled' | 'present' | 'absent'>>();
+  const pullOnce = (fp: string): Promise<'pulled' | 'present' | 'absent'> => {
+    let p = pulling.get(fp);
+    if (!p) {
+      p = opts.remote.pullEntry(store, fp).finally(() => pulling.delete(fp));
+      pulling.set(fp, p);
+    }
+    return p;
+  };
 
   const process_ = async (job: Job<StageJobData, StageJobResult>): Promise<StageJobResult> => {
     const problem = validateJobData(job.data);
@@ -57,7 +69,7 @@ export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
     // Inputs by hash from the remote (verified), then this checkout's own fingerprint of the instance.
     const contents: Record<string, string> = {};
     for (const [label, fp] of Object.entries(data.inputs)) {
-      const r = await opts.remote.pullEntry(store, fp);
+      const r = await pullOnce(fp);
       if (r === 'absent') throw new Error(`input ${label} (${fp.slice(0, 12)}) is not in the remote cache`);
       contents[label] = (await store.readManifest(fp))!.contentHash;
     }
@@ -108,6 +120,7 @@ export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
         // this machine's cores, shared by the jobs the worker runs at once
         cpus: Math.max(1, Math.floor(availableParallelism() / (opts.concurrency ?? 1))),
       };
+      await fs.mkdir(logsDir, { recursive: true });
       const logStream = createWriteStream(path.join(logsDir, `${fp.slice(0, 16)}.log`));
       let seq = 0;
       let files: Manifest['files'] | undefined;
@@ -143,9 +156,16 @@ export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
       await store.commit(tmp.dir, manifest);
       await store.clearScratch(fp);
     }
-    await opts.remote.pushEntry(store, fp);
+    const pushed = await opts.remote.pushEntry(store, fp);
+    if (pushed.contentHash !== (await store.readManifest(fp))!.contentHash) {
+      // Another worker committed this fingerprint first with other content (a non-deterministic
+      // stage): the remote's entry is the result; this one is replaced by it.
+      log(`${data.label} ${fp.slice(0, 12)}: the remote already holds another result for this fingerprint (non-deterministic stage?): using it`);
+      await store.remove(fp);
+      await pullOnce(fp);
+    }
     const m = (await store.readManifest(fp))!;
-    log(`${data.label} ${fp.slice(0, 12)} committed to the remote`);
+    log(`${data.label} ${fp.slice(0, 12)} committed to the remote${pushed.pushed ? '' : ' (already there)'}`);
     return { fingerprint: fp, contentHash: m.contentHash, files: Object.fromEntries(Object.entries(m.files).map(([k, e]) => [k, { sha256: e.sha256, size: e.size }])), worker: tag };
   };
 

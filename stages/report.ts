@@ -74,6 +74,8 @@ const stage = defineStage<Params>()({
   },
   outputs: ['index.html', 'summary.json'],
   env: ['backend', 'ratings'],
+  // Reads the coordinator's results/results.duckdb: never sent to a BullMQ worker.
+  local: true,
   async run(ctx) {
     await initStageBackend(ctx); // the latent browser encodes held-out activations with tfjs
     const { buildReport, wrapConnection } = await import('../lib/report/index.ts');

@@ -8,66 +8,40 @@
  */
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { Worker } from 'bullmq';
 import { querySql } from '../../pipeline/db.ts';
+import { BullMQExecutor } from '../../pipeline/executor.ts';
+import type { ChildMessage, StartMessage } from '../../pipeline/protocol.ts';
+import { type RelayedMessage, type StageJobResult, parseRedisUrl, queueName } from '../../pipeline/queue.ts';
+import { RemoteCache } from '../../pipeline/remote.ts';
 import { Store } from '../../pipeline/store.ts';
-import { type CliProcess, cli, labelsWith, makeProject, removeProject, stageStatuses, startCli, waitFor } from './helpers.ts';
-import { type RedisFixture, startRedis } from './redis.ts';
-import { type S3Fixture, startS3 } from './s3.ts';
-
-async function entries(root: string): Promise<Record<string, string>> {
-  const store = new Store(path.join(root, '.cache'));
-  const out: Record<string, string> = {};
-  for (const r of await store.refs()) out[`${r.label} ${r.fingerprint}`] = (await store.readManifest(r.fingerprint))!.contentHash;
-  return out;
-}
+import { cli, labelsWith, stageStatuses, startCli, takeTrace, waitFor } from './helpers.ts';
+import { startRedis } from './redis.ts';
+import { entries } from './scaleout.ts';
+import { useScaleOut } from './scaleout-suite.ts';
 
 describe('BullMQ executor: coordinator + workers sharing an S3 cache', () => {
-  let redis: RedisFixture;
-  let s3: S3Fixture;
-  const roots: string[] = [];
-  const workers: CliProcess[] = [];
-  const project = async (): Promise<string> => {
-    const r = await makeProject('toy');
-    roots.push(r);
-    return r;
-  };
-  const startWorker = async (root: string, url: string, env: Record<string, string> = {}): Promise<CliProcess> => {
-    const w = startCli(root, ['worker', '--redis', redis.url, '--remote', url], { ...s3.env, ...env });
-    workers.push(w);
-    await waitFor(() => w.output().stderr.includes(' on queue ') || w.child.exitCode !== null, 'worker ready');
-    expect(w.child.exitCode, w.output().stderr).toBeNull();
-    return w;
-  };
-
-  beforeAll(async () => {
-    redis = await startRedis({ password: 'sekret-pw' });
-    s3 = await startS3();
-  });
-  afterAll(async () => {
-    for (const w of workers) if (w.child.exitCode === null) w.child.kill('SIGTERM');
-    await Promise.all(workers.map((w) => w.done));
-    for (const r of roots) await removeProject(r);
-    await redis?.stop();
-    await s3?.stop();
-  });
+  const so = useScaleOut({ password: 'sekret-pw' });
 
   it('two workers run the instances: same fingerprints and output hashes as a local --jobs 2 run', async () => {
-    const url = `s3://${s3.bucket}/same`;
-    const local = await project();
+    const url = `s3://${so.s3.bucket}/same`;
+    const local = await so.project();
     const l = await cli(local, ['run', '--jobs', '2']);
     expect(l.code, l.stderr).toBe(0);
 
-    const w1 = await startWorker(await project(), url);
-    const w2 = await startWorker(await project(), url);
-    const coord = await project();
-    const r = await cli(coord, ['run', '--jobs', '2', '--executor', 'bullmq', '--redis', redis.url, '--remote', url, '--progress', 'plain'], s3.env);
+    const w1 = await so.worker(await so.project(), url);
+    const w2 = await so.worker(await so.project(), url);
+    const coord = await so.project();
+    const r = await cli(coord, ['run', '--jobs', '2', '--executor', 'bullmq', '--redis', so.redis.url, '--remote', url, '--progress', 'plain'], so.s3.env);
     expect(r.code, r.stderr + r.stdout).toBe(0);
     const st = await stageStatuses(coord);
     expect(labelsWith(st, 'ran').length).toBe(Object.keys(st).length);
     expect(await entries(coord)).toEqual(await entries(local));
     const ranOn = [w1, w2].map((w) => (w.output().stderr.match(/committed to the remote/g) ?? []).length);
-    expect(ranOn[0] + ranOn[1]).toBe(Object.keys(st).length);
+    // every instance but the `local: true` report, which ran on the coordinator
+    expect(ranOn[0] + ranOn[1]).toBe(Object.keys(st).length - 1);
+    expect(await takeTrace(coord)).toEqual(['report']);
     // Metrics of remote instances are in the coordinator's results.duckdb, like local ones.
     const m = await querySql(path.join(coord, 'results/results.duckdb'), "SELECT count(*) FROM metrics WHERE name = 'score'");
     expect(Number(m.rows[0][0])).toBeGreaterThan(0);
@@ -81,12 +55,12 @@ describe('BullMQ executor: coordinator + workers sharing an S3 cache', () => {
   });
 
   it('a worker on a different code fingerprint refuses the job with a clear message', async () => {
-    const url = `s3://${s3.bucket}/refuse`;
-    const other = await project();
+    const url = `s3://${so.s3.bucket}/refuse`;
+    const other = await so.project();
     await fs.appendFile(path.join(other, 'stages/source.ts'), '\n// a different commit\n');
-    const w = await startWorker(other, url);
-    const coord = await project();
-    const r = await cli(coord, ['run', 'source', '--set', 'source.n=7', '--executor', 'bullmq', '--redis', redis.url, '--remote', url, '--progress', 'plain'], s3.env);
+    const w = await so.worker(other, url);
+    const coord = await so.project();
+    const r = await cli(coord, ['run', 'source', '--set', 'source.n=7', '--executor', 'bullmq', '--redis', so.redis.url, '--remote', url, '--progress', 'plain'], so.s3.env);
     expect(r.code).toBe(1);
     expect(r.stdout + r.stderr).toMatch(/refused source: this worker cannot reproduce fingerprint [0-9a-f]{12}.*stages\/source\.ts/);
     expect(w.output().stderr).toContain('refused source');
@@ -95,8 +69,8 @@ describe('BullMQ executor: coordinator + workers sharing an S3 cache', () => {
   });
 
   it('Redis unreachable at start: clear error naming the URL without the password', async () => {
-    const coord = await project();
-    const r = await cli(coord, ['run', '--executor', 'bullmq', '--redis', 'redis://user:hunter2@127.0.0.1:1', '--remote', `s3://${s3.bucket}/x`], s3.env);
+    const coord = await so.project();
+    const r = await cli(coord, ['run', '--executor', 'bullmq', '--redis', 'redis://user:hunter2@127.0.0.1:1', '--remote', `s3://${so.s3.bucket}/x`], so.s3.env);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('cannot reach Redis at redis://user:***@127.0.0.1:1');
     expect(r.stderr).not.toContain('hunter2');
@@ -105,9 +79,9 @@ describe('BullMQ executor: coordinator + workers sharing an S3 cache', () => {
   it('Redis lost mid-run: the coordinator names the unfinished instances and exits non-zero', async () => {
     const own = await startRedis(); // this one is killed
     try {
-      const coord = await project();
+      const coord = await so.project();
       // no worker: the jobs wait in the queue until Redis goes away
-      const c = startCli(coord, ['run', '--executor', 'bullmq', '--redis', own.url, '--remote', `s3://${s3.bucket}/lost`, '--progress', 'plain'], { ...s3.env, PIPELINE_REDIS_LOST_SECONDS: '2' });
+      const c = startCli(coord, ['run', '--executor', 'bullmq', '--redis', own.url, '--remote', `s3://${so.s3.bucket}/lost`, '--progress', 'plain'], { ...so.s3.env, PIPELINE_REDIS_LOST_SECONDS: '2' });
       await waitFor(() => /▶ source/.test(c.output().stdout + c.output().stderr) || c.child.exitCode !== null, 'an instance submitted', 60_000);
       await own.stop();
       const r = await Promise.race([c.done, new Promise<null>((res) => setTimeout(() => res(null), 60_000))]);
@@ -119,4 +93,38 @@ describe('BullMQ executor: coordinator + workers sharing an S3 cache', () => {
       await own.stop();
     }
   }, 150_000);
+
+  it("a remote instance's progress, logs and metrics reach the coordinator's handler in order, as a local child's do", async () => {
+    Object.assign(process.env, so.s3.env);
+    const remote = new RemoteCache({ url: `s3://${so.s3.bucket}/relay` });
+    const fingerprint = 'a'.repeat(64);
+    const sent: RelayedMessage[] = [
+      { type: 'progress', done: 1, total: 4, info: { fvu: '0.5' }, seq: 0 },
+      { type: 'log', message: 'halfway', seq: 1 },
+      { type: 'metrics', items: [{ name: 'fvu', value: 0.25, step: null }], seq: 2 },
+      { type: 'progress', done: 4, total: 4, seq: 3 },
+    ];
+    // A stand-in worker on the executor's queue: relays like pipeline/worker.ts, plus a duplicate.
+    const fake = new Worker(
+      queueName({}, remote),
+      async (job) => {
+        for (const m of sent) await job.updateProgress(m as never);
+        await job.updateProgress(sent[1] as never); // redelivered: dropped by its seq
+        return { fingerprint, contentHash: 'b'.repeat(64), files: {}, worker: 'stand-in' } satisfies StageJobResult;
+      },
+      { connection: parseRedisUrl(so.redis.url) as never },
+    );
+    const executor = new BullMQExecutor(so.redis.url, remote, () => undefined);
+    const got: ChildMessage[] = [];
+    try {
+      const store = new Store(path.join(await so.project(), '.cache'));
+      const start = { type: 'start', stage: 'source', label: 'source', instance: {}, params: {} } as unknown as StartMessage;
+      const r = await executor.run({ start, fingerprint, components: {} as never, inputFingerprints: {}, store, env: {}, onMessage: (m) => got.push(m) });
+      expect(r.failure).toMatch(/remote cache has no entry/); // nothing was pushed: only the relay is under test
+    } finally {
+      await executor.close();
+      await fake.close();
+    }
+    expect(got).toEqual([...sent.map(({ seq: _s, ...m }) => m), { type: 'log', message: 'ran on worker stand-in' }]);
+  });
 });

@@ -1,9 +1,18 @@
 /** A real S3 API for tests: s3rver on a free loopback port, one bucket, its files in a temp dir. */
 import * as fs from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import S3rver from 's3rver';
+
+// s3rver removes a key's folders once they are empty after a delete, which races with a concurrent
+// put into the same folder (mkdir, then rmdir by the delete, then the put's open fails: ENOENT and
+// s3rver dies). Real S3 has no folders; here deletes leave the (empty) folders in place.
+const fsStore = (createRequire(import.meta.url)('s3rver/lib/stores/filesystem.js') as { prototype: unknown }).prototype as unknown as { deleteObject(bucket: string, key: string): Promise<void>; getResourcePath(b: string, k: string, t: string): string };
+fsStore.deleteObject = async function (this: typeof fsStore, bucket: string, key: string) {
+  for (const type of ['object', 'object.md5', 'metadata.json']) await fs.rm(this.getResourcePath(bucket, key, type), { force: true });
+};
 
 export interface S3Fixture {
   endpoint: string;
