@@ -11,9 +11,10 @@ import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { querySql } from '../../pipeline/index.ts';
 import { loadTokenizer } from '../../lib/tokenizer/index.ts';
 import { chartDefs } from '../../lib/report/charts.ts';
+import { REPO_FILES } from '../repoFiles.ts';
 
 const ROOT = path.resolve(__dirname, '../..');
-const COPY = ['shared', 'pipeline', 'lib', 'stages', 'docs', 'scripts', 'params.yaml', 'params.smoke.yaml', 'params.schema.json', 'package.json', 'package-lock.json', 'tsconfig.json'];
+const COPY = REPO_FILES;
 
 function pipeline(cwd: string, ...args: string[]) {
   const r = spawnSync('npm', ['run', '--silent', 'pipeline', '--', '--params', 'params.smoke.yaml', '--progress', 'plain', ...args], {

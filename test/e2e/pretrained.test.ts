@@ -11,9 +11,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../lib/backend.ts';
 import { createGPT2 } from '../../lib/model/gpt2.ts';
 import { saveGPT2 } from '../../lib/model/hf.ts';
+import { REPO_FILES } from '../repoFiles.ts';
 
 const ROOT = path.resolve(__dirname, '../..');
-const COPY = ['shared', 'pipeline', 'lib', 'stages', 'docs', 'params.yaml', 'params.smoke.yaml', 'params.schema.json', 'package.json', 'package-lock.json', 'tsconfig.json'];
+const COPY = REPO_FILES;
 
 describe('a pretrained GPT-2 checkpoint (lm.pretrained)', () => {
   let dir: string;

@@ -10,6 +10,7 @@ import { Store } from '../../pipeline/store.ts';
 import { type CliProcess, REPO, makeProject, removeProject, startCli, waitFor } from './helpers.ts';
 import { type RedisFixture, type RedisOptions, startRedis } from './redis.ts';
 import { type S3Fixture, startS3 } from './s3.ts';
+import { REPO_FILES } from '../repoFiles.ts';
 
 export interface ScaleOut {
   redis: RedisFixture;
@@ -28,7 +29,7 @@ export interface ScaleOut {
 }
 
 /** What a checkout of the project holds (besides node_modules). */
-const REPO_FILES = ['pipeline', 'lib', 'stages', 'scripts', 'params.yaml', 'params.smoke.yaml', 'params.schema.json', 'package.json', 'package-lock.json', 'tsconfig.json'];
+
 
 export async function startScaleOut(opts: RedisOptions = {}): Promise<ScaleOut> {
   const redis = await startRedis(opts);
