@@ -284,34 +284,50 @@ function mean(a: ArrayLike<number>): number {
   return s / a.length;
 }
 
-/**
- * Runs the downstream-loss evaluation of one SAE. Processes `batch` sequences per forward call;
- * every tensor is freed before the next batch.
- */
-export function evaluateDownstream(
-  model: HookedLM,
-  tokens: TokenArray,
-  opts: DownstreamOptions,
-): DownstreamResult {
-  const t0 = performance.now();
+/** One evaluation's fixed inputs and the arrays it fills (shared by its steps below). */
+interface DownstreamRun {
+  model: HookedLM;
+  opts: DownstreamOptions;
+  w: SaeWeights;
+  V: number;
+  nSeq: number;
+  windows: Int32Array;
+  /** Stored activations the passes start from (null: every pass starts at the tokens). */
+  xStored: Float32Array | null;
+  primaryG: boolean;
+  sae: SaeInference;
+  stats: SaeStats;
+  statsGF: SaeStats | null;
+  pt: PerToken;
+  forwardTokens: number;
+}
+
+/** One batch of held-out sequences. */
+interface Batch {
+  s0: number;
+  nb: number;
+  /** Positions in the batch, and the batch's first row. */
+  n: number;
+  off: number;
+  inp: tf.Tensor2D;
+  targets: Int32Array;
+  /** The gradient for the g-SAE selection ([nb, seqLen, d]), when the primary variant uses it. */
+  g: tf.Tensor3D | null;
+}
+
+/** Validate the options and set up the run: windows, variants, statistics and per-token arrays. */
+function startRun(model: HookedLM, tokens: TokenArray, opts: DownstreamOptions): DownstreamRun {
   const { hook, sae: w, seqLen, batch } = opts;
   if (!(batch >= 1) || !(seqLen >= 1)) throw new Error('downstream: batch and seqLen must be ≥ 1');
   if (w.d !== model.config.dModel) throw new Error(`downstream: SAE d=${w.d} but model d=${model.config.dModel}`);
-  const V = model.config.vocabSize;
   const { nSeq, windows } = opts.windows ? givenWindows(opts.windows, seqLen) : heldOutWindows(tokens, opts.nTokens, seqLen);
   const N = nSeq * seqLen;
   if (opts.gradients && opts.gradients.length !== N * w.d) throw new Error(`downstream: gradients hold ${opts.gradients.length} values, expected ${N} positions × d ${w.d}`);
   if (opts.baselines && (opts.baselines.ce_zero.length !== N || opts.baselines.ce_mean.length !== N)) throw new Error(`downstream: baselines must hold ${N} positions`);
   if (opts.activations && opts.activations.length !== N * w.d) throw new Error(`downstream: activations hold ${opts.activations.length} values, expected ${N} positions × d ${w.d}`);
-  const xStored = opts.activations && startsAt(hook) ? opts.activations : null;
   const isG = w.arch === 'gsae';
   const mode: GradientMode = isG ? (opts.gradientMode ?? 'both') : 'gradfree';
-  const primaryG = isG && mode !== 'gradfree';
   const alsoGradfree = isG && mode === 'both';
-
-  const sae = new SaeInference(w);
-  const stats = new SaeStats(N, w.d, w.m);
-  const statsGF = alsoGradfree ? new SaeStats(N, w.d, w.m) : null;
   const pt: PerToken = {
     ce_clean: new Float32Array(N),
     ce_spliced: new Float32Array(N),
@@ -323,172 +339,240 @@ export function evaluateDownstream(
     pt.ce_spliced_gradfree = new Float32Array(N);
     pt.kl_gradfree = new Float32Array(N);
   }
-  let forwardTokens = 0;
-
-  const batchInputs = (s0: number, nb: number) => {
-    const win = windows.subarray(s0 * (seqLen + 1), (s0 + nb) * (seqLen + 1));
-    return { win, ...splitWindows(windows, s0, nb, seqLen) };
+  return {
+    model,
+    opts,
+    w,
+    V: model.config.vocabSize,
+    nSeq,
+    windows,
+    xStored: opts.activations && startsAt(hook) ? opts.activations : null,
+    primaryG: isG && mode !== 'gradfree',
+    sae: new SaeInference(w),
+    stats: new SaeStats(N, w.d, w.m),
+    statsGF: alsoGradfree ? new SaeStats(N, w.d, w.m) : null,
+    pt,
+    forwardTokens: 0,
   };
+}
 
-  /** Logits [n·V] of a hooked forward, copied out (the tensor is freed). */
-  const logitsOf = (inp: tf.Tensor2D, hooks?: Hooks): Float32Array => {
-    forwardTokens += inp.shape[0] * inp.shape[1];
-    const t = model.logits(inp, hooks);
-    try {
-      return t.dataSync() as Float32Array;
-    } finally {
-      t.dispose();
-    }
-  };
+/** Inputs, targets and (for the primary g-SAE variant) the gradient of batch s0 .. s0 + nb − 1. */
+function openBatch(run: DownstreamRun, s0: number, nb: number): Batch {
+  const { opts, w, windows } = run;
+  const { seqLen, hook } = opts;
+  const n = nb * seqLen;
+  const off = s0 * seqLen;
+  const { inputs, targets } = splitWindows(windows, s0, nb, seqLen);
+  let g: tf.Tensor3D | null = null;
+  if (run.primaryG && opts.gradients) {
+    g = tf.tensor3d(opts.gradients.subarray(off * w.d, (off + n) * w.d), [nb, seqLen, w.d]);
+  } else if (run.primaryG) {
+    const ag = run.model.activationAndGrad(windows.subarray(s0 * (seqLen + 1), (s0 + nb) * (seqLen + 1)), nb, seqLen, hook);
+    run.forwardTokens += n;
+    g = tf.tensor3d(ag.g, [nb, seqLen, w.d]);
+  }
+  return { s0, nb, n, off, inp: tf.tensor2d(inputs, [nb, seqLen], 'int32'), targets, g };
+}
 
-  /** CE per position of logits [n, V] against targets, written at `off` in `out`. */
-  const ceInto = (l: Float32Array, targets: Int32Array, out: Float32Array, off: number) => {
-    for (let r = 0; r < targets.length; r++) out[off + r] = rowLogSumExp(l, r * V, V) - l[r * V + targets[r]];
-  };
+/** The spliced hooks of a batch: primary (gradient or TopK selection) and, for 'both', gradient-free. */
+function splicedHooks(run: DownstreamRun, b: Batch): { hooks: Hooks; ce: string; kl: string }[] {
+  const { hook } = run.opts;
+  const out = [{ hooks: { [hook]: run.sae.hook({ mode: run.primaryG ? 'gradient' : 'topk', g: b.g ?? undefined, onEncode: run.stats.observe }) }, ce: 'ce_spliced', kl: 'kl' }];
+  if (run.statsGF) out.push({ hooks: { [hook]: run.sae.hook({ mode: 'topk', onEncode: run.statsGF.observe }) }, ce: 'ce_spliced_gradfree', kl: 'kl_gradfree' });
+  return out;
+}
 
+/** The ablation hooks a batch still needs (none when the caller gave the baselines). */
+function ablationHooks(run: DownstreamRun): { hooks: Hooks; ce: string }[] {
+  const { hook, baselines, meanActivation } = run.opts;
+  if (baselines) return [];
+  const out = [{ hooks: { [hook]: zeroAblationHook }, ce: 'ce_zero' }];
+  if (meanActivation) out.push({ hooks: { [hook]: meanAblationHook(meanActivation) }, ce: 'ce_mean' });
+  return out;
+}
+
+/**
+ * A batch through the fused CE/KL head (GPT2 on wasm+ort): no [n, V] logits leave the model; with
+ * the stored activations every pass starts at the hook (the first batch is also run from the
+ * tokens, and must agree). False when the model has no fused head.
+ */
+function fusedBatch(run: DownstreamRun, b: Batch): boolean {
+  const { model, opts, w, pt } = run;
+  const { hook, seqLen } = opts;
+  const xt = run.xStored ? tf.tensor3d(run.xStored.subarray(b.off * w.d, (b.off + b.n) * w.d), [b.nb, seqLen, w.d]) : null;
+  const from = xt ? { hook, x: xt } : undefined;
+  const clean = model.fusedCeKl?.(b.inp, b.targets, { from, keepRef: true }) ?? null;
   try {
-    for (let s0 = 0; s0 < nSeq; s0 += batch) {
-      const nb = Math.min(batch, nSeq - s0);
-      const n = nb * seqLen;
-      const off = s0 * seqLen;
-      const { win, inputs, targets } = batchInputs(s0, nb);
-      let g: tf.Tensor3D | null = null;
-      if (primaryG && opts.gradients) {
-        g = tf.tensor3d(opts.gradients.subarray(off * w.d, (off + n) * w.d), [nb, seqLen, w.d]);
-      } else if (primaryG) {
-        const ag = model.activationAndGrad(win, nb, seqLen, hook);
-        forwardTokens += n;
-        g = tf.tensor3d(ag.g, [nb, seqLen, w.d]);
-      }
-      const inp = tf.tensor2d(inputs, [nb, seqLen], 'int32');
-      // Fused CE/KL head (GPT2 on wasm+ort): no [n, V] logits leave the model; with the stored
-      // activations every pass starts at the hook.
-      const xt = xStored ? tf.tensor3d(xStored.subarray(off * w.d, (off + n) * w.d), [nb, seqLen, w.d]) : null;
-      const from = xt ? { hook, x: xt } : undefined;
-      const clean = model.fusedCeKl?.(inp, targets, { from, keepRef: true }) ?? null;
+    if (!clean) return false;
+    run.forwardTokens += b.n;
+    pt.ce_clean.set(clean.ce, b.off);
+    if (from && b.s0 === 0) checkStart(run, b, clean.ce);
+    const pass = (hooks: Hooks, ceName: string, klName: string | null) => {
+      const r = model.fusedCeKl!(b.inp, b.targets, { hooks, ref: klName ? clean.ref : undefined, from })!;
+      run.forwardTokens += b.n;
+      r.ref.release();
+      pt[ceName].set(r.ce, b.off);
+      if (klName) pt[klName].set(r.kl!, b.off);
+    };
+    for (const v of splicedHooks(run, b)) pass(v.hooks, v.ce, v.kl);
+    for (const a of ablationHooks(run)) pass(a.hooks, a.ce, null);
+    return true;
+  } finally {
+    clean?.ref.release();
+    xt?.dispose();
+  }
+}
+
+/** The clean CE of a pass started from the stored activations must be the full pass's. */
+function checkStart(run: DownstreamRun, b: Batch, ceStarted: Float32Array): void {
+  const full = run.model.fusedCeKl!(b.inp, b.targets)!;
+  full.ref.release();
+  run.forwardTokens += b.n;
+  const diff = maxAbsDiff(full.ce, ceStarted);
+  if (!(diff <= START_CHECK_TOL)) {
+    throw new Error(`downstream: the stored activations at ${run.opts.hook} do not reproduce the LM's clean loss (max |ΔCE| ${diff} nats on the first batch > ${START_CHECK_TOL}): they come from another model or backend`);
+  }
+}
+
+/** Logits [n·V] of a hooked forward, copied out (the tensor is freed). */
+function logitsOf(run: DownstreamRun, inp: tf.Tensor2D, hooks?: Hooks): Float32Array {
+  run.forwardTokens += inp.shape[0] * inp.shape[1];
+  const t = run.model.logits(inp, hooks);
+  try {
+    return t.dataSync() as Float32Array;
+  } finally {
+    t.dispose();
+  }
+}
+
+/** CE per position of logits [n, V] against targets, written at `off` in `out`. */
+function ceInto(l: Float32Array, V: number, targets: Int32Array, out: Float32Array, off: number): void {
+  for (let r = 0; r < targets.length; r++) out[off + r] = rowLogSumExp(l, r * V, V) - l[r * V + targets[r]];
+}
+
+/** A batch through full logits and the float64 loops of logits.ts (any backend). */
+function logitsBatch(run: DownstreamRun, b: Batch): void {
+  const { V, pt } = run;
+  const lC = logitsOf(run, b.inp);
+  const lseC = logSumExpRows(lC, V);
+  const pC = softmaxRows(lC, lseC, V);
+  for (let r = 0; r < b.n; r++) pt.ce_clean[b.off + r] = lseC[r] - lC[r * V + b.targets[r]];
+  for (const v of splicedHooks(run, b)) {
+    const lS = logitsOf(run, b.inp, v.hooks);
+    const ce = pt[v.ce];
+    const kl = pt[v.kl];
+    for (let r = 0; r < b.n; r++) {
+      const o = r * V;
+      const res = rowKlTo(pC, lC, o, lseC[r], lS, o, V);
+      ce[b.off + r] = res.lse - lS[o + b.targets[r]];
+      kl[b.off + r] = res.kl;
+    }
+  }
+  for (const a of ablationHooks(run)) ceInto(logitsOf(run, b.inp, a.hooks), V, b.targets, pt[a.ce], b.off);
+}
+
+/** Without baselines or a given mean: CE under mean ablation with the mean of the observed x (a second sweep). */
+function meanAblationSweep(run: DownstreamRun, meanAct: Float32Array): void {
+  const { opts, nSeq, windows } = run;
+  const { batch, seqLen, hook } = opts;
+  const hookFn = meanAblationHook(meanAct);
+  for (let s0 = 0; s0 < nSeq; s0 += batch) {
+    const nb = Math.min(batch, nSeq - s0);
+    const { inputs, targets } = splitWindows(windows, s0, nb, seqLen);
+    const inp = tf.tensor2d(inputs, [nb, seqLen], 'int32');
+    try {
+      ceInto(logitsOf(run, inp, { [hook]: hookFn }), run.V, targets, run.pt.ce_mean, s0 * seqLen);
+    } finally {
+      inp.dispose();
+    }
+  }
+}
+
+/** Means over positions and the reconstruction metrics of each variant (names: metricNames.ts). */
+function summarize(run: DownstreamRun): Record<string, number> {
+  const { pt, stats, statsGF, w } = run;
+  const N = pt.ce_clean.length;
+  const totalDev = stats.totalSqDev();
+  const summary: Record<string, number> = {};
+  const put = (name: DownstreamMetric, value: number) => {
+    summary[name] = value;
+  };
+  const ceClean = mean(pt.ce_clean);
+  const ceZero = mean(pt.ce_zero);
+  put('ce_clean', ceClean);
+  put('ce_zero', ceZero);
+  put('ce_mean', mean(pt.ce_mean));
+  const variant = (suffix: VariantSuffix, st: SaeStats) => {
+    const ceS = mean(pt['ce_spliced' + suffix]);
+    put(variantMetric('ce_spliced', suffix), ceS);
+    put(variantMetric('delta_ce', suffix), ceS - ceClean);
+    put(variantMetric('loss_recovered', suffix), (ceZero - ceS) / (ceZero - ceClean));
+    put(variantMetric('kl', suffix), mean(pt['kl' + suffix]));
+    let se = 0;
+    for (let i = 0; i < N; i++) se += st.sqErr[i];
+    put(variantMetric('fvu', suffix), se / totalDev);
+    put(variantMetric('l0', suffix), mean(st.l0));
+    let dead = 0;
+    for (let j = 0; j < w.m; j++) if (st.fires[j] === 0) dead++;
+    put(variantMetric('dead_frac', suffix), dead / w.m);
+  };
+  variant('', stats);
+  if (statsGF) variant('_gradfree', statsGF);
+  return summary;
+}
+
+/**
+ * Runs the downstream-loss evaluation of one SAE. Processes `batch` sequences per forward call;
+ * every tensor is freed before the next batch.
+ */
+export function evaluateDownstream(model: HookedLM, tokens: TokenArray, opts: DownstreamOptions): DownstreamResult {
+  const t0 = performance.now();
+  const run = startRun(model, tokens, opts);
+  const { pt, stats, statsGF, nSeq } = run;
+  try {
+    for (let s0 = 0; s0 < nSeq; s0 += opts.batch) {
+      const b = openBatch(run, s0, Math.min(opts.batch, nSeq - s0));
       try {
-        if (clean) {
-          forwardTokens += n;
-          pt.ce_clean.set(clean.ce, off);
-          if (from && s0 === 0) {
-            const full = model.fusedCeKl!(inp, targets)!;
-            full.ref.release();
-            forwardTokens += n;
-            const diff = maxAbsDiff(full.ce, clean.ce);
-            if (!(diff <= START_CHECK_TOL)) {
-              throw new Error(`downstream: the stored activations at ${hook} do not reproduce the LM's clean loss (max |ΔCE| ${diff} nats on the first batch > ${START_CHECK_TOL}): they come from another model or backend`);
-            }
-          }
-          const fused = (hooks: Hooks, ceName: string, klName: string | null) => {
-            const r = model.fusedCeKl!(inp, targets, { hooks, ref: klName ? clean.ref : undefined, from })!;
-            forwardTokens += n;
-            r.ref.release();
-            pt[ceName].set(r.ce, off);
-            if (klName) pt[klName].set(r.kl!, off);
-          };
-          fused({ [hook]: sae.hook({ mode: primaryG ? 'gradient' : 'topk', g: g ?? undefined, onEncode: stats.observe }) }, 'ce_spliced', 'kl');
-          if (statsGF) fused({ [hook]: sae.hook({ mode: 'topk', onEncode: statsGF.observe }) }, 'ce_spliced_gradfree', 'kl_gradfree');
-          if (!opts.baselines) fused({ [hook]: zeroAblationHook }, 'ce_zero', null);
-          if (opts.meanActivation && !opts.baselines) fused({ [hook]: meanAblationHook(opts.meanActivation) }, 'ce_mean', null);
-          continue;
-        }
-        const lC = logitsOf(inp);
-        const lseC = logSumExpRows(lC, V);
-        const pC = softmaxRows(lC, lseC, V);
-        for (let r = 0; r < n; r++) pt.ce_clean[off + r] = lseC[r] - lC[r * V + targets[r]];
-        const spliced = (hooks: Hooks, ceName: string, klName: string) => {
-          const lS = logitsOf(inp, hooks);
-          const ce = pt[ceName];
-          const kl = pt[klName];
-          for (let r = 0; r < n; r++) {
-            const o = r * V;
-            const res = rowKlTo(pC, lC, o, lseC[r], lS, o, V);
-            ce[off + r] = res.lse - lS[o + targets[r]];
-            kl[off + r] = res.kl;
-          }
-        };
-        spliced({ [hook]: sae.hook({ mode: primaryG ? 'gradient' : 'topk', g: g ?? undefined, onEncode: stats.observe }) }, 'ce_spliced', 'kl');
-        if (statsGF) spliced({ [hook]: sae.hook({ mode: 'topk', onEncode: statsGF.observe }) }, 'ce_spliced_gradfree', 'kl_gradfree');
-        if (!opts.baselines) ceInto(logitsOf(inp, { [hook]: zeroAblationHook }), targets, pt.ce_zero, off);
-        if (opts.meanActivation && !opts.baselines) ceInto(logitsOf(inp, { [hook]: meanAblationHook(opts.meanActivation) }), targets, pt.ce_mean, off);
+        if (!fusedBatch(run, b)) logitsBatch(run, b);
       } finally {
-        clean?.ref.release();
-        g?.dispose();
-        xt?.dispose();
-        inp.dispose();
-        opts.onProgress?.(s0 + nb, nSeq);
+        b.g?.dispose();
+        b.inp.dispose();
+        opts.onProgress?.(s0 + b.nb, nSeq);
       }
     }
-
     const meanAct = opts.meanActivation ?? stats.mean();
     if (opts.baselines) {
       pt.ce_zero.set(opts.baselines.ce_zero);
       pt.ce_mean.set(opts.baselines.ce_mean);
     } else if (!opts.meanActivation) {
-      const hookFn = meanAblationHook(meanAct);
-      for (let s0 = 0; s0 < nSeq; s0 += batch) {
-        const nb = Math.min(batch, nSeq - s0);
-        const { inputs, targets } = batchInputs(s0, nb);
-        const inp = tf.tensor2d(inputs, [nb, seqLen], 'int32');
-        try {
-          ceInto(logitsOf(inp, { [hook]: hookFn }), targets, pt.ce_mean, s0 * seqLen);
-        } finally {
-          inp.dispose();
-        }
-      }
+      meanAblationSweep(run, meanAct);
     }
-
     pt.sq_err = stats.sqErr;
     pt.l0 = stats.l0;
     if (statsGF) {
       pt.sq_err_gradfree = statsGF.sqErr;
       pt.l0_gradfree = statsGF.l0;
     }
-    const totalDev = stats.totalSqDev();
-    const summary: Record<string, number> = {};
-    const put = (name: DownstreamMetric, value: number) => {
-      summary[name] = value;
-    };
-    const ceClean = mean(pt.ce_clean);
-    const ceZero = mean(pt.ce_zero);
-    put('ce_clean', ceClean);
-    put('ce_zero', ceZero);
-    put('ce_mean', mean(pt.ce_mean));
-    const variant = (suffix: VariantSuffix, st: SaeStats) => {
-      const ceS = mean(pt['ce_spliced' + suffix]);
-      put(variantMetric('ce_spliced', suffix), ceS);
-      put(variantMetric('delta_ce', suffix), ceS - ceClean);
-      put(variantMetric('loss_recovered', suffix), (ceZero - ceS) / (ceZero - ceClean));
-      put(variantMetric('kl', suffix), mean(pt['kl' + suffix]));
-      let se = 0;
-      for (let i = 0; i < N; i++) se += st.sqErr[i];
-      put(variantMetric('fvu', suffix), se / totalDev);
-      put(variantMetric('l0', suffix), mean(st.l0));
-      let dead = 0;
-      for (let j = 0; j < w.m; j++) if (st.fires[j] === 0) dead++;
-      put(variantMetric('dead_frac', suffix), dead / w.m);
-    };
-    variant('', stats);
-    if (statsGF) variant('_gradfree', statsGF);
-
+    const summary = summarize(run);
     const seconds = (performance.now() - t0) / 1000;
+    const N = pt.ce_clean.length;
     return {
-      arch: w.arch,
-      k: w.k,
-      hook,
+      arch: opts.sae.arch,
+      k: opts.sae.k,
+      hook: opts.hook,
       nSeq,
-      seqLen,
+      seqLen: opts.seqLen,
       nPositions: N,
-      primaryUsesGradient: primaryG,
+      primaryUsesGradient: run.primaryG,
       summary,
       perToken: pt,
       firesPerLatent: stats.fires,
       firesPerLatentGradfree: statsGF ? statsGF.fires : null,
       meanActivation: meanAct,
-      cost: { seconds, positionsPerSecond: N / seconds, forwardTokens, forwardTokensPerSecond: forwardTokens / seconds },
+      cost: { seconds, positionsPerSecond: N / seconds, forwardTokens: run.forwardTokens, forwardTokensPerSecond: run.forwardTokens / seconds },
     };
   } finally {
-    sae.dispose();
+    run.sae.dispose();
   }
 }
 

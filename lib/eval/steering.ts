@@ -155,12 +155,25 @@ export function sampleContexts(streamLength: number, nContexts: number, contextL
   return Array.from({ length: nContexts }, () => Math.floor(u() * span));
 }
 
-export function evaluateSteering(
-  model: HookedLM,
-  tokens: TokenArray,
-  opts: SteeringOptions,
-): SteeringResult {
-  const t0 = performance.now();
+/** The validated settings of one steering evaluation. */
+interface SteeringSetup {
+  V: number;
+  d: number;
+  W_dec: Float32Array;
+  lens: LogitLensWeights;
+  alphas: number[];
+  seed: number;
+  /** Context length, targets per rule, contexts per forward call, latents per steered call. */
+  T: number;
+  nTargets: number;
+  Bc: number;
+  L: number;
+  latents: number[];
+  calStarts: number[];
+  evalStarts: number[];
+}
+
+function steeringSetup(model: HookedLM, tokens: TokenArray, opts: SteeringOptions): SteeringSetup {
   const V = model.config.vocabSize;
   const { d, m, W_dec } = opts.sae;
   if (d !== model.config.dModel) throw new Error(`steering: SAE d=${d} but model d=${model.config.dModel}`);
@@ -170,84 +183,108 @@ export function evaluateSteering(
   const lens = opts.logitLens ?? logitLensWeightsOf(model);
   if (!lens) throw new Error('steering: pass logitLens (W_U, ln_f scale) for a model that is not a GPT2');
   if (lens.lnScale.length !== d || lens.W_U.length !== V * d) throw new Error(`steering: logitLens is not W_U [${V}, ${d}] and γ [${d}]`);
-  const alphas = opts.alphas ?? [0.25, 0.5, 1];
   const seed = opts.seed ?? 0;
   const T = opts.contextLen ?? 64;
-  const nTargets = opts.nTargets ?? 5;
   const nContexts = opts.nContexts ?? 32;
   const Bc = Math.max(1, opts.contextBatch ?? 8);
   const maxEl = opts.maxLogitElements ?? 2 ** 24;
   if (nContexts < 2) throw new Error('steering: need ≥ 2 contexts (calibration + evaluation)');
   if (T > model.config.nCtx) throw new Error(`steering: contextLen ${T} > model context ${model.config.nCtx}`);
   const latents = opts.latents ? [...opts.latents] : sampleAliveLatents(opts.firingCounts, opts.nLatents ?? 32, seed);
-  const S = latents.length;
   for (const i of latents) if (!(Number.isInteger(i) && i >= 0 && i < m)) throw new Error(`steering: latent ${i} not in [0, ${m})`);
-  if (S === 0) throw new Error('steering: no alive latents to steer');
+  if (latents.length === 0) throw new Error('steering: no alive latents to steer');
   const starts = sampleContexts(tokens.length, nContexts, T, seed);
   const nCal = Math.floor(nContexts / 2);
-  const calStarts = starts.slice(0, nCal);
-  const evalStarts = starts.slice(nCal);
-  const nEval = evalStarts.length;
-  const r = opts.meanNorm;
-  const nA = alphas.length;
-  let forwardTokens = 0;
-
-  // latents per steered call: L·Bc rows of T·V logits each under the cap
-  const L = Math.max(1, Math.min(S, Math.floor(maxEl / (Bc * T * V))));
-
-  const contextTokens = (st: number[]): Int32Array => {
-    const out = new Int32Array(st.length * T);
-    st.forEach((s, b) => {
-      for (let t = 0; t < T; t++) out[b * T + t] = tokens[s + t];
-    });
-    return out;
+  return {
+    V,
+    d,
+    W_dec: W_dec as Float32Array,
+    lens,
+    alphas: opts.alphas ?? [0.25, 0.5, 1],
+    seed,
+    T,
+    nTargets: opts.nTargets ?? 5,
+    Bc,
+    // latents per steered call: L·Bc rows of T·V logits each under the cap
+    L: Math.max(1, Math.min(latents.length, Math.floor(maxEl / (Bc * T * V)))),
+    latents,
+    calStarts: starts.slice(0, nCal),
+    evalStarts: starts.slice(nCal),
   };
+}
+
+/** The forward passes of a steering evaluation: clean and steered logits of context batches. */
+class SteeredPasses {
+  forwardTokens = 0;
+  /** Latent groups of at most L latents (one steered call each). */
+  readonly groups: number[][] = [];
+
+  constructor(
+    private readonly model: HookedLM,
+    private readonly tokens: TokenArray,
+    private readonly hook: HookName,
+    private readonly r: number,
+    private readonly st: SteeringSetup,
+  ) {
+    for (let i = 0; i < st.latents.length; i += st.L) this.groups.push(st.latents.slice(i, i + st.L));
+  }
+
+  /** int32 tokens [nb, T] of the contexts starting at `starts`. */
+  contexts(starts: number[]): tf.Tensor2D {
+    const { T } = this.st;
+    const out = new Int32Array(starts.length * T);
+    starts.forEach((s, b) => {
+      for (let t = 0; t < T; t++) out[b * T + t] = this.tokens[s + t];
+    });
+    return tf.tensor2d(out, [starts.length, T], 'int32');
+  }
 
   /** Steering vectors [nl·nb, 1, d]: row l·nb + b = α r W_dec[latent l]. */
-  const steerTensor = (alpha: number, lats: number[], nb: number): tf.Tensor3D => {
+  private steerTensor(alpha: number, lats: number[], nb: number): tf.Tensor3D {
+    const { d, W_dec } = this.st;
     const v = new Float32Array(lats.length * nb * d);
     lats.forEach((lat, l) => {
       for (let b = 0; b < nb; b++) {
         const o = (l * nb + b) * d;
-        for (let i = 0; i < d; i++) v[o + i] = alpha * r * W_dec[lat * d + i];
+        for (let i = 0; i < d; i++) v[o + i] = alpha * this.r * W_dec[lat * d + i];
       }
     });
     return tf.tensor3d(v, [lats.length * nb, 1, d]);
-  };
+  }
 
   /** Logits [nl·nb, T, V] (row (l·nb + b)·T + t) of the contexts tiled nl times, steered; caller disposes. */
-  const steeredLogits = (ctx: tf.Tensor2D, alpha: number, lats: number[]): tf.Tensor => {
+  steered(ctx: tf.Tensor2D, alpha: number, lats: number[]): tf.Tensor {
     const nb = ctx.shape[0];
     const nl = lats.length;
-    forwardTokens += nl * nb * T;
+    this.forwardTokens += nl * nb * this.st.T;
     return tf.tidy(() => {
-      const steer = steerTensor(alpha, lats, nb);
+      const steer = this.steerTensor(alpha, lats, nb);
       const tiled = tf.tile(ctx, [nl, 1]) as tf.Tensor2D;
-      return model.logits(tiled, { [opts.hook]: (x) => tf.add(x, steer) as tf.Tensor3D });
+      return this.model.logits(tiled, { [this.hook]: (x) => tf.add(x, steer) as tf.Tensor3D });
     });
-  };
-  const cleanLogits = (ctx: tf.Tensor2D): tf.Tensor => {
-    forwardTokens += ctx.shape[0] * T;
-    return model.logits(ctx);
-  };
-  const scorer = steeringScorer(V);
+  }
 
-  const nBatches = Math.ceil(nCal / Bc) + Math.ceil(nEval / Bc);
-  let batchesDone = 0;
-  const groups: number[][] = [];
-  for (let i = 0; i < S; i += L) groups.push(latents.slice(i, i + L));
+  clean(ctx: tf.Tensor2D): tf.Tensor {
+    this.forwardTokens += ctx.shape[0] * this.st.T;
+    return this.model.logits(ctx);
+  }
+}
 
-  // ---- calibration: Σ over calibration positions of log p_steered(v) − log p_clean(v), per (α, latent)
-  const calRise = Array.from({ length: nA * S }, () => new Float64Array(V));
+/** Calibration: per (α, latent) the sum over calibration positions of log p_steered(v) − log p_clean(v). */
+function calibrationRise(st: SteeringSetup, passes: SteeredPasses, scorer: ReturnType<typeof steeringScorer>, progress: (label: string) => void): Float64Array[] {
+  const { V, T, Bc, L, alphas, calStarts } = st;
+  const S = st.latents.length;
+  const nCal = calStarts.length;
+  const calRise = Array.from({ length: alphas.length * S }, () => new Float64Array(V));
   for (let c0 = 0; c0 < nCal; c0 += Bc) {
     const batchStarts = calStarts.slice(c0, c0 + Bc);
     const nb = batchStarts.length;
-    const ctx = tf.tensor2d(contextTokens(batchStarts), [nb, T], 'int32');
-    const lC = cleanLogits(ctx);
+    const ctx = passes.contexts(batchStarts);
+    const lC = passes.clean(ctx);
     try {
       alphas.forEach((alpha, a) => {
-        for (const [gi, lats] of groups.entries()) {
-          const lS = steeredLogits(ctx, alpha, lats);
+        for (const [gi, lats] of passes.groups.entries()) {
+          const lS = passes.steered(ctx, alpha, lats);
           const sums = scorer.riseSums(lS, lC, lats.length, nb * T);
           lS.dispose();
           lats.forEach((_, l) => {
@@ -259,46 +296,58 @@ export function evaluateSteering(
     } finally {
       tf.dispose([ctx, lC]);
     }
-    opts.onProgress?.(`calibration ${Math.min(c0 + Bc, nCal)}/${nCal} contexts`, ++batchesDone, nBatches);
+    progress(`calibration ${Math.min(c0 + Bc, nCal)}/${nCal} contexts`);
   }
-  // targets[rule][a·S + s]
-  const targets: Record<SteeringRule, number[][]> = {
-    calibration: calRise.map((rise) => topIndices(rise, nTargets)), // rise = nCalPositions × mean rise
-    logit_lens: [],
-  };
-  const lensTargets = latents.map((lat) => logitLensTargets(lens, W_dec, nTargets, lat * d));
-  for (let a = 0; a < nA; a++) targets.logit_lens.push(...lensTargets);
+  return calRise;
+}
 
-  // ---- evaluation: sums per (a·S + s)·nEval + context
-  const cells = nA * S * nEval;
-  const sumEffect = { calibration: new Float64Array(cells), logit_lens: new Float64Array(cells) };
-  const nRise = { calibration: new Float64Array(cells), logit_lens: new Float64Array(cells) };
-  const sumKl = new Float64Array(cells);
+/** Sums over each evaluation context's positions, per cell (a·S + s)·nEval + context. */
+interface EvaluationSums {
+  effect: Record<SteeringRule, Float64Array>;
+  rise: Record<SteeringRule, Float64Array>;
+  kl: Float64Array;
+}
+
+function evaluationSums(
+  st: SteeringSetup,
+  passes: SteeredPasses,
+  scorer: ReturnType<typeof steeringScorer>,
+  targets: Record<SteeringRule, number[][]>,
+  progress: (label: string) => void,
+): EvaluationSums {
+  const { T, Bc, L, alphas, evalStarts } = st;
+  const S = st.latents.length;
+  const nEval = evalStarts.length;
+  const cells = alphas.length * S * nEval;
+  const out: EvaluationSums = {
+    effect: { calibration: new Float64Array(cells), logit_lens: new Float64Array(cells) },
+    rise: { calibration: new Float64Array(cells), logit_lens: new Float64Array(cells) },
+    kl: new Float64Array(cells),
+  };
   for (let c0 = 0; c0 < nEval; c0 += Bc) {
     const batchStarts = evalStarts.slice(c0, c0 + Bc);
-    const nb = batchStarts.length;
-    const per = nb * T;
-    const ctx = tf.tensor2d(contextTokens(batchStarts), [nb, T], 'int32');
-    const lC = cleanLogits(ctx);
+    const per = batchStarts.length * T;
+    const ctx = passes.contexts(batchStarts);
+    const lC = passes.clean(ctx);
     try {
       alphas.forEach((alpha, a) => {
-        for (const [gi, lats] of groups.entries()) {
-          const lS = steeredLogits(ctx, alpha, lats);
+        for (const [gi, lats] of passes.groups.entries()) {
+          const lS = passes.steered(ctx, alpha, lats);
           const idx = lats.map((_, l) => gi * L + l);
-          const sc = scorer.rows(lS, lC, idx.map((s) => targets.calibration[a * S + s]), idx.map((s) => lensTargets[s]), lats.length, per);
+          const sc = scorer.rows(lS, lC, idx.map((s) => targets.calibration[a * S + s]), idx.map((s) => targets.logit_lens[s]), lats.length, per);
           lS.dispose();
           idx.forEach((s, l) => {
             const j = a * S + s;
             for (let p = 0; p < per; p++) {
               const cell = j * nEval + c0 + Math.floor(p / T);
               const i = l * per + p;
-              sumKl[cell] += sc.kl[i]; // KL(p_steered ‖ p_clean)
+              out.kl[cell] += sc.kl[i]; // KL(p_steered ‖ p_clean)
               const dCal = sc.calS[i] - sc.calC[i];
-              sumEffect.calibration[cell] += dCal;
-              if (dCal > 0) nRise.calibration[cell] += 1;
+              out.effect.calibration[cell] += dCal;
+              if (dCal > 0) out.rise.calibration[cell] += 1;
               const dLens = Math.exp(sc.lensS[i]) - Math.exp(sc.lensC[i]);
-              sumEffect.logit_lens[cell] += dLens;
-              if (dLens > 0) nRise.logit_lens[cell] += 1;
+              out.effect.logit_lens[cell] += dLens;
+              if (dLens > 0) out.rise.logit_lens[cell] += 1;
             }
           });
         }
@@ -306,24 +355,32 @@ export function evaluateSteering(
     } finally {
       tf.dispose([ctx, lC]);
     }
-    opts.onProgress?.(`evaluation ${Math.min(c0 + Bc, nEval)}/${nEval} contexts`, ++batchesDone, nBatches);
+    progress(`evaluation ${Math.min(c0 + Bc, nEval)}/${nEval} contexts`);
   }
+  return out;
+}
 
-  /** [a][s][c] = sums / T (per-context means). */
-  const perContextOf = (sums: Float64Array): number[][][] =>
-    alphas.map((_, a) => latents.map((_, s) => Array.from(sums.subarray((a * S + s) * nEval, (a * S + s + 1) * nEval), (x) => x / T)));
-  const perContext: SteeringPerContext = {
-    kl: perContextOf(sumKl),
-    effect: { calibration: perContextOf(sumEffect.calibration), logit_lens: perContextOf(sumEffect.logit_lens) },
-    consistency: { calibration: perContextOf(nRise.calibration), logit_lens: perContextOf(nRise.logit_lens) },
+/** Per-context means [a][s][c] = sums / T. */
+function perContextMeans(st: SteeringSetup, sums: EvaluationSums): SteeringPerContext {
+  const S = st.latents.length;
+  const nEval = st.evalStarts.length;
+  const of = (x: Float64Array): number[][][] =>
+    st.alphas.map((_, a) => st.latents.map((_, s) => Array.from(x.subarray((a * S + s) * nEval, (a * S + s + 1) * nEval), (v) => v / st.T)));
+  return {
+    kl: of(sums.kl),
+    effect: { calibration: of(sums.effect.calibration), logit_lens: of(sums.effect.logit_lens) },
+    consistency: { calibration: of(sums.rise.calibration), logit_lens: of(sums.rise.logit_lens) },
   };
-  const mean = (x: number[]) => x.reduce((acc, v) => acc + v, 0) / x.length;
+}
 
-  const rules = [...STEERING_RULES];
+/** One row per (rule, α, latent): means over the evaluation contexts. */
+function steeringRows(st: SteeringSetup, perContext: SteeringPerContext, targets: Record<SteeringRule, number[][]>): SteeringRow[] {
+  const S = st.latents.length;
+  const mean = (x: number[]) => x.reduce((acc, v) => acc + v, 0) / x.length;
   const rows: SteeringRow[] = [];
-  for (const rule of rules) {
-    alphas.forEach((alpha, a) => {
-      latents.forEach((latent, s) => {
+  for (const rule of STEERING_RULES) {
+    st.alphas.forEach((alpha, a) => {
+      st.latents.forEach((latent, s) => {
         rows.push({
           rule,
           alpha,
@@ -336,9 +393,14 @@ export function evaluateSteering(
       });
     });
   }
-  const bo = { resamples: opts.bootstrap?.resamples ?? 1000, level: opts.bootstrap?.level ?? 0.95, seed: opts.bootstrap?.seed ?? seed };
-  const summary: SteeringSummaryRow[] = rules.flatMap((rule) =>
-    alphas.map((alpha) => {
+  return rows;
+}
+
+/** Per (rule, α): mean and percentile-bootstrap CI over the steered latents. */
+function steeringSummary(st: SteeringSetup, rows: SteeringRow[], bootstrap: SteeringOptions['bootstrap']): SteeringSummaryRow[] {
+  const bo = { resamples: bootstrap?.resamples ?? 1000, level: bootstrap?.level ?? 0.95, seed: bootstrap?.seed ?? st.seed };
+  return STEERING_RULES.flatMap((rule) =>
+    st.alphas.map((alpha) => {
       const sel = rows.filter((row) => row.rule === rule && row.alpha === alpha);
       const e = bootstrapMeanCI(sel.map((x) => x.effect), bo);
       const c = bootstrapMeanCI(sel.map((x) => x.consistency), bo);
@@ -359,15 +421,38 @@ export function evaluateSteering(
       };
     }),
   );
+}
+
+export function evaluateSteering(model: HookedLM, tokens: TokenArray, opts: SteeringOptions): SteeringResult {
+  const t0 = performance.now();
+  const st = steeringSetup(model, tokens, opts);
+  const { alphas, latents, nTargets, d } = st;
+  const S = latents.length;
+  const passes = new SteeredPasses(model, tokens, opts.hook, opts.meanNorm, st);
+  const scorer = steeringScorer(st.V);
+  const nBatches = Math.ceil(st.calStarts.length / st.Bc) + Math.ceil(st.evalStarts.length / st.Bc);
+  let batchesDone = 0;
+  const progress = (label: string) => opts.onProgress?.(label, ++batchesDone, nBatches);
+
+  const calRise = calibrationRise(st, passes, scorer, progress);
+  // targets[rule][a·S + s] (logit_lens: [s], the same for every α)
+  const lensTargets = latents.map((lat) => logitLensTargets(st.lens, st.W_dec, nTargets, lat * d));
+  const targets: Record<SteeringRule, number[][]> = {
+    calibration: calRise.map((rise) => topIndices(rise, nTargets)), // rise = nCalPositions × mean rise
+    logit_lens: alphas.flatMap(() => lensTargets),
+  };
+  const perContext = perContextMeans(st, evaluationSums(st, passes, scorer, targets, progress));
+  const rows = steeringRows(st, perContext, targets);
+  const summary = steeringSummary(st, rows, opts.bootstrap);
   const seconds = (performance.now() - t0) / 1000;
   return {
     rows,
     summary,
-    rules,
+    rules: [...STEERING_RULES],
     alphas: [...alphas],
     latents,
-    contextStarts: { calibration: calStarts, evaluation: evalStarts },
+    contextStarts: { calibration: st.calStarts, evaluation: st.evalStarts },
     perContext,
-    cost: { seconds, forwardTokens, forwardTokensPerSecond: forwardTokens / seconds, secondsPerLatentPerAlpha: seconds / (S * nA) },
+    cost: { seconds, forwardTokens: passes.forwardTokens, forwardTokensPerSecond: passes.forwardTokens / seconds, secondsPerLatentPerAlpha: seconds / (S * alphas.length) },
   };
 }

@@ -11,6 +11,7 @@
  */
 import { cachedGraph, type GraphSpec } from '../native/ort.ts';
 import type { NodeSpec } from '../native/onnx.ts';
+import { sortByIndex } from './select.ts';
 import type { SaeWeights } from './types.ts';
 
 /** 'plain': TopK on z_pre; 'gradient': the g-SAE score; 'both': both selections' indices. */
@@ -73,18 +74,7 @@ function canonicalRow(idxF: Float32Array, valF: Float32Array, o: number, k: numb
     idx[t] = idxF[o + t];
     val[t] = valF[o + t];
   }
-  for (let a = 1; a < l0; a++) {
-    const i = idx[a];
-    const v = val[a];
-    let b = a - 1;
-    while (b >= 0 && idx[b] > i) {
-      idx[b + 1] = idx[b];
-      val[b + 1] = val[b];
-      b--;
-    }
-    idx[b + 1] = i;
-    val[b + 1] = v;
-  }
+  sortByIndex(val, idx, l0);
   return l0;
 }
 

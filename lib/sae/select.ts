@@ -82,8 +82,8 @@ function adaptGuess(sc: SelectScratch, ok: boolean): void {
   sc.factor = ok ? Math.min(0.95, sc.factor + 0.02) : Math.max(0.05, sc.factor * 0.5);
 }
 
-/** Sort the first n candidates by ascending latent index (insertion sort: n ≤ a few dozen). */
-function sortByIndex(cs: Float64Array, ci: Int32Array, n: number): void {
+/** Sort the first n candidates by ascending latent index, their scores alongside (insertion sort: n ≤ a few dozen). */
+export function sortByIndex(cs: Float64Array | Float32Array, ci: Int32Array, n: number): void {
   for (let a = 1; a < n; a++) {
     const i = ci[a];
     const s = cs[a];

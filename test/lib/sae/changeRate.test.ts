@@ -5,6 +5,7 @@ import { initBackend } from '../../../lib/backend.ts';
 import { selectionChangeRate } from '../../../lib/sae/index.ts';
 import type { SaeWeights } from '../../../lib/sae/types.ts';
 import { mulberry32, randn } from '../../../lib/util/random.ts';
+import { unitRows } from './unitRows.ts';
 
 beforeAll(async () => {
   await initBackend(TEST_BACKEND);
@@ -14,12 +15,7 @@ function weights(beta: number, arch: SaeWeights['arch'] = 'gsae'): SaeWeights {
   const d = 16;
   const m = 64;
   const z = randn(mulberry32(3));
-  const W_dec = new Float32Array(m * d);
-  for (let j = 0; j < m; j++) {
-    let n = 0;
-    for (let i = 0; i < d; i++) n += (W_dec[j * d + i] = z()) ** 2;
-    for (let i = 0; i < d; i++) W_dec[j * d + i] /= Math.sqrt(n);
-  }
+  const W_dec = unitRows(m, d, z);
   const W_enc = new Float32Array(d * m);
   for (let i = 0; i < d; i++) for (let j = 0; j < m; j++) W_enc[i * m + j] = W_dec[j * d + i];
   return { arch, d, m, k: 4, beta, W_enc, W_dec, b_enc: new Float32Array(m), b_dec: new Float32Array(d) };

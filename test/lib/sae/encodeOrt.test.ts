@@ -8,6 +8,7 @@ import { activeBackend, initBackend } from '../../../lib/backend.ts';
 import { encodeSparse, encodeSparseTs, evaluateSae, selectionChangeRate } from '../../../lib/sae/infer.ts';
 import type { SaeWeights } from '../../../lib/sae/types.ts';
 import { mulberry32, randn } from '../../../lib/util/random.ts';
+import { unitRows } from './unitRows.ts';
 
 beforeAll(async () => {
   await initBackend('wasm+ort');
@@ -15,12 +16,7 @@ beforeAll(async () => {
 
 function weights(arch: SaeWeights['arch'], beta: number, d: number, m: number, k: number, seed: number, bEnc = 0): SaeWeights {
   const z = randn(mulberry32(seed));
-  const W_dec = new Float32Array(m * d);
-  for (let j = 0; j < m; j++) {
-    let n = 0;
-    for (let i = 0; i < d; i++) n += (W_dec[j * d + i] = z()) ** 2;
-    for (let i = 0; i < d; i++) W_dec[j * d + i] /= Math.sqrt(n);
-  }
+  const W_dec = unitRows(m, d, z);
   const W_enc = new Float32Array(d * m);
   for (let i = 0; i < d; i++) for (let j = 0; j < m; j++) W_enc[i * m + j] = W_dec[j * d + i] * (1 + 0.3 * z());
   const b_enc = Float32Array.from({ length: m }, () => bEnc + 0.1 * z());
