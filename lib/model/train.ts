@@ -5,6 +5,7 @@
  * callbacks, and checkpoint/resume (model + optimizer moments + step; the batch sampler is
  * counter-based, so its PRNG state is (seed, step) and a resumed run sees the same batches).
  */
+import { writeFileAtomicSync } from '../../shared/atomic.ts';
 import fs from 'node:fs';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
@@ -313,9 +314,7 @@ function saveCheckpoint(dir: string, model: GPT2, opt: AdamW, state: CheckpointS
   fs.rmSync(final, { recursive: true, force: true });
   fs.renameSync(tmp, final);
   // Switch the pointer atomically, then remove older checkpoints.
-  const ptmp = path.join(dir, `${LATEST}.tmp-${process.pid}`);
-  fs.writeFileSync(ptmp, JSON.stringify({ dir: sub }));
-  fs.renameSync(ptmp, path.join(dir, LATEST));
+  writeFileAtomicSync(path.join(dir, LATEST), JSON.stringify({ dir: sub }));
   for (const e of fs.readdirSync(dir)) {
     if (e !== sub && /^step-\d+$/.test(e)) fs.rmSync(path.join(dir, e), { recursive: true, force: true });
   }

@@ -4,6 +4,7 @@
  * Layout: 'GSAECKP1' | u32 header bytes | JSON header | zero padding to 8 | array data.
  * Header: {meta, arrays: [{name, dtype, offset, length}]} (offsets relative to the data start).
  */
+import { openFileAtomicSync } from '../../shared/atomic.ts';
 import fs from 'node:fs';
 import path from 'node:path';
 
@@ -26,9 +27,8 @@ export function writeCheckpoint(file: string, meta: unknown, arrays: Record<stri
   const header = Buffer.from(JSON.stringify({ meta, arrays: entries }), 'utf8');
   const headLen = 8 + 4 + header.length;
   const pad = (8 - (headLen % 8)) % 8;
-  fs.mkdirSync(path.dirname(file), { recursive: true });
-  const tmp = `${file}.tmp-${process.pid}`;
-  const fd = fs.openSync(tmp, 'w');
+  const out = openFileAtomicSync(file);
+  const fd = out.fd;
   try {
     const pre = Buffer.alloc(12);
     pre.write(MAGIC, 0, 'latin1');
@@ -44,11 +44,11 @@ export function writeCheckpoint(file: string, meta: unknown, arrays: Record<stri
       const p = Math.ceil(a.byteLength / 8) * 8 - a.byteLength;
       if (p) fs.writeSync(fd, Buffer.alloc(p));
     }
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
+  } catch (e) {
+    out.abort();
+    throw e;
   }
-  fs.renameSync(tmp, file);
+  out.commit();
 }
 
 export function readCheckpoint(file: string): { meta: any; arrays: Record<string, Arr> } | null {
