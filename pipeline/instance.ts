@@ -11,14 +11,13 @@ import * as path from 'node:path';
 import { ENGINE_TABLES, type RunStore } from './db.ts';
 import { CorruptRemoteObject } from './errors.ts';
 import { type FingerprintComponents, fingerprintOf } from './fingerprint.ts';
-import { declaredKeys, hiddenKeys, type Instance } from './graph.ts';
-import { componentsFor, type InstanceResult, type InstanceStatus, type Plan, reasonToRun, type RunOptions } from './plan.ts';
+import type { Instance } from './graph.ts';
+import { componentsFor, type InstanceResult, type InstanceStatus, type Plan, reasonToRun, type RunOptions, startMessageFor } from './plan.ts';
 import type { Reporter } from './progress.ts';
 import type { ChildMessage, StartMessage } from './protocol.ts';
 import type { RemoteCache } from './remote.ts';
 import { spawnStage } from './spawn.ts';
 import { contentHashOf, linkResult, type Manifest, type Store } from './store.ts';
-import type { UpstreamInstance } from './types.ts';
 import { formatSeconds } from './util.ts';
 
 export interface NodeState {
@@ -167,40 +166,11 @@ async function openAttempt(ctx: RunContext, node: NodeState): Promise<Attempt> {
 
 /** The child protocol's `start` message: the stage, its params, its inputs' folders, where to write. */
 function startMessage(ctx: RunContext, attempt: Attempt): { start: StartMessage; inputFingerprints: Record<string, string> } {
-  const { plan, store } = ctx;
-  const { inst } = attempt.node;
-  const inputs: Record<string, string> = {};
-  const inputFingerprints: Record<string, string> = {};
-  const inputsAll: Record<string, UpstreamInstance[]> = {};
-  for (const edge of inst.inputs) {
-    const ups = edge.from.map((l) => {
-      const n = ctx.nodes.get(l)!;
-      inputFingerprints[l] = n.fingerprint!;
-      return { instance: n.inst.instance, dir: store.outDir(n.fingerprint!), fingerprint: n.fingerprint! };
-    });
-    if (edge.all) inputsAll[edge.name] = ups;
-    else inputs[edge.name] = ups[0].dir;
-  }
-  const start: StartMessage = {
-    type: 'start',
-    stage: inst.stage.name,
-    label: inst.id,
-    modulePath: plan.code.get(inst.stage.name)!.module,
-    stagesModule: plan.paths.stagesModule,
-    params: plan.params,
-    declared: declaredKeys(inst.stage, inst.instance),
-    hidden: hiddenKeys(inst.stage, inst.instance),
-    instance: inst.instance,
-    inputs,
-    inputsAll,
-    outDir: attempt.tmp.out,
-    scratchDir: attempt.scratchDir,
-    env: Object.fromEntries((inst.stage.env ?? []).map((f) => [f, plan.env[f]])),
-    outputs: inst.stage.outputs,
-    resultsDb: ctx.db.dbPath,
-    cpus: attempt.node.cpus,
+  const upstream = (l: string) => {
+    const n = ctx.nodes.get(l)!;
+    return { instance: n.inst.instance, fingerprint: n.fingerprint! };
   };
-  return { start, inputFingerprints };
+  return startMessageFor(ctx.plan, attempt.node.inst, upstream, { store: ctx.store, outDir: attempt.tmp.out, scratchDir: attempt.scratchDir, resultsDb: ctx.db.dbPath, cpus: attempt.node.cpus });
 }
 
 /** Handle one message of the stage: log lines, progress, metrics and tables into the run store. */

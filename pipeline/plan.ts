@@ -6,13 +6,14 @@ import * as path from 'node:path';
 import { type CodeGraph, loadCodeGraph, localClosure, packageVersions } from './closure.ts';
 import { UsageError } from './errors.ts';
 import { explainChange, ENGINE_FINGERPRINT_VERSION, type FingerprintComponents, fingerprintOf, type InputFingerprint } from './fingerprint.ts';
-import { buildInstances, declaredKeys, type Instance, matchTargets, matrixKeys, withDependencies } from './graph.ts';
+import { buildInstances, declaredKeys, hiddenKeys, type Instance, matchTargets, matrixKeys, withDependencies } from './graph.ts';
 import { applyOverrides, declaredValues, type Override, parseOverride, readParamsFile, readSchema, validateParams } from './params.ts';
 import { checkStageDefs, importProject, type PathOptions, type ProjectPaths, projectPaths, stageModules, validateProject } from './project.ts';
 import type { Executor } from './executor.ts';
 import type { RemoteCache } from './remote.ts';
 import { Store } from './store.ts';
-import type { InstanceKey, Project } from './types.ts';
+import type { StartMessage } from './protocol.ts';
+import type { InstanceKey, Project, UpstreamInstance } from './types.ts';
 
 export interface RunOptions extends PathOptions {
   /** Stage names or label filters (`sae`, `sae[k=32]`); empty: every stage. */
@@ -117,6 +118,51 @@ export async function planPipeline(opts: RunOptions): Promise<Plan> {
     });
   }
   return { paths, params, overrides, project, instances, selected, forced, env, code };
+}
+
+/**
+ * The start message of one instance (the child protocol): the same for a local child and a worker.
+ * `upstream(label)` gives an input instance's matrix values and fingerprint; its directory is the
+ * store's entry for that fingerprint.
+ */
+export function startMessageFor(
+  plan: Plan,
+  inst: Instance,
+  upstream: (label: string) => { instance: InstanceKey; fingerprint: string },
+  where: { store: Store; outDir: string; scratchDir: string; resultsDb?: string; cpus?: number },
+): { start: StartMessage; inputFingerprints: Record<string, string> } {
+  const inputs: Record<string, string> = {};
+  const inputFingerprints: Record<string, string> = {};
+  const inputsAll: Record<string, UpstreamInstance[]> = {};
+  for (const edge of inst.inputs) {
+    const ups = edge.from.map((l) => {
+      const u = upstream(l);
+      inputFingerprints[l] = u.fingerprint;
+      return { instance: u.instance, dir: where.store.outDir(u.fingerprint), fingerprint: u.fingerprint };
+    });
+    if (edge.all) inputsAll[edge.name] = ups;
+    else inputs[edge.name] = ups[0].dir;
+  }
+  const start: StartMessage = {
+    type: 'start',
+    stage: inst.stage.name,
+    label: inst.id,
+    modulePath: plan.code.get(inst.stage.name)!.module,
+    stagesModule: plan.paths.stagesModule,
+    params: plan.params,
+    declared: declaredKeys(inst.stage, inst.instance),
+    hidden: hiddenKeys(inst.stage, inst.instance),
+    instance: inst.instance,
+    inputs,
+    inputsAll,
+    outDir: where.outDir,
+    scratchDir: where.scratchDir,
+    env: Object.fromEntries((inst.stage.env ?? []).map((f) => [f, plan.env[f]])),
+    outputs: inst.stage.outputs,
+    ...(where.resultsDb !== undefined ? { resultsDb: where.resultsDb } : {}),
+    ...(where.cpus !== undefined ? { cpus: where.cpus } : {}),
+  };
+  return { start, inputFingerprints };
 }
 
 export function componentsFor(plan: Plan, inst: Instance, inputContent: (label: string) => string): FingerprintComponents {

@@ -19,7 +19,7 @@ import { killStages } from './spawn.ts';
 import { Store } from './store.ts';
 import { formatSeconds } from './util.ts';
 
-export { componentsFor, dryRun, formatDryRun, planPipeline } from './plan.ts';
+export { componentsFor, dryRun, formatDryRun, planPipeline, startMessageFor } from './plan.ts';
 export type { InstanceResult, InstanceStatus, Plan, RunOptions } from './plan.ts';
 
 export interface RunSummary {

@@ -12,14 +12,12 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { type Job, UnrecoverableError, Worker } from 'bullmq';
 import { explainChange, fingerprintOf } from './fingerprint.ts';
-import { declaredKeys, hiddenKeys } from './graph.ts';
-import type { ChildMessage, StartMessage } from './protocol.ts';
+import type { ChildMessage } from './protocol.ts';
 import { type RelayedMessage, type StageJobData, type StageJobResult, parseRedisUrl, queueName, redactUrl, validateJobData } from './queue.ts';
 import type { RemoteCache } from './remote.ts';
-import { componentsFor, planPipeline } from './runner.ts';
+import { componentsFor, planPipeline, startMessageFor } from './runner.ts';
 import { killStages, spawnStage } from './spawn.ts';
 import { contentHashOf, type Manifest, Store } from './store.ts';
-import type { UpstreamInstance } from './types.ts';
 
 export interface WorkerOptions {
   root?: string;
@@ -90,36 +88,10 @@ export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
       const tmp = await store.makeTmp();
       const scratchDir = store.scratchDir(fp);
       await fs.mkdir(scratchDir, { recursive: true });
-      const inputs: Record<string, string> = {};
-      const inputsAll: Record<string, UpstreamInstance[]> = {};
-      for (const edge of inst!.inputs) {
-        const ups = edge.from.map((l) => {
-          const ufp = data.inputs[l];
-          const up = plan.instances.find((i) => i.id === l)!;
-          return { instance: up.instance, dir: store.outDir(ufp), fingerprint: ufp };
-        });
-        if (edge.all) inputsAll[edge.name] = ups;
-        else inputs[edge.name] = ups[0].dir;
-      }
-      const start: StartMessage = {
-        type: 'start',
-        stage: inst!.stage.name,
-        label: inst!.id,
-        modulePath: plan.code.get(inst!.stage.name)!.module,
-        stagesModule: plan.paths.stagesModule,
-        params: plan.params,
-        declared: declaredKeys(inst!.stage, inst!.instance),
-        hidden: hiddenKeys(inst!.stage, inst!.instance),
-        instance: inst!.instance,
-        inputs,
-        inputsAll,
-        outDir: tmp.out,
-        scratchDir,
-        env: Object.fromEntries((inst!.stage.env ?? []).map((f) => [f, plan.env[f]])),
-        outputs: inst!.stage.outputs,
-        // this machine's cores, shared by the jobs the worker runs at once
-        cpus: Math.max(1, Math.floor(availableParallelism() / (opts.concurrency ?? 1))),
-      };
+      const upstream = (l: string) => ({ instance: plan.instances.find((i) => i.id === l)!.instance, fingerprint: data.inputs[l] });
+      // this machine's cores, shared by the jobs the worker runs at once
+      const cpus = Math.max(1, Math.floor(availableParallelism() / (opts.concurrency ?? 1)));
+      const { start } = startMessageFor(plan, inst!, upstream, { store, outDir: tmp.out, scratchDir, cpus });
       await fs.mkdir(logsDir, { recursive: true });
       const logStream = createWriteStream(path.join(logsDir, `${fp.slice(0, 16)}.log`));
       let seq = 0;
