@@ -26,7 +26,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { writeFileAtomicSync } from '../shared/atomic.ts';
+import { writeFileAtomicSync } from '../base/atomic.ts';
 import { deriveSeed, mulberry32 } from './util/random.ts';
 
 export type ShardDtype = 'float32' | 'float16';

@@ -7,7 +7,7 @@
  * We write F32 only and read F32, F16 and BF16 (converted to F32). Errors name the tensor and file.
  */
 import fs from 'node:fs';
-import { writeFileAtomicSync } from '../shared/atomic.ts';
+import { writeFileAtomicSync } from '../base/atomic.ts';
 
 export type SafetensorsDtype = 'F32' | 'F16' | 'BF16' | 'F64' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
 

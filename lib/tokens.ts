@@ -10,7 +10,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { type AtomicFileSync, openFileAtomicSync, writeFileAtomicSync } from '../shared/atomic.ts';
+import { type AtomicFileSync, openFileAtomicSync, writeFileAtomicSync } from '../base/atomic.ts';
 import type { Doc } from './corpus.ts';
 import type { Tokenizer, TokenizerKind } from './tokenizer/types.ts';
 
@@ -33,7 +33,7 @@ const CHUNK_IDS = 1 << 16;
 
 /**
  * Streams ids to a file through a fixed 256 KiB buffer. Checks every id against the vocabulary.
- * Writes to a temporary file renamed into place on close() (shared/atomic.ts), so a crash never
+ * Writes to a temporary file renamed into place on close() (base/atomic.ts), so a crash never
  * leaves a partial stream.
  */
 export class TokenStreamWriter {

@@ -8,7 +8,7 @@ import { builtinModules } from 'node:module';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { type FileStat, fileStat, readJson, sameStat, sha256File } from './util.ts';
-import { writeFileAtomic } from '../shared/atomic.ts';
+import { writeFileAtomic } from '../base/atomic.ts';
 
 export interface CodeFile {
   /** Local modules this file imports (paths relative to the project root). */

@@ -9,7 +9,7 @@ import { createRequire } from 'node:module';
 import * as path from 'node:path';
 import type { ErrorObject, ValidateFunction } from 'ajv';
 import YAML from 'yaml';
-import { writeFileAtomicSync } from '../shared/atomic.ts';
+import { writeFileAtomicSync } from '../base/atomic.ts';
 import { ParamsError } from './errors.ts';
 import { getPath, showValue } from './util.ts';
 

@@ -8,7 +8,7 @@
  */
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import { symlinkAtomic } from '../shared/atomic.ts';
+import { symlinkAtomic } from '../base/atomic.ts';
 import type { InstanceResult, Plan } from './plan.ts';
 import { type ResultEntry, type Store, switchResults } from './store.ts';
 import type { Project } from './types.ts';

@@ -15,7 +15,7 @@ import type { FingerprintComponents } from './fingerprint.ts';
 import { instanceDirName } from './graph.ts';
 import type { InstanceKey } from './types.ts';
 import { type FileStat, exists, fileStat, listFiles, readJson, sameStat, sha256, sha256File } from './util.ts';
-import { symlinkAtomic, writeFileAtomic } from '../shared/atomic.ts';
+import { symlinkAtomic, writeFileAtomic } from '../base/atomic.ts';
 
 export interface FileEntry {
   sha256: string;

@@ -94,8 +94,8 @@ export async function readJson<T>(file: string): Promise<T | undefined> {
   }
 }
 
-/** Write a file so readers never see it half-written: see shared/atomic.ts. */
-export { writeFileAtomic } from '../shared/atomic.ts';
+/** Write a file so readers never see it half-written: see base/atomic.ts. */
+export { writeFileAtomic } from '../base/atomic.ts';
 
 /** Short text for a value in messages: JSON, cut if long. */
 export function showValue(value: unknown, max = 80): string {

@@ -90,7 +90,7 @@ describe('validateParams (stages/validate.ts)', () => {
 
   it('the CLI stops before anything runs: exit 2, one line per problem, no stack trace, nothing written', () => {
     const dir = path.join(tmp, 'project');
-    for (const f of ['shared', 'pipeline', 'lib', 'stages', 'params.yaml', 'params.schema.json', 'package.json', 'tsconfig.json']) {
+    for (const f of ['base', 'pipeline', 'lib', 'stages', 'params.yaml', 'params.schema.json', 'package.json', 'tsconfig.json']) {
       fs.cpSync(path.join(ROOT, f), path.join(dir, f), { recursive: true });
     }
     fs.symlinkSync(path.join(ROOT, 'node_modules'), path.join(dir, 'node_modules'));

@@ -10,7 +10,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { decodeSafetensors, parseSafetensorsHeader, writeSafetensors, type TensorF32 } from '../safetensors.ts';
-import { writeFileAtomicSync } from '../../shared/atomic.ts';
+import { writeFileAtomicSync } from '../../base/atomic.ts';
 import { GPT2, gpt2ParamShapes, validateConfig } from './gpt2.ts';
 import type { GPT2Config } from './types.ts';
 

@@ -5,7 +5,7 @@
  * callbacks, and checkpoint/resume (model + optimizer moments + step; the batch sampler is
  * counter-based, so its PRNG state is (seed, step) and a resumed run sees the same batches).
  */
-import { writeFileAtomicSync } from '../../shared/atomic.ts';
+import { writeFileAtomicSync } from '../../base/atomic.ts';
 import fs from 'node:fs';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';

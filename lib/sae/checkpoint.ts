@@ -4,7 +4,7 @@
  * Layout: 'GSAECKP1' | u32 header bytes | JSON header | zero padding to 8 | array data.
  * Header: {meta, arrays: [{name, dtype, offset, length}]} (offsets relative to the data start).
  */
-import { openFileAtomicSync } from '../../shared/atomic.ts';
+import { openFileAtomicSync } from '../../base/atomic.ts';
 import fs from 'node:fs';
 import path from 'node:path';
 

@@ -15,7 +15,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { writeFileAtomicSync } from '../../shared/atomic.ts';
+import { writeFileAtomicSync } from '../../base/atomic.ts';
 import { readSafetensors, writeSafetensors } from '../safetensors.ts';
 import type { TrainSaeResult } from './train.ts';
 import type { SaeArch, SaeWeights } from './types.ts';

@@ -6,7 +6,7 @@
  * Both encode with the same cached byte-level BPE engine (bpe.ts).
  */
 import fs from 'node:fs';
-import { writeFileAtomicSync } from '../../shared/atomic.ts';
+import { writeFileAtomicSync } from '../../base/atomic.ts';
 import { BpeTokenizer } from './bpe.ts';
 import { GPT2_VOCAB_SIZE, gpt2Tokenizer } from './gpt2.ts';
 import { parseTokenizerJson } from './hf.ts';

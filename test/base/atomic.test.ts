@@ -1,9 +1,9 @@
-/** shared/atomic.ts: a file appears complete at its path on commit, never half-written. */
+/** base/atomic.ts: a file appears complete at its path on commit, never half-written. */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { openFileAtomicSync, symlinkAtomic, writeFileAtomicSync } from '../../shared/atomic.ts';
+import { openFileAtomicSync, symlinkAtomic, writeFileAtomicSync } from '../../base/atomic.ts';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'atomic-'));
 
