@@ -5,6 +5,7 @@
  * x alone (what TopK SAEs train on). Shards are written as
  * they go (lib/activations.ts) and an interrupted collection resumes after its last complete shard.
  */
+import { windowsAt } from './windows.ts';
 import fs from 'node:fs';
 import type { HookedLM, HookName } from './model/types.ts';
 import { ShardWriter, type ShardDtype, type ShardManifest } from './activations.ts';
@@ -70,8 +71,7 @@ export async function collectActivations(model: HookedLM, tokens: TokenArray, di
   let lossCount = 0;
   for (let w0 = resumedRows / T; w0 < nWin && !writer.finished; w0 += opts.batch) {
     const b = Math.min(opts.batch, nWin - w0);
-    const buf = new Int32Array(b * (T + 1));
-    for (let i = 0; i < b; i++) buf.set(tokens.subarray(starts[w0 + i], starts[w0 + i] + T + 1), i * (T + 1));
+    const buf = windowsAt(tokens, starts.slice(w0, w0 + b), T);
     if (opts.gradients === false) {
       writer.append(model.activations ? model.activations(buf, b, T, opts.hook) : model.activationAndGrad(buf, b, T, opts.hook).x, null);
     } else {

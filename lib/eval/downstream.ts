@@ -25,6 +25,7 @@
  * (`baselines`, computed once per split by `ablationBaselines`). Otherwise they are computed here;
  * the mean activation is then the mean of x over the same held-out positions (a second sweep).
  */
+import { splitWindows } from '../windows.ts';
 import * as tf from '@tensorflow/tfjs';
 import { type NamedArrays, readArrays, writeArrays } from '../util/arrays.ts';
 import type { HookFn, HookedLM, HookName, Hooks } from '../model/types.ts';
@@ -121,28 +122,7 @@ function givenWindows(windows: Int32Array, seqLen: number): { nSeq: number; wind
   return { nSeq: windows.length / w, windows };
 }
 
-/** Windows s0 .. s0 + nb − 1 split into model inputs (first seqLen tokens) and next-token targets (last seqLen). */
-export function splitWindows(windows: Int32Array, s0: number, nb: number, seqLen: number): { inputs: Int32Array; targets: Int32Array } {
-  const inputs = new Int32Array(nb * seqLen);
-  const targets = new Int32Array(nb * seqLen);
-  for (let b = 0; b < nb; b++) {
-    const o = (s0 + b) * (seqLen + 1);
-    inputs.set(windows.subarray(o, o + seqLen), b * seqLen);
-    targets.set(windows.subarray(o + 1, o + seqLen + 1), b * seqLen);
-  }
-  return { inputs, targets };
-}
-
-/** Windows of seqLen + 1 tokens starting at `starts`, back to back (Int32). */
-export function windowsAt(tokens: TokenArray, starts: number[], seqLen: number): Int32Array {
-  const w = seqLen + 1;
-  const out = new Int32Array(starts.length * w);
-  starts.forEach((s, j) => {
-    if (s < 0 || s + w > tokens.length) throw new Error(`downstream: window at ${s} runs past the stream (${tokens.length} tokens)`);
-    for (let t = 0; t < w; t++) out[j * w + t] = tokens[s + t];
-  });
-  return out;
-}
+export { splitWindows, windowsAt } from '../windows.ts';
 
 /**
  * CE per position under zero ablation (x → 0) and mean ablation (x → meanActivation) at `hook`

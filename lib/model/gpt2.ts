@@ -12,6 +12,7 @@
  * the backward pass is written out by hand, so no tf.grad, no gather gradient (the embedding
  * gradient is a scatter-add in TypeScript) and no parameter gradients when they are not wanted.
  */
+import { splitWindows } from '../windows.ts';
 import * as tf from '@tensorflow/tfjs';
 import { mulberry32, randn } from '../util/random.ts';
 import type { TokenArray } from '../tokens.ts';
@@ -800,15 +801,7 @@ export class GPT2 implements HookedLM {
     if (tokens.length !== B * (T + 1)) {
       throw new Error(`expected batch*(seqLen+1) = ${B * (T + 1)} tokens, got ${tokens.length}`);
     }
-    const inputs = new Int32Array(B * T);
-    const targets = new Int32Array(B * T);
-    for (let b = 0; b < B; b++) {
-      for (let t = 0; t < T; t++) {
-        inputs[b * T + t] = tokens[b * (T + 1) + t];
-        targets[b * T + t] = tokens[b * (T + 1) + t + 1];
-      }
-    }
-    return { inputs, targets };
+    return splitWindows(tokens, 0, B, T);
   }
 
   // ---------------------------------------------------------------- public API

@@ -5,6 +5,7 @@
  * callbacks, and checkpoint/resume (model + optimizer moments + step; the batch sampler is
  * counter-based, so its PRNG state is (seed, step) and a resumed run sees the same batches).
  */
+import { windowsAt } from '../windows.ts';
 import { writeFileAtomicSync } from '../../base/atomic.ts';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -123,11 +124,7 @@ export function evaluateLoss(
   let count = 0;
   for (let w0 = 0; w0 < W; w0 += B) {
     const b = Math.min(B, W - w0);
-    const buf = new Int32Array(b * (T + 1));
-    for (let i = 0; i < b; i++) {
-      const start = (w0 + i) * T;
-      for (let t = 0; t <= T; t++) buf[i * (T + 1) + t] = tokens[start + t];
-    }
+    const buf = windowsAt(tokens, Array.from({ length: b }, (_, i) => (w0 + i) * T), T);
     const l = model.lossPerToken(buf, b, T);
     for (let i = 0; i < l.length; i++) sum += l[i];
     count += l.length;
@@ -140,12 +137,7 @@ export function sampleBatch(tokens: TokenArray, batchSize: number, seqLen: numbe
   const span = tokens.length - (seqLen + 1);
   if (span < 0) throw new Error(`train: the token stream (${tokens.length}) is shorter than one window (${seqLen + 1})`);
   const u = mulberry32(deriveSeed(seed, `batch:${step}`));
-  const out = new Int32Array(batchSize * (seqLen + 1));
-  for (let b = 0; b < batchSize; b++) {
-    const s = Math.floor(u() * (span + 1));
-    for (let t = 0; t <= seqLen; t++) out[b * (seqLen + 1) + t] = tokens[s + t];
-  }
-  return out;
+  return windowsAt(tokens, Array.from({ length: batchSize }, () => Math.floor(u() * (span + 1))), seqLen);
 }
 
 /** Learning rate at `step` (0-based): linear warmup to lr, then cosine decay to lr * minLrRatio. */
