@@ -268,36 +268,53 @@ class SteeredPasses {
     this.forwardTokens += ctx.shape[0] * this.st.T;
     return this.model.logits(ctx);
   }
+
+  /**
+   * Every batch of at most Bc contexts of `starts`, and in it every α and latent group: `fn` sees
+   * the steered logits lS and the clean ones lC (both freed after it). `progress` after each batch.
+   */
+  sweep(
+    starts: number[],
+    what: string,
+    progress: (label: string) => void,
+    fn: (c0: number, nb: number, a: number, gi: number, lats: number[], lS: tf.Tensor, lC: tf.Tensor) => void,
+  ): void {
+    const { Bc, alphas } = this.st;
+    for (let c0 = 0; c0 < starts.length; c0 += Bc) {
+      const batchStarts = starts.slice(c0, c0 + Bc);
+      const ctx = this.contexts(batchStarts);
+      const lC = this.clean(ctx);
+      try {
+        alphas.forEach((alpha, a) => {
+          for (const [gi, lats] of this.groups.entries()) {
+            const lS = this.steered(ctx, alpha, lats);
+            try {
+              fn(c0, batchStarts.length, a, gi, lats, lS, lC);
+            } finally {
+              lS.dispose();
+            }
+          }
+        });
+      } finally {
+        tf.dispose([ctx, lC]);
+      }
+      progress(`${what} ${Math.min(c0 + Bc, starts.length)}/${starts.length} contexts`);
+    }
+  }
 }
 
 /** Calibration: per (α, latent) the sum over calibration positions of log p_steered(v) − log p_clean(v). */
 function calibrationRise(st: SteeringSetup, passes: SteeredPasses, scorer: ReturnType<typeof steeringScorer>, progress: (label: string) => void): Float64Array[] {
-  const { V, T, Bc, L, alphas, calStarts } = st;
+  const { V, T, L, alphas, calStarts } = st;
   const S = st.latents.length;
-  const nCal = calStarts.length;
   const calRise = Array.from({ length: alphas.length * S }, () => new Float64Array(V));
-  for (let c0 = 0; c0 < nCal; c0 += Bc) {
-    const batchStarts = calStarts.slice(c0, c0 + Bc);
-    const nb = batchStarts.length;
-    const ctx = passes.contexts(batchStarts);
-    const lC = passes.clean(ctx);
-    try {
-      alphas.forEach((alpha, a) => {
-        for (const [gi, lats] of passes.groups.entries()) {
-          const lS = passes.steered(ctx, alpha, lats);
-          const sums = scorer.riseSums(lS, lC, lats.length, nb * T);
-          lS.dispose();
-          lats.forEach((_, l) => {
-            const acc = calRise[a * S + gi * L + l];
-            for (let v = 0; v < V; v++) acc[v] += sums[l * V + v];
-          });
-        }
-      });
-    } finally {
-      tf.dispose([ctx, lC]);
-    }
-    progress(`calibration ${Math.min(c0 + Bc, nCal)}/${nCal} contexts`);
-  }
+  passes.sweep(calStarts, 'calibration', progress, (_c0, nb, a, gi, lats, lS, lC) => {
+    const sums = scorer.riseSums(lS, lC, lats.length, nb * T);
+    lats.forEach((_, l) => {
+      const acc = calRise[a * S + gi * L + l];
+      for (let v = 0; v < V; v++) acc[v] += sums[l * V + v];
+    });
+  });
   return calRise;
 }
 
@@ -315,7 +332,7 @@ function evaluationSums(
   targets: Record<SteeringRule, number[][]>,
   progress: (label: string) => void,
 ): EvaluationSums {
-  const { T, Bc, L, alphas, evalStarts } = st;
+  const { T, L, alphas, evalStarts } = st;
   const S = st.latents.length;
   const nEval = evalStarts.length;
   const cells = alphas.length * S * nEval;
@@ -324,39 +341,25 @@ function evaluationSums(
     rise: { calibration: new Float64Array(cells), logit_lens: new Float64Array(cells) },
     kl: new Float64Array(cells),
   };
-  for (let c0 = 0; c0 < nEval; c0 += Bc) {
-    const batchStarts = evalStarts.slice(c0, c0 + Bc);
-    const per = batchStarts.length * T;
-    const ctx = passes.contexts(batchStarts);
-    const lC = passes.clean(ctx);
-    try {
-      alphas.forEach((alpha, a) => {
-        for (const [gi, lats] of passes.groups.entries()) {
-          const lS = passes.steered(ctx, alpha, lats);
-          const idx = lats.map((_, l) => gi * L + l);
-          const sc = scorer.rows(lS, lC, idx.map((s) => targets.calibration[a * S + s]), idx.map((s) => targets.logit_lens[s]), lats.length, per);
-          lS.dispose();
-          idx.forEach((s, l) => {
-            const j = a * S + s;
-            for (let p = 0; p < per; p++) {
-              const cell = j * nEval + c0 + Math.floor(p / T);
-              const i = l * per + p;
-              out.kl[cell] += sc.kl[i]; // KL(p_steered ‖ p_clean)
-              const dCal = sc.calS[i] - sc.calC[i];
-              out.effect.calibration[cell] += dCal;
-              if (dCal > 0) out.rise.calibration[cell] += 1;
-              const dLens = Math.exp(sc.lensS[i]) - Math.exp(sc.lensC[i]);
-              out.effect.logit_lens[cell] += dLens;
-              if (dLens > 0) out.rise.logit_lens[cell] += 1;
-            }
-          });
-        }
-      });
-    } finally {
-      tf.dispose([ctx, lC]);
-    }
-    progress(`evaluation ${Math.min(c0 + Bc, nEval)}/${nEval} contexts`);
-  }
+  passes.sweep(evalStarts, 'evaluation', progress, (c0, nb, a, gi, lats, lS, lC) => {
+    const per = nb * T;
+    const idx = lats.map((_, l) => gi * L + l);
+    const sc = scorer.rows(lS, lC, idx.map((s) => targets.calibration[a * S + s]), idx.map((s) => targets.logit_lens[s]), lats.length, per);
+    idx.forEach((s, l) => {
+      const j = a * S + s;
+      for (let p = 0; p < per; p++) {
+        const cell = j * nEval + c0 + Math.floor(p / T);
+        const i = l * per + p;
+        out.kl[cell] += sc.kl[i]; // KL(p_steered ‖ p_clean)
+        const dCal = sc.calS[i] - sc.calC[i];
+        out.effect.calibration[cell] += dCal;
+        if (dCal > 0) out.rise.calibration[cell] += 1;
+        const dLens = Math.exp(sc.lensS[i]) - Math.exp(sc.lensC[i]);
+        out.effect.logit_lens[cell] += dLens;
+        if (dLens > 0) out.rise.logit_lens[cell] += 1;
+      }
+    });
+  });
   return out;
 }
 
