@@ -6,8 +6,8 @@
  * marks, the no-JS fallback has marks too, and saves a screenshot to test/artifacts/report.png.
  *
  * Fallback: if the sparticuz binary cannot start, /usr/bin/chromium (Debian) is tried; if neither
- * works the tests are skipped with a loud message on a developer's machine, and FAIL in CI
- * (CI=true): there a missing browser is a broken setup, not a reason to pass.
+ * works the tests FAIL, on every machine: the browser comes with `npm ci`, so a missing one is a
+ * broken setup, never a reason to pass or skip.
  */
 import chromiumBinary from '@sparticuz/chromium';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
@@ -28,11 +28,6 @@ let browser: Browser | undefined;
 let page: Page | undefined;
 let launchedWith = '';
 const launchErrors: string[] = [];
-
-/** In CI the browser test must run: a Chromium that cannot start fails it instead of skipping. */
-export function requireBrowser(env: NodeJS.ProcessEnv = process.env): boolean {
-  return env.CI === 'true' || env.CI === '1';
-}
 
 async function launch(): Promise<Browser | undefined> {
   if (process.env.GSAE_TEST_NO_BROWSER === '1') {
@@ -70,16 +65,8 @@ beforeAll(async () => {
   await createSyntheticDb(db);
   report = await buildReport({ dbPath: db, outDir: path.join(tmp, 'report'), latentBrowser: syntheticLatentBrowser() });
   browser = await launch();
-  if (!browser && requireBrowser()) {
-    throw new Error(`report browser test: CI=true and no headless Chromium could be started:\n${launchErrors.map((e) => `  ${e}`).join('\n')}`);
-  }
   if (!browser) {
-    console.error(
-      `\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n` +
-        `!! report browser test SKIPPED: no headless Chromium could be started.\n` +
-        launchErrors.map((e) => `!!   ${e}\n`).join('') +
-        `!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n`,
-    );
+    throw new Error(`report browser test: no headless Chromium could be started (it ships with npm ci):\n${launchErrors.map((e) => `  ${e}`).join('\n')}`);
   }
 });
 
@@ -89,9 +76,8 @@ afterAll(async () => {
 });
 
 describe('report page in headless Chromium', () => {
-  it('loads offline with no console errors; every chart holds an SVG with marks; screenshot saved', async (ctx) => {
-    if (!browser) return ctx.skip();
-    page = await browser.newPage({ viewport: { width: 1300, height: 900 } });
+  it('loads offline with no console errors; every chart holds an SVG with marks; screenshot saved', async () => {
+    page = await browser!.newPage({ viewport: { width: 1300, height: 900 } });
     const errors: string[] = [];
     const external: string[] = [];
     page.on('console', (m) => {
@@ -153,8 +139,8 @@ describe('report page in headless Chromium', () => {
     console.log(`report browser test: ran in ${launchedWith}; screenshot ${shot}`);
   });
 
-  it('without JavaScript, every chart still shows its static SVG with marks', async (ctx) => {
-    if (!browser || !page) return ctx.skip();
+  it('without JavaScript, every chart still shows its static SVG with marks', async () => {
+    if (!page) throw new Error('the first browser test did not open the page');
     // Scripts off via the DevTools protocol (a second context with javaScriptEnabled: false would hang).
     const cdp = await page.context().newCDPSession(page);
     await cdp.send('Emulation.setScriptExecutionDisabled', { value: true });
