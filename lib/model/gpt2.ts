@@ -472,17 +472,18 @@ export class GPT2 implements HookedLM {
     const { dModel: d, layerNormEps: eps } = this.config;
     const N = x.shape[0];
     const pre = `h.${l}.`;
-    const [mean, rstd, h2, u, a, out] = ortOp(
+    const [mean, rstd, h2, u, s, a, out] = ortOp(
       'Mlp',
       `mlp-fwd:${d}:${eps}`,
       () => mlpForwardGraph(d, eps),
       [x, this.p(pre + 'ln_2.weight'), this.p(pre + 'ln_2.bias'), this.p(pre + 'mlp.c_fc.weight'), this.p(pre + 'mlp.c_fc.bias'), this.p(pre + 'mlp.c_proj.weight'), this.p(pre + 'mlp.c_proj.bias')],
-      [[N, 1], [N, 1], [N, d], [N, 4 * d], [N, 4 * d], [N, d]],
+      [[N, 1], [N, 1], [N, d], [N, 4 * d], [N, 4 * d], [N, 4 * d], [N, d]],
     );
     if (cache) {
       cache.h2 = h2 as tf.Tensor2D;
       cache.u = u as tf.Tensor2D;
       cache.a = a as tf.Tensor2D;
+      cache.s = s as tf.Tensor2D;
       Object.assign(cache.ort!, { x2: x, mean2: mean, rstd2: rstd });
     }
     return out as tf.Tensor2D;
@@ -494,7 +495,7 @@ export class GPT2 implements HookedLM {
     const N = dx.shape[0];
     const pre = `h.${l}.`;
     const o = c.ort!;
-    const ins = [dx, this.p(pre + 'mlp.c_proj.weight'), c.u, this.p(pre + 'mlp.c_fc.weight'), o.x2, o.mean2, o.rstd2, this.p(pre + 'ln_2.weight')];
+    const ins = [dx, this.p(pre + 'mlp.c_proj.weight'), c.u, c.s, this.p(pre + 'mlp.c_fc.weight'), o.x2, o.mean2, o.rstd2, this.p(pre + 'ln_2.weight')];
     if (!grads) return ortOp('MlpBackward', `mlp-bwd:${d}:0`, () => mlpBackwardGraph(d, false), ins, [[N, d]])[0] as tf.Tensor2D;
     const outs = ortOp('MlpBackward', `mlp-bwd:${d}:1`, () => mlpBackwardGraph(d, true), [...ins, c.a, c.h2], [[N, d], [4 * d, d], [d], [d, 4 * d], [4 * d], [d], [d]]);
     ['mlp.c_proj.weight', 'mlp.c_proj.bias', 'mlp.c_fc.weight', 'mlp.c_fc.bias', 'ln_2.weight', 'ln_2.bias'].forEach((n, i) => grads.set(pre + n, outs[i + 1]));

@@ -149,7 +149,7 @@ function mlpNodes(g: G, x: string, w: string[], eps: number) {
   const u = g.gemm(h2, w[2], w[3]);
   const { s } = geluSigmoid(g, u);
   const a = g.mul(u, s);
-  return { h2, mean, rstd, u, a, out: g.gemm(a, w[4], w[5]) };
+  return { h2, mean, rstd, u, s, a, out: g.gemm(a, w[4], w[5]) };
 }
 
 /**
@@ -245,23 +245,24 @@ export function attentionBackwardGraph(T: number, H: number, d: number, params: 
 }
 
 /** sigmoid(2c(u + a u³)) as in geluNewParts: ((u · (u² · a + 1)) · 2c). */
-function geluSigmoid(g: G, u: string): { s: string; u2: string } {
+function geluSigmoid(g: G, u: string): { s: string } {
   const u2 = g.mul(u, u);
-  const s = g.o('Sigmoid', [g.mul(g.mul(u, g.add(g.mul(u2, g.f(GELU_A)), g.f(1))), g.f(2 * GELU_C))]);
-  return { s, u2 };
+  return { s: g.o('Sigmoid', [g.mul(g.mul(u, g.add(g.mul(u2, g.f(GELU_A)), g.f(1))), g.f(2 * GELU_C))]) };
 }
 
 /**
  * ln_2 + MLP: inputs x [N,d] (resid_mid), g2, b2 [d], Wfc [d,4d], bfc [4d], Wpr [4d,d], bpr [d] ->
- * mean, rstd [N,1], h2 [N,d], u [N,4d], a [N,4d], out [N,d] (mlp_out).
+ * mean, rstd [N,1], h2 [N,d], u [N,4d], s [N,4d] (gelu_new's sigmoid, kept for the backward), a [N,4d],
+ * out [N,d] (mlp_out).
  */
 export function mlpForwardGraph(d: number, eps: number): GraphSpec {
   const g = new G();
-  const { h2, mean, rstd, u, a, out } = mlpNodes(g, 'x', ['g2', 'b2', 'Wfc', 'bfc', 'Wpr', 'bpr'], eps);
+  const { h2, mean, rstd, u, s, a, out } = mlpNodes(g, 'x', ['g2', 'b2', 'Wfc', 'bfc', 'Wpr', 'bpr'], eps);
   g.out('mean', mean);
   g.out('rstd', rstd);
   g.out('h2', h2);
   g.out('u', u);
+  g.out('s', s);
   g.out('a', a);
   g.out('out', out);
   return g.spec(
@@ -279,6 +280,7 @@ export function mlpForwardGraph(d: number, eps: number): GraphSpec {
       { name: 'rstd', dims: ['N', 1] },
       { name: 'h2', dims: ['N', d] },
       { name: 'u', dims: ['N', 4 * d] },
+      { name: 's', dims: ['N', 4 * d] },
       { name: 'a', dims: ['N', 4 * d] },
       { name: 'out', dims: ['N', d] },
     ],
@@ -303,13 +305,15 @@ export function blockInferenceGraph(T: number, H: number, d: number, eps: number
 }
 
 /**
- * Backward of ln_2 + MLP + the residual: inputs dOut [N,d] (dL/d resid_post), Wpr, u, Wfc, x, mean,
- * rstd, g2 [, a, h2 when params] -> dx [N,d] (dL/d resid_mid) [, dWpr, dbpr, dWfc, dbfc, dg2, db2].
+ * Backward of ln_2 + MLP + the residual: inputs dOut [N,d] (dL/d resid_post), Wpr, u, s (the
+ * forward's gelu sigmoid, bit for bit what recomputing it would give), Wfc, x, mean, rstd, g2
+ * [, a, h2 when params] -> dx [N,d] (dL/d resid_mid) [, dWpr, dbpr, dWfc, dbfc, dg2, db2].
  */
 export function mlpBackwardGraph(d: number, params: boolean): GraphSpec {
   const g = new G();
   const da = g.gemm('dOut', 'Wpr', null, 0, 1);
-  const { s, u2 } = geluSigmoid(g, 'u');
+  const s = 's';
+  const u2 = g.mul('u', 'u');
   const dz = g.mul(g.add(g.mul(u2, g.f(3 * GELU_A)), g.f(1)), g.f(2 * GELU_C));
   const sp = g.mul(s, g.sub(g.f(1), s));
   const du = g.mul(da, g.add(s, g.mul(g.mul('u', sp), dz)));
@@ -320,6 +324,7 @@ export function mlpBackwardGraph(d: number, params: boolean): GraphSpec {
     { name: 'dOut', dims: ['N', d] },
     { name: 'Wpr', dims: [4 * d, d] },
     { name: 'u', dims: ['N', 4 * d] },
+    { name: 's', dims: ['N', 4 * d] },
     { name: 'Wfc', dims: [d, 4 * d] },
     { name: 'x', dims: ['N', d] },
     { name: 'mean', dims: ['N', 1] },
