@@ -19,7 +19,7 @@
  *   normRow(w)                    w /= ‖w‖ (if ‖w‖ > 0)
  *   adam(p, g, mo, vo, n4, b1, b2, step, rsb2, eps)  Adam on n = 4·n4 values (see below)
  */
-import { F32, Fn, I32, V128, assemble, globalSet, type ValType } from './wasmasm.ts';
+import { F32, Fn, I32, V128, assemble, globalSet, type ValType } from '../util/wasmasm.ts';
 
 /** Accumulators for a d-long dot product: 4 lanes × U. */
 function unrollFor(d: number): number {

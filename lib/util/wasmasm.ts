@@ -1,14 +1,15 @@
 /**
- * A tiny WebAssembly binary assembler: just what the SAE's SIMD kernels need (i32/f32 scalar ops,
- * structured control flow, f32x4 SIMD), so the kernels can be generated at run time, specialised
- * for the model width d, with no build step and no dependency. Opcodes follow the WebAssembly
+ * A tiny WebAssembly binary assembler: just what the SAE's SIMD kernels and the LM's AdamW kernel
+ * need (i32/f32 scalar ops, structured control flow, f32x4 and f64x2 SIMD), so the kernels can be
+ * generated at run time, specialised for the model width d, with no build step and no dependency. Opcodes follow the WebAssembly
  * core spec (2.0, with fixed-width SIMD).
  */
 
 export const I32 = 0x7f;
 export const F32 = 0x7d;
+export const F64 = 0x7c;
 export const V128 = 0x7b;
-export type ValType = typeof I32 | typeof F32 | typeof V128;
+export type ValType = typeof I32 | typeof F32 | typeof F64 | typeof V128;
 
 function uleb(n: number): number[] {
   const out: number[] = [];
@@ -219,6 +220,39 @@ export class Fn {
   }
   f32x4Div() {
     return this.simd(0xe7);
+  }
+  // --- f64x2 (two float32 in memory <-> one f64x2)
+  /** v128.load64_zero: 8 bytes into the low half. */
+  v128Load64Zero(offset = 0) {
+    return this.simd(0x5d, 3, ...uleb(offset));
+  }
+  /** v128.store64_lane: the low 8 bytes (lane 0). */
+  v128Store64Lane0(offset = 0) {
+    return this.simd(0x5b, 3, ...uleb(offset), 0);
+  }
+  f64x2PromoteLowF32x4() {
+    return this.simd(0x5f);
+  }
+  f32x4DemoteF64x2Zero() {
+    return this.simd(0x5e);
+  }
+  f64x2Splat() {
+    return this.simd(0x14);
+  }
+  f64x2Sqrt() {
+    return this.simd(0xef);
+  }
+  f64x2Add() {
+    return this.simd(0xf0);
+  }
+  f64x2Sub() {
+    return this.simd(0xf1);
+  }
+  f64x2Mul() {
+    return this.simd(0xf2);
+  }
+  f64x2Div() {
+    return this.simd(0xf3);
   }
 }
 
