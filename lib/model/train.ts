@@ -17,6 +17,7 @@ import { DataParallel } from './parallel.ts';
 import { AdamWKernel, adamwRange } from './adamw.ts';
 import { ortEnabled } from '../backend.ts';
 import { ortThreads, setOrtThreads } from '../native/ort.ts';
+import { readF32 } from '../native/tfort.ts';
 import type { TrainCallbacks } from '../util/progress.ts';
 import type { TokenArray } from '../tokens.ts';
 
@@ -201,7 +202,7 @@ export class AdamW {
   step(model: GPT2, grads: Map<string, tf.Tensor>, lr: number, clip: number): number {
     let off = 0;
     this.names.forEach((n, i) => {
-      this.g.set(grads.get(n)!.dataSync() as Float32Array, off);
+      this.g.set(readF32(grads.get(n)!), off);
       off += this.sizes[i];
     });
     for (const x of grads.values()) x.dispose();
@@ -230,7 +231,8 @@ export class AdamW {
     let off = 0;
     for (let k = 0; k < this.names.length; k++) {
       const n = this.names[k];
-      const p = model.param(n).dataSync() as Float32Array;
+      // a view on the wasm heap: read before this parameter's new tensor is allocated
+      const p = readF32(model.param(n));
       const s = { scale, beta1, beta2, bc1, bc2, eps, lr, wd: this.decay[k] ? weightDecay : 0 };
       let out: Float32Array;
       if (this.kernel) {

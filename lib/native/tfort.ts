@@ -45,6 +45,18 @@ function ensureKernel(family: string): string {
 }
 
 /**
+ * The float32 values of a tensor without a copy: a view on the wasm heap (valid until the next tfjs
+ * allocation, which may grow the heap; read it at once), or the dataSync copy on other backends.
+ */
+export function readF32(t: tf.Tensor): Float32Array {
+  const be = tf.backend() as unknown as Partial<WasmBackendLike>;
+  if (tf.getBackend() === 'wasm' && t.dtype === 'float32' && typeof be.typedArrayFromHeap === 'function') {
+    return be.typedArrayFromHeap(t as unknown as tf.TensorInfo) as Float32Array;
+  }
+  return t.dataSync() as Float32Array;
+}
+
+/**
  * Run graph `key` (built by `build` on first use) on float32 tensors; returns tensors of the
  * given output shapes. wasm backend only.
  */
