@@ -86,7 +86,8 @@ const stage = defineStage<Params>()({
         gradientMode: split === 'test' ? 'both' : 'gradient',
         onProgress: progress,
       });
-      return { res, changeRate: selectionChangeRate(sae, h.x, h.g) };
+      // the change rate comes with the passes when they start from the stored activations
+      return { res, changeRate: res.changeRate ?? selectionChangeRate(sae, h.x, h.g) };
     };
 
     // ---- test split: every metric, with bootstrap CIs over held-out sequences

@@ -31,7 +31,7 @@ import { type NamedArrays, readArrays, writeArrays } from '../util/arrays.ts';
 import type { HookFn, HookedLM, HookName, Hooks } from '../model/types.ts';
 import type { SaeWeights } from '../sae/types.ts';
 import type { TokenArray } from '../tokens.ts';
-import { type EncodeObservation, SaeInference, meanAblationHook, zeroAblationHook } from './saeHook.ts';
+import { type EncodeObservation, type ReconstructionOf, SaeInference, meanAblationHook, zeroAblationHook } from './saeHook.ts';
 import { logSumExpRows, rowKlFrom, rowKlTo, rowLogSumExp, softmaxRows } from './logits.ts';
 import { bootstrapDiffCI, bootstrapMeanCI, bootstrapRatioCI, type BootstrapOptions, wilsonInterval } from './stats.ts';
 import { type DeadFracMetric, type DownstreamMetric, type VariantSuffix, variantMetric } from './metricNames.ts';
@@ -91,6 +91,12 @@ export interface DownstreamResult {
   firesPerLatent: Float64Array;
   firesPerLatentGradfree: Float64Array | null;
   meanActivation: Float32Array;
+  /**
+   * g-SAE with gradient selection, passes started from the stored activations: the selection change
+   * rate on these positions (the definition of selectionChangeRate in lib/sae/infer.ts), from the same
+   * encodes as the spliced passes. null otherwise (the caller computes it if it wants it).
+   */
+  changeRate: number | null;
   cost: { seconds: number; positionsPerSecond: number; forwardTokens: number; forwardTokensPerSecond: number };
 }
 
@@ -280,6 +286,9 @@ interface DownstreamRun {
   statsGF: SaeStats | null;
   pt: PerToken;
   forwardTokens: number;
+  /** Selected latents of the gradient selection not in the plain TopK selection, and rows counted. */
+  changed: number;
+  rateRows: number;
 }
 
 /** One batch of held-out sequences. */
@@ -333,6 +342,8 @@ function startRun(model: HookedLM, tokens: TokenArray, opts: DownstreamOptions):
     statsGF: alsoGradfree ? new SaeStats(N, w.d, w.m) : null,
     pt,
     forwardTokens: 0,
+    changed: 0,
+    rateRows: 0,
   };
 }
 
@@ -354,12 +365,73 @@ function openBatch(run: DownstreamRun, s0: number, nb: number): Batch {
   return { s0, nb, n, off, inp: tf.tensor2d(inputs, [nb, seqLen], 'int32'), targets, g };
 }
 
-/** The spliced hooks of a batch: primary (gradient or TopK selection) and, for 'both', gradient-free. */
-function splicedHooks(run: DownstreamRun, b: Batch): { hooks: Hooks; ce: string; kl: string }[] {
+/**
+ * The spliced hooks of a batch: primary (gradient or TopK selection) and, for 'both', gradient-free.
+ * With `pre` (the batch's reconstructions, encoded once) the hooks put them in; otherwise each hook
+ * encodes the x it sees.
+ */
+function splicedHooks(run: DownstreamRun, b: Batch, pre: SharedEncode | null): { hooks: Hooks; ce: string; kl: string }[] {
   const { hook } = run.opts;
-  const out = [{ hooks: { [hook]: run.sae.hook({ mode: run.primaryG ? 'gradient' : 'topk', g: b.g ?? undefined, onEncode: run.stats.observe }) }, ce: 'ce_spliced', kl: 'kl' }];
-  if (run.statsGF) out.push({ hooks: { [hook]: run.sae.hook({ mode: 'topk', onEncode: run.statsGF.observe }) }, ce: 'ce_spliced_gradfree', kl: 'kl_gradfree' });
+  const put = (r: ReconstructionOf): HookFn => (x) => tf.reshape(r.xhat, x.shape) as tf.Tensor3D;
+  const primary = pre ? put(pre.primary) : run.sae.hook({ mode: run.primaryG ? 'gradient' : 'topk', g: b.g ?? undefined, onEncode: run.stats.observe });
+  const out = [{ hooks: { [hook]: primary }, ce: 'ce_spliced', kl: 'kl' }];
+  if (run.statsGF) {
+    const gradfree = pre ? put(pre.plain!) : run.sae.hook({ mode: 'topk', onEncode: run.statsGF.observe });
+    out.push({ hooks: { [hook]: gradfree }, ce: 'ce_spliced_gradfree', kl: 'kl_gradfree' });
+  }
   return out;
+}
+
+/** A batch's reconstructions, encoded once from the stored activations (kept until dispose). */
+interface SharedEncode {
+  primary: ReconstructionOf;
+  /** The plain TopK selection of a g-SAE (gradient-free variant and change rate). */
+  plain: ReconstructionOf | null;
+  dispose(): void;
+}
+
+/**
+ * Encode the batch's stored activations once (wasm+ort): the primary selection and, for a g-SAE
+ * with the gradient, the plain TopK one from the same encoder GEMM (SaeInference.forwardBothOrt).
+ * Feeds the statistics in row order, as the hooks would, and counts the change rate.
+ */
+function sharedEncode(run: DownstreamRun, b: Batch, xt: tf.Tensor3D): SharedEncode {
+  const { w, sae } = run;
+  const x2 = tf.reshape(xt, [b.n, w.d]) as tf.Tensor2D;
+  const flat = (r: ReconstructionOf) => [r.xhat, r.indices, r.values];
+  const outs = tf.tidy(() => {
+    if (!run.primaryG) return flat(sae.forwardOrt(x2, null));
+    const both = sae.forwardBothOrt(x2, tf.reshape(b.g!, [b.n, w.d]) as tf.Tensor2D);
+    return [...flat(both.gradient), ...flat(both.plain)];
+  });
+  const rec = (i: number): ReconstructionOf => ({ xhat: outs[i], indices: outs[i + 1], values: outs[i + 2] });
+  const enc = { primary: rec(0), plain: outs.length > 3 ? rec(3) : null };
+  const tensors = [x2, ...outs];
+  try {
+    run.stats.observe({ x: x2, ...enc.primary });
+    if (run.statsGF) run.statsGF.observe({ x: x2, ...enc.plain! });
+    if (enc.plain) {
+      run.changed += changedSelections(enc.plain.indices.dataSync(), enc.primary.indices.dataSync(), b.n, w.k, w.m);
+      run.rateRows += b.n;
+    }
+  } catch (e) {
+    tf.dispose(tensors);
+    throw e;
+  }
+  return { ...enc, dispose: () => tf.dispose(tensors) };
+}
+
+/** Per row, the latents of the gradient selection that are not in the plain one, summed over rows. */
+function changedSelections(plain: ArrayLike<number>, grad: ArrayLike<number>, n: number, k: number, m: number): number {
+  const inPlain = new Uint8Array(m);
+  let changed = 0;
+  for (let r = 0; r < n; r++) {
+    const o = r * k;
+    for (let t = 0; t < k; t++) inPlain[plain[o + t]] = 1;
+    for (let t = 0; t < k; t++) if (!inPlain[grad[o + t]]) changed++;
+    for (let t = 0; t < k; t++) inPlain[plain[o + t]] = 0;
+  }
+  return changed;
 }
 
 /** The ablation hooks a batch still needs (none when the caller gave the baselines). */
@@ -382,8 +454,10 @@ function fusedBatch(run: DownstreamRun, b: Batch): boolean {
   const xt = run.xStored ? tf.tensor3d(run.xStored.subarray(b.off * w.d, (b.off + b.n) * w.d), [b.nb, seqLen, w.d]) : null;
   const from = xt ? { hook, x: xt } : undefined;
   const clean = model.fusedCeKl?.(b.inp, b.targets, { from, keepRef: true }) ?? null;
+  let pre: SharedEncode | null = null;
   try {
     if (!clean) return false;
+    if (xt) pre = sharedEncode(run, b, xt);
     run.forwardTokens += b.n;
     pt.ce_clean.set(clean.ce, b.off);
     if (from && b.s0 === 0) checkStart(run, b, clean.ce);
@@ -394,10 +468,11 @@ function fusedBatch(run: DownstreamRun, b: Batch): boolean {
       pt[ceName].set(r.ce, b.off);
       if (klName) pt[klName].set(r.kl!, b.off);
     };
-    for (const v of splicedHooks(run, b)) pass(v.hooks, v.ce, v.kl);
+    for (const v of splicedHooks(run, b, pre)) pass(v.hooks, v.ce, v.kl);
     for (const a of ablationHooks(run)) pass(a.hooks, a.ce, null);
     return true;
   } finally {
+    pre?.dispose();
     clean?.ref.release();
     xt?.dispose();
   }
@@ -437,7 +512,7 @@ function logitsBatch(run: DownstreamRun, b: Batch): void {
   const lseC = logSumExpRows(lC, V);
   const pC = softmaxRows(lC, lseC, V);
   for (let r = 0; r < b.n; r++) pt.ce_clean[b.off + r] = lseC[r] - lC[r * V + b.targets[r]];
-  for (const v of splicedHooks(run, b)) {
+  for (const v of splicedHooks(run, b, null)) {
     const lS = logitsOf(run, b.inp, v.hooks);
     const ce = pt[v.ce];
     const kl = pt[v.kl];
@@ -549,6 +624,7 @@ export function evaluateDownstream(model: HookedLM, tokens: TokenArray, opts: Do
       firesPerLatent: stats.fires,
       firesPerLatentGradfree: statsGF ? statsGF.fires : null,
       meanActivation: meanAct,
+      changeRate: run.rateRows > 0 ? run.changed / (run.rateRows * opts.sae.k) : null,
       cost: { seconds, positionsPerSecond: N / seconds, forwardTokens: run.forwardTokens, forwardTokensPerSecond: run.forwardTokens / seconds },
     };
   } finally {

@@ -29,16 +29,25 @@ import { gradScoreNodes, preActivationNodes, topKNodes } from '../sae/encodeOrt.
  * Same formulas as SaeInference.forward; ONNX TopK returns the k largest with ties at the lower
  * index first, as the contract. The dense code [N,m] stays inside the graph.
  */
-function saeForwardGraph(d: number, m: number, k: number, withG: boolean): GraphSpec {
+function saeForwardGraph(d: number, m: number, k: number, withG: boolean, both = false): GraphSpec {
   const nodes: GraphSpec['nodes'] = [
     ...preActivationNodes(),
     ...(withG ? gradScoreNodes() : []),
-    ...topKNodes(withG ? 's' : 'zpre', 'sel'),
     { op: 'Shape', inputs: ['zpre'], outputs: ['zs'] },
     { op: 'ConstantOfShape', inputs: ['zs'], outputs: ['zeros'] },
-    { op: 'ScatterElements', inputs: ['zeros', 'sel_ti', 'sel_val'], outputs: ['z'], attrs: { axis: 1 } },
-    { op: 'Gemm', inputs: ['z', 'W_dec', 'b_dec'], outputs: ['xhat'] },
   ];
+  const outputs: GraphSpec['outputs'] = [];
+  // one selection and its decode: the same nodes in every graph, so every graph gives the same x̂
+  const variant = (score: string, tag: string, xhat: string) => {
+    nodes.push(
+      ...topKNodes(score, tag),
+      { op: 'ScatterElements', inputs: ['zeros', `${tag}_ti`, `${tag}_val`], outputs: [`${tag}_z`], attrs: { axis: 1 } },
+      { op: 'Gemm', inputs: [`${tag}_z`, 'W_dec', 'b_dec'], outputs: [xhat] },
+    );
+    outputs.push({ name: xhat, dims: ['N', d] }, { name: `${tag}_idx`, dims: ['N', k] }, { name: `${tag}_val`, dims: ['N', k] });
+  };
+  variant(withG ? 's' : 'zpre', 'sel', 'xhat');
+  if (both) variant('zpre', 'plain', 'xhat_plain');
   const inputs: GraphSpec['inputs'] = [
     { name: 'x', dims: ['N', d] },
     { name: 'b_dec', dims: [d] },
@@ -47,21 +56,19 @@ function saeForwardGraph(d: number, m: number, k: number, withG: boolean): Graph
     { name: 'W_dec', dims: [m, d] },
   ];
   if (withG) inputs.push({ name: 'g', dims: ['N', d] }, { name: 'beta', dims: [] });
-  return {
-    inputs,
-    outputs: [
-      { name: 'xhat', dims: ['N', d] },
-      { name: 'sel_idx', dims: ['N', k] },
-      { name: 'sel_val', dims: ['N', k] },
-    ],
-    nodes,
-    initializers: [{ name: 'K', dims: [1], int64: [k] }],
-  };
+  return { inputs, outputs, nodes, initializers: [{ name: 'K', dims: [1], int64: [k] }] };
 }
 
 /** 'topk': gradient-free selection (also used for a g-SAE at gradient-free inference).
  *  'gradient': g-SAE selection with the loss gradient g aligned with x. */
 export type SaeMode = 'topk' | 'gradient';
+
+/** A reconstruction and the selection behind it (see EncodeObservation). */
+export interface ReconstructionOf {
+  xhat: tf.Tensor2D;
+  indices: tf.Tensor2D;
+  values: tf.Tensor2D;
+}
 
 /** Tensors seen by an `onEncode` observer; valid only during the call (inside a tidy). */
 export interface EncodeObservation {
@@ -170,6 +177,20 @@ export class SaeInference {
     if (withG) ins.push(g!, tf.scalar(this.beta));
     const [xhat, indices, values] = ortOp('SaeForward', `sae-fwd:${d}:${m}:${k}:${withG ? 1 : 0}`, () => saeForwardGraph(d, m, k, withG), ins, [[n, d], [n, k], [n, k]]);
     return { xhat: xhat as tf.Tensor2D, indices: indices as tf.Tensor2D, values: values as tf.Tensor2D };
+  }
+
+  /**
+   * The gradient selection and the plain TopK selection of the same rows from ONE encoder GEMM
+   * (wasm+ort, g-SAE with g): each variant's x̂, indices and values are those forwardOrt gives for
+   * that mode (the same graph nodes). Call inside a tidy.
+   */
+  forwardBothOrt(x: tf.Tensor2D, g: tf.Tensor2D): { gradient: ReconstructionOf; plain: ReconstructionOf } {
+    const { d, m, k } = this;
+    if (this.beta === 0) throw new Error('forwardBothOrt: the SAE has no gradient term');
+    const n = x.shape[0];
+    const outs = ortOp('SaeForward', `sae-fwd-both:${d}:${m}:${k}`, () => saeForwardGraph(d, m, k, true, true), [x, this.b_dec, this.W_enc, this.b_enc, this.W_dec, g, tf.scalar(this.beta)], [[n, d], [n, k], [n, k], [n, d], [n, k], [n, k]]);
+    const [xg, ig, vg, xp, ip, vp] = outs as tf.Tensor2D[];
+    return { gradient: { xhat: xg, indices: ig, values: vg }, plain: { xhat: xp, indices: ip, values: vp } };
   }
 
   /**

@@ -31,7 +31,8 @@
  * As α → 0, effect ∝ α and KL ∝ α², but consistency tends to the fraction of positions where the
  * FIRST-ORDER change is positive — not to ½ — so a small α de-saturates KL, not consistency.
  *
- * Cost: the clean pass of each context batch is shared by all α and latents; the steered passes
+ * Cost: the clean pass of each context batch is shared by all α and latents, and so are the
+ * layers below the hook (every steered pass starts at the hook from the clean activations); the steered passes
  * of L latents run as one forward call on the contexts tiled L times (row = latent * Bc + context),
  * L chosen so the logits stay under `maxLogitElements` floats. Forward tokens:
  * nContexts·contextLen·(1 + S·|α|); the logit-lens rule adds no pass.
@@ -252,21 +253,35 @@ class SteeredPasses {
     return tf.tensor3d(v, [lats.length * nb, 1, d]);
   }
 
-  /** Logits [nl·nb, T, V] (row (l·nb + b)·T + t) of the contexts tiled nl times, steered; caller disposes. */
-  steered(ctx: tf.Tensor2D, alpha: number, lats: number[]): tf.Tensor {
+  /**
+   * Logits [nl·nb, T, V] (row (l·nb + b)·T + t) of the contexts tiled nl times, steered; caller
+   * disposes. Given the clean activations at the hook (xC [nb, T, d]) the passes start there: the
+   * layers below the hook run once per context batch (in the clean pass), not once per latent.
+   */
+  steered(ctx: tf.Tensor2D, alpha: number, lats: number[], xC: tf.Tensor | null): tf.Tensor {
     const nb = ctx.shape[0];
     const nl = lats.length;
     this.forwardTokens += nl * nb * this.st.T;
     return tf.tidy(() => {
       const steer = this.steerTensor(alpha, lats, nb);
       const tiled = tf.tile(ctx, [nl, 1]) as tf.Tensor2D;
-      return this.model.logits(tiled, { [this.hook]: (x) => tf.add(x, steer) as tf.Tensor3D });
+      const from = xC ? { hook: this.hook, x: tf.tile(xC, [nl, 1, 1]) } : undefined;
+      return this.model.logits(tiled, { [this.hook]: (x) => tf.add(x, steer) as tf.Tensor3D }, { from });
     });
   }
 
-  clean(ctx: tf.Tensor2D): tf.Tensor {
+  /** Clean logits of the contexts and, when the model can start a pass at the hook, the activations there. */
+  clean(ctx: tf.Tensor2D): { logits: tf.Tensor; x: tf.Tensor | null } {
     this.forwardTokens += ctx.shape[0] * this.st.T;
-    return this.model.logits(ctx);
+    if (!this.model.canStartAt?.(this.hook)) return { logits: this.model.logits(ctx), x: null };
+    let x: tf.Tensor | null = null;
+    const logits = this.model.logits(ctx, {
+      [this.hook]: (h) => {
+        x = tf.keep(h);
+        return h;
+      },
+    });
+    return { logits, x };
   }
 
   /**
@@ -283,11 +298,11 @@ class SteeredPasses {
     for (let c0 = 0; c0 < starts.length; c0 += Bc) {
       const batchStarts = starts.slice(c0, c0 + Bc);
       const ctx = this.contexts(batchStarts);
-      const lC = this.clean(ctx);
+      const { logits: lC, x: xC } = this.clean(ctx);
       try {
         alphas.forEach((alpha, a) => {
           for (const [gi, lats] of this.groups.entries()) {
-            const lS = this.steered(ctx, alpha, lats);
+            const lS = this.steered(ctx, alpha, lats, xC);
             try {
               fn(c0, batchStarts.length, a, gi, lats, lS, lC);
             } finally {
@@ -296,7 +311,7 @@ class SteeredPasses {
           }
         });
       } finally {
-        tf.dispose([ctx, lC]);
+        tf.dispose([ctx, lC, ...(xC ? [xC] : [])]);
       }
       progress(`${what} ${Math.min(c0 + Bc, starts.length)}/${starts.length} contexts`);
     }

@@ -16,7 +16,7 @@ import { splitWindows } from '../windows.ts';
 import * as tf from '@tensorflow/tfjs';
 import { mulberry32, randn } from '../util/random.ts';
 import type { TokenArray } from '../tokens.ts';
-import type { ActivationAndGrad, FusedCeKlOptions, FusedCeKlResult, FusedRef, GPT2Config, HookFn, HookName, HookedLM, Hooks } from './types.ts';
+import type { ActivationAndGrad, FusedCeKlOptions, FusedCeKlResult, FusedRef, GPT2Config, HookFn, HookName, HookedLM, Hooks, PassStart } from './types.ts';
 import { gatherRows, splitRows, sumRows, unstack0 } from './kernels.ts';
 import { ortEnabled } from '../backend.ts';
 import { ortOp } from '../native/tfort.ts';
@@ -807,13 +807,14 @@ export class GPT2 implements HookedLM {
 
   // ---------------------------------------------------------------- public API
 
-  logits(tokens: tf.Tensor2D, hooks?: Hooks): tf.Tensor3D {
+  logits(tokens: tf.Tensor2D, hooks?: Hooks, opts: { from?: PassStart } = {}): tf.Tensor3D {
     const [B, T] = tokens.shape;
     const data = tokens.dataSync();
     const inputs = data instanceof Int32Array ? data : Int32Array.from(data);
     this.checkTokens(inputs, 'logits');
+    const start = opts.from ? { layer: residPreLayer(opts.from.hook, this.config), x: opts.from.x as tf.Tensor2D } : undefined;
     return tf.tidy(() => {
-      const { hF } = this.forward(inputs, B, T, { hooks });
+      const { hF } = this.forward(inputs, B, T, { hooks, start });
       const { vocabSize: V, dModel: d } = this.config;
       const lg = ortEnabled()
         ? ortOp('Logits', `logits:${d}:${V}`, () => logitsGraph(d, V), [hF, this.p('wte.weight')], [[B * T, V]])[0]
@@ -827,6 +828,10 @@ export class GPT2 implements HookedLM {
    * Works on row chunks of at most ~8M logits; with `keepRef` the returned ref holds this pass's
    * log-softmax per chunk (for the KL of later passes), otherwise nothing.
    */
+  canStartAt(hook: HookName): boolean {
+    return /^blocks\.(\d+)\.hook_resid_pre$/.test(hook) && Number(hook.split('.')[1]) < this.config.nLayer;
+  }
+
   fusedCeKl(tokens: tf.Tensor2D, targets: Int32Array, opts: FusedCeKlOptions = {}): FusedCeKlResult | null {
     if (!ortEnabled()) return null;
     const [B, T] = tokens.shape;

@@ -42,8 +42,13 @@ export interface ActivationAndGrad {
 
 export interface HookedLM {
   readonly config: GPT2Config;
-  /** Logits [B, T, V] for int32 tokens [B, T], with optional hooks. The caller disposes the result. */
-  logits(tokens: tf.Tensor2D, hooks?: Hooks): tf.Tensor3D;
+  /**
+   * Logits [B, T, V] for int32 tokens [B, T], with optional hooks. The caller disposes the result.
+   * `opts.from` (optional support, like fusedCeKl's): start at a resid_pre site with given activations.
+   */
+  logits(tokens: tf.Tensor2D, hooks?: Hooks, opts?: { from?: PassStart }): tf.Tensor3D;
+  /** Whether logits() and fusedCeKl() can start a pass at this hook (`from`). */
+  canStartAt?(hook: HookName): boolean;
   /**
    * One forward+backward pass on sequences of T+1 tokens (inputs = tokens[:, :T], targets =
    * tokens[:, 1:]): the activation at `hook`, the gradient of the summed loss w.r.t. it, and the
@@ -76,7 +81,13 @@ export interface FusedCeKlOptions {
    * embedding (the layers below are skipped; hooks at that site still apply). Exactly the full
    * pass when x is the activation the full pass computes there.
    */
-  from?: { hook: HookName; x: tf.Tensor };
+  from?: PassStart;
+}
+
+/** Where a pass starts instead of the token embedding: resid_pre of a layer, with its activations [B, T, d]. */
+export interface PassStart {
+  hook: HookName;
+  x: tf.Tensor;
 }
 
 export interface FusedCeKlResult {

@@ -8,6 +8,7 @@ import { evaluateDownstream, evaluateHook, heldOutWindows } from '../../../lib/e
 import { identityHook } from '../../../lib/eval/saeHook.ts';
 import { decodeReference, encodeReference } from './saeReference.ts';
 import { evaluateSteering } from '../../../lib/eval/steering.ts';
+import { selectionChangeRate } from '../../../lib/sae/infer.ts';
 import { randomSae } from './saeFixtures.ts';
 import { syntheticTokens } from './tinyLM.ts';
 
@@ -62,6 +63,15 @@ describe('eval with the real GPT-2', () => {
         expect(worst, name).toBeLessThan(1e-5);
       }
       expect(Array.from(started.firesPerLatent)).toEqual(Array.from(full.firesPerLatent));
+      // the change rate comes with the started passes (one encode for both selections), as selectionChangeRate gives it
+      expect(full.changeRate).toBeNull();
+      if (w.arch === 'gsae' && TEST_BACKEND === 'wasm+ort') {
+        const rate = selectionChangeRate(w, ag.x, ag.g);
+        expect(rate).toBeGreaterThan(0);
+        expect(started.changeRate).toBe(rate);
+      } else if (w.arch === 'topk') {
+        expect(started.changeRate).toBeNull();
+      }
     }
     // on wasm+ort the first batch is checked against a full pass: activations of other tokens are refused
     if (TEST_BACKEND === 'wasm+ort') {
