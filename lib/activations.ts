@@ -517,6 +517,30 @@ export class ShardReader implements RowSource {
     return { x, g, rows: s.rows };
   }
 
+  /**
+   * Rows r0 .. r0 + n − 1 of shard i, decoded to float32 (x [n, d], g [n, d] or null): positional
+   * reads of just those bytes, for callers that want a few windows of every shard.
+   */
+  readShardRows(i: number, r0: number, n: number): { x: Float32Array; g: Float32Array | null } {
+    const s = this.manifest.shards[i];
+    if (!s) throw new Error(`ShardReader: no shard ${i} (there are ${this.numShards})`);
+    if (!(r0 >= 0 && n >= 0 && r0 + n <= s.rows)) throw new Error(`ShardReader: rows ${r0}..${r0 + n - 1} are outside shard ${i} (${s.rows} rows)`);
+    const width = this.manifest.dtype === 'float32' ? 4 : 2;
+    const count = n * this.d;
+    const part = (file: string, scale: number) => {
+      const buf = Buffer.alloc(count * width);
+      const fd = fs.openSync(path.join(this.dir, file), 'r');
+      try {
+        const got = fs.readSync(fd, buf, 0, buf.length, r0 * this.d * width);
+        if (got !== buf.length) throw new Error(`ShardReader: ${file} ends before row ${r0 + n}`);
+      } finally {
+        fs.closeSync(fd);
+      }
+      return decode(buf, this.manifest.dtype, count, scale);
+    };
+    return { x: part(s.x, s.x_scale ?? 1), g: s.g ? part(s.g, s.g_scale ?? 1) : null };
+  }
+
   /** All rows in shard order (x, g concatenated). */
   readAll(): Window {
     if (this.all) return this.all;

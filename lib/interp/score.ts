@@ -71,8 +71,8 @@ export interface SaeScore {
 }
 
 /**
- * Whole windows spread evenly over a shard directory, at most `maxRows` rows (read one shard at a
- * time), with their token ids: row r of window w is token starts[w] + r of the split's stream
+ * Whole windows spread evenly over a shard directory, at most `maxRows` rows (only those windows'
+ * bytes are read: ShardReader.readShardRows), with their token ids: row r of window w is token starts[w] + r of the split's stream
  * (collect's spreadWindows; shards hold whole windows).
  */
 export function readRows(dir: string, stream: TokenArray, maxRows: number): { x: Float32Array; g: Float32Array | null; tokens: RowTokens } {
@@ -92,13 +92,11 @@ export function readRows(dir: string, stream: TokenArray, maxRows: number): { x:
     const rows = reader.manifest.shards[s].rows;
     if (rows % T !== 0) throw new Error(`${dir}: shard ${s} holds ${rows} rows, not whole windows of ${T}`);
     const lastWin = (first + rows) / T;
-    if (chosen[c] < lastWin) {
-      const sh = reader.readShard(s);
-      for (; c < want && chosen[c] < lastWin; c++) {
-        const off = (chosen[c] * T - first) * d;
-        x.set(sh.x.subarray(off, off + T * d), c * T * d);
-        if (g && sh.g) g.set(sh.g.subarray(off, off + T * d), c * T * d);
-      }
+    // only the chosen windows' bytes are read
+    for (; c < want && chosen[c] < lastWin; c++) {
+      const part = reader.readShardRows(s, chosen[c] * T - first, T);
+      x.set(part.x, c * T * d);
+      if (g && part.g) g.set(part.g, c * T * d);
     }
     first += rows;
   }

@@ -113,6 +113,25 @@ describe('ShardWriter / ShardReader', () => {
       expect(Number.isFinite(a[0])).toBe(true);
     }
     expect(fs.statSync(path.join(dir, r.manifest.shards[0].x)).size).toBe(40 * d * 2);
+    // a row range of a shard decodes to exactly the whole shard's rows there
+    const s1 = r.readShard(1);
+    const part = r.readShardRows(1, 7, 9);
+    expect(part.x).toEqual(s1.x.subarray(7 * d, 16 * d));
+    expect(part.g).toEqual(s1.g!.subarray(7 * d, 16 * d));
+  });
+
+  it('reads a row range of a float32 shard without the rest; refuses rows outside it', () => {
+    const dir = freshDir();
+    const x = data(100, d, 5, 1);
+    const g = data(100, d, 6, 1);
+    const w = new ShardWriter(dir, { d, rowsPerShard: 40, dtype: 'float32' });
+    w.append(x, g);
+    w.finish();
+    const r = new ShardReader(dir);
+    const part = r.readShardRows(2, 3, 17); // shard 2 holds rows 80..99
+    expect(part.x).toEqual(x.subarray(83 * d, 100 * d));
+    expect(part.g).toEqual(g.subarray(83 * d, 100 * d));
+    expect(() => r.readShardRows(2, 10, 11)).toThrow(/outside shard 2/);
   });
 
   it('stores no gradient when g is null, and rejects mixing', () => {
