@@ -35,7 +35,7 @@ const stage = defineStage<Params>()({
   async run(ctx) {
     await initStageBackend(ctx);
     const { ShardReader } = await import('../lib/activations.ts');
-    const { trainSae, saveTrainResult, evaluateSae, selectionChangeRate } = await import('../lib/sae/index.ts');
+    const { trainSae, saveTrainResult, evaluateSae } = await import('../lib/sae/index.ts');
     const p = ctx.params.sae;
     const arch = ctx.instance.arch as SaeArch;
     const k = Number(ctx.instance.k);
@@ -93,8 +93,9 @@ const stage = defineStage<Params>()({
     saveTrainResult(ctx.outDir, res, saelens, { arch, ...gsaeMeta });
     // Held-out metrics on the test activations (g-SAE selects with the clean-pass gradient).
     const test = new ShardReader(path.join(ctx.inputs.acts, 'test')).readAll();
-    const ev = evaluateSae(res.weights, test.x, arch === 'gsae' ? test.g : null);
-    const changeRate = selectionChangeRate(res.weights, test.x, test.g);
+    // held-out metrics and the change rate from the same encodes
+    const ev = evaluateSae(res.weights, test.x, arch === 'gsae' ? test.g : null, { changeRate: true });
+    const changeRate = ev.changeRate!;
     const final = { final_fvu: ev.fvu, final_mse: ev.mse, final_l0: ev.l0, final_dead_frac: ev.dead_frac, final_cosine: ev.cosine, train_dead_frac: res.deadFrac, ...(arch === 'gsae' ? { change_rate: changeRate } : {}) };
     ctx.metrics({ ...final, tokens_per_second: res.tokensPerSecond });
     ctx.log(`held-out FVU ${ev.fvu.toFixed(4)}, L0 ${ev.l0.toFixed(1)}, dead ${(ev.dead_frac * 100).toFixed(1)}%; ${Math.round(res.tokensPerSecond)} tokens/s`);

@@ -116,9 +116,11 @@ export function encodeRowsOrt(
     graph.run(ins, shapes, outs.map((a) => a.subarray(0, nb * k)), outs.map(() => [nb, k]));
     for (let r = 0; r < nb; r++) {
       if (mode === 'both') {
+        // onRow sees the gradient selection, onBoth both
         canonicalRow(outs[0], outs[1], r * k, k, idx, val);
-        canonicalRow(outs[2], outs[3], r * k, k, idx2, val2);
+        const l0 = canonicalRow(outs[2], outs[3], r * k, k, idx2, val2);
         onBoth!(b0 + r, idx, idx2);
+        onRow(b0 + r, idx2, val2, l0);
       } else {
         const l0 = canonicalRow(outs[0], outs[1], r * k, k, idx, val);
         onRow(b0 + r, idx, val, l0);

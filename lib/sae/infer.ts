@@ -155,13 +155,15 @@ export interface SaeEvaluation {
   cosine: number;
   /** Rows on which each latent fired, [m]. */
   firing: Float64Array;
+  /** With opts.changeRate: selectionChangeRate on the same rows (on wasm+ort from the same encoder GEMM). */
+  changeRate?: number;
 }
 
 /**
  * Held-out evaluation of an SAE on rows x [n, d]; with g [n, d] a g-SAE selects with the
  * gradient, without it (null/undefined) it selects like TopK (gradient-free inference).
  */
-export function evaluateSae(w: SaeWeights, x: Float32Array, g?: Float32Array | null): SaeEvaluation {
+export function evaluateSae(w: SaeWeights, x: Float32Array, g?: Float32Array | null, opts: { changeRate?: boolean } = {}): SaeEvaluation {
   const { d, m } = w;
   const n = x.length / d;
   const firing = new Float64Array(m);
@@ -173,7 +175,10 @@ export function evaluateSae(w: SaeWeights, x: Float32Array, g?: Float32Array | n
   let l0s = 0;
   let cos = 0;
   const xh = new Float64Array(d);
-  encodeRows(w, x, g, (r, idx, val, l0) => {
+  // the change rate from the same encodes (wasm+ort): the 'both' graph gives both selections
+  const rateHere = !!opts.changeRate && usesGradient(w, g) && ortEnabled();
+  const rate = rateHere ? new ChangeCounter(w.m, w.k) : null;
+  const onRow: OnRow = (r, idx, val, l0) => {
     for (let i = 0; i < d; i++) xh[i] = w.b_dec[i];
     for (let t = 0; t < idx.length; t++) {
       const v = val[t];
@@ -200,7 +205,13 @@ export function evaluateSae(w: SaeWeights, x: Float32Array, g?: Float32Array | n
     se += e2;
     sv += v2;
     cos += nx > 0 && nh > 0 ? dot / Math.sqrt(nx * nh) : 0;
-  });
+  };
+  if (rate) {
+    checkRows(w, x, g);
+    encodeRowsOrt(w, x, g!, 'both', defaultBlockRows(w.m), onRow, (_r, pIdx, gIdx) => rate.count(pIdx, 0, gIdx));
+  } else {
+    encodeRows(w, x, g, onRow);
+  }
   let dead = 0;
   for (let j = 0; j < m; j++) if (firing[j] === 0) dead++;
   return {
@@ -211,7 +222,26 @@ export function evaluateSae(w: SaeWeights, x: Float32Array, g?: Float32Array | n
     dead_frac: dead / m,
     cosine: cos / Math.max(1, n),
     firing,
+    ...(opts.changeRate ? { changeRate: rate ? rate.changed / (n * w.k) : selectionChangeRate(w, x, g ?? null) } : {}),
   };
+}
+
+/** |S_g \ S_plain| summed over rows (a scratch mask of m latents). */
+class ChangeCounter {
+  changed = 0;
+  private readonly inPlain: Uint8Array;
+  constructor(
+    m: number,
+    private readonly k: number,
+  ) {
+    this.inPlain = new Uint8Array(m);
+  }
+  count(plainIdx: ArrayLike<number>, po: number, gradIdx: ArrayLike<number>): void {
+    const { k, inPlain } = this;
+    for (let t = 0; t < k; t++) inPlain[plainIdx[po + t]] = 1;
+    for (let t = 0; t < k; t++) if (!inPlain[gradIdx[t]]) this.changed++;
+    for (let t = 0; t < k; t++) inPlain[plainIdx[po + t]] = 0;
+  }
 }
 
 /**
@@ -224,19 +254,13 @@ export function selectionChangeRate(w: SaeWeights, x: Float32Array, g: Float32Ar
   if (!usesGradient(w, g)) return 0;
   const n = checkRows(w, x, g);
   const k = w.k;
-  const inPlain = new Uint8Array(w.m);
-  let changed = 0;
-  const count = (plainIdx: ArrayLike<number>, po: number, gradIdx: ArrayLike<number>) => {
-    for (let t = 0; t < k; t++) inPlain[plainIdx[po + t]] = 1;
-    for (let t = 0; t < k; t++) if (!inPlain[gradIdx[t]]) changed++;
-    for (let t = 0; t < k; t++) inPlain[plainIdx[po + t]] = 0;
-  };
+  const c = new ChangeCounter(w.m, k);
   if (ortEnabled()) {
     // one graph: the encoder GEMM once, both selections
-    encodeRowsOrt(w, x, g, 'both', defaultBlockRows(w.m), () => {}, (_r, pIdx, gIdx) => count(pIdx, 0, gIdx));
+    encodeRowsOrt(w, x, g, 'both', defaultBlockRows(w.m), () => {}, (_r, pIdx, gIdx) => c.count(pIdx, 0, gIdx));
   } else {
     const plain = encodeSparseTs(w, x, null);
-    encodeRowsTs(w, x, g, (r, idx) => count(plain.indices, r * k, idx));
+    encodeRowsTs(w, x, g, (r, idx) => c.count(plain.indices, r * k, idx));
   }
-  return changed / (n * k);
+  return c.changed / (n * k);
 }

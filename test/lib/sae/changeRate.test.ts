@@ -2,7 +2,7 @@
 import { TEST_BACKEND } from './../testBackend.ts';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../../lib/backend.ts';
-import { selectionChangeRate } from '../../../lib/sae/index.ts';
+import { evaluateSae, selectionChangeRate } from '../../../lib/sae/index.ts';
 import type { SaeWeights } from '../../../lib/sae/types.ts';
 import { mulberry32, randn } from '../../../lib/util/random.ts';
 import { unitRows } from './unitRows.ts';
@@ -26,6 +26,19 @@ describe('selectionChangeRate', () => {
   const n = 512;
   const x = Float32Array.from({ length: n * 16 }, () => z());
   const g = Float32Array.from({ length: n * 16 }, () => z());
+
+  it('evaluateSae({ changeRate: true }) gives the same rate, and the same metrics as without it', () => {
+    for (const w of [weights(2), weights(0.1), weights(5, 'topk')]) {
+      const gg = w.arch === 'gsae' ? g : null;
+      const plain = evaluateSae(w, x, gg);
+      const both = evaluateSae(w, x, gg, { changeRate: true });
+      expect(both.changeRate).toBe(selectionChangeRate(w, x, gg));
+      expect(plain.changeRate).toBeUndefined();
+      const { changeRate: _, ...rest } = both;
+      expect(rest).toEqual(plain);
+    }
+    expect(evaluateSae(weights(2), x, g, { changeRate: true }).changeRate).toBeGreaterThan(0);
+  });
 
   it('is 0 at β = 0, for TopK weights and without a gradient', () => {
     expect(selectionChangeRate(weights(0), x, g)).toBe(0);
