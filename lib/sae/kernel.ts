@@ -26,7 +26,7 @@
  * dW_enc is accumulated transposed ([m, d], contiguous rows) in `gWeT`.
  */
 import * as tf from '@tensorflow/tfjs';
-import { SCORE, SelectScratch, WasmSelector, selectAmong, selectTopK } from './select.ts';
+import { SCORE, SelectScratch, WasmSelector, selectAmong, selectCap, selectTopK } from './select.ts';
 import { buildSimdModule, type SimdExports } from './simd.ts';
 import { ortEnabled } from '../backend.ts';
 import { gemm } from '../native/ort.ts';
@@ -101,6 +101,9 @@ export interface KernelScratch {
   dx: Float32Array; // [d]
   q: Float32Array; // [d]
   cand: Int32Array; // selection candidates
+  /** The candidate scores and indices of the top-k selection (SelectScratch's cs / ci, for scoreSparse). */
+  cs: Float64Array;
+  ci: Int32Array;
 }
 
 /** Optimiser state (main thread only, in the same memory so the SIMD Adam can use it). */
@@ -194,6 +197,8 @@ function layout(s: KernelSpec, take: Take): Omit<KernelBuffers, 'memory' | 'modu
       dx: take.f32(d),
       q: take.f32(d),
       cand: take.i32(cap),
+      cs: take.f64(selectCap(s.k)),
+      ci: take.i32(selectCap(s.k)),
     })),
     opt: {
       W_encT: take.f32(m * d),
@@ -523,10 +528,11 @@ export class SaeKernel {
     readonly participant = 0,
   ) {
     const { d, k, auxK } = spec;
-    const sel = new SelectScratch(k);
+    this.sc = buf.scratch[participant];
+    // the selection's candidate buffers live in the kernels' memory (scoreSparse writes them)
+    const sel = new SelectScratch(k, { cs: this.sc.cs, ci: this.sc.ci });
     this.selAux = new SelectScratch(auxK);
     this.s = { idx: new Int32Array(k), val: new Float32Array(k), aidx: new Int32Array(Math.max(1, auxK)), aval: new Float32Array(Math.max(1, auxK)) };
-    this.sc = buf.scratch[participant];
     this.wasm = spec.simd ? instantiateSimd(buf) : null;
     this.rows = this.wasm ? new SimdRows(this.wasm, spec, buf, this.sc, this.s, sel) : new TsRows(spec, buf, this.sc, this.s, sel);
     this.ort = ortEnabled();

@@ -19,6 +19,11 @@
  * result is exact either way.
  */
 
+/** Candidate buffer size of a SelectScratch for k. */
+export function selectCap(k: number): number {
+  return Math.max(4 * k, 64);
+}
+
 /** Reusable scratch for selections of up to k latents. */
 export class SelectScratch {
   readonly cap: number;
@@ -28,10 +33,15 @@ export class SelectScratch {
   last = 0;
   /** Adapts: grows while guesses succeed, halves when one fails (speed only, never results). */
   factor = 0.5;
-  constructor(readonly k: number) {
-    this.cap = Math.max(4 * k, 64);
-    this.cs = new Float64Array(this.cap);
-    this.ci = new Int32Array(this.cap);
+  /** `buffers`: cs and ci of selectCap(k) values each, e.g. views on a WebAssembly memory. */
+  constructor(
+    readonly k: number,
+    buffers?: { cs: Float64Array; ci: Int32Array },
+  ) {
+    this.cap = selectCap(k);
+    if (buffers && (buffers.cs.length < this.cap || buffers.ci.length < this.cap)) throw new Error(`SelectScratch: buffers hold fewer than ${this.cap} candidates`);
+    this.cs = buffers?.cs ?? new Float64Array(this.cap);
+    this.ci = buffers?.ci ?? new Int32Array(this.cap);
   }
 }
 
@@ -274,7 +284,9 @@ export interface ScanKernels {
   scanPlain(u: number, be: number, j0: number, m: number, thr: number, out: number, cap: number): number;
   scanGrad(u: number, be: number, a: number, j0: number, m: number, beta: number, thr: number, out: number, cap: number): number;
   dot(a: number, b: number): number;
+  scoreSparse?(cand: number, got: number, u: number, be: number, wd: number, g: number, rowBytes: number, beta: number, gB: number, thr: number, cs: number, ci: number, n0: number): number;
   stop: WebAssembly.Global;
+  scored?: WebAssembly.Global;
 }
 
 /** How the g-SAE term |W_dec g| is obtained. */
@@ -300,6 +312,13 @@ export class WasmSelector {
   /** Candidates scored exactly since the last reset (for the dense / sparse decision). */
   scored = 0;
   private readonly u32: Float32Array;
+  /**
+   * Score sparse candidates in the WebAssembly kernel (default) or in the TypeScript loop (the
+   * reference it is tested against bit for bit); read when a selector is made.
+   */
+  static scoreInWasm = true;
+  /** Whether the scratch's cs / ci are views on the kernels' memory (then scoreSparse scores the sparse candidates). */
+  private readonly inMemory: boolean;
   constructor(
     private readonly ex: ScanKernels,
     memory: WebAssembly.Memory,
@@ -310,6 +329,7 @@ export class WasmSelector {
     private readonly rowBytes: number,
   ) {
     this.u32 = new Float32Array(memory.buffer);
+    this.inMemory = WasmSelector.scoreInWasm && sc.cs.buffer === memory.buffer && sc.ci.buffer === memory.buffer && typeof ex.scoreSparse === 'function';
   }
 
   /**
@@ -390,6 +410,13 @@ export class WasmSelector {
         got = ex.scanPlain(uPtr, bePtr, j, m, t > 0 ? t * (1 - 2 ** -20) : -1e-30, pc, cap - n);
       }
       j = ex.stop.value as number;
+      if (mode === SCORE.sparse && this.inMemory) {
+        // the exact scores in WebAssembly (one call for all candidates, the same float64 operations)
+        n = ex.scoreSparse!(pc, got, uPtr, bePtr, wdPtr, gPtr, rowBytes, beta, gB, thr, cs.byteOffset, ci.byteOffset, n);
+        this.scored += ex.scored!.value as number;
+        if (j >= m) return n;
+        continue;
+      }
       for (let t = 0; t < got; t++) {
         const jj = cand[t];
         const z = F[u0 + jj] + F[b0 + jj];

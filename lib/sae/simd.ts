@@ -18,8 +18,11 @@
  *   projRow(g, w)                 g −= (g·w) w          (decoder gradient: remove the parallel part)
  *   normRow(w)                    w /= ‖w‖ (if ‖w‖ > 0)
  *   adam(p, g, mo, vo, n4, b1, b2, step, rsb2, eps)  Adam on n = 4·n4 values (see below)
+ *   scoreSparse(cand, got, u, be, wd, g, rowBytes, beta, gB, thr, cs, ci, n0)  the g-SAE scores of
+ *       `got` scanned candidates, in float64 (see WasmSelector): appends s > thr to cs (f64) / ci
+ *       (i32) from position n0, returns the new count; global `scored` = candidates dotted
  */
-import { F32, Fn, I32, V128, assemble, globalSet, type ValType } from '../util/wasmasm.ts';
+import { F32, F64, Fn, I32, V128, assemble, globalSet, type ValType } from '../util/wasmasm.ts';
 
 /** Accumulators for a d-long dot product: 4 lanes × U. */
 function unrollFor(d: number): number {
@@ -41,7 +44,10 @@ export interface SimdExports {
   projRow(g: number, w: number): void;
   normRow(w: number): void;
   adam(p: number, g: number, mo: number, vo: number, n4: number, b1: number, b2: number, step: number, rsb2: number, eps: number): void;
+  scoreSparse(cand: number, got: number, u: number, be: number, wd: number, g: number, rowBytes: number, beta: number, gB: number, thr: number, cs: number, ci: number, n0: number): number;
   stop: WebAssembly.Global;
+  /** Candidates scoreSparse scored in its last call. */
+  scored: WebAssembly.Global;
 }
 
 /** Sum the 4 lanes of the v128 in local `v` onto the stack (as f32). */
@@ -424,5 +430,47 @@ export function buildSimdModule(d: number, memPages: { min: number; max: number;
     f.end();
     fns.push(f);
   }
-  return assemble(fns, { min: memPages.min, max: memPages.max, shared: memPages.shared ?? true }, ['stop']);
+  // scoreSparse: the g-SAE's exact scores of scanned candidates (WasmSelector, sparse mode), in
+  // float64 with the operations of the TypeScript loop it replaces, in the same order
+  {
+    const dotIndex = fns.findIndex((fn) => fn.name === 'dot');
+    const f = new Fn('scoreSparse', [I32, I32, I32, I32, I32, I32, I32, F64, F64, F64, I32, I32, I32], [I32]);
+    const [cand, got, u, be, wd, g, rowBytes, beta, gB, thr, cs, ci, n0] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12];
+    const t = f.local(I32);
+    const jj = f.local(I32);
+    const n = f.local(I32);
+    const z = f.local(F64);
+    const sc = f.local(F64);
+    const scored = f.local(I32);
+    f.get(n0).set(n);
+    f.i32(0).set(t);
+    f.i32(0).set(scored);
+    f.block().loop();
+    f.get(t).get(got).i32GeS().brIf(1);
+    // jj = cand[t]; z = u[jj] + be[jj] (float32 values, added in float64)
+    f.get(cand).get(t).i32(2).i32Shl().i32Add().i32Load().set(jj);
+    f.get(u).get(jj).i32(2).i32Shl().i32Add().f32Load().f64PromoteF32();
+    f.get(be).get(jj).i32(2).i32Shl().i32Add().f32Load().f64PromoteF32().f64Add().set(z);
+    // if (z > 0 && !(z * gB <= thr))
+    f.get(z).f64(0).f64Gt().if_();
+    f.get(z).get(gB).f64Mul().get(thr).f64Le().i32Eqz().if_();
+    f.get(scored).i32(1).i32Add().set(scored);
+    // s = z + beta * z * |W_dec[jj] · g|
+    f.get(z).get(beta).get(z).f64Mul();
+    f.get(wd).get(jj).get(rowBytes).i32Mul().i32Add().get(g).call(dotIndex).f64PromoteF32().f64Abs();
+    f.f64Mul().f64Add().set(sc);
+    f.get(sc).get(thr).f64Gt().if_();
+    f.get(cs).get(n).i32(3).i32Shl().i32Add().get(sc).f64Store();
+    f.get(ci).get(n).i32(2).i32Shl().i32Add().get(jj).i32Store();
+    f.get(n).i32(1).i32Add().set(n);
+    f.end();
+    f.end();
+    f.end();
+    f.get(t).i32(1).i32Add().set(t);
+    f.br(0).end().end();
+    globalSet(f.get(scored), 1);
+    f.get(n);
+    fns.push(f);
+  }
+  return assemble(fns, { min: memPages.min, max: memPages.max, shared: memPages.shared ?? true }, ['stop', 'scored']);
 }

@@ -84,7 +84,15 @@ export class Fn {
     const b = new Uint8Array(new Float32Array([v]).buffer);
     return this.op(0x43, ...b);
   }
+  f64(v: number) {
+    const b = new Uint8Array(new Float64Array([v]).buffer);
+    return this.op(0x44, ...b);
+  }
   // --- control
+  /** call function `index` (its position in the module's function list). */
+  call(index: number) {
+    return this.op(0x10, ...uleb(index));
+  }
   block() {
     return this.op(0x02, 0x40);
   }
@@ -118,6 +126,12 @@ export class Fn {
   }
   f32Store(offset = 0) {
     return this.op(0x38, 2, ...uleb(offset));
+  }
+  f64Load(offset = 0) {
+    return this.op(0x2b, 3, ...uleb(offset));
+  }
+  f64Store(offset = 0) {
+    return this.op(0x39, 3, ...uleb(offset));
   }
   i32Load(offset = 0) {
     return this.op(0x28, 2, ...uleb(offset));
@@ -174,6 +188,25 @@ export class Fn {
   }
   f32Sqrt() {
     return this.op(0x91);
+  }
+  // --- f64
+  f64PromoteF32() {
+    return this.op(0xbb);
+  }
+  f64Add() {
+    return this.op(0xa0);
+  }
+  f64Mul() {
+    return this.op(0xa2);
+  }
+  f64Gt() {
+    return this.op(0x64);
+  }
+  f64Le() {
+    return this.op(0x65);
+  }
+  f64Abs() {
+    return this.op(0x99);
   }
   // --- v128 / f32x4
   v128Load(offset = 0) {

@@ -10,6 +10,7 @@ import { evaluateSae } from '../../../lib/sae/infer.ts';
 import { randomUnitRows } from '../../../lib/sae/init.ts';
 import { SAE_DEFAULTS, learningRate, resolveTrainConfig, trainSae, type TrainSaeConfig } from '../../../lib/sae/train.ts';
 import type { SaeWeights } from '../../../lib/sae/types.ts';
+import { WasmSelector } from '../../../lib/sae/select.ts';
 import { spawn } from 'node:child_process';
 import { killConfig, killData } from './killcfg.ts';
 import { plantedData } from './planted.ts';
@@ -74,6 +75,18 @@ describe('trainSae', () => {
     for (let i = 0; i < a.weights.W_dec.length; i++) maxDiff = Math.max(maxDiff, Math.abs(a.weights.W_dec[i] - b.weights.W_dec[i]));
     expect(maxDiff).toBeLessThan(1e-3);
     expect(a.final.fvu).toBeCloseTo(b.final.fvu, 3);
+  });
+
+  it('the sparse g-SAE scores in WebAssembly train bit for bit what the TypeScript scoring loop trains', async () => {
+    const cfg: TrainSaeConfig = { ...base, arch: 'gsae', beta: 0.5, trainTokens: 12 * 256, gradScores: 'sparse', threads: 1 };
+    const wasm = await trainSae(src, cfg);
+    WasmSelector.scoreInWasm = false;
+    try {
+      const ts = await trainSae(src, cfg);
+      expectSameWeights(wasm.weights, ts.weights);
+    } finally {
+      WasmSelector.scoreInWasm = true;
+    }
   });
 
   it('g-SAE scores from the dense matMul and from sparse dot products give the same training', async () => {
