@@ -26,6 +26,7 @@
  * the mean activation is then the mean of x over the same held-out positions (a second sweep).
  */
 import { splitWindows } from '../windows.ts';
+import { ChangeCounter } from '../sae/infer.ts';
 import * as tf from '@tensorflow/tfjs';
 import { type NamedArrays, readArrays, writeArrays } from '../util/arrays.ts';
 import type { HookFn, HookedLM, HookName, Hooks } from '../model/types.ts';
@@ -411,7 +412,11 @@ function sharedEncode(run: DownstreamRun, b: Batch, xt: tf.Tensor3D): SharedEnco
     run.stats.observe({ x: x2, ...enc.primary });
     if (run.statsGF) run.statsGF.observe({ x: x2, ...enc.plain! });
     if (enc.plain) {
-      run.changed += changedSelections(enc.plain.indices.dataSync(), enc.primary.indices.dataSync(), b.n, w.k, w.m);
+      const plainIdx = enc.plain.indices.dataSync();
+      const gradIdx = enc.primary.indices.dataSync();
+      const counter = new ChangeCounter(w.m, w.k);
+      for (let r = 0; r < b.n; r++) counter.count(plainIdx, r * w.k, gradIdx.subarray(r * w.k, (r + 1) * w.k));
+      run.changed += counter.changed;
       run.rateRows += b.n;
     }
   } catch (e) {
@@ -421,18 +426,6 @@ function sharedEncode(run: DownstreamRun, b: Batch, xt: tf.Tensor3D): SharedEnco
   return { ...enc, dispose: () => tf.dispose(tensors) };
 }
 
-/** Per row, the latents of the gradient selection that are not in the plain one, summed over rows. */
-function changedSelections(plain: ArrayLike<number>, grad: ArrayLike<number>, n: number, k: number, m: number): number {
-  const inPlain = new Uint8Array(m);
-  let changed = 0;
-  for (let r = 0; r < n; r++) {
-    const o = r * k;
-    for (let t = 0; t < k; t++) inPlain[plain[o + t]] = 1;
-    for (let t = 0; t < k; t++) if (!inPlain[grad[o + t]]) changed++;
-    for (let t = 0; t < k; t++) inPlain[plain[o + t]] = 0;
-  }
-  return changed;
-}
 
 /** The ablation hooks a batch still needs (none when the caller gave the baselines). */
 function ablationHooks(run: DownstreamRun): { hooks: Hooks; ce: string }[] {

@@ -226,8 +226,8 @@ export function evaluateSae(w: SaeWeights, x: Float32Array, g?: Float32Array | n
   };
 }
 
-/** |S_g \ S_plain| summed over rows (a scratch mask of m latents). */
-class ChangeCounter {
+/** |S_g \ S_plain| summed over rows (a scratch mask of m latents): the selection change rate's count. */
+export class ChangeCounter {
   changed = 0;
   private readonly inPlain: Uint8Array;
   constructor(
