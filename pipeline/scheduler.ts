@@ -83,8 +83,10 @@ export class Scheduler {
    * those about to start (ready, or whose cache check is under way).
    */
   private coresEach(): number {
-    let soon = this.running + this.ready.length;
-    for (const n of this.ctx.nodes.values()) if (n.status === 'evaluating') soon++;
+    // By status, not by this.ready: a check that just finished has set 'ready' before onChecked
+    // queues it (with fast cache checks, two finish in the same tick).
+    let soon = this.running;
+    for (const n of this.ctx.nodes.values()) if (n.status === 'evaluating' || n.status === 'ready') soon++;
     return Math.max(1, Math.floor(os.availableParallelism() / Math.min(this.jobs, soon)));
   }
 

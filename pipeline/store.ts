@@ -9,13 +9,14 @@
  *   code-graph.json                       cached import graph of the stages (see closure.ts)
  */
 import { randomBytes } from 'node:crypto';
+import { lstatSync, mkdirSync, readdirSync, readlinkSync, renameSync, rmSync, symlinkSync, unlinkSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import type { FingerprintComponents } from './fingerprint.ts';
 import { instanceDirName } from './graph.ts';
 import type { InstanceKey } from './types.ts';
 import { type FileStat, exists, fileStat, listFiles, readJson, sameStat, sha256, sha256File } from './util.ts';
-import { symlinkAtomic, writeFileAtomic } from '../base/atomic.ts';
+import { writeFileAtomic } from '../base/atomic.ts';
 
 export interface FileEntry {
   sha256: string;
@@ -97,26 +98,20 @@ export class Store {
    * re-hashed. `rehash: true` hashes every file whatever its stats (`verify` command, `run --verify`).
    */
   async verify(fp: string, opts: { rehash?: boolean } = {}): Promise<Verification> {
-    const manifest = await this.readManifest(fp);
-    if (!manifest) return (await exists(this.objectDir(fp))) ? { ok: false, missing: false, problem: 'manifest.json unreadable' } : { ok: false, missing: true };
     const out = this.outDir(fp);
-    let present: string[];
-    try {
-      present = await listFiles(out);
-    } catch {
-      return { ok: false, missing: false, problem: 'out/ directory missing' };
-    }
+    const [manifest, present] = await Promise.all([this.readManifest(fp), listFiles(out).catch(() => null)]);
+    if (!manifest) return (await exists(this.objectDir(fp))) ? { ok: false, missing: false, problem: 'manifest.json unreadable' } : { ok: false, missing: true };
+    if (!present) return { ok: false, missing: false, problem: 'out/ directory missing' };
     const extra = present.filter((f) => !(f in manifest.files));
     if (extra.length > 0) return { ok: false, missing: false, problem: `unexpected file ${extra[0]}` };
     let restat = false;
-    for (const [rel, entry] of Object.entries(manifest.files)) {
+    const entries = Object.entries(manifest.files);
+    // every file's stat at once (one after the other, they were most of a no-op run's cache checks)
+    const stats = await Promise.all(entries.map(([rel]) => fileStat(path.join(out, rel)).catch(() => null)));
+    for (const [i, [rel, entry]] of entries.entries()) {
       const abs = path.join(out, rel);
-      let stat: FileStat;
-      try {
-        stat = await fileStat(abs);
-      } catch {
-        return { ok: false, missing: false, problem: `file ${rel} missing` };
-      }
+      const stat = stats[i];
+      if (!stat) return { ok: false, missing: false, problem: `file ${rel} missing` };
       if (!opts.rehash && sameStat(stat, entry.stat)) continue;
       if (stat.size !== entry.size) return { ok: false, missing: false, problem: `file ${rel} changed size` };
       if ((await sha256File(abs)) !== entry.sha256) return { ok: false, missing: false, problem: `file ${rel} content changed` };
@@ -255,11 +250,12 @@ export async function linkResult(resultsDir: string, stage: string, instance: In
   const isMatrix = Object.keys(instance).length > 0;
   const stageDir = path.join(resultsDir, stage);
   const link = isMatrix ? path.join(stageDir, instanceDirName(instance)) : stageDir;
-  await fs.mkdir(resultsDir, { recursive: true });
-  const st = await fs.lstat(stageDir).catch(() => undefined);
+  // synchronous metadata calls, as in util.ts (a no-op run links every instance)
+  mkdirSync(resultsDir, { recursive: true });
+  const st = lstatSync(stageDir, { throwIfNoEntry: false });
   if (isMatrix) {
-    if (st?.isSymbolicLink()) await fs.unlink(stageDir);
-    await fs.mkdir(stageDir, { recursive: true });
+    if (st?.isSymbolicLink()) unlinkSync(stageDir);
+    mkdirSync(stageDir, { recursive: true });
   } else if (st?.isDirectory()) {
     // Left by a matrix version of the stage: only engine-made links inside, safe to remove.
     const entries = await fs.readdir(stageDir, { withFileTypes: true });
@@ -267,8 +263,24 @@ export async function linkResult(resultsDir: string, stage: string, instance: In
     else return;
   }
   const rel = path.relative(path.dirname(link), target);
-  if ((await fs.readlink(link).catch(() => undefined)) === rel) return;
-  await symlinkAtomic(rel, link);
+  if (readlinkOrNull(link) === rel) return;
+  symlinkAtomicSync(rel, link);
+}
+
+/** symlinkAtomic with synchronous calls (three metadata calls of microseconds each). */
+function symlinkAtomicSync(target: string, link: string): void {
+  const tmp = `${link}.${process.pid}.tmp-link`;
+  rmSync(tmp, { force: true });
+  symlinkSync(target, tmp);
+  renameSync(tmp, link);
+}
+
+function readlinkOrNull(p: string): string | null {
+  try {
+    return readlinkSync(p);
+  } catch {
+    return null;
+  }
 }
 
 /** One instance as results/ shows it: its stage, matrix values and committed outputs folder. */
@@ -279,12 +291,12 @@ export interface ResultEntry {
 }
 
 /** A results/<stage> path the engine made: a symlink, or a folder holding only symlinks. */
-async function engineMade(p: string): Promise<boolean> {
-  const st = await fs.lstat(p).catch(() => undefined);
+function engineMade(p: string): boolean {
+  const st = lstatSync(p, { throwIfNoEntry: false });
   if (!st) return false;
   if (st.isSymbolicLink()) return true;
   if (!st.isDirectory()) return false;
-  return (await fs.readdir(p, { withFileTypes: true })).every((e) => e.isSymbolicLink());
+  return readdirSync(p, { withFileTypes: true }).every((e) => e.isSymbolicLink());
 }
 
 /**
@@ -292,10 +304,11 @@ async function engineMade(p: string): Promise<boolean> {
  * exactly that run's instances (a matrix stage's folder is built aside and swapped in, so instances
  * the run does not have disappear); each stage in `remove` (not in the run, but downstream of a
  * stage that is, so possibly stale) loses its links. Paths that hold anything but engine-made links
- * are left alone and named in the returned list.
+ * are left alone and returned. Synchronous file calls (metadata only; one promise per link was most
+ * of the end of a no-op run).
  */
 export async function switchResults(resultsDir: string, entries: ResultEntry[], remove: string[]): Promise<string[]> {
-  await fs.mkdir(resultsDir, { recursive: true });
+  mkdirSync(resultsDir, { recursive: true });
   const skipped: string[] = [];
   const byStage = new Map<string, ResultEntry[]>();
   for (const e of entries) {
@@ -305,32 +318,32 @@ export async function switchResults(resultsDir: string, entries: ResultEntry[], 
   const tag = `${process.pid}-${randomBytes(3).toString('hex')}`;
   for (const [stage, list] of byStage) {
     const final = path.join(resultsDir, stage);
-    if ((await exists(final)) && !(await engineMade(final))) {
+    const st = lstatSync(final, { throwIfNoEntry: false });
+    if (st && !engineMade(final)) {
       skipped.push(final);
       continue;
     }
     const next = path.join(resultsDir, `.${stage}.next-${tag}`);
     const plain = list.length === 1 && Object.keys(list[0].instance).length === 0;
     if (plain) {
-      await fs.symlink(path.relative(resultsDir, list[0].target), next);
+      symlinkSync(path.relative(resultsDir, list[0].target), next);
     } else {
-      await fs.mkdir(next);
-      for (const e of list) await fs.symlink(path.relative(final, e.target), path.join(next, instanceDirName(e.instance)));
+      mkdirSync(next);
+      for (const e of list) symlinkSync(path.relative(final, e.target), path.join(next, instanceDirName(e.instance)));
     }
-    const st = await fs.lstat(final).catch(() => undefined);
     if (plain && (!st || st.isSymbolicLink())) {
-      await fs.rename(next, final); // one atomic step
+      renameSync(next, final); // one atomic step
       continue;
     }
     const old = path.join(resultsDir, `.${stage}.old-${tag}`);
-    if (st) await fs.rename(final, old);
-    await fs.rename(next, final);
-    if (st) await fs.rm(old, { recursive: true, force: true });
+    if (st) renameSync(final, old);
+    renameSync(next, final);
+    if (st) rmSync(old, { recursive: true, force: true });
   }
   for (const stage of remove) {
     const p = path.join(resultsDir, stage);
-    if (!(await exists(p))) continue;
-    if (await engineMade(p)) await fs.rm(p, { recursive: true, force: true });
+    if (!lstatSync(p, { throwIfNoEntry: false })) continue;
+    if (engineMade(p)) rmSync(p, { recursive: true, force: true });
     else skipped.push(p);
   }
   return skipped;
