@@ -17,7 +17,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
 import { initBackend, type BackendKind } from '../lib/backend.ts';
 import { createGPT2 } from '../lib/model/gpt2.ts';
 import { AdamW, DEFAULT_LM_CONFIG, sampleBatch, train, unigramEntropy } from '../lib/model/train.ts';

@@ -4,7 +4,7 @@
  * and a random unit-norm decoder (m 1024): seconds, forward tokens/s, and with --profile the
  * share of the time in the forward passes vs the scoring of the logits.
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
 import { activeBackend, initBackend } from '../lib/backend.ts';
 import { createGPT2 } from '../lib/model/index.ts';
 import { evaluateSteering } from '../lib/eval/steering.ts';

@@ -27,7 +27,7 @@
  */
 import { splitWindows } from '../windows.ts';
 import { ChangeCounter } from '../sae/infer.ts';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
 import { type NamedArrays, readArrays, writeArrays } from '../util/arrays.ts';
 import type { HookFn, HookedLM, HookName, Hooks } from '../model/types.ts';
 import type { SaeWeights } from '../sae/types.ts';

@@ -14,7 +14,7 @@
  * tf.transpose); the decode is a dense matMul of the masked code [N, m] with W_dec, the mask
  * built by scatterND of the top-k indices (exact, tie-safe).
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
 import type { HookFn } from '../model/types.ts';
 import type { SaeWeights, SparseCode } from '../sae/types.ts';
 import { checkWeights, usesGradient } from '../sae/infer.ts';

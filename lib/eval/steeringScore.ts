@@ -11,7 +11,7 @@
  *   lensS = log Σ_{v∈L_g} p_s(v),  lensC = log Σ_{v∈L_g} p_c(v)   (L_g: its logit-lens set)
  * Steered and clean go through the same operations, so at α = 0 every difference is exactly 0.
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
 import { ortEnabled } from '../backend.ts';
 import type { GraphSpec } from '../native/ort.ts';
 import { ortOp } from '../native/tfort.ts';

@@ -13,7 +13,7 @@
  * gradient is a scatter-add in TypeScript) and no parameter gradients when they are not wanted.
  */
 import { splitWindows } from '../windows.ts';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
 import { mulberry32, randn } from '../util/random.ts';
 import type { TokenArray } from '../tokens.ts';
 import type { ActivationAndGrad, FusedCeKlOptions, FusedCeKlResult, FusedRef, GPT2Config, HookFn, HookName, HookedLM, Hooks, PassStart } from './types.ts';

@@ -4,7 +4,7 @@
  * share of the batch, and returns its mean loss and flat gradient.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
 import { initBackend, type BackendKind } from '../backend.ts';
 import { GPT2 } from './gpt2.ts';
 import { setOrtThreads } from '../native/ort.ts';

@@ -6,7 +6,7 @@
  *   [64, 128, 32] tensor costs 64 full copies. Our kernel copies each block once from a heap view.
  * - matMul never uses the transpose flags (10-30x slower on wasm): callers transpose explicitly.
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
 
 const SPLIT_KERNEL = 'GsaeSplitAxis0';
 const GATHER_KERNEL = 'GsaeGatherRows';

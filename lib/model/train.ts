@@ -9,7 +9,7 @@ import { windowsAt } from '../windows.ts';
 import { writeFileAtomicSync } from '../../base/atomic.ts';
 import fs from 'node:fs';
 import path from 'node:path';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
 import { deriveSeed, mulberry32 } from '../util/random.ts';
 import { GPT2 } from './gpt2.ts';
 import { readSafetensors, writeSafetensors, type TensorF32 } from '../safetensors.ts';

@@ -2,7 +2,7 @@
  * The contract between the language model (lib/model) and the code that hooks into it
  * (activation collection, SAE splicing, steering). Hook names follow TransformerLens.
  */
-import type * as tf from '@tensorflow/tfjs';
+import type * as tf from '@tensorflow/tfjs-core';
 
 export interface GPT2Config {
   vocabSize: number;

@@ -3,7 +3,7 @@
  * kernel (named `Ort<family>`, so tf.profile shows it), reading its inputs straight from the wasm
  * heap and writing its outputs into freshly allocated tfjs tensors on the same heap (no copies).
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
 import { cachedGraph, type GraphSpec } from './ort.ts';
 
 interface WasmBackendLike {

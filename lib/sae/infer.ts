@@ -4,7 +4,7 @@
  * The encoder matMul runs on the active tfjs backend; selection and decode are TypeScript.
  * Synchronous; call after initBackend().
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
 import { defaultBlockRows } from './kernel.ts';
 import { SelectScratch, selectTopK } from './select.ts';
 import { ortEnabled } from '../backend.ts';

@@ -25,7 +25,7 @@
  *   db_enc[j] += du_tj;  db_dec −= W_enc db_enc (added by update.ts after the chunk sum).
  * dW_enc is accumulated transposed ([m, d], contiguous rows) in `gWeT`.
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
 import { SCORE, SelectScratch, WasmSelector, selectAmong, selectCap, selectTopK } from './select.ts';
 import { buildSimdModule, type SimdExports } from './simd.ts';
 import { ortEnabled } from '../backend.ts';

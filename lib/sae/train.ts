@@ -21,7 +21,7 @@
  * - Determinism: same seed, backend, batch size and `chunks` → the same numbers, whatever the
  *   number of threads (each chunk's gradient is summed in a fixed order).
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { RowSource, RowStream } from '../activations.ts';

@@ -1,6 +1,6 @@
 import { TEST_BACKEND } from './testBackend.ts';
 import { beforeAll, describe, expect, it } from 'vitest';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -54,7 +54,7 @@ describe('collectActivations', () => {
     const summed = (t: number, j: number, eps: number): number => {
       const delta = new Float32Array(T * cfg.dModel);
       delta[t * cfg.dModel + j] = eps;
-      const hooks = { [hook]: (h: tf.Tensor3D) => h.add(tf.tensor3d(delta, [1, T, cfg.dModel])) as tf.Tensor3D };
+      const hooks = { [hook]: (h: tf.Tensor3D) => tf.add(h, tf.tensor3d(delta, [1, T, cfg.dModel])) as tf.Tensor3D };
       return model.lossPerToken(seq, 1, T, hooks).reduce((a, b) => a + b, 0);
     };
     // The stored activation is the model's activation at that position (hook with zero change).

@@ -1,6 +1,6 @@
 import { TEST_BACKEND } from '../testBackend.ts';
 import { beforeAll, describe, expect, it } from 'vitest';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from '../../../lib/backend.ts';
 import {
   SaeInference,

@@ -1,6 +1,6 @@
 import { TEST_BACKEND } from '../testBackend.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from '../../../lib/backend.ts';
 import { type LogitLensWeights, logitLensScores, logitLensTargets } from '../../../lib/eval/logitLens.ts';
 import { STEERING_RULES, evaluateSteering, sampleAliveLatents, sampleContexts } from '../../../lib/eval/steering.ts';

@@ -1,5 +1,5 @@
 // The ORT scorer of steering against the JavaScript loops (float64) on random logits.
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { activeBackend, initBackend } from '../../../lib/backend.ts';
 import { JsScorer, OrtScorer } from '../../../lib/eval/steeringScore.ts';

@@ -3,9 +3,10 @@
  *   x = E[token] + P[pos]          hook point 'blocks.0.hook_resid_post'
  *   h = x + tanh(x W1)
  *   logits = h U
- * activationAndGrad differentiates the summed next-token cross-entropy w.r.t. x with tf.grad.
+ * activationAndGrad differentiates the summed next-token cross-entropy w.r.t. x (by hand; checked
+ * against finite differences in downstream.test.ts).
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
 import type { ActivationAndGrad, GPT2Config, HookedLM, HookName, Hooks } from '../../../lib/model/types.ts';
 import { mulberry32, randn } from '../../../lib/util/random.ts';
 
@@ -81,13 +82,20 @@ export class TinyLM implements HookedLM {
       const all = tf.tensor2d(tokens, [batch, seqLen + 1], 'int32');
       const inputs = tf.slice(all, [0, 0], [batch, seqLen]) as tf.Tensor2D;
       const targets = tf.reshape(tf.slice(all, [0, 1], [batch, seqLen]), [batch * seqLen]);
-      const onehot = tf.oneHot(targets, V).toFloat();
+      const onehot = tf.cast(tf.oneHot(targets, V), 'float32');
       const x = this.embed(inputs);
       const perTok = (xx: tf.Tensor3D) => {
         const lp = tf.logSoftmax(tf.reshape(this.head(xx), [batch * seqLen, V]));
         return tf.neg(tf.sum(tf.mul(lp, onehot), 1));
       };
-      const g = tf.grad((xx: tf.Tensor) => tf.sum(perTok(xx as tf.Tensor3D)))(x);
+      // d/dx of the summed CE by hand (tfjs-core registers no gradients; tf.grad comes with the
+      // @tensorflow/tfjs bundle): dlogits = softmax − onehot, dh = dlogits Uᵀ, dx = dh + (dh ∘ (1 − tanh²)) W1ᵀ.
+      const x2 = tf.reshape(x, [batch * seqLen, d]);
+      const th = tf.tanh(tf.matMul(x2, this.W1));
+      const hh = tf.add(x2, th);
+      const dlogits = tf.sub(tf.softmax(tf.matMul(hh, this.U)), onehot);
+      const dh = tf.matMul(dlogits, this.U, false, true);
+      const g = tf.add(dh, tf.matMul(tf.mul(dh, tf.sub(1, tf.square(th))), this.W1, false, true));
       return {
         x: x.dataSync().slice() as Float32Array,
         g: g.dataSync().slice() as Float32Array,

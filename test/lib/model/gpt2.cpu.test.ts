@@ -4,7 +4,7 @@
  * reference. One backend per process, hence a separate file.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from '../../../lib/backend.ts';
 import { GPT2, gpt2ParamShapes } from '../../../lib/model/gpt2.ts';
 import { train } from '../../../lib/model/train.ts';

@@ -1,6 +1,6 @@
 import { TEST_BACKEND } from './../testBackend.ts';
 import { beforeAll, describe, expect, it } from 'vitest';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from '../../../lib/backend.ts';
 import { GPT2, createGPT2, gpt2ParamShapes, initGPT2Params } from '../../../lib/model/gpt2.ts';
 import { residHookName, type GPT2Config } from '../../../lib/model/types.ts';

@@ -2,7 +2,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from '../../../lib/backend.ts';
 import { createGPT2, gpt2ParamShapes, type GPT2 } from '../../../lib/model/gpt2.ts';
 import { describeSafetensors, fromHFConfig, gpt2ModelName, loadGPT2, saveGPT2, toHFConfig } from '../../../lib/model/hf.ts';

@@ -4,7 +4,7 @@
  * and causal attention averaging when queries and keys are zero.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from '../../../lib/backend.ts';
 import { GPT2, geluNew, gpt2ParamShapes, layerNorm } from '../../../lib/model/gpt2.ts';
 import type { GPT2Config } from '../../../lib/model/types.ts';

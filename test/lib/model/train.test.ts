@@ -3,7 +3,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from '../../../lib/backend.ts';
 import { createGPT2 } from '../../../lib/model/gpt2.ts';
 import { paramsYamlValues } from '../paramsYaml.ts';
