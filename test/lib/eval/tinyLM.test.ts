@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../../lib/backend.ts';
+import { splitWindows } from '../../../lib/windows.ts';
 import { TINY_HOOK, TinyLM, syntheticTokens } from './tinyLM.ts';
 
 beforeAll(async () => {
@@ -14,14 +15,7 @@ describe('TinyLM (the eval tests\' model)', () => {
     const T = 6;
     const tokens = Int32Array.from(syntheticTokens(B * (T + 1), 24, 5));
     const { g } = lm.activationAndGrad(tokens, B, T, TINY_HOOK);
-    const inputs = new Int32Array(B * T);
-    const targets = new Int32Array(B * T);
-    for (let b = 0; b < B; b++) {
-      for (let t = 0; t < T; t++) {
-        inputs[b * T + t] = tokens[b * (T + 1) + t];
-        targets[b * T + t] = tokens[b * (T + 1) + t + 1];
-      }
-    }
+    const { inputs, targets } = splitWindows(tokens, 0, B, T);
     // summed CE in float64 from the logits of a pass with x + delta at the hook
     const loss = (delta: Float32Array): number => {
       const lg = tf.tidy(() => lm.logits(tf.tensor2d(inputs, [B, T], 'int32'), { [TINY_HOOK]: (x) => tf.add(x, tf.tensor3d(delta, [B, T, 8])) as tf.Tensor3D }).dataSync());
