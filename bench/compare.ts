@@ -39,7 +39,7 @@ function ours(): Figures {
   const lm = run(tsx, [path.join(dir, 'lm.ts'), '--steps', '6', '--threads', String(Math.min(2, os.availableParallelism()))]);
   const grab = (re: RegExp) => Number(re.exec(lm)?.[1] ?? NaN);
   f.backend = NaN;
-  f['lm train'] = Math.max(grab(/training step \(fwd\+bwd\+AdamW\)\s+\d+ ms\/batch\s+(\d+) tokens\/s/), grab(/training step, \d threads \(data parallel\)\s+\d+ ms\/batch\s+(\d+) tokens\/s/) || 0);
+  f['lm train'] = Math.max(grab(/training step \(fwd\+bwd\+AdamW\)\s+\d+ ms\/batch\s+(\d+) tokens\/s/), grab(/training step as train\(\) runs it, \d+ threads\s+\d+ ms\/batch\s+(\d+) tokens\/s/) || 0);
   f['lm forward'] = grab(/forward \+ exact loss \(eval\)\s+\d+ ms\/batch\s+(\d+) tokens\/s/);
   f['lm activationAndGrad'] = grab(/activationAndGrad \([^)]*\)\s+\d+ ms\/batch\s+(\d+) tokens\/s/);
   const sae = run(tsx, [path.join(dir, 'sae.ts'), '--size', withGpt2 ? 'all' : 'small', '--threads', '1,2', '--steps', '8', '--large-steps', '3']);

@@ -7,7 +7,7 @@
  *
  * Run: `npx tsx bench/lm.ts [--batch 16] [--layers 4] [--d 128] [--heads 4] [--ctx 128]
  *       [--vocab 4096] [--steps 8] [--threads 2] [--profile]`, or via the bench dispatcher (default
- *       export). --threads also times a data-parallel training step over that many threads.
+ *       export). --threads also times the training step as the trainer runs it with that many threads.
  *
  * `--sotu [--tokens N] [--lr X] [--threads N]` instead trains the LM for real on the State-of-the-Union corpus
  * (our byte-level BPE with the vocabulary size, trained on the train split; cached in the OS temp
@@ -20,7 +20,7 @@ import { pathToFileURL } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend, type BackendKind } from '../lib/backend.ts';
 import { createGPT2 } from '../lib/model/gpt2.ts';
-import { AdamW, DEFAULT_LM_CONFIG, sampleBatch, train, unigramEntropy } from '../lib/model/train.ts';
+import { AdamW, DEFAULT_LM_CONFIG, gradientPlan, sampleBatch, train, unigramEntropy } from '../lib/model/train.ts';
 import { loadCorpus, splitCorpus } from '../lib/corpus.ts';
 import { makeTokenizer } from '../lib/tokenizer/index.ts';
 import { readTokenSplits, tokenizeSplits } from '../lib/tokens.ts';
@@ -203,29 +203,24 @@ export default async function run(args: string[] = []): Promise<void> {
   console.log(`tensors: ${tensorsBefore} before, ${tf.memory().numTensors} after (must be equal)`);
   const threads = arg(args, 'threads', 2);
   if (threads > 1) {
-    const dp = await DataParallel.create(model, threads - 1);
+    // the trainer's own setup for `threads` (train.ts gradientPlan): on wasm+ort fixed batch shards
+    // over min(threads, shards) participants; on wasm one participant (worker) per thread
+    const plan = gradientPlan(threads);
+    const before = ortThreads();
+    if (ortEnabled()) setOrtThreads(plan.ortThreads);
+    const dp = await DataParallel.create(model, plan.workers, { shards: plan.shards, ortThreads: ortEnabled() ? plan.ortThreads : undefined });
     const dpStep = async () => {
       const batch = sampleBatch(stream, B, T, 0, step++);
       const r = await dp.forwardBackward(model, batch, B, T);
       opt.stepFlat(model, r.grad, 1e-3, 1.0);
     };
-    report(`training step, ${threads} threads (data parallel)`, B * T, await measureAsync(dpStep, reps));
-    console.log('  (CPU time counts all threads of this process)');
+    report(`training step as train() runs it, ${threads} threads`, B * T, await measureAsync(dpStep, reps));
+    console.log(
+      `  (${plan.shards > 0 ? `${plan.shards} batch shards, ` : ''}${plan.workers + 1} participants${ortEnabled() ? ` × ${plan.ortThreads} ORT thread(s)` : ''}; ` +
+        'CPU time counts all threads of this process)',
+    );
     await dp.close();
-    if (ortEnabled()) {
-      // the same, with one ONNX Runtime thread per participant (no oversubscription)
-      const before = ortThreads();
-      setOrtThreads(1);
-      const dp1 = await DataParallel.create(model, threads - 1, { ortThreads: 1 });
-      const dp1Step = async () => {
-        const batch = sampleBatch(stream, B, T, 0, step++);
-        const r = await dp1.forwardBackward(model, batch, B, T);
-        opt.stepFlat(model, r.grad, 1e-3, 1.0);
-      };
-      report(`training step, ${threads} threads (data parallel, 1 ORT thread each)`, B * T, await measureAsync(dp1Step, reps));
-      await dp1.close();
-      setOrtThreads(before);
-    }
+    setOrtThreads(before);
   }
   for (const [label, fn] of args.includes('--profile') ? ([['forward+backward', fwdBwd], ['forward + exact loss', fwd]] as const) : []) {
     const prof = await tf.profile(fn);

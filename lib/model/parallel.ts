@@ -2,8 +2,15 @@
  * Data-parallel forward+backward over worker threads. The wasm backend runs on one thread, so on a
  * machine with free cores each extra worker (its own wasm instance and model replica) computes the
  * gradient of a share of the batch while the main thread computes its own share. The result is
- * the mean gradient over the whole batch (same math as one thread; float rounding differs, so a
- * run is reproducible for a fixed number of workers).
+ * the mean gradient over the whole batch (same math as one thread; float rounding differs).
+ *
+ * Two ways to split the batch:
+ * - one share per participant (`shards` unset): a run is reproducible for a fixed number of workers;
+ * - `shards` fixed shares, dealt round-robin to the participants (shard i to participant i mod n) and
+ *   summed on this thread in shard order: each shard's gradient does not depend on who computed it
+ *   (ONNX Runtime's kernels give the same numbers whatever their thread count), so the result is the
+ *   same for any number of workers, zero included (tested bit for bit). The LM trainer uses this
+ *   on wasm+ort (see train.ts `gradientShards`).
  */
 import type { Worker } from 'node:worker_threads';
 import { activeBackend, type BackendKind } from '../backend.ts';
@@ -65,13 +72,17 @@ export class DataParallel {
     private readonly workers: GradWorker[],
     private readonly names: string[],
     private readonly sizes: number[],
+    /** Fixed number of batch shards (0: one share per participant). */
+    private readonly shards: number,
   ) {}
 
   /**
    * Start `extraWorkers` worker threads holding replicas of `model` (same backend as this thread).
    * On wasm+ort each worker's ONNX Runtime pool gets `ortThreads` threads (default: ORT's default).
    */
-  static async create(model: GPT2, extraWorkers: number, opts: { ortThreads?: number } = {}): Promise<DataParallel> {
+  static async create(model: GPT2, extraWorkers: number, opts: { ortThreads?: number; shards?: number } = {}): Promise<DataParallel> {
+    const shards = Math.max(0, Math.floor(opts.shards ?? 0));
+    if (shards > 0 && extraWorkers + 1 > shards) throw new Error(`DataParallel: ${extraWorkers + 1} participants for ${shards} shards (some would idle)`);
     const names = model.paramNames;
     const shapes = names.map((n) => model.param(n).shape);
     const sizes = shapes.map((s) => s.reduce((a, b) => a * b, 1));
@@ -87,7 +98,7 @@ export class DataParallel {
       await Promise.all(workers.map((w) => w.worker.terminate()));
       throw new Error(`could not start gradient workers: ${(e as Error).message}`);
     }
-    return new DataParallel(workers, names, sizes);
+    return new DataParallel(workers, names, sizes, shards);
   }
 
   /** Wall-clock spans of the last step: this thread's share and each worker's, for diagnostics. */
@@ -106,44 +117,65 @@ export class DataParallel {
    */
   async forwardBackward(model: GPT2, tokens: Int32Array, batch: number, seqLen: number): Promise<{ loss: number; grad: Float32Array }> {
     const n = this.threads;
+    const parts = this.shards > 0 ? Math.min(this.shards, batch) : n;
     const shares: number[] = [];
-    for (let i = 0; i < n; i++) shares.push(Math.floor(batch / n) + (i < batch % n ? 1 : 0));
+    for (let i = 0; i < parts; i++) shares.push(Math.floor(batch / parts) + (i < batch % parts ? 1 : 0));
     const per = seqLen + 1;
     const total = this.sizes.reduce((a, b) => a + b, 0);
-    const params = new Float32Array(total);
-    let off = 0;
-    this.names.forEach((name, i) => {
-      params.set(model.param(name).dataSync() as Float32Array, off);
-      off += this.sizes[i];
-    });
-    let start = shares[0];
-    const jobs: Promise<{ loss: number; grads: Float32Array }>[] = [];
-    for (let w = 0; w < this.workers.length; w++) {
-      const b = shares[w + 1];
-      if (b === 0) continue;
-      jobs.push(this.workers[w].run(params, tokens.slice(start * per, (start + b) * per), b, seqLen));
-      start += b;
+    const starts: number[] = [];
+    shares.reduce((s, b) => (starts.push(s), s + b), 0);
+    // shard i goes to participant i mod n (participant 0 is this thread)
+    const owner = (i: number) => i % n;
+    let params: Float32Array | null = null;
+    const jobs = new Map<number, Promise<{ loss: number; grads: Float32Array }>>();
+    for (let i = 0; i < parts; i++) {
+      if (owner(i) === 0 || shares[i] === 0) continue;
+      if (!params) {
+        params = new Float32Array(total);
+        let off = 0;
+        this.names.forEach((name, j) => {
+          params!.set(model.param(name).dataSync() as Float32Array, off);
+          off += this.sizes[j];
+        });
+      }
+      const job = this.workers[owner(i) - 1].run(params, tokens.slice(starts[i] * per, (starts[i] + shares[i]) * per), shares[i], seqLen);
+      job.catch(() => {}); // awaited below in shard order; a failure surfaces there
+      jobs.set(i, job);
     }
-    const jobShares = shares.slice(1).filter((b) => b > 0);
+    // this thread's shards, in order, flattened as they finish
+    const own = new Map<number, { loss: number; grads: Float32Array }>();
     const ownStart = performance.timeOrigin + performance.now();
-    const own = model.forwardBackward(tokens.subarray(0, shares[0] * per), shares[0], seqLen);
+    for (let i = 0; i < parts; i++) {
+      if (owner(i) !== 0 || shares[i] === 0) continue;
+      const r = model.forwardBackward(tokens.subarray(starts[i] * per, (starts[i] + shares[i]) * per), shares[i], seqLen);
+      const flat = new Float32Array(total);
+      let off = 0;
+      this.names.forEach((name, j) => {
+        flat.set(r.grads.get(name)!.dataSync() as Float32Array, off);
+        off += this.sizes[j];
+      });
+      for (const g of r.grads.values()) g.dispose();
+      own.set(i, { loss: r.loss, grads: flat });
+    }
     this.lastOwnSpan = [ownStart, performance.timeOrigin + performance.now()];
+    // the weighted sum in shard order, whoever computed each shard
     const grad = new Float32Array(total);
-    off = 0;
-    const w0 = shares[0] / batch;
-    this.names.forEach((name, i) => {
-      const g = own.grads.get(name)!.dataSync() as Float32Array;
-      for (let j = 0; j < g.length; j++) grad[off + j] = w0 * g[j];
-      off += this.sizes[i];
-    });
-    for (const g of own.grads.values()) g.dispose();
-    let loss = w0 * own.loss;
-    const results = await Promise.all(jobs);
-    results.forEach((r, k) => {
-      const wk = jobShares[k] / batch;
-      loss += wk * r.loss;
-      for (let j = 0; j < total; j++) grad[j] += wk * r.grads[j];
-    });
+    let loss = 0;
+    let first = true;
+    for (let i = 0; i < parts; i++) {
+      if (shares[i] === 0) continue;
+      const r = own.get(i) ?? (await jobs.get(i)!);
+      const w = shares[i] / batch;
+      const g = r.grads;
+      if (first) {
+        for (let j = 0; j < total; j++) grad[j] = w * g[j];
+        loss = w * r.loss;
+        first = false;
+      } else {
+        for (let j = 0; j < total; j++) grad[j] += w * g[j];
+        loss += w * r.loss;
+      }
+    }
     return { loss, grad };
   }
 

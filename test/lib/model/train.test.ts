@@ -4,13 +4,15 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { initBackend } from '../../../lib/backend.ts';
+import { activeBackend, initBackend } from '../../../lib/backend.ts';
+import { DataParallel } from '../../../lib/model/parallel.ts';
 import { createGPT2 } from '../../../lib/model/gpt2.ts';
 import { paramsYamlValues } from '../paramsYaml.ts';
 import {
   AdamW,
   LM_DEFAULTS,
   evaluateLoss,
+  gradientPlan,
   learningRate,
   sampleBatch,
   train,
@@ -204,7 +206,54 @@ describe('train', () => {
     const again = createGPT2(cfg, 8);
     const r3 = await train(again, trainStream, { ...opts, threads: 2 });
     expect(r3.finalValLoss).toBe(r2.finalValLoss);
+    if (activeBackend() === 'wasm+ort') {
+      // fixed batch shards: the thread count does not change a single bit
+      expect(r2.finalValLoss).toBe(r1.finalValLoss);
+      for (const [n, a] of two.paramArrays()) expect(Array.from(a), n).toEqual(Array.from(p1.get(n)!));
+    }
     for (const m of [one, two, again]) m.dispose();
+  });
+
+  it('fixed batch shards: the same mean gradient, bit for bit, with 0 or 1 worker; close to the whole-batch gradient', async () => {
+    const m = createGPT2(cfg, 3);
+    const B = 5;
+    const T = 16;
+    const batch = sampleBatch(trainStream, B, T, 2, 0);
+    const whole = m.forwardBackward(batch, B, T);
+    const flat: number[] = [];
+    for (const n of m.paramNames) {
+      flat.push(...(whole.grads.get(n)!.dataSync() as Float32Array));
+      whole.grads.get(n)!.dispose();
+    }
+    const results = [];
+    for (const workers of [0, 1]) {
+      const dp = await DataParallel.create(m, workers, { shards: 2 });
+      results.push(await dp.forwardBackward(m, batch, B, T));
+      await dp.close();
+    }
+    expect(Array.from(results[1].grad)).toEqual(Array.from(results[0].grad));
+    expect(results[1].loss).toBe(results[0].loss);
+    expect(results[0].loss).toBeCloseTo(whole.loss, 5);
+    let maxAbs = 0;
+    let maxDiff = 0;
+    for (let i = 0; i < flat.length; i++) {
+      maxAbs = Math.max(maxAbs, Math.abs(flat[i]));
+      maxDiff = Math.max(maxDiff, Math.abs(flat[i] - results[0].grad[i]));
+    }
+    expect(maxDiff).toBeLessThan(1e-5 * maxAbs);
+    await expect(DataParallel.create(m, 2, { shards: 2 })).rejects.toThrow(/3 participants for 2 shards/);
+    m.dispose();
+  });
+
+  it('gradientPlan: fixed shards on wasm+ort, one participant per thread on wasm', () => {
+    if (activeBackend() === 'wasm+ort') {
+      expect(gradientPlan(1)).toEqual({ shards: 2, workers: 0, ortThreads: 1 });
+      expect(gradientPlan(2)).toEqual({ shards: 2, workers: 1, ortThreads: 1 });
+      expect(gradientPlan(5)).toEqual({ shards: 2, workers: 1, ortThreads: 2 });
+    } else {
+      expect(gradientPlan(1)).toEqual({ shards: 0, workers: 0, ortThreads: 1 });
+      expect(gradientPlan(3)).toEqual({ shards: 0, workers: 2, ortThreads: 1 });
+    }
   });
 
   it('a killed run resumes from its checkpoint and reaches the identical result', async () => {
