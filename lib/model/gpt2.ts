@@ -30,7 +30,10 @@ import {
   ceKlGraph,
   mlpBackwardGraph,
   mlpForwardGraph,
+  trainStepGraph,
 } from './ortgraphs.ts';
+import { cachedGraph } from '../native/ort.ts';
+import { readF32 } from '../native/tfort.ts';
 
 export type { GPT2Config } from './types.ts';
 
@@ -40,6 +43,11 @@ const GELU_A = 0.044715;
 const P_FLOOR = 1e-30;
 /** Rows of the [N, V] logits handled at once by the cross-entropy head. */
 const HEAD_CHUNK_ELEMS = 512 * 4096;
+/**
+ * The whole-step training graph (wasm+ort) holds a few [N, V] head tensors at once; above this many
+ * elements per tensor (64 MiB) training falls back to the per-block graphs and the chunked head.
+ */
+const FUSED_STEP_MAX_ELEMS = 16 * 2 ** 20;
 
 /** Canonical parameter names (Hugging Face GPT2Model names, without the `transformer.` prefix). */
 export function gpt2ParamShapes(c: GPT2Config): Map<string, number[]> {
@@ -917,6 +925,72 @@ export class GPT2 implements HookedLM {
    * and its gradient for every parameter (the caller disposes the gradients).
    */
   forwardBackward(tokens: TokenArray, batch: number, seqLen: number): ForwardBackwardResult {
+    const fused = this.fusedStep(tokens, batch, seqLen);
+    if (fused) {
+      const grads = new Map<string, tf.Tensor>();
+      let off = 0;
+      for (const [name, t] of this.params) {
+        grads.set(name, tf.tensor(fused.grad.subarray(off, off + t.size), t.shape, 'float32'));
+        off += t.size;
+      }
+      return { loss: fused.loss, grads };
+    }
+    return this.forwardBackwardTensors(tokens, batch, seqLen);
+  }
+
+  /**
+   * The same as forwardBackward with the gradient as one flat array (parameter order of
+   * paramNames), what the optimizer and the data-parallel workers use.
+   */
+  forwardBackwardFlat(tokens: TokenArray, batch: number, seqLen: number): { loss: number; grad: Float32Array<ArrayBuffer> } {
+    const fused = this.fusedStep(tokens, batch, seqLen);
+    if (fused) return fused;
+    const r = this.forwardBackwardTensors(tokens, batch, seqLen);
+    const grad = new Float32Array(this.numParams);
+    let off = 0;
+    for (const name of this.params.keys()) {
+      const g = r.grads.get(name)!;
+      grad.set(g.dataSync() as Float32Array, off);
+      off += g.size;
+      g.dispose();
+    }
+    return { loss: r.loss, grad };
+  }
+
+  /**
+   * wasm+ort: a whole training step in one ONNX Runtime run (trainStepGraph: no activation leaves
+   * ORT, no tfjs op runs); null on other backends or when the head's [N, V] tensors would exceed
+   * FUSED_STEP_MAX_ELEMS (then the per-block graphs run). Tested against the per-block path and
+   * float64 finite differences.
+   */
+  private fusedStep(tokens: TokenArray, batch: number, seqLen: number): { loss: number; grad: Float32Array<ArrayBuffer> } | null {
+    const c = this.config;
+    if (!ortEnabled() || !this.fusedTraining || batch * seqLen * c.vocabSize > FUSED_STEP_MAX_ELEMS) return null;
+    if (seqLen > c.nCtx) throw new Error(`GPT-2: sequence length ${seqLen} exceeds the context size nCtx=${c.nCtx}`);
+    const { inputs, targets } = GPT2.splitSequences(tokens, batch, seqLen);
+    this.checkTokens(tokens, 'forwardBackward');
+    const N = batch * seqLen;
+    const names = this.paramNames;
+    const shapes = names.map((n) => this.params.get(n)!.shape);
+    const graph = cachedGraph(`train-step:${c.nLayer}:${c.nHead}:${c.dModel}:${c.vocabSize}:${c.nCtx}:${c.layerNormEps}:${seqLen}`, () =>
+      trainStepGraph(c, seqLen, names, shapes),
+    );
+    const loss = new Float32Array(N);
+    const grad = new Float32Array(this.numParams);
+    const ids = Float32Array.from(inputs);
+    const tgt = Float32Array.from(targets);
+    // views on the wasm heap: no tfjs allocation happens before the run reads them
+    const views = names.map((n) => readF32(this.params.get(n)!));
+    graph.run([ids, tgt, new Float32Array([1 / N]), ...views], [[N], [N], [], ...shapes], [loss, grad], [[N, 1], [grad.length]]);
+    let sum = 0;
+    for (let i = 0; i < N; i++) sum += loss[i];
+    return { loss: sum / N, grad };
+  }
+
+  /** false: training runs the per-block graphs even on wasm+ort (the reference in tests). */
+  fusedTraining = true;
+
+  private forwardBackwardTensors(tokens: TokenArray, batch: number, seqLen: number): ForwardBackwardResult {
     const { inputs, targets } = GPT2.splitSequences(tokens, batch, seqLen);
     this.checkTokens(tokens, 'forwardBackward');
     let loss = 0;

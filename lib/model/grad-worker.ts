@@ -56,15 +56,8 @@ port.on('message', (msg: StepMsg | { type: 'close' }) => {
   try {
     const t0 = performance.timeOrigin + performance.now();
     setParams(msg.params);
-    const { loss, grads } = model!.forwardBackward(msg.tokens, msg.batch, msg.seqLen);
-    const flat = new Float32Array(total);
-    let off = 0;
-    init.names.forEach((n, i) => {
-      const g = grads.get(n)!;
-      flat.set(g.dataSync() as Float32Array, off);
-      off += sizes[i];
-    });
-    for (const g of grads.values()) g.dispose();
+    const { loss, grad: flat } = model!.forwardBackwardFlat(msg.tokens, msg.batch, msg.seqLen);
+    if (flat.length !== total) throw new Error(`gradient worker: ${flat.length} gradient values, expected ${total}`);
     const span = [t0, performance.timeOrigin + performance.now()];
     port.postMessage({ type: 'grads', id: msg.id, loss, grads: flat, span }, [flat.buffer]);
   } catch (e) {

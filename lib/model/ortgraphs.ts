@@ -194,24 +194,9 @@ export function attentionForwardGraph(T: number, H: number, d: number, eps: numb
  * [, dWp, dbp, dWa, dba, dg1, db1]. dS = P ∘ (dP − rowsum(dP ∘ P)) / sqrt(dh), as in gpt2.ts.
  */
 export function attentionBackwardGraph(T: number, H: number, d: number, params: boolean): GraphSpec {
-  const dh = d / H;
   const g = new G();
-  const dy = g.gemm('dOut', 'Wp', null, 0, 1);
-  const [q2, k2, v2] = g.op('Split', ['qkv'], { axis: 1 }, 3);
-  const q = g.heads(q2, T, H, dh, [0, 2, 1, 3]);
-  const k = g.heads(k2, T, H, dh, [0, 2, 1, 3]);
-  const vT = g.heads(v2, T, H, dh, [0, 2, 3, 1]);
-  const dY = g.heads(dy, T, H, dh, [0, 2, 1, 3]);
-  const dP = g.o('MatMul', [dY, vT]);
-  const r = g.o('ReduceSum', [g.mul(dP, 'P'), g.ints([-1])], { keepdims: 1 });
-  const dS = g.mul(g.mul('P', g.sub(dP, r)), g.f(1 / Math.sqrt(dh)));
-  const dq = g.o('MatMul', [dS, k]);
-  const dk = g.o('MatMul', [g.o('Transpose', [dS], { perm: [0, 1, 3, 2] }), q]);
-  const dv = g.o('MatMul', [g.o('Transpose', ['P'], { perm: [0, 1, 3, 2] }), dY]);
-  const dqkv = g.o('Concat', [g.merge(dq, d), g.merge(dk, d), g.merge(dv, d)], { axis: 1 });
-  const dh1 = g.gemm(dqkv, 'Wa', null, 0, 1);
-  const [dxl, xhat] = g.layerNormBackward(dh1, 'x', 'mean', 'rstd', 'g1');
-  g.out('dx', g.add('dOut', dxl));
+  const r = attentionBackwardNodes(g, { dOut: 'dOut', Wp: 'Wp', qkv: 'qkv', P: 'P', Wa: 'Wa', x: 'x', mean: 'mean', rstd: 'rstd', g1: 'g1', y: 'y', h1: 'h1' }, T, H, d, params);
+  g.out('dx', r.dx);
   const inputs: GraphSpec['inputs'] = [
     { name: 'dOut', dims: ['N', d] },
     { name: 'Wp', dims: [d, d] },
@@ -225,12 +210,7 @@ export function attentionBackwardGraph(T: number, H: number, d: number, params: 
   ];
   const outputs: GraphSpec['outputs'] = [{ name: 'dx', dims: ['N', d] }];
   if (params) {
-    g.out('dWp', g.gemm('y', 'dOut', null, 1, 0));
-    g.out('dbp', g.colSum('dOut'));
-    g.out('dWa', g.gemm('h1', dqkv, null, 1, 0));
-    g.out('dba', g.colSum(dqkv));
-    g.out('dg1', g.colSum(g.mul(dh1, xhat)));
-    g.out('db1', g.colSum(dh1));
+    for (const [n, v] of Object.entries(r.grads!)) g.out(n, v);
     inputs.push({ name: 'y', dims: ['N', d] }, { name: 'h1', dims: ['N', d] });
     outputs.push(
       { name: 'dWp', dims: [d, d] },
@@ -242,6 +222,54 @@ export function attentionBackwardGraph(T: number, H: number, d: number, params: 
     );
   }
   return g.spec(inputs, outputs);
+}
+
+/** The values the attention backward reads (names of graph inputs or of values of a larger graph). */
+interface AttnBackwardIn {
+  dOut: string;
+  Wp: string;
+  qkv: string;
+  P: string;
+  Wa: string;
+  x: string;
+  mean: string;
+  rstd: string;
+  g1: string;
+  y: string;
+  h1: string;
+}
+
+/** The nodes of the attention backward (see attentionBackwardGraph); grads in the order dWp, dbp, dWa, dba, dg1, db1. */
+function attentionBackwardNodes(g: G, v: AttnBackwardIn, T: number, H: number, d: number, params: boolean): { dx: string; grads?: Record<string, string> } {
+  const dh = d / H;
+  const dy = g.gemm(v.dOut, v.Wp, null, 0, 1);
+  const [q2, k2, v2] = g.op('Split', [v.qkv], { axis: 1 }, 3);
+  const q = g.heads(q2, T, H, dh, [0, 2, 1, 3]);
+  const k = g.heads(k2, T, H, dh, [0, 2, 1, 3]);
+  const vT = g.heads(v2, T, H, dh, [0, 2, 3, 1]);
+  const dY = g.heads(dy, T, H, dh, [0, 2, 1, 3]);
+  const dP = g.o('MatMul', [dY, vT]);
+  const r = g.o('ReduceSum', [g.mul(dP, v.P), g.ints([-1])], { keepdims: 1 });
+  const dS = g.mul(g.mul(v.P, g.sub(dP, r)), g.f(1 / Math.sqrt(dh)));
+  const dq = g.o('MatMul', [dS, k]);
+  const dk = g.o('MatMul', [g.o('Transpose', [dS], { perm: [0, 1, 3, 2] }), q]);
+  const dv = g.o('MatMul', [g.o('Transpose', [v.P], { perm: [0, 1, 3, 2] }), dY]);
+  const dqkv = g.o('Concat', [g.merge(dq, d), g.merge(dk, d), g.merge(dv, d)], { axis: 1 });
+  const dh1 = g.gemm(dqkv, v.Wa, null, 0, 1);
+  const [dxl, xhat] = g.layerNormBackward(dh1, v.x, v.mean, v.rstd, v.g1);
+  const dx = g.add(v.dOut, dxl);
+  if (!params) return { dx };
+  return {
+    dx,
+    grads: {
+      dWp: g.gemm(v.y, v.dOut, null, 1, 0),
+      dbp: g.colSum(v.dOut),
+      dWa: g.gemm(v.h1, dqkv, null, 1, 0),
+      dba: g.colSum(dqkv),
+      dg1: g.colSum(g.mul(dh1, xhat)),
+      db1: g.colSum(dh1),
+    },
+  };
 }
 
 /** sigmoid(2c(u + a u³)) as in geluNewParts: ((u · (u² · a + 1)) · 2c). */
@@ -311,15 +339,8 @@ export function blockInferenceGraph(T: number, H: number, d: number, eps: number
  */
 export function mlpBackwardGraph(d: number, params: boolean): GraphSpec {
   const g = new G();
-  const da = g.gemm('dOut', 'Wpr', null, 0, 1);
-  const s = 's';
-  const u2 = g.mul('u', 'u');
-  const dz = g.mul(g.add(g.mul(u2, g.f(3 * GELU_A)), g.f(1)), g.f(2 * GELU_C));
-  const sp = g.mul(s, g.sub(g.f(1), s));
-  const du = g.mul(da, g.add(s, g.mul(g.mul('u', sp), dz)));
-  const dh2 = g.gemm(du, 'Wfc', null, 0, 1);
-  const [dxl, xhat] = g.layerNormBackward(dh2, 'x', 'mean', 'rstd', 'g2');
-  g.out('dx', g.add('dOut', dxl));
+  const r = mlpBackwardNodes(g, { dOut: 'dOut', Wpr: 'Wpr', u: 'u', s: 's', Wfc: 'Wfc', x: 'x', mean: 'mean', rstd: 'rstd', g2: 'g2', a: 'a', h2: 'h2' }, params);
+  g.out('dx', r.dx);
   const inputs: GraphSpec['inputs'] = [
     { name: 'dOut', dims: ['N', d] },
     { name: 'Wpr', dims: [4 * d, d] },
@@ -333,12 +354,7 @@ export function mlpBackwardGraph(d: number, params: boolean): GraphSpec {
   ];
   const outputs: GraphSpec['outputs'] = [{ name: 'dx', dims: ['N', d] }];
   if (params) {
-    g.out('dWpr', g.gemm('a', 'dOut', null, 1, 0));
-    g.out('dbpr', g.colSum('dOut'));
-    g.out('dWfc', g.gemm('h2', du, null, 1, 0));
-    g.out('dbfc', g.colSum(du));
-    g.out('dg2', g.colSum(g.mul(dh2, xhat)));
-    g.out('db2', g.colSum(dh2));
+    for (const [n, v] of Object.entries(r.grads!)) g.out(n, v);
     inputs.push({ name: 'a', dims: ['N', 4 * d] }, { name: 'h2', dims: ['N', d] });
     outputs.push(
       { name: 'dWpr', dims: [4 * d, d] },
@@ -350,6 +366,46 @@ export function mlpBackwardGraph(d: number, params: boolean): GraphSpec {
     );
   }
   return g.spec(inputs, outputs);
+}
+
+/** The values the MLP backward reads. */
+interface MlpBackwardIn {
+  dOut: string;
+  Wpr: string;
+  u: string;
+  s: string;
+  Wfc: string;
+  x: string;
+  mean: string;
+  rstd: string;
+  g2: string;
+  a: string;
+  h2: string;
+}
+
+/** The nodes of the MLP backward (see mlpBackwardGraph); grads in the order dWpr, dbpr, dWfc, dbfc, dg2, db2. */
+function mlpBackwardNodes(g: G, v: MlpBackwardIn, params: boolean): { dx: string; grads?: Record<string, string> } {
+  const da = g.gemm(v.dOut, v.Wpr, null, 0, 1);
+  const s = v.s;
+  const u2 = g.mul(v.u, v.u);
+  const dz = g.mul(g.add(g.mul(u2, g.f(3 * GELU_A)), g.f(1)), g.f(2 * GELU_C));
+  const sp = g.mul(s, g.sub(g.f(1), s));
+  const du = g.mul(da, g.add(s, g.mul(g.mul(v.u, sp), dz)));
+  const dh2 = g.gemm(du, v.Wfc, null, 0, 1);
+  const [dxl, xhat] = g.layerNormBackward(dh2, v.x, v.mean, v.rstd, v.g2);
+  const dx = g.add(v.dOut, dxl);
+  if (!params) return { dx };
+  return {
+    dx,
+    grads: {
+      dWpr: g.gemm(v.a, v.dOut, null, 1, 0),
+      dbpr: g.colSum(v.dOut),
+      dWfc: g.gemm(v.h2, du, null, 1, 0),
+      dbfc: g.colSum(du),
+      dg2: g.colSum(g.mul(dh2, xhat)),
+      db2: g.colSum(dh2),
+    },
+  };
 }
 
 /** inputs h [n,d], wte [V,d] -> logits = h wteᵀ [n,V]. */
@@ -440,4 +496,112 @@ export function headTrainGraph(d: number, V: number, dwte: boolean): GraphSpec {
     outputs.push({ name: 'PTh', dims: [V, d] });
   }
   return g.spec(inputs, outputs);
+}
+
+/** The shape facts of the LM a whole-step graph is built for. */
+export interface StepGraphConfig {
+  vocabSize: number;
+  nCtx: number;
+  dModel: number;
+  nLayer: number;
+  nHead: number;
+  layerNormEps: number;
+}
+
+/**
+ * One whole training step of the LM in one graph: embeddings, every block, ln_f, the
+ * cross-entropy head, and the backward of all of it (the same nodes as the per-block graphs
+ * above and the same formulas as gpt2.ts), so no activation ever leaves ONNX Runtime (each graph
+ * output costs a copy in the Node binding). Inputs: tokens [N], targets [N] (ids as float32, exact
+ * below 2^24), w [] (the loss weight, 1/N for the mean), then the parameters `names` (shapes
+ * `shapes`, the model's canonical order). Outputs: loss [N,1] (per-token CE, nats) and grad [total],
+ * the gradient of L = Σ w·CE for every parameter, flattened and concatenated in that order.
+ * The embedding gradient (rows of wte at the inputs, and −w·h at the targets for the tied
+ * unembedding) is one ScatterND with reduction 'add' over the updates in order.
+ */
+export function trainStepGraph(c: StepGraphConfig, T: number, names: string[], shapes: number[][]): GraphSpec {
+  const { vocabSize: V, nCtx, dModel: d, nLayer, nHead: H, layerNormEps: eps } = c;
+  const g = new G();
+  const p = (n: string) => {
+    if (!names.includes(n)) throw new Error(`trainStepGraph: no parameter ${n}`);
+    return n;
+  };
+  // embeddings: x0 = wte[tokens] + wpe[:T]
+  const tok = g.o('Cast', ['tokens'], { to: 7 });
+  const pos = T === nCtx ? p('wpe.weight') : g.o('Slice', [p('wpe.weight'), g.ints([0]), g.ints([T]), g.ints([0])]);
+  let x = g.o('Reshape', [g.add(g.o('Reshape', [g.o('Gather', [p('wte.weight'), tok], { axis: 0 }), g.ints([-1, T, d])]), pos), g.ints([-1, d])]);
+  const fwd: Array<{ x: string; attn: ReturnType<typeof attentionNodes>; mid: string; mlp: ReturnType<typeof mlpNodes> }> = [];
+  for (let l = 0; l < nLayer; l++) {
+    const pre = `h.${l}.`;
+    const attn = attentionNodes(g, x, ['ln_1.weight', 'ln_1.bias', 'attn.c_attn.weight', 'attn.c_attn.bias', 'attn.c_proj.weight', 'attn.c_proj.bias'].map((n) => p(pre + n)), T, H, d, eps);
+    const mid = g.add(x, attn.out);
+    const mlp = mlpNodes(g, mid, ['ln_2.weight', 'ln_2.bias', 'mlp.c_fc.weight', 'mlp.c_fc.bias', 'mlp.c_proj.weight', 'mlp.c_proj.bias'].map((n) => p(pre + n)), eps);
+    fwd.push({ x, attn, mid, mlp });
+    x = g.add(mid, mlp.out);
+  }
+  const [hF, meanF, rstdF] = g.layerNorm(x, p('ln_f.weight'), p('ln_f.bias'), eps);
+  // head (as headTrainGraph, all rows at once)
+  const wte = p('wte.weight');
+  const ls = g.o('LogSoftmax', [g.gemm(hF, wte, null, 0, 1)], { axis: -1 });
+  const idx = g.o('Reshape', [g.o('Cast', ['targets'], { to: 7 }), g.ints([-1, 1])]);
+  g.out('loss', g.o('Neg', [g.o('GatherElements', [ls, idx], { axis: 1 })]));
+  const P = g.o('Exp', [ls]);
+  const dhF = g.mul(g.sub(g.o('MatMul', [P, wte]), g.o('Gather', [wte, g.o('Reshape', [idx, g.ints([-1])])], { axis: 0 })), 'w');
+  const PTh = g.mul(g.gemm(P, hF, null, 1, 0), 'w');
+  // backward
+  const grads = new Map<string, string>();
+  const [dxF, xhatF] = g.layerNormBackward(dhF, x, meanF, rstdF, p('ln_f.weight'));
+  grads.set('ln_f.weight', g.colSum(g.mul(dhF, xhatF)));
+  grads.set('ln_f.bias', g.colSum(dhF));
+  let dx = dxF;
+  for (let l = nLayer - 1; l >= 0; l--) {
+    const pre = `h.${l}.`;
+    const f = fwd[l];
+    const m = mlpBackwardNodes(
+      g,
+      { dOut: dx, Wpr: p(pre + 'mlp.c_proj.weight'), u: f.mlp.u, s: f.mlp.s, Wfc: p(pre + 'mlp.c_fc.weight'), x: f.mid, mean: f.mlp.mean, rstd: f.mlp.rstd, g2: p(pre + 'ln_2.weight'), a: f.mlp.a, h2: f.mlp.h2 },
+      true,
+    );
+    const mg = m.grads!;
+    grads.set(pre + 'mlp.c_proj.weight', mg.dWpr).set(pre + 'mlp.c_proj.bias', mg.dbpr).set(pre + 'mlp.c_fc.weight', mg.dWfc);
+    grads.set(pre + 'mlp.c_fc.bias', mg.dbfc).set(pre + 'ln_2.weight', mg.dg2).set(pre + 'ln_2.bias', mg.db2);
+    const a = attentionBackwardNodes(
+      g,
+      { dOut: m.dx, Wp: p(pre + 'attn.c_proj.weight'), qkv: f.attn.qkv, P: f.attn.P, Wa: p(pre + 'attn.c_attn.weight'), x: f.x, mean: f.attn.mean, rstd: f.attn.rstd, g1: p(pre + 'ln_1.weight'), y: f.attn.y, h1: f.attn.h1 },
+      T,
+      H,
+      d,
+      true,
+    );
+    const ag = a.grads!;
+    grads.set(pre + 'attn.c_proj.weight', ag.dWp).set(pre + 'attn.c_proj.bias', ag.dbp).set(pre + 'attn.c_attn.weight', ag.dWa);
+    grads.set(pre + 'attn.c_attn.bias', ag.dba).set(pre + 'ln_1.weight', ag.dg1).set(pre + 'ln_1.bias', ag.db1);
+    dx = a.dx;
+  }
+  // embeddings: dwpe = Σ over the batch; dwte = w Pᵀh + scatter-add of (−w·h at targets, dx at inputs)
+  let dwpe = g.o('ReduceSum', [g.o('Reshape', [dx, g.ints([-1, T, d])]), g.ints([0])], { keepdims: 0 });
+  if (T < nCtx) dwpe = g.o('Pad', [dwpe, g.ints([0, 0, nCtx - T, 0])]);
+  grads.set('wpe.weight', dwpe);
+  const scatterIdx = g.o('Concat', [idx, g.o('Reshape', [tok, g.ints([-1, 1])])], { axis: 0 });
+  const updates = g.o('Concat', [g.o('Neg', [g.mul(hF, 'w')]), dx], { axis: 0 });
+  const zeros = g.o('ConstantOfShape', [g.ints([V, d])]); // float32 zeros (the default value)
+  grads.set('wte.weight', g.add(PTh, g.o('ScatterND', [zeros, scatterIdx, updates], { reduction: 'add' })));
+  g.out('grad', g.o('Concat', names.map((n) => {
+    const v = grads.get(n);
+    if (!v) throw new Error(`trainStepGraph: no gradient for ${n}`);
+    return g.o('Reshape', [v, g.ints([-1])]);
+  }), { axis: 0 }));
+  const total = shapes.reduce((s, sh) => s + sh.reduce((a, b) => a * b, 1), 0);
+  return g.spec(
+    [
+      { name: 'tokens', dims: ['N'] },
+      { name: 'targets', dims: ['N'] },
+      { name: 'w', dims: [] },
+      ...names.map((name, i) => ({ name, dims: shapes[i] })),
+    ],
+    [
+      { name: 'loss', dims: ['N', 1] },
+      { name: 'grad', dims: [total] },
+    ],
+  );
 }

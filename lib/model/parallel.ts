@@ -147,15 +147,8 @@ export class DataParallel {
     const ownStart = performance.timeOrigin + performance.now();
     for (let i = 0; i < parts; i++) {
       if (owner(i) !== 0 || shares[i] === 0) continue;
-      const r = model.forwardBackward(tokens.subarray(starts[i] * per, (starts[i] + shares[i]) * per), shares[i], seqLen);
-      const flat = new Float32Array(total);
-      let off = 0;
-      this.names.forEach((name, j) => {
-        flat.set(r.grads.get(name)!.dataSync() as Float32Array, off);
-        off += this.sizes[j];
-      });
-      for (const g of r.grads.values()) g.dispose();
-      own.set(i, { loss: r.loss, grads: flat });
+      const r = model.forwardBackwardFlat(tokens.subarray(starts[i] * per, (starts[i] + shares[i]) * per), shares[i], seqLen);
+      own.set(i, { loss: r.loss, grads: r.grad });
     }
     this.lastOwnSpan = [ownStart, performance.timeOrigin + performance.now()];
     // the weighted sum in shard order, whoever computed each shard

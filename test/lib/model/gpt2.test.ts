@@ -183,11 +183,14 @@ describe('hooks', () => {
 });
 
 describe('gradients', () => {
-  it('parameter gradients equal float64 central differences of the mean loss', () => {
+  // on wasm+ort: the whole-step graph (fusedTraining) and the per-block graphs; elsewhere the same path twice
+  it.each([true, false])('parameter gradients equal float64 central differences of the mean loss (fusedTraining %s)', (fused) => {
+    model.fusedTraining = fused;
     const B = 2;
     const T = 5;
     const tokens = randomTokens(B * (T + 1), cfg.vocabSize, 99);
     const { loss, grads } = model.forwardBackward(tokens, B, T);
+    model.fusedTraining = true;
     const n = B * T;
     const refMean = (p: RefParams) => refLosses(cfg, p, tokens, B, T).sum / n;
     expect(Math.abs(loss - refMean(ref))).toBeLessThan(1e-4);
@@ -263,6 +266,7 @@ describe('gradients', () => {
     const B = 2;
     const T = 7;
     const tokens = randomTokens(B * (T + 1), cfg.vocabSize, 31);
+    model.fusedTraining = false; // the chunked head belongs to the per-block path
     const one = model.forwardBackward(tokens, B, T);
     const ag1 = model.activationAndGrad(tokens, B, T, 'blocks.1.hook_resid_pre');
     model.headChunkElems = cfg.vocabSize * 3; // 3 rows per chunk: 5 chunks of 3,3,3,3,2
@@ -276,6 +280,7 @@ describe('gradients', () => {
       for (const g of [...one.grads.values(), ...many.grads.values()]) g.dispose();
     } finally {
       model.headChunkElems = 512 * 4096;
+      model.fusedTraining = true;
     }
   });
 
