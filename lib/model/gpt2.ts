@@ -30,6 +30,7 @@ import {
   ceKlGraph,
   mlpBackwardGraph,
   mlpForwardGraph,
+  actGradGraph,
   trainStepGraph,
 } from './ortgraphs.ts';
 import { cachedGraph } from '../native/ort.ts';
@@ -910,6 +911,25 @@ export class GPT2 implements HookedLM {
     const stop = parseResidHook(hook, this.config);
     const { inputs, targets } = GPT2.splitSequences(tokens, batch, seqLen);
     this.checkTokens(tokens, 'activationAndGrad');
+    const c = this.config;
+    const N = batch * seqLen;
+    if (ortEnabled() && this.fusedTraining && N * c.vocabSize <= FUSED_STEP_MAX_ELEMS) {
+      // one ORT run: forward, head and the backward down to the hook (actGradGraph)
+      if (seqLen > c.nCtx) throw new Error(`GPT-2: sequence length ${seqLen} exceeds the context size nCtx=${c.nCtx}`);
+      const names = this.paramNames;
+      const shapes = names.map((n) => this.params.get(n)!.shape);
+      const graph = cachedGraph(`act-grad:${c.nLayer}:${c.nHead}:${c.dModel}:${c.vocabSize}:${c.nCtx}:${c.layerNormEps}:${seqLen}:${stop.layer}:${stop.site}`, () =>
+        actGradGraph(c, seqLen, names, shapes, stop),
+      );
+      const lossPerToken = new Float32Array(N);
+      const x = new Float32Array(N * c.dModel);
+      const g = new Float32Array(N * c.dModel);
+      const ids = Float32Array.from(inputs);
+      const tgt = Float32Array.from(targets);
+      const views = names.map((n) => readF32(this.params.get(n)!));
+      graph.run([ids, tgt, new Float32Array([1]), ...views], [[N], [N], [], ...shapes], [lossPerToken, x, g], [[N, 1], [N, c.dModel], [N, c.dModel]]);
+      return { x, g, lossPerToken };
+    }
     let out!: ActivationAndGrad;
     tf.tidy(() => {
       const fwd = this.forward(inputs, batch, seqLen, { cacheFrom: stop.layer, capture: stop });

@@ -520,6 +520,26 @@ export interface StepGraphConfig {
  * unembedding) is one ScatterND with reduction 'add' over the updates in order.
  */
 export function trainStepGraph(c: StepGraphConfig, T: number, names: string[], shapes: number[][]): GraphSpec {
+  return lmStepGraph(c, T, names, shapes, null);
+}
+
+/** A residual point of the LM: resid_pre | resid_mid | resid_post of a layer. */
+export interface ResidPoint {
+  layer: number;
+  site: 'resid_pre' | 'resid_mid' | 'resid_post';
+}
+
+/**
+ * activationAndGrad in one graph: inputs as trainStepGraph's (w = 1: L = the SUM of CE per
+ * sequence) -> loss [N,1], x [N,d] (the residual at `at`) and g [N,d] = dL/dx there. The backward
+ * stops at `at` and computes no parameter gradient.
+ */
+export function actGradGraph(c: StepGraphConfig, T: number, names: string[], shapes: number[][], at: ResidPoint): GraphSpec {
+  if (!(at.layer >= 0 && at.layer < c.nLayer)) throw new Error(`actGradGraph: layer ${at.layer} outside 0..${c.nLayer - 1}`);
+  return lmStepGraph(c, T, names, shapes, at);
+}
+
+function lmStepGraph(c: StepGraphConfig, T: number, names: string[], shapes: number[][], stop: ResidPoint | null): GraphSpec {
   const { vocabSize: V, nCtx, dModel: d, nLayer, nHead: H, layerNormEps: eps } = c;
   const g = new G();
   const p = (n: string) => {
@@ -547,37 +567,54 @@ export function trainStepGraph(c: StepGraphConfig, T: number, names: string[], s
   g.out('loss', g.o('Neg', [g.o('GatherElements', [ls, idx], { axis: 1 })]));
   const P = g.o('Exp', [ls]);
   const dhF = g.mul(g.sub(g.o('MatMul', [P, wte]), g.o('Gather', [wte, g.o('Reshape', [idx, g.ints([-1])])], { axis: 0 })), 'w');
-  const PTh = g.mul(g.gemm(P, hF, null, 1, 0), 'w');
   // backward
   const grads = new Map<string, string>();
   const [dxF, xhatF] = g.layerNormBackward(dhF, x, meanF, rstdF, p('ln_f.weight'));
-  grads.set('ln_f.weight', g.colSum(g.mul(dhF, xhatF)));
-  grads.set('ln_f.bias', g.colSum(dhF));
+  const train = stop === null;
+  if (train) {
+    grads.set('ln_f.weight', g.colSum(g.mul(dhF, xhatF)));
+    grads.set('ln_f.bias', g.colSum(dhF));
+  }
   let dx = dxF;
+  // activationAndGrad: the residual at the stop point and dL/d(it)
+  const finish = (xv: string, gv: string): GraphSpec => {
+    g.out('x', xv);
+    g.out('g', gv);
+    return g.spec(
+      [{ name: 'tokens', dims: ['N'] }, { name: 'targets', dims: ['N'] }, { name: 'w', dims: [] }, ...names.map((name, i) => ({ name, dims: shapes[i] }))],
+      [{ name: 'loss', dims: ['N', 1] }, { name: 'x', dims: ['N', d] }, { name: 'g', dims: ['N', d] }],
+    );
+  };
   for (let l = nLayer - 1; l >= 0; l--) {
     const pre = `h.${l}.`;
     const f = fwd[l];
+    if (stop && stop.layer === l && stop.site === 'resid_post') return finish(l + 1 < nLayer ? fwd[l + 1].x : x, dx);
     const m = mlpBackwardNodes(
       g,
       { dOut: dx, Wpr: p(pre + 'mlp.c_proj.weight'), u: f.mlp.u, s: f.mlp.s, Wfc: p(pre + 'mlp.c_fc.weight'), x: f.mid, mean: f.mlp.mean, rstd: f.mlp.rstd, g2: p(pre + 'ln_2.weight'), a: f.mlp.a, h2: f.mlp.h2 },
-      true,
+      train,
     );
-    const mg = m.grads!;
-    grads.set(pre + 'mlp.c_proj.weight', mg.dWpr).set(pre + 'mlp.c_proj.bias', mg.dbpr).set(pre + 'mlp.c_fc.weight', mg.dWfc);
-    grads.set(pre + 'mlp.c_fc.bias', mg.dbfc).set(pre + 'ln_2.weight', mg.dg2).set(pre + 'ln_2.bias', mg.db2);
+    if (stop && stop.layer === l && stop.site === 'resid_mid') return finish(f.mid, m.dx);
     const a = attentionBackwardNodes(
       g,
       { dOut: m.dx, Wp: p(pre + 'attn.c_proj.weight'), qkv: f.attn.qkv, P: f.attn.P, Wa: p(pre + 'attn.c_attn.weight'), x: f.x, mean: f.attn.mean, rstd: f.attn.rstd, g1: p(pre + 'ln_1.weight'), y: f.attn.y, h1: f.attn.h1 },
       T,
       H,
       d,
-      true,
+      train,
     );
+    if (stop && stop.layer === l && stop.site === 'resid_pre') return finish(f.x, a.dx);
+    dx = a.dx;
+    if (!train) continue;
+    const mg = m.grads!;
+    grads.set(pre + 'mlp.c_proj.weight', mg.dWpr).set(pre + 'mlp.c_proj.bias', mg.dbpr).set(pre + 'mlp.c_fc.weight', mg.dWfc);
+    grads.set(pre + 'mlp.c_fc.bias', mg.dbfc).set(pre + 'ln_2.weight', mg.dg2).set(pre + 'ln_2.bias', mg.db2);
     const ag = a.grads!;
     grads.set(pre + 'attn.c_proj.weight', ag.dWp).set(pre + 'attn.c_proj.bias', ag.dbp).set(pre + 'attn.c_attn.weight', ag.dWa);
     grads.set(pre + 'attn.c_attn.bias', ag.dba).set(pre + 'ln_1.weight', ag.dg1).set(pre + 'ln_1.bias', ag.db1);
-    dx = a.dx;
   }
+  if (!train) throw new Error(`lmStepGraph: stop point ${JSON.stringify(stop)} not reached`);
+  const PTh = g.mul(g.gemm(P, hF, null, 1, 0), 'w');
   // embeddings: dwpe = Σ over the batch; dwte = w Pᵀh + scatter-add of (−w·h at targets, dx at inputs)
   let dwpe = g.o('ReduceSum', [g.o('Reshape', [dx, g.ints([-1, T, d])]), g.ints([0])], { keepdims: 0 });
   if (T < nCtx) dwpe = g.o('Pad', [dwpe, g.ints([0, 0, nCtx - T, 0])]);
