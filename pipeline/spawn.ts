@@ -7,6 +7,7 @@ import type { WriteStream } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { ChildMessage, StartMessage } from './protocol.ts';
+import { withMallocEnv } from '../base/malloc.ts';
 
 const require = createRequire(import.meta.url);
 const CHILD_SCRIPT = fileURLToPath(new URL('./child.ts', import.meta.url));
@@ -31,7 +32,7 @@ export function spawnStage(
     serialization: 'advanced',
     // Own process group: an interrupt stops the stage and anything it started (see killStages).
     detached: true,
-    env: { ...process.env, ...opts.env },
+    env: withMallocEnv({ ...process.env, ...opts.env }),
   });
   opts.children.add(child);
   child.stdout!.pipe(opts.log, { end: false });
