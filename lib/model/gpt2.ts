@@ -832,15 +832,17 @@ export class GPT2 implements HookedLM {
     });
   }
 
-  /**
-   * Fused CE / KL head on the wasm+ort backend (see HookedLM.fusedCeKl); null on other backends.
-   * Works on row chunks of at most ~8M logits; with `keepRef` the returned ref holds this pass's
-   * log-softmax per chunk (for the KL of later passes), otherwise nothing.
-   */
+  /** Whether a pass can start at this hook (resid_pre sites: `from` of logits() and fusedCeKl()). */
   canStartAt(hook: HookName): boolean {
     return /^blocks\.(\d+)\.hook_resid_pre$/.test(hook) && Number(hook.split('.')[1]) < this.config.nLayer;
   }
 
+  /**
+   * Fused CE / KL head on the wasm+ort backend (see HookedLM.fusedCeKl); null on other backends.
+   * Works on row chunks of at most ~8M logits; with `keepRef` the returned ref holds, per chunk,
+   * w̄ = pᵀ wte [n, d] and a = h·w̄ − lse [n, 1] (ceKlGraph: what a later pass's KL needs instead of
+   * this pass's [n, V] log-softmax), otherwise nothing.
+   */
   fusedCeKl(tokens: tf.Tensor2D, targets: Int32Array, opts: FusedCeKlOptions = {}): FusedCeKlResult | null {
     if (!ortEnabled()) return null;
     const [B, T] = tokens.shape;
@@ -849,12 +851,12 @@ export class GPT2 implements HookedLM {
     this.checkTokens(inputs, 'fusedCeKl');
     if (targets.length !== B * T) throw new Error(`fusedCeKl: ${targets.length} targets for ${B * T} positions`);
     const { vocabSize: V, dModel: d } = this.config;
-    const r = opts.ref as (FusedRef & { ls: tf.Tensor2D[] }) | undefined;
+    const r = opts.ref as (FusedRef & { chunks: { wbar: tf.Tensor2D; a: tf.Tensor2D }[] }) | undefined;
     const start = opts.from ? { layer: residPreLayer(opts.from.hook, this.config), x: opts.from.x as tf.Tensor2D } : undefined;
     const N = B * T;
     const ce = new Float32Array(N);
     const kl = r ? new Float32Array(N) : null;
-    const kept: tf.Tensor2D[] = [];
+    const kept: { wbar: tf.Tensor2D; a: tf.Tensor2D }[] = [];
     const keep = !!opts.keepRef;
     tf.tidy(() => {
       const hF = this.forward(inputs, B, T, { hooks: opts.hooks, start }).hF;
@@ -862,22 +864,22 @@ export class GPT2 implements HookedLM {
       const sizes: number[] = [];
       for (let o = 0; o < N; o += rows) sizes.push(Math.min(rows, N - o));
       const hs = sizes.length === 1 ? [hF] : (splitRows(hF, sizes) as tf.Tensor2D[]);
-      if (r && r.ls.length !== sizes.length) throw new Error('fusedCeKl: the reference pass has a different shape');
+      if (r && r.chunks.length !== sizes.length) throw new Error('fusedCeKl: the reference pass has a different shape');
       let o = 0;
       sizes.forEach((n, c) => {
         const tgt = tf.tensor2d(Float32Array.from(targets.subarray(o, o + n)), [n, 1]);
-        const ins = r ? [hs[c], this.p('wte.weight'), tgt, r.ls[c]] : [hs[c], this.p('wte.weight'), tgt];
+        const ins = r ? [hs[c], this.p('wte.weight'), tgt, r.chunks[c].wbar, r.chunks[c].a] : [hs[c], this.p('wte.weight'), tgt];
         const shapes = [[n, 1]];
         if (r) shapes.push([n, 1]);
-        if (keep) shapes.push([n, V]);
+        if (keep) shapes.push([n, d], [n, 1]);
         const outs = ortOp('HeadCeKl', `ce-kl:${d}:${V}:${r ? 1 : 0}:${keep ? 1 : 0}`, () => ceKlGraph(d, V, !!r, keep), ins, shapes);
         ce.set(outs[0].dataSync() as Float32Array, o);
         if (kl) kl.set(outs[1].dataSync() as Float32Array, o);
-        if (keep) kept.push(tf.keep(outs[outs.length - 1] as tf.Tensor2D));
+        if (keep) kept.push({ wbar: tf.keep(outs[outs.length - 2] as tf.Tensor2D), a: tf.keep(outs[outs.length - 1] as tf.Tensor2D) });
         o += n;
       });
     });
-    const mine = { ls: kept, release: () => tf.dispose(kept) };
+    const mine = { chunks: kept, release: () => tf.dispose(kept.flatMap((k) => [k.wbar, k.a])) };
     return { ce, kl, ref: mine };
   }
 

@@ -441,29 +441,43 @@ export function headLossGraph(d: number, V: number): GraphSpec {
 }
 
 /**
- * CE and KL head: inputs h [n,d], wte [V,d], targets [n,1] (float32 ids) [, lr [n,V]] -> ce [n,1]
- * = −log_softmax(h wteᵀ)[target] [, kl [n,1] = Σ_v p_r (lr − log p_h), p_r = exp(lr): lr is the
- * log-softmax of a reference pass] [, ls [n,V] = this pass's log-softmax, kept as a reference].
+ * CE and KL head: inputs h [n,d], wte [V,d], targets [n,1] (float32 ids) [, wbar [n,d], a [n,1]: the
+ * reference kept by an earlier pass] -> ce [n,1] = −log_softmax(h wteᵀ)[target] [, kl [n,1]]
+ * [, wbar [n,d], a [n,1]: this pass kept as a reference].
+ *
+ * The KL against a reference pass r (the clean one) never needs r's [n, V] distribution: with
+ * ls = log-softmax and lse the log-partition, Σ_v p_r(v) ls(v) = h·w̄ − lse where w̄ = p_rᵀ wte
+ * (Σ_v p_r = 1), so KL(p_r ‖ p) = a_r − (h·w̄ − lse) with a_r = h_r·w̄ − lse_r (= −H(p_r)). A
+ * reference pass keeps w̄ and a_r ([n, d+1] instead of [n, V]); a later pass needs only its
+ * logits GEMM and log-softmax. lse is read at the target: logits[t] − ls[t]. The same operations
+ * give a_r and a, so a pass identical to the reference has KL exactly 0.
  */
-export function ceKlGraph(d: number, V: number, withRef: boolean, keepLs = false): GraphSpec {
+export function ceKlGraph(d: number, V: number, withRef: boolean, keepRef = false): GraphSpec {
   const g = new G();
-  const ls = g.o('LogSoftmax', [g.gemm('h', 'wte', null, 0, 1)], { axis: -1 });
-  g.out('ce', g.o('Neg', [g.o('GatherElements', [ls, g.o('Cast', ['targets'], { to: 7 })], { axis: 1 })]));
+  const logits = g.gemm('h', 'wte', null, 0, 1);
+  const ls = g.o('LogSoftmax', [logits], { axis: -1 });
+  const idx = g.o('Cast', ['targets'], { to: 7 });
+  const lsT = g.o('GatherElements', [ls, idx], { axis: 1 });
+  g.out('ce', g.o('Neg', [lsT]));
   const inputs: GraphSpec['inputs'] = [
     { name: 'h', dims: ['n', d] },
     { name: 'wte', dims: [V, d] },
     { name: 'targets', dims: ['n', 1] },
   ];
   const outputs: GraphSpec['outputs'] = [{ name: 'ce', dims: ['n', 1] }];
+  const lse = withRef || keepRef ? g.sub(g.o('GatherElements', [logits, idx], { axis: 1 }), lsT) : null;
+  // h·w̄ − lse, the same nodes for the reference and for a later pass
+  const negEntropyTerm = (wbar: string) => g.sub(g.o('ReduceSum', [g.mul('h', wbar), g.ints([-1])], { keepdims: 1 }), lse!);
   if (withRef) {
-    // lr: the reference pass's log-softmax [n, V] (kept by that pass, not recomputed)
-    g.out('kl', g.o('ReduceSum', [g.mul(g.o('Exp', ['lr']), g.sub('lr', ls)), g.ints([-1])], { keepdims: 1 }));
-    inputs.push({ name: 'lr', dims: ['n', V] });
+    g.out('kl', g.sub('a', negEntropyTerm('wbar')));
+    inputs.push({ name: 'wbar', dims: ['n', d] }, { name: 'a', dims: ['n', 1] });
     outputs.push({ name: 'kl', dims: ['n', 1] });
   }
-  if (keepLs) {
-    g.out('ls', ls);
-    outputs.push({ name: 'ls', dims: ['n', V] });
+  if (keepRef) {
+    const wbar = g.o('MatMul', [g.o('Exp', [ls]), 'wte']);
+    g.out('wbar_out', wbar);
+    g.out('a_out', negEntropyTerm(wbar));
+    outputs.push({ name: 'wbar_out', dims: ['n', d] }, { name: 'a_out', dims: ['n', 1] });
   }
   return g.spec(inputs, outputs);
 }

@@ -74,7 +74,7 @@ export interface FusedCeKlOptions {
   hooks?: Hooks;
   /** A pass made with keepRef: the KL is taken against it. */
   ref?: FusedRef;
-  /** Keep this pass's log-probabilities in the returned ref (for later KLs); default false. */
+  /** Keep what later KLs against this pass need in the returned ref (the wasm+ort head keeps pᵀ wte and −H(p) per row, not p); default false. */
   keepRef?: boolean;
   /**
    * Start the pass at resid_pre of a layer with these activations [B, T, d] instead of the token

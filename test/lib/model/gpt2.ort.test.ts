@@ -1,5 +1,6 @@
 // The same tests on the wasm+ort backend (ONNX Runtime kernels; falls back to wasm without the binding).
 import { expect, it } from 'vitest';
+import * as tf from '@tensorflow/tfjs-core';
 import { activeBackend } from '../../../lib/backend.ts';
 import { ortAvailable, ortThreads, setOrtThreads } from '../../../lib/native/ort.ts';
 import { createGPT2 } from '../../../lib/model/gpt2.ts';
@@ -50,5 +51,48 @@ it('the whole-step training graph gives the per-block graphs\' loss and gradient
       g.dispose();
     }
   }
+  model.dispose();
+});
+
+it('fused CE/KL head: the KL from the kept w̄ = pᵀwte and −H(p) equals the KL of the full distributions; an identity pass has KL exactly 0', () => {
+  const cfg = { vocabSize: 41, nCtx: 10, dModel: 16, nLayer: 2, nHead: 2, layerNormEps: 1e-5 };
+  const model = createGPT2(cfg, 6);
+  const u = mulberry32(9);
+  const B = 3;
+  const T = 10;
+  const ids = Int32Array.from({ length: B * T }, () => Math.floor(u() * cfg.vocabSize));
+  const targets = Int32Array.from({ length: B * T }, () => Math.floor(u() * cfg.vocabSize));
+  const tokens = tf.tensor2d(ids, [B, T], 'int32');
+  const hook = 'blocks.1.hook_resid_pre';
+  const v = tf.tensor1d(Float32Array.from({ length: cfg.dModel }, () => 0.8 * (u() - 0.5)));
+  const clean = model.fusedCeKl(tokens, targets, { keepRef: true })!;
+  const same = model.fusedCeKl(tokens, targets, { ref: clean.ref, hooks: { [hook]: (x) => x } })!;
+  expect(Array.from(same.kl!).every((k) => k === 0)).toBe(true);
+  const steered = model.fusedCeKl(tokens, targets, { ref: clean.ref, hooks: { [hook]: (x) => tf.add(x, v) as tf.Tensor3D } })!;
+  const lc = model.logits(tokens).dataSync();
+  const ls = model.logits(tokens, { [hook]: (x) => tf.add(x, v) as tf.Tensor3D }).dataSync();
+  const V = cfg.vocabSize;
+  const logSoftmax = (l: ArrayLike<number>, o: number) => {
+    let mx = -Infinity;
+    for (let j = 0; j < V; j++) mx = Math.max(mx, l[o + j]);
+    let s = 0;
+    for (let j = 0; j < V; j++) s += Math.exp(l[o + j] - mx);
+    const lse = mx + Math.log(s);
+    return Array.from({ length: V }, (_, j) => l[o + j] - lse);
+  };
+  let maxKl = 0;
+  for (let r = 0; r < B * T; r++) {
+    const a = logSoftmax(lc, r * V);
+    const b = logSoftmax(ls, r * V);
+    let kl = 0;
+    for (let j = 0; j < V; j++) kl += Math.exp(a[j]) * (a[j] - b[j]);
+    maxKl = Math.max(maxKl, kl);
+    expect(Math.abs(steered.kl![r] - kl), `row ${r}`).toBeLessThan(2e-5 + 1e-3 * kl);
+    expect(Math.abs(steered.ce[r] + b[targets[r]])).toBeLessThan(1e-4);
+    expect(Math.abs(clean.ce[r] + a[targets[r]])).toBeLessThan(1e-4);
+  }
+  expect(maxKl).toBeGreaterThan(1e-3); // the steering moved the distribution
+  for (const r of [clean, same, steered]) r.ref.release();
+  tf.dispose([tokens, v]);
   model.dispose();
 });
