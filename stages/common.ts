@@ -2,6 +2,7 @@
 import fs from 'node:fs';
 import type { StageContext } from '../pipeline/types.ts';
 import type { BackendKind } from '../lib/backend.ts';
+import type { TokenArray } from '../lib/tokens.ts';
 
 /** Initialise the backend the engine resolved for this run (recorded in the fingerprint). */
 export async function initStageBackend(ctx: StageContext): Promise<string> {
@@ -47,4 +48,44 @@ export { loadTrainingDead as trainingDead } from '../lib/sae/io.ts';
 
 export function readJson(file: string): any {
   return JSON.parse(fs.readFileSync(file, 'utf8'));
+}
+
+/**
+ * The collect stage's held-out windows of a split as downstream and clean_ref evaluate them (test:
+ * an evenly spaced subset of `testTokens` positions; val: all of them), with the stored x, g and
+ * ablation baselines of those windows.
+ */
+export async function heldOutOf(actsDir: string, splitTokens: TokenArray, split: 'val' | 'test', seqLen: number, d: number, testTokens: number) {
+  const path = await import('node:path');
+  const { ShardReader } = await import('../lib/activations.ts');
+  const { spreadWindows } = await import('../lib/collect.ts');
+  const { readArrays } = await import('../lib/util/arrays.ts');
+  const { windowsAt } = await import('../lib/windows.ts');
+  const dir = path.join(actsDir, split);
+  const reader = new ShardReader(dir);
+  const nWin = Number(reader.manifest.windows);
+  const starts = spreadWindows(splitTokens.length, seqLen, nWin);
+  const pick = split === 'test' ? evenlySpaced(nWin, Math.max(1, Math.floor(testTokens / seqLen))) : evenlySpaced(nWin, nWin);
+  const rows = (a: Float32Array, width: number) => {
+    const out = new Float32Array(pick.length * seqLen * width);
+    pick.forEach((j, q) => out.set(a.subarray(j * seqLen * width, (j + 1) * seqLen * width), q * seqLen * width));
+    return out;
+  };
+  const all = reader.readAll();
+  const base = readArrays(path.join(dir, 'baselines')).arrays;
+  return {
+    windows: windowsAt(splitTokens, pick.map((j) => starts[j]), seqLen),
+    x: rows(all.x, d),
+    // float32 activations are the LM's own, bit for bit: the passes may start from them
+    exact: reader.manifest.dtype === 'float32',
+    g: all.g ? rows(all.g, d) : null,
+    baselines: { ce_zero: rows(base.ce_zero as Float32Array, 1), ce_mean: rows(base.ce_mean as Float32Array, 1) },
+  };
+}
+
+/** `n` indices spread evenly over [0, total) (all of them when n ≥ total). */
+function evenlySpaced(total: number, n: number): number[] {
+  if (n >= total) return Array.from({ length: total }, (_, i) => i);
+  if (n === 1) return [0];
+  return Array.from({ length: n }, (_, i) => Math.round((i * (total - 1)) / (n - 1)));
 }

@@ -10,21 +10,14 @@ import path from 'node:path';
 import type { DeadFracMetric, DownstreamMetric, DownstreamValues } from '../lib/eval/metricNames.ts';
 import type { Params } from './params.gen.ts';
 import { defineStage } from './define.ts';
-import { initStageBackend, readJson, SAE_MATRIX, throttled, trainingDead } from './common.ts';
-
-/** `n` indices spread evenly over [0, total) (all of them when n ≥ total). */
-function evenlySpaced(total: number, n: number): number[] {
-  if (n >= total) return Array.from({ length: total }, (_, i) => i);
-  if (n === 1) return [0];
-  return Array.from({ length: n }, (_, i) => Math.round((i * (total - 1)) / (n - 1)));
-}
+import { heldOutOf, initStageBackend, readJson, SAE_MATRIX, throttled, trainingDead } from './common.ts';
 
 const stage = defineStage<Params>()({
   name: 'downstream',
   description: 'Spliced cross-entropy, loss recovered, KL, FVU, L0, dead fraction, change rate on held-out val and test windows',
   params: ['downstream'],
   matrix: SAE_MATRIX,
-  inputs: { sae: { stage: 'sae' }, lm: { stage: 'lm' }, tokens: { stage: 'tokenize' }, acts: { stage: 'collect' } },
+  inputs: { sae: { stage: 'sae' }, lm: { stage: 'lm' }, tokens: { stage: 'tokenize' }, acts: { stage: 'collect' }, ref: { stage: 'clean_ref' } },
   env: ['backend'],
   outputs: ['per_token.bin', 'per_token.json', 'per_token_val.bin', 'per_token_val.json', 'summary.json'],
   async run(ctx) {
@@ -32,10 +25,8 @@ const stage = defineStage<Params>()({
     const { loadGPT2 } = await import('../lib/model/index.ts');
     const { readTokenSplits } = await import('../lib/tokens.ts');
     const { loadSae, selectionChangeRate } = await import('../lib/sae/index.ts');
-    const { ShardReader } = await import('../lib/activations.ts');
-    const { spreadWindows } = await import('../lib/collect.ts');
     const { readArrays } = await import('../lib/util/arrays.ts');
-    const { evaluateDownstream, deadFracWithCI, downstreamCIs, valMetric, windowsAt, writeDownstream } = await import('../lib/eval/downstream.ts');
+    const { evaluateDownstream, deadFracWithCI, downstreamCIs, valMetric, writeDownstream } = await import('../lib/eval/downstream.ts');
     const p = ctx.params.downstream;
     const model = loadGPT2(ctx.inputs.lm);
     const splits = readTokenSplits(ctx.inputs.tokens);
@@ -45,33 +36,15 @@ const stage = defineStage<Params>()({
     const seqLen: number = acts.seq_len;
     const isG = sae.arch === 'gsae';
 
-    /** The collect stage's windows of a split (for test: an evenly spaced subset of downstream.tokens positions). */
-    const heldOut = (split: 'val' | 'test') => {
-      const dir = path.join(ctx.inputs.acts, split);
-      const reader = new ShardReader(dir);
-      const nWin = Number(reader.manifest.windows);
-      const starts = spreadWindows(splits[split].length, seqLen, nWin);
-      const pick = split === 'test' ? evenlySpaced(nWin, Math.max(1, Math.floor(p.tokens / seqLen))) : evenlySpaced(nWin, nWin);
-      const rows = (a: Float32Array, width: number) => {
-        const out = new Float32Array(pick.length * seqLen * width);
-        pick.forEach((j, q) => out.set(a.subarray(j * seqLen * width, (j + 1) * seqLen * width), q * seqLen * width));
-        return out;
-      };
-      const all = reader.readAll();
-      const base = readArrays(path.join(dir, 'baselines')).arrays;
-      return {
-        windows: windowsAt(splits[split], pick.map((j) => starts[j]), seqLen),
-        x: rows(all.x, sae.d),
-        // float32 activations are the LM's own, bit for bit: the passes may start from them
-        exact: reader.manifest.dtype === 'float32',
-        g: all.g ? rows(all.g, sae.d) : null,
-        baselines: { ce_zero: rows(base.ce_zero as Float32Array, 1), ce_mean: rows(base.ce_mean as Float32Array, 1) },
-      };
+    /** A split's clean reference (stage clean_ref), when the backend has the fused head. */
+    const cleanRefOf = (split: 'val' | 'test') => {
+      const { meta, arrays } = readArrays(path.join(ctx.inputs.ref, split));
+      return meta.available ? { ce: arrays.ce as Float32Array, wbar: arrays.wbar as Float32Array, a: arrays.a as Float32Array } : undefined;
     };
 
     const progress = throttled((done: number, total: number) => ctx.progress(done, total));
-    const evaluate = (split: 'val' | 'test') => {
-      const h = heldOut(split);
+    const evaluate = async (split: 'val' | 'test') => {
+      const h = await heldOutOf(ctx.inputs.acts, splits[split], split, seqLen, sae.d, p.tokens);
       if (isG && !h.g) throw new Error(`downstream: the ${split} activations have no gradients, which a g-SAE needs`);
       const res = evaluateDownstream(model, splits[split], {
         hook,
@@ -83,6 +56,7 @@ const stage = defineStage<Params>()({
         gradients: isG ? h.g! : undefined,
         activations: h.exact ? h.x : undefined,
         baselines: h.baselines,
+        cleanRef: cleanRefOf(split),
         gradientMode: split === 'test' ? 'both' : 'gradient',
         onProgress: progress,
       });
@@ -91,7 +65,7 @@ const stage = defineStage<Params>()({
     };
 
     // ---- test split: every metric, with bootstrap CIs over held-out sequences
-    const test = evaluate('test');
+    const test = await evaluate('test');
     const res = test.res;
     const cis = downstreamCIs(res, { resamples: p.bootstrap_resamples, seed: 0 });
     // Dead = never fires on the held-out set AND dead over the last dead_tokens of training;
@@ -107,7 +81,7 @@ const stage = defineStage<Params>()({
     if (isG) summary['change_rate' satisfies DownstreamMetric] = test.changeRate;
 
     // ---- val split: the numbers β* is chosen on (never used for a verdict)
-    const val = evaluate('val');
+    const val = await evaluate('val');
     const valSummary: Record<string, number> = {};
     for (const name of ['delta_ce', 'kl', 'loss_recovered'] as const) valSummary[valMetric(name)] = val.res.summary[name];
     if (isG) valSummary[valMetric('change_rate')] = val.changeRate;

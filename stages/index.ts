@@ -7,6 +7,7 @@ import tokenize from './tokenize.ts';
 import lm from './lm.ts';
 import collect from './collect.ts';
 import sae from './sae.ts';
+import cleanRef from './clean_ref.ts';
 import downstream from './downstream.ts';
 import steering from './steering.ts';
 import { interp, lmRandom, collectControl, saeControl, interpControl } from './interp.ts';
@@ -16,7 +17,7 @@ import { validateParams } from './validate.ts';
 import path from 'node:path';
 import { ratingsStamp } from '../lib/rate/store.ts';
 
-export const stages: Project['stages'] = [corpus, tokenize, lm, collect, sae, downstream, steering, interp, lmRandom, collectControl, saeControl, interpControl, compare, report];
+export const stages: Project['stages'] = [corpus, tokenize, lm, collect, cleanRef, sae, downstream, steering, interp, lmRandom, collectControl, saeControl, interpControl, compare, report];
 
 export async function environment(params: unknown): Promise<Record<string, string>> {
   const p = params as Params;

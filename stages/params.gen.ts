@@ -102,7 +102,7 @@ export interface Params {
      */
     seed: number;
     /**
-     * Threads of LM training: on wasm+ort, ONNX Runtime intra-op threads (the numbers do not depend on the count); on wasm, data-parallel gradient threads (one core each; a different count changes the numbers slightly).
+     * Threads of LM training: on wasm+ort, every batch is cut into 2 fixed shards computed by min(threads, 2) threads, the rest as ONNX Runtime intra-op threads (the numbers do not depend on the count); on wasm, data-parallel gradient threads (one core each; a different count changes the numbers slightly).
      */
     threads: number;
   };

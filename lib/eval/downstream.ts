@@ -29,7 +29,7 @@ import { splitWindows } from '../windows.ts';
 import { ChangeCounter } from '../sae/infer.ts';
 import * as tf from '@tensorflow/tfjs-core';
 import { type NamedArrays, readArrays, writeArrays } from '../util/arrays.ts';
-import type { HookFn, HookedLM, HookName, Hooks } from '../model/types.ts';
+import type { FusedRefRows, HookFn, HookedLM, HookName, Hooks } from '../model/types.ts';
 import type { SaeWeights } from '../sae/types.ts';
 import type { TokenArray } from '../tokens.ts';
 import { type EncodeObservation, type ReconstructionOf, SaeInference, meanAblationHook, zeroAblationHook } from './saeHook.ts';
@@ -70,7 +70,19 @@ export interface DownstreamOptions {
    * and must give the same clean CE (else: an error naming the mismatch).
    */
   activations?: Float32Array;
+  /**
+   * The clean pass of these windows, computed once for every SAE (`cleanReference`, the same
+   * batches and the same passes): CE_clean and the KL reference per position. With the fused
+   * head the clean pass is then not run here, except on the first batch, which must give the
+   * stored values bit for bit (else: an error).
+   */
+  cleanRef?: CleanReference;
   onProgress?: (doneSeq: number, totalSeq: number) => void;
+}
+
+/** The clean pass of the held-out windows: CE per position and the fused head's KL reference (FusedRefRows). */
+export interface CleanReference extends FusedRefRows {
+  ce: Float32Array;
 }
 
 /** Per-position arrays (length nPositions, order seq * seqLen + t). */
@@ -315,6 +327,10 @@ function startRun(model: HookedLM, tokens: TokenArray, opts: DownstreamOptions):
   if (opts.gradients && opts.gradients.length !== N * w.d) throw new Error(`downstream: gradients hold ${opts.gradients.length} values, expected ${N} positions × d ${w.d}`);
   if (opts.baselines && (opts.baselines.ce_zero.length !== N || opts.baselines.ce_mean.length !== N)) throw new Error(`downstream: baselines must hold ${N} positions`);
   if (opts.activations && opts.activations.length !== N * w.d) throw new Error(`downstream: activations hold ${opts.activations.length} values, expected ${N} positions × d ${w.d}`);
+  const cr = opts.cleanRef;
+  if (cr && (cr.ce.length !== N || cr.a.length !== N || cr.wbar.length !== N * w.d)) {
+    throw new Error(`downstream: the clean reference holds ${cr.ce.length} positions (a ${cr.a.length}, w̄ ${cr.wbar.length} values), expected ${N} positions × d ${w.d}`);
+  }
   const isG = w.arch === 'gsae';
   const mode: GradientMode = isG ? (opts.gradientMode ?? 'both') : 'gradfree';
   const alsoGradfree = isG && mode === 'both';
@@ -444,18 +460,25 @@ function ablationHooks(run: DownstreamRun): { hooks: Hooks; ce: string }[] {
 function fusedBatch(run: DownstreamRun, b: Batch): boolean {
   const { model, opts, w, pt } = run;
   const { hook, seqLen } = opts;
+  if (!model.fusedCeKl) return false;
   const xt = run.xStored ? tf.tensor3d(run.xStored.subarray(b.off * w.d, (b.off + b.n) * w.d), [b.nb, seqLen, w.d]) : null;
   const from = xt ? { hook, x: xt } : undefined;
-  const clean = model.fusedCeKl?.(b.inp, b.targets, { from, keepRef: true }) ?? null;
+  const given = run.opts.cleanRef ? refSlice(run.opts.cleanRef, b, w.d) : null;
+  // the clean pass: stored by cleanReference (run here only on the first batch, as a check), or run now
+  const clean = !given || b.s0 === 0 ? model.fusedCeKl(b.inp, b.targets, { from, keepRef: true }) : null;
   let pre: SharedEncode | null = null;
   try {
-    if (!clean) return false;
+    if (!clean && given && b.s0 === 0) throw new Error('downstream: a clean reference was given, but this model has no fused head to use it');
+    if (!clean && !given) return false;
     if (xt) pre = sharedEncode(run, b, xt);
-    run.forwardTokens += b.n;
-    pt.ce_clean.set(clean.ce, b.off);
-    if (from && b.s0 === 0) checkStart(run, b, clean.ce);
+    if (clean) run.forwardTokens += b.n;
+    if (given && clean) checkReference(given, clean.ce, clean.ref.rows?.() ?? null);
+    pt.ce_clean.set(given ? given.ce : clean!.ce, b.off);
+    // (with a stored reference, cleanReference made this check, and checkReference ties the two)
+    if (from && b.s0 === 0 && !given) checkStart(run, b, clean!.ce);
+    const kept = given ? { refRows: given.rows } : { ref: clean!.ref };
     const pass = (hooks: Hooks, ceName: string, klName: string | null) => {
-      const r = model.fusedCeKl!(b.inp, b.targets, { hooks, ref: klName ? clean.ref : undefined, from })!;
+      const r = model.fusedCeKl!(b.inp, b.targets, { hooks, ...(klName ? kept : {}), from })!;
       run.forwardTokens += b.n;
       r.ref.release();
       pt[ceName].set(r.ce, b.off);
@@ -469,6 +492,77 @@ function fusedBatch(run: DownstreamRun, b: Batch): boolean {
     clean?.ref.release();
     xt?.dispose();
   }
+}
+
+/** Batch b's slice of a stored clean reference. */
+function refSlice(ref: CleanReference, b: Batch, d: number): { ce: Float32Array; rows: FusedRefRows } {
+  return { ce: ref.ce.subarray(b.off, b.off + b.n), rows: { wbar: ref.wbar.subarray(b.off * d, (b.off + b.n) * d), a: ref.a.subarray(b.off, b.off + b.n) } };
+}
+
+/** A stored clean reference must be, bit for bit, what the clean pass gives now (same LM, windows, backend). */
+function checkReference(given: { ce: Float32Array; rows: FusedRefRows }, ce: Float32Array, rows: FusedRefRows | null): void {
+  const same = (a: Float32Array, b: Float32Array) => a.length === b.length && a.every((v, i) => Object.is(v, b[i]));
+  if (!same(given.ce, ce) || (rows && (!same(given.rows.wbar, rows.wbar) || !same(given.rows.a, rows.a)))) {
+    throw new Error(
+      `downstream: the stored clean reference does not match the clean pass on the first batch (max |ΔCE| ${maxAbsDiff(given.ce, ce)} nats): ` +
+        'it was computed for another LM, other windows or another backend (rerun clean_ref)',
+    );
+  }
+}
+
+/**
+ * The clean pass of the held-out windows with the fused head, batch by batch exactly as
+ * evaluateDownstream runs it (the same windows, batch size and starting point): CE and the KL
+ * reference per position, for `cleanRef`. null when the model has no fused head (then every
+ * evaluateDownstream runs its own clean pass). The first batch started from the stored
+ * activations is checked against a pass from the tokens, as in evaluateDownstream.
+ */
+export function cleanReference(
+  model: HookedLM,
+  tokens: TokenArray,
+  opts: { hook: HookName; seqLen: number; batch: number; nTokens: number; windows?: Int32Array; activations?: Float32Array; onProgress?: (doneSeq: number, totalSeq: number) => void },
+): CleanReference | null {
+  if (!model.fusedCeKl) return null;
+  const d = model.config.dModel;
+  const { seqLen, batch, hook } = opts;
+  if (!(batch >= 1) || !(seqLen >= 1)) throw new Error('cleanReference: batch and seqLen must be ≥ 1');
+  const { nSeq, windows } = opts.windows ? givenWindows(opts.windows, seqLen) : heldOutWindows(tokens, opts.nTokens, seqLen);
+  const N = nSeq * seqLen;
+  if (opts.activations && opts.activations.length !== N * d) throw new Error(`cleanReference: activations hold ${opts.activations.length} values, expected ${N} positions × d ${d}`);
+  const xStored = opts.activations && startsAt(hook) ? opts.activations : null;
+  const out: CleanReference = { ce: new Float32Array(N), wbar: new Float32Array(N * d), a: new Float32Array(N) };
+  for (let s0 = 0; s0 < nSeq; s0 += batch) {
+    const nb = Math.min(batch, nSeq - s0);
+    const n = nb * seqLen;
+    const off = s0 * seqLen;
+    const { inputs, targets } = splitWindows(windows, s0, nb, seqLen);
+    const inp = tf.tensor2d(inputs, [nb, seqLen], 'int32');
+    const xt = xStored ? tf.tensor3d(xStored.subarray(off * d, (off + n) * d), [nb, seqLen, d]) : null;
+    try {
+      const r = model.fusedCeKl(inp, targets, { from: xt ? { hook, x: xt } : undefined, keepRef: true });
+      if (!r) return null;
+      try {
+        const rows = r.ref.rows?.();
+        if (!rows) throw new Error('cleanReference: the fused head keeps no per-position reference');
+        if (xt && s0 === 0) {
+          const full = model.fusedCeKl(inp, targets)!;
+          full.ref.release();
+          const diff = maxAbsDiff(full.ce, r.ce);
+          if (!(diff <= START_CHECK_TOL)) throw new Error(`cleanReference: the stored activations at ${hook} do not reproduce the LM's clean loss (max |ΔCE| ${diff} nats on the first batch > ${START_CHECK_TOL})`);
+        }
+        out.ce.set(r.ce, off);
+        out.wbar.set(rows.wbar, off * d);
+        out.a.set(rows.a, off);
+      } finally {
+        r.ref.release();
+      }
+    } finally {
+      inp.dispose();
+      xt?.dispose();
+    }
+    opts.onProgress?.(s0 + nb, nSeq);
+  }
+  return out;
 }
 
 /** The clean CE of a pass started from the stored activations must be the full pass's. */

@@ -16,7 +16,7 @@ import { splitWindows } from '../windows.ts';
 import * as tf from '@tensorflow/tfjs-core';
 import { mulberry32, randn } from '../util/random.ts';
 import type { TokenArray } from '../tokens.ts';
-import type { ActivationAndGrad, FusedCeKlOptions, FusedCeKlResult, FusedRef, GPT2Config, HookFn, HookName, HookedLM, Hooks, PassStart } from './types.ts';
+import type { ActivationAndGrad, FusedCeKlOptions, FusedCeKlResult, FusedRef, FusedRefRows, GPT2Config, HookFn, HookName, HookedLM, Hooks, PassStart } from './types.ts';
 import { gatherRows, splitRows, sumRows, unstack0 } from './kernels.ts';
 import { ortEnabled } from '../backend.ts';
 import { ortOp } from '../native/tfort.ts';
@@ -851,11 +851,15 @@ export class GPT2 implements HookedLM {
     this.checkTokens(inputs, 'fusedCeKl');
     if (targets.length !== B * T) throw new Error(`fusedCeKl: ${targets.length} targets for ${B * T} positions`);
     const { vocabSize: V, dModel: d } = this.config;
-    const r = opts.ref as (FusedRef & { chunks: { wbar: tf.Tensor2D; a: tf.Tensor2D }[] }) | undefined;
+    const r0 = opts.ref as (FusedRef & { chunks: { wbar: tf.Tensor2D; a: tf.Tensor2D }[] }) | undefined;
+    const rr = r0 ? null : opts.refRows;
+    if (rr && (rr.wbar.length !== B * T * d || rr.a.length !== B * T)) {
+      throw new Error(`fusedCeKl: the reference rows hold ${rr.a.length} positions (w̄ ${rr.wbar.length} values), expected ${B * T} (× d ${d})`);
+    }
     const start = opts.from ? { layer: residPreLayer(opts.from.hook, this.config), x: opts.from.x as tf.Tensor2D } : undefined;
     const N = B * T;
     const ce = new Float32Array(N);
-    const kl = r ? new Float32Array(N) : null;
+    const kl = r0 || rr ? new Float32Array(N) : null;
     const kept: { wbar: tf.Tensor2D; a: tf.Tensor2D }[] = [];
     const keep = !!opts.keepRef;
     tf.tidy(() => {
@@ -864,6 +868,10 @@ export class GPT2 implements HookedLM {
       const sizes: number[] = [];
       for (let o = 0; o < N; o += rows) sizes.push(Math.min(rows, N - o));
       const hs = sizes.length === 1 ? [hF] : (splitRows(hF, sizes) as tf.Tensor2D[]);
+      const r = r0 ?? (rr ? { chunks: sizes.map((n, c) => {
+        const o = sizes.slice(0, c).reduce((x, y) => x + y, 0);
+        return { wbar: tf.tensor2d(rr.wbar.subarray(o * d, (o + n) * d), [n, d]), a: tf.tensor2d(rr.a.subarray(o, o + n), [n, 1]) };
+      }) } : undefined);
       if (r && r.chunks.length !== sizes.length) throw new Error('fusedCeKl: the reference pass has a different shape');
       let o = 0;
       sizes.forEach((n, c) => {
@@ -879,7 +887,22 @@ export class GPT2 implements HookedLM {
         o += n;
       });
     });
-    const mine = { chunks: kept, release: () => tf.dispose(kept.flatMap((k) => [k.wbar, k.a])) };
+    const mine = {
+      chunks: kept,
+      release: () => tf.dispose(kept.flatMap((k) => [k.wbar, k.a])),
+      rows: (): FusedRefRows => {
+        const wbar = new Float32Array(N * d);
+        const a = new Float32Array(N);
+        let o = 0;
+        for (const k of kept) {
+          const n = k.a.shape[0];
+          wbar.set(k.wbar.dataSync() as Float32Array, o * d);
+          a.set(k.a.dataSync() as Float32Array, o);
+          o += n;
+        }
+        return { wbar, a };
+      },
+    };
     return { ce, kl, ref: mine };
   }
 

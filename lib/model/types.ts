@@ -74,6 +74,11 @@ export interface FusedCeKlOptions {
   hooks?: Hooks;
   /** A pass made with keepRef: the KL is taken against it. */
   ref?: FusedRef;
+  /**
+   * The same reference as per-position arrays (what `ref.rows()` of a keepRef pass over the same
+   * positions returned, e.g. stored by an earlier stage); used when `ref` is not given.
+   */
+  refRows?: FusedRefRows;
   /** Keep what later KLs against this pass need in the returned ref (the wasm+ort head keeps pᵀ wte and −H(p) per row, not p); default false. */
   keepRef?: boolean;
   /**
@@ -99,4 +104,12 @@ export interface FusedCeKlResult {
 /** What a pass keeps for a later KL (see HookedLM.fusedCeKl). */
 export interface FusedRef {
   release(): void;
+  /** The kept reference as per-position arrays (copies), when the implementation has them. */
+  rows?(): FusedRefRows;
+}
+
+/** A KL reference per position: w̄ = pᵀ wte [N·d] and a = h·w̄ − lse = −H(p) [N] (see ceKlGraph). */
+export interface FusedRefRows {
+  wbar: Float32Array;
+  a: Float32Array;
 }

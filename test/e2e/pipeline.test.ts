@@ -39,7 +39,7 @@ describe('smoke preset end to end', () => {
   it('runs every stage, writes the report and DuckDB, then reruns nothing', async () => {
     const first = pipeline(dir);
     expect(first.code, first.out).toBe(0);
-    for (const stage of ['corpus', 'tokenize', 'lm', 'collect', 'sae', 'downstream', 'steering', 'interp', 'lm_random', 'collect_control', 'sae_control', 'interp_control', 'compare', 'report']) {
+    for (const stage of ['corpus', 'tokenize', 'lm', 'collect', 'clean_ref', 'sae', 'downstream', 'steering', 'interp', 'lm_random', 'collect_control', 'sae_control', 'interp_control', 'compare', 'report']) {
       expect(first.out, `stage ${stage} did not run`).toMatch(new RegExp(`✓ ${stage.replace('[', '\\[')}`));
     }
     // The report and the artifacts people look at.

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../../lib/backend.ts';
 import { createGPT2, type GPT2 } from '../../../lib/model/gpt2.ts';
 import { residHookName } from '../../../lib/model/types.ts';
-import { evaluateDownstream, evaluateHook, heldOutWindows } from '../../../lib/eval/downstream.ts';
+import { cleanReference, evaluateDownstream, evaluateHook, heldOutWindows } from '../../../lib/eval/downstream.ts';
 import { identityHook } from '../../../lib/eval/saeHook.ts';
 import { decodeReference, encodeReference } from './saeReference.ts';
 import { evaluateSteering } from '../../../lib/eval/steering.ts';
@@ -79,6 +79,31 @@ describe('eval with the real GPT-2', () => {
       const wrong = ag.x.map((v, i) => v + (i % 7 === 0 ? 0.5 : 0));
       expect(() => evaluateDownstream(model, tokens, { ...base, sae: w, activations: wrong })).toThrow(/do not reproduce the LM's clean loss/);
     }
+  });
+
+  it('a clean reference computed once (cleanReference) gives downstream every per-token value of its own clean pass, bit for bit; a stale one is refused', () => {
+    const base = { hook, nTokens: 128, seqLen: 16, batch: 4 };
+    const { nSeq, windows } = heldOutWindows(tokens, base.nTokens, base.seqLen);
+    const ag = model.activationAndGrad(windows, nSeq, base.seqLen, hook);
+    const ref = cleanReference(model, tokens, { ...base, windows, activations: ag.x });
+    if (TEST_BACKEND !== 'wasm+ort') {
+      expect(ref).toBeNull(); // no fused head: every downstream instance runs its own clean pass
+      return;
+    }
+    expect(ref!.ce.length).toBe(nSeq * base.seqLen);
+    for (const w of [randomSae(cfg.dModel, 128, 8, 'gsae', 2, 4), randomSae(cfg.dModel, 128, 8, 'topk', 0, 5)]) {
+      const own = evaluateDownstream(model, tokens, { ...base, sae: w, windows, gradients: ag.g, activations: ag.x });
+      const shared = evaluateDownstream(model, tokens, { ...base, sae: w, windows, gradients: ag.g, activations: ag.x, cleanRef: ref! });
+      for (const [name, arr] of Object.entries(own.perToken)) expect(Array.from(shared.perToken[name]), name).toEqual(Array.from(arr));
+      expect(shared.summary).toEqual(own.summary);
+      // fewer passes: only the first batch's clean pass runs (as the check)
+      expect(shared.cost.forwardTokens).toBeLessThan(own.cost.forwardTokens);
+    }
+    const w = randomSae(cfg.dModel, 128, 8, 'topk', 0, 5);
+    const stale = { ...ref!, ce: ref!.ce.map((v, i) => (i === 3 ? v + 1e-3 : v)) };
+    expect(() => evaluateDownstream(model, tokens, { ...base, sae: w, windows, activations: ag.x, cleanRef: stale })).toThrow(/stored clean reference does not match/);
+    const short = { ce: ref!.ce.subarray(1), wbar: ref!.wbar, a: ref!.a };
+    expect(() => evaluateDownstream(model, tokens, { ...base, sae: w, windows, activations: ag.x, cleanRef: short })).toThrow(/clean reference holds/);
   });
 
   it('steering with alpha = 0 has no effect', () => {
