@@ -17,9 +17,10 @@ const args = process.argv.slice(2);
 const reps = Number(args[args.indexOf('--reps') + 1]) || 2;
 const withGpt2 = !args.includes('--no-sae-gpt2');
 
-// every benchmark child (ours and the peers) gets the stage processes' malloc settings (base/malloc.ts)
-function run(cmd: string, argv: string[], env: NodeJS.ProcessEnv = process.env): string {
-  const r = spawnSync(cmd, argv, { cwd: root, env: withMallocEnv(env), encoding: 'utf8', maxBuffer: 1 << 26 });
+// our benchmarks run with the stage processes' malloc settings (base/malloc.ts); the peers with the
+// environment as given (as their users run them)
+function run(cmd: string, argv: string[], env: NodeJS.ProcessEnv = withMallocEnv(process.env)): string {
+  const r = spawnSync(cmd, argv, { cwd: root, env, encoding: 'utf8', maxBuffer: 1 << 26 });
   if (r.status !== 0) throw new Error(`${cmd} ${argv.join(' ')} failed (${r.status}): ${r.stderr?.slice(-2000)}`);
   return r.stdout;
 }
