@@ -33,7 +33,7 @@ import {
   actGradGraph,
   trainStepGraph,
 } from './ortgraphs.ts';
-import { cachedGraph } from '../native/ort.ts';
+import { cachedGraph, type GraphSpec } from '../native/ort.ts';
 import { readF32 } from '../native/tfort.ts';
 
 export type { GPT2Config } from './types.ts';
@@ -949,18 +949,14 @@ export class GPT2 implements HookedLM {
     if (ortEnabled() && this.fusedTraining && N * c.vocabSize <= FUSED_ACTGRAD_MAX_ELEMS) {
       // one ORT run: forward, head and the backward down to the hook (actGradGraph)
       if (seqLen > c.nCtx) throw new Error(`GPT-2: sequence length ${seqLen} exceeds the context size nCtx=${c.nCtx}`);
-      const names = this.paramNames;
-      const shapes = names.map((n) => this.params.get(n)!.shape);
-      const graph = cachedGraph(`act-grad:${c.nLayer}:${c.nHead}:${c.dModel}:${c.vocabSize}:${c.nCtx}:${c.layerNormEps}:${seqLen}:${stop.layer}:${stop.site}`, () =>
-        actGradGraph(c, seqLen, names, shapes, stop),
-      );
       const lossPerToken = new Float32Array(N);
       const x = new Float32Array(N * c.dModel);
       const g = new Float32Array(N * c.dModel);
-      const ids = Float32Array.from(inputs);
-      const tgt = Float32Array.from(targets);
-      const views = names.map((n) => readF32(this.params.get(n)!));
-      graph.run([ids, tgt, new Float32Array([1]), ...views], [[N], [N], [], ...shapes], [lossPerToken, x, g], [[N, 1], [N, c.dModel], [N, c.dModel]]);
+      this.runWholeGraph(`act-grad:${seqLen}:${stop.layer}:${stop.site}`, (names, shapes) => actGradGraph(c, seqLen, names, shapes, stop), inputs, targets, 1, [
+        [lossPerToken, [N, 1]],
+        [x, [N, c.dModel]],
+        [g, [N, c.dModel]],
+      ]);
       return { x, g, lossPerToken };
     }
     let out!: ActivationAndGrad;
@@ -1023,21 +1019,40 @@ export class GPT2 implements HookedLM {
     const { inputs, targets } = GPT2.splitSequences(tokens, batch, seqLen);
     this.checkTokens(tokens, 'forwardBackward');
     const N = batch * seqLen;
-    const names = this.paramNames;
-    const shapes = names.map((n) => this.params.get(n)!.shape);
-    const graph = cachedGraph(`train-step:${c.nLayer}:${c.nHead}:${c.dModel}:${c.vocabSize}:${c.nCtx}:${c.layerNormEps}:${seqLen}`, () =>
-      trainStepGraph(c, seqLen, names, shapes),
-    );
     const loss = new Float32Array(N);
     const grad = new Float32Array(this.numParams);
+    this.runWholeGraph(`train-step:${seqLen}`, (names, shapes) => trainStepGraph(c, seqLen, names, shapes), inputs, targets, 1 / N, [
+      [loss, [N, 1]],
+      [grad, [grad.length]],
+    ]);
+    let sum = 0;
+    for (let i = 0; i < N; i++) sum += loss[i];
+    return { loss: sum / N, grad };
+  }
+
+  /**
+   * Run a whole-model graph (trainStepGraph, actGradGraph) cached under `key` for this model's
+   * shape: inputs tokens, targets (as float32 ids), the loss weight w and every parameter, in the
+   * canonical order, as views on the wasm heap; outputs into the given arrays.
+   */
+  private runWholeGraph(
+    key: string,
+    build: (names: string[], shapes: number[][]) => GraphSpec,
+    inputs: Int32Array,
+    targets: Int32Array,
+    w: number,
+    outs: Array<[Float32Array, number[]]>,
+  ): void {
+    const c = this.config;
+    const N = inputs.length;
+    const names = this.paramNames;
+    const shapes = names.map((n) => this.params.get(n)!.shape);
+    const graph = cachedGraph(`${key}:${c.nLayer}:${c.nHead}:${c.dModel}:${c.vocabSize}:${c.nCtx}:${c.layerNormEps}`, () => build(names, shapes));
     const ids = Float32Array.from(inputs);
     const tgt = Float32Array.from(targets);
     // views on the wasm heap: no tfjs allocation happens before the run reads them
     const views = names.map((n) => readF32(this.params.get(n)!));
-    graph.run([ids, tgt, new Float32Array([1 / N]), ...views], [[N], [N], [], ...shapes], [loss, grad], [[N, 1], [grad.length]]);
-    let sum = 0;
-    for (let i = 0; i < N; i++) sum += loss[i];
-    return { loss: sum / N, grad };
+    graph.run([ids, tgt, new Float32Array([w]), ...views], [[N], [N], [], ...shapes], outs.map((o) => o[0]), outs.map((o) => o[1]));
   }
 
   /** false: training runs the per-block graphs even on wasm+ort (the reference in tests). */
