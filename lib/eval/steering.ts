@@ -38,7 +38,8 @@
  * nContexts·contextLen·(1 + S·|α|); the logit-lens rule adds no pass.
  * The per-position scores are computed where the logits are (steeringScore.ts: one ONNX Runtime
  * graph per call on wasm+ort, the logits.ts loops elsewhere); the logits never come to JavaScript on
- * wasm+ort.
+ * wasm+ort, and for a GPT2 the steered logits never leave ONNX Runtime: the scorer's graph takes the
+ * final hidden states and computes them itself.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { HookedLM, HookName } from '../model/types.ts';
@@ -226,6 +227,8 @@ class SteeredPasses {
     private readonly hook: HookName,
     private readonly r: number,
     private readonly st: SteeringSetup,
+    /** What steered() returns: logits [nl·nb, T, V], or the final hidden states [nl·nb·T, d] (model.finalHidden). */
+    private readonly out: 'logits' | 'hidden' = 'logits',
   ) {
     for (let i = 0; i < st.latents.length; i += st.L) this.groups.push(st.latents.slice(i, i + st.L));
   }
@@ -253,9 +256,14 @@ class SteeredPasses {
     return tf.tensor3d(v, [lats.length * nb, 1, d]);
   }
 
+  /** logits() or, for a scorer that takes hidden states, finalHidden(). */
+  private pass(tokens: tf.Tensor2D, hooks?: Parameters<HookedLM['logits']>[1], opts?: Parameters<HookedLM['logits']>[2]): tf.Tensor {
+    return this.out === 'hidden' ? this.model.finalHidden!(tokens, hooks, opts) : this.model.logits(tokens, hooks, opts);
+  }
+
   /**
-   * Logits [nl·nb, T, V] (row (l·nb + b)·T + t) of the contexts tiled nl times, steered; caller
-   * disposes. Given the clean activations at the hook (xC [nb, T, d]) the passes start there: the
+   * Logits [nl·nb, T, V] (row (l·nb + b)·T + t) of the contexts tiled nl times, steered (or their
+   * final hidden states, same row order, when `out` is 'hidden'); caller disposes. Given the clean activations at the hook (xC [nb, T, d]) the passes start there: the
    * layers below the hook run once per context batch (in the clean pass), not once per latent.
    */
   steered(ctx: tf.Tensor2D, alpha: number, lats: number[], xC: tf.Tensor | null): tf.Tensor {
@@ -266,7 +274,7 @@ class SteeredPasses {
     return tf.tidy(() => {
       const steer = this.steerTensor(alpha, lats, nb);
       const tiled = tf.tile(ctx, [nl, 1]) as tf.Tensor2D;
-      return this.model.logits(tiled, { [this.hook]: (x) => tf.add(x, steer) as tf.Tensor3D });
+      return this.pass(tiled, { [this.hook]: (x) => tf.add(x, steer) as tf.Tensor3D });
     });
   }
 
@@ -295,7 +303,7 @@ class SteeredPasses {
       }
     });
     return tf.tidy(() =>
-      this.model.logits(tf.tensor2d(tokens, [nl * nb, T], 'int32'), undefined, { from: { hook: this.hook, x: tf.tensor3d(x, [nl * nb, T, d]) } }),
+      this.pass(tf.tensor2d(tokens, [nl * nb, T], 'int32'), undefined, { from: { hook: this.hook, x: tf.tensor3d(x, [nl * nb, T, d]) } }),
     );
   }
 
@@ -475,8 +483,9 @@ export function evaluateSteering(model: HookedLM, tokens: TokenArray, opts: Stee
   const st = steeringSetup(model, tokens, opts);
   const { alphas, latents, nTargets, d } = st;
   const S = latents.length;
-  const passes = new SteeredPasses(model, tokens, opts.hook, opts.meanNorm, st);
-  const scorer = steeringScorer(st.V);
+  // on wasm+ort a model with finalHidden hands the scorer its steered hidden states: the logits stay in ORT
+  const scorer = steeringScorer(st.V, model.finalHidden && model.unembedding ? model.unembedding() : undefined);
+  const passes = new SteeredPasses(model, tokens, opts.hook, opts.meanNorm, st, scorer.input);
   const nBatches = Math.ceil(st.calStarts.length / st.Bc) + Math.ceil(st.evalStarts.length / st.Bc);
   let batchesDone = 0;
   const progress = (label: string) => opts.onProgress?.(label, ++batchesDone, nBatches);

@@ -826,18 +826,29 @@ export class GPT2 implements HookedLM {
 
   logits(tokens: tf.Tensor2D, hooks?: Hooks, opts: { from?: PassStart } = {}): tf.Tensor3D {
     const [B, T] = tokens.shape;
-    const data = tokens.dataSync();
-    const inputs = data instanceof Int32Array ? data : Int32Array.from(data);
-    this.checkTokens(inputs, 'logits');
-    const start = opts.from ? { layer: residPreLayer(opts.from.hook, this.config), x: opts.from.x as tf.Tensor2D } : undefined;
     return tf.tidy(() => {
-      const { hF } = this.forward(inputs, B, T, { hooks, start });
+      const hF = this.finalHidden(tokens, hooks, opts);
       const { vocabSize: V, dModel: d } = this.config;
       const lg = ortEnabled()
         ? ortOp('Logits', `logits:${d}:${V}`, () => logitsGraph(d, V), [hF, this.p('wte.weight')], [[B * T, V]])[0]
         : tf.matMul(hF, this.getWteT());
       return tf.reshape(lg, [B, T, V]) as tf.Tensor3D;
     });
+  }
+
+  /** The final hidden state [B·T, d] (after ln_f) of logits()'s pass: logits = hF · unembedding()ᵀ. */
+  finalHidden(tokens: tf.Tensor2D, hooks?: Hooks, opts: { from?: PassStart } = {}): tf.Tensor2D {
+    const [B, T] = tokens.shape;
+    const data = tokens.dataSync();
+    const inputs = data instanceof Int32Array ? data : Int32Array.from(data);
+    this.checkTokens(inputs, 'logits');
+    const start = opts.from ? { layer: residPreLayer(opts.from.hook, this.config), x: opts.from.x as tf.Tensor2D } : undefined;
+    return tf.tidy(() => this.forward(inputs, B, T, { hooks, start }).hF);
+  }
+
+  /** The unembedding [V, d] (tied to the token embedding; owned by the model, do not dispose). */
+  unembedding(): tf.Tensor2D {
+    return this.p('wte.weight') as tf.Tensor2D;
   }
 
   /** Whether a pass can start at this hook (resid_pre sites: `from` of logits() and fusedCeKl()). */

@@ -50,6 +50,14 @@ export interface HookedLM {
   /** Whether logits() and fusedCeKl() can start a pass at this hook (`from`). */
   canStartAt?(hook: HookName): boolean;
   /**
+   * Optional: the final hidden state [B·T, d] of logits()'s pass (same arguments), with logits =
+   * hF · unembedding()ᵀ — for heads that compute the logits where they use them (steering's scorer
+   * on wasm+ort), so no [B·T, V] tensor leaves them. The caller disposes the result.
+   */
+  finalHidden?(tokens: tf.Tensor2D, hooks?: Hooks, opts?: { from?: PassStart }): tf.Tensor2D;
+  /** With finalHidden: the unembedding [V, d] (owned by the model). */
+  unembedding?(): tf.Tensor2D;
+  /**
    * One forward+backward pass on sequences of T+1 tokens (inputs = tokens[:, :T], targets =
    * tokens[:, 1:]): the activation at `hook`, the gradient of the summed loss w.r.t. it, and the
    * per-position losses. No parameter gradients are computed.

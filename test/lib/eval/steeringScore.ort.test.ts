@@ -3,6 +3,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { activeBackend, initBackend } from '../../../lib/backend.ts';
 import { JsScorer, OrtScorer } from '../../../lib/eval/steeringScore.ts';
+import { logitsGraph } from '../../../lib/model/ortgraphs.ts';
+import { ortOp } from '../../../lib/native/tfort.ts';
 import { mulberry32, randn } from '../../../lib/util/random.ts';
 
 const [G, R, V, K] = [3, 10, 50, 5];
@@ -54,5 +56,29 @@ describe('steering scores on ONNX Runtime', () => {
       expect(Math.abs(o.kl[i])).toBe(0);
     }
     tf.dispose([clean, tiled]);
+  });
+
+  it('given hidden states and the unembedding, the same bits as given the logits of the model\'s logits graph', () => {
+    const d = 8;
+    const wte = tf.tensor2d(randomLogits(V * d, 4, 0.5), [V, d]);
+    const hS = tf.tensor2d(randomLogits(G * R * d, 5, 1), [G * R, d]);
+    const hC = tf.tensor2d(randomLogits(R * d, 6, 1), [R, d]);
+    const logitsOf = (h: tf.Tensor2D) => ortOp('Logits', `logits:${d}:${V}`, () => logitsGraph(d, V), [h, wte], [[h.shape[0], V]])[0];
+    const lS = logitsOf(hS);
+    const clean = logitsOf(hC);
+    const cal = [[1, 7, 9, 30, 49], [0, 2, 4, 6, 8], [45, 3, 17, 22, 11]];
+    const lens = [[5, 6, 7, 8, 9], [49, 48, 47, 46, 45], [10, 20, 30, 40, 0]];
+    const byLogits = new OrtScorer(V);
+    const byHidden = new OrtScorer(V, wte);
+    expect(byHidden.input).toBe('hidden');
+    expect(Array.from(byHidden.riseSums(hS, clean, G, R))).toEqual(Array.from(byLogits.riseSums(lS, clean, G, R)));
+    const o = byHidden.rows(hS, clean, cal, lens, G, R);
+    const j = byLogits.rows(lS, clean, cal, lens, G, R);
+    for (const key of ['kl', 'calS', 'calC', 'lensS', 'lensC'] as const) expect(Array.from(o[key])).toEqual(Array.from(j[key]));
+    // and the hidden path is not vacuous: other hidden states give other scores
+    const other = tf.tensor2d(randomLogits(G * R * d, 7, 1), [G * R, d]);
+    expect(Array.from(byHidden.rows(other, clean, cal, lens, G, R).kl)).not.toEqual(Array.from(o.kl));
+    expect(() => byHidden.riseSums(lS, clean, G, R)).toThrow(/hidden states hold/);
+    tf.dispose([wte, hS, hC, lS, clean, other]);
   });
 });
