@@ -378,7 +378,9 @@ class SimdRows implements RowMath {
     const pg = p.g + row * p.rowBytes;
     let gB = 0;
     if (this.mode === SCORE.sparse) gB = 1 + this.beta * Math.sqrt(this.simd.dot(pg, pg)) * this.rowNormMax;
-    return this.selector.select(p.U + uo, p.be, this.mode, this.beta, p.A + uo, p.Wd, pg, gB, this.s.idx, this.s.val, 0);
+    const xc = p.xc + r * p.rowBytes;
+    const scale = Math.sqrt(this.simd.dot(xc, xc)); // ‖x − b_dec‖: the threshold guess's scale
+    return this.selector.select(p.U + uo, p.be, this.mode, this.beta, p.A + uo, p.Wd, pg, gB, this.s.idx, this.s.val, 0, scale);
   }
 
   residual(_r: number, row: number): number {
@@ -455,9 +457,12 @@ class TsRows implements RowMath {
   }
 
   select(r: number): number {
-    const { m, k } = this.spec;
+    const { m, k, d } = this.spec;
     const uo = r * m;
-    return selectTopK(this.sc.U, uo, this.buf.b_enc, m, k, this.denseA, uo, this.buf.ctrl[CTRL.beta], this.s.idx, this.s.val, 0, this.sel);
+    const xc = this.sc.xc;
+    let ss = 0;
+    for (let i = r * d; i < (r + 1) * d; i++) ss += xc[i] * xc[i];
+    return selectTopK(this.sc.U, uo, this.buf.b_enc, m, k, this.denseA, uo, this.buf.ctrl[CTRL.beta], this.s.idx, this.s.val, 0, this.sel, Math.sqrt(ss));
   }
 
   residual(r: number, row: number): number {

@@ -36,7 +36,7 @@ describe('selectTopK', () => {
       const A = rng() < 0.5 ? Float32Array.from({ length: m }, () => (rng() - 0.5) * 2) : null;
       const beta = A ? (rng() < 0.2 ? 0 : rng() * 3) : 0;
       const sc = new SelectScratch(k);
-      sc.last = rng() * 3; // a stale threshold guess must not change the result
+      sc.ratio = rng() * 3; // a stale threshold guess must not change the result
       const idx = new Int32Array(k);
       const val = new Float32Array(k);
       const l0 = selectTopK(U, 0, be, m, k, A, 0, beta, idx, val, 0, sc);
@@ -48,6 +48,50 @@ describe('selectTopK', () => {
       }
       expect(l0).toBe(pos);
     }
+  });
+
+  it('one scratch reused over many rows stays exact whatever the scales passed for the guess', () => {
+    const rng = mulberry32(11);
+    const m = 200;
+    const k = 12;
+    const sc = new SelectScratch(k);
+    const idx = new Int32Array(k);
+    const val = new Float32Array(k);
+    for (let row = 0; row < 2000; row++) {
+      // the rows' magnitudes jump by 100x, and the scale is often unrelated to them (or 0)
+      const mag = row % 97 < 10 ? 100 : 1;
+      const U = Float32Array.from({ length: m }, () => (rng() - 0.6) * 3 * mag);
+      const be = Float32Array.from({ length: m }, () => (rng() - 0.5) * 0.5);
+      const scale = row % 5 === 0 ? rng() * 10 : row % 7 === 0 ? 0 : mag;
+      const l0 = selectTopK(U, 0, be, m, k, null, 0, 0, idx, val, 0, sc, scale);
+      expect(Array.from(idx).sort((a, b) => a - b)).toEqual(reference(U, be, null, 0, k));
+      expect(l0).toBe(k);
+    }
+    expect(sc.ratio).toBeGreaterThan(0);
+  });
+
+  it("the threshold guess tracks the 2% quantile of k-th score / scale", () => {
+    // planted: k-th score / scale uniform on [1, 2], so the 2% quantile is 1.02
+    const rng = mulberry32(12);
+    const sc = new SelectScratch(8);
+    let fails = 0;
+    const N = 200000;
+    for (let t = 0; t < N; t++) {
+      const scale = 0.5 + rng() * 4;
+      const kth = (1 + rng()) * scale;
+      if (t >= N / 2 && sc.guess(scale) >= kth) fails++;
+      sc.learn(kth, scale);
+    }
+    expect(sc.ratio).toBeGreaterThan(1.0);
+    expect(sc.ratio).toBeLessThan(1.05);
+    expect(fails / (N / 2)).toBeGreaterThan(0.01);
+    expect(fails / (N / 2)).toBeLessThan(0.03);
+    // no scale or no k-th score: nothing learnt, no guess
+    const fresh = new SelectScratch(8);
+    fresh.learn(0, 1);
+    fresh.learn(1, 0);
+    expect(fresh.ratio).toBe(0);
+    expect(fresh.guess(1)).toBe(0);
   });
 
   it('the WebAssembly SIMD scan gives the same selection, in a canonical order (plain, dense and sparse scores)', () => {
@@ -88,7 +132,7 @@ describe('selectTopK', () => {
       let gn = 0;
       for (const v of g) gn += v * v;
       const scW = new SelectScratch(k);
-      scW.last = rng() * 3;
+      scW.ratio = rng() * 3;
       const sel = new WasmSelector(ex, memory, cand, scW, m, k, d * 4);
       const idxW = new Int32Array(k);
       const valW = new Float32Array(k);
