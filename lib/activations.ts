@@ -339,7 +339,8 @@ export interface RowSource {
   readonly hasGrad: boolean;
   /** Mean ‖x‖ over all rows, when known. */
   readonly meanNormX?: number;
-  stream(seed: number, start?: number): RowStream;
+  /** withGrad false: the stream is read with g = null only (a source may then skip loading g). */
+  stream(seed: number, start?: number, withGrad?: boolean): RowStream;
 }
 
 interface Window {
@@ -439,6 +440,23 @@ class WindowedStream implements RowStream {
   }
 }
 
+/** Fill `out` with the whole of `file`, which must be exactly out.byteLength bytes long. */
+function readFileInto(file: string, out: Uint8Array): void {
+  const fd = fs.openSync(file, 'r');
+  try {
+    const size = fs.fstatSync(fd).size;
+    if (size !== out.byteLength) throw new Error(`shard: expected ${out.byteLength} bytes, found ${size} in ${file}`);
+    let got = 0;
+    while (got < out.byteLength) {
+      const n = fs.readSync(fd, out, got, out.byteLength - got, got);
+      if (n === 0) throw new Error(`shard: ${file} ended after ${got} of ${out.byteLength} bytes`);
+      got += n;
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
 /** In-memory rows as a RowSource (one window: every epoch is a full permutation). */
 export class MemoryRows implements RowSource {
   readonly rows: number;
@@ -512,9 +530,27 @@ export class ShardReader implements RowSource {
     const s = this.manifest.shards[i];
     if (!s) throw new Error(`ShardReader: no shard ${i} (there are ${this.numShards})`);
     const count = s.rows * this.d;
-    const x = decode(fs.readFileSync(path.join(this.dir, s.x)), this.manifest.dtype, count, s.x_scale ?? 1);
-    const g = s.g ? decode(fs.readFileSync(path.join(this.dir, s.g)), this.manifest.dtype, count, s.g_scale ?? 1) : null;
+    const x = new Float32Array(count);
+    const g = s.g ? new Float32Array(count) : null;
+    this.readShardInto(i, x, g, 0);
     return { x, g, rows: s.rows };
+  }
+
+  /**
+   * Decode shard i into x (and g, when given and the shard has gradients) from value offset off.
+   * float32 shards are read straight into the arrays (no intermediate buffer).
+   */
+  private readShardInto(i: number, x: Float32Array, g: Float32Array | null, off: number): void {
+    const s = this.manifest.shards[i];
+    if (!s) throw new Error(`ShardReader: no shard ${i} (there are ${this.numShards})`);
+    const count = s.rows * this.d;
+    const part = (file: string, scale: number, out: Float32Array) => {
+      const full = path.join(this.dir, file);
+      if (this.manifest.dtype === 'float32') readFileInto(full, new Uint8Array(out.buffer, out.byteOffset + off * 4, count * 4));
+      else out.set(decode(fs.readFileSync(full), this.manifest.dtype, count, scale), off);
+    };
+    part(s.x, s.x_scale ?? 1, x);
+    if (g && s.g) part(s.g, s.g_scale ?? 1, g);
   }
 
   /**
@@ -541,23 +577,22 @@ export class ShardReader implements RowSource {
     return { x: part(s.x, s.x_scale ?? 1), g: s.g ? part(s.g, s.g_scale ?? 1) : null };
   }
 
-  /** All rows in shard order (x, g concatenated). */
-  readAll(): Window {
-    if (this.all) return this.all;
-    this.all = this.load(this.manifest.shards.map((_, i) => i));
+  /** All rows in shard order (x, g concatenated; withGrad false: g is not loaded, null). Kept once read. */
+  readAll(withGrad = true): Window {
+    const grad = withGrad && this.hasGrad;
+    if (this.all && (this.all.g || !grad)) return this.all;
+    this.all = this.load(this.manifest.shards.map((_, i) => i), grad);
     return this.all;
   }
 
-  private load(ids: number[]): Window {
+  private load(ids: number[], withGrad: boolean): Window {
     const rows = ids.reduce((s, i) => s + this.manifest.shards[i].rows, 0);
     const x = new Float32Array(rows * this.d);
-    const g = this.hasGrad ? new Float32Array(rows * this.d) : null;
+    const g = withGrad && this.hasGrad ? new Float32Array(rows * this.d) : null;
     let off = 0;
     for (const i of ids) {
-      const s = this.readShard(i);
-      x.set(s.x, off);
-      if (g && s.g) g.set(s.g, off);
-      off += s.x.length;
+      this.readShardInto(i, x, g, off);
+      off += this.manifest.shards[i].rows * this.d;
     }
     return { x, g, rows };
   }
@@ -568,16 +603,17 @@ export class ShardReader implements RowSource {
     return Math.max(1, Math.min(this.numShards, Math.floor(this.maxMemoryBytes / perShard)));
   }
 
-  stream(seed: number, start = 0): RowStream {
+  stream(seed: number, start = 0, withGrad = true): RowStream {
     const W = this.windowShards;
     const all = W >= this.numShards;
+    const grad = withGrad && this.hasGrad;
     return new WindowedStream(
       {
         d: this.d,
         rows: this.rows,
         shardRows: this.manifest.shards.map((s) => s.rows),
         windowShards: W,
-        load: (ids) => (all ? this.readAll() : this.load(ids)),
+        load: (ids) => (all ? this.readAll(grad) : this.load(ids, grad)),
       },
       seed,
       start,

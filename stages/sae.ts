@@ -92,7 +92,7 @@ const stage = defineStage<Params>()({
     };
     saveTrainResult(ctx.outDir, res, saelens, { arch, ...gsaeMeta });
     // Held-out metrics on the test activations (g-SAE selects with the clean-pass gradient).
-    const test = new ShardReader(path.join(ctx.inputs.acts, 'test')).readAll();
+    const test = new ShardReader(path.join(ctx.inputs.acts, 'test')).readAll(arch === 'gsae');
     // held-out metrics and the change rate from the same encodes
     const ev = evaluateSae(res.weights, test.x, arch === 'gsae' ? test.g : null, { changeRate: true });
     const changeRate = ev.changeRate!;

@@ -311,7 +311,7 @@ export async function trainSae(source: RowSource, cfgIn: TrainSaeConfig, cb: Sae
   const resumedFromStep = S.step;
   const pool = spec.participants > 1 ? await KernelPool.create(spec.participants - 1, spec, buf, (activeBackend() ?? tf.getBackend()) as BackendKind) : null;
   const kernel = new SaeKernel(spec, buf, 0);
-  const stream = source.stream(deriveSeed(cfg.seed, 'data'), S.tokensSeen);
+  const stream = source.stream(deriveSeed(cfg.seed, 'data'), S.tokensSeen, spec.useGrad);
   const ckptFile = cfg.checkpointDir ? path.join(cfg.checkpointDir, CKPT_FILE) : null;
   let lastSave = performance.now();
   let final: TrainMetrics = { mse: NaN, fvu: NaN, aux_loss: NaN, dead_frac: NaN, l0: NaN };
@@ -365,7 +365,7 @@ function prepareRun(source: RowSource, cfgIn: TrainSaeConfig, cb: SaeTrainCallba
   const d = source.d;
   const cfg = resolveTrainConfig(cfgIn, d);
   const { m, k, batchSize: N, chunks: C } = cfg;
-  const useGrad = cfg.arch === 'gsae' && cfg.beta !== 0;
+  const useGrad = usesGrad(cfg);
   if (useGrad && !source.hasGrad) throw new Error('trainSae: a g-SAE with beta != 0 needs gradients in the source');
   const steps = Math.ceil(cfg.trainTokens / N);
   const spec: KernelSpec = {
@@ -578,13 +578,19 @@ function resumeState(cfg: ResolvedTrainConfig, buf: KernelBuffers, d: number, st
 /** The optimiser arrays of KernelBuffers.opt saved in a checkpoint. */
 const OPT_ARRAYS = ['W_encT', 'mWe', 'vWe', 'mWd', 'vWd', 'mbe', 'vbe'] as const;
 
+/** Whether training reads the gradients (a g-SAE with beta != 0). */
+function usesGrad(cfg: { arch: string; beta: number }): boolean {
+  return cfg.arch === 'gsae' && cfg.beta !== 0;
+}
+
 /** The initial state: input scale, b_dec, W_dec (random unit rows or cfg.init), W_enc = W_decᵀ, zero moments. */
 function initState(source: RowSource, cfg: ResolvedTrainConfig, buf: KernelBuffers, d: number, init: SaeWeights | null): State {
   const m = cfg.m;
   // sample for the norm estimate and b_dec
   const ns = Math.min(cfg.initSamples, source.rows);
   const xs = new Float32Array(ns * d);
-  source.stream(deriveSeed(cfg.seed, 'init-sample'), 0).read(ns, xs, null);
+  // withGrad as the training stream's, so a source that keeps what it loaded loads the rows once
+  source.stream(deriveSeed(cfg.seed, 'init-sample'), 0, usesGrad(cfg)).read(ns, xs, null);
   const scale = cfg.normalize === 'mean_norm' ? inputScale(source.meanNormX, xs, ns, d) : 1;
   for (let i = 0; i < xs.length; i++) xs[i] *= scale;
   const W_encT = buf.opt.W_encT;

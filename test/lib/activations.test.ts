@@ -87,6 +87,21 @@ describe('ShardWriter / ShardReader', () => {
     expect(all.g).toEqual(g);
     const s2 = r.readShard(2);
     expect(s2.x).toEqual(x.subarray(128 * d, 192 * d));
+    expect(s2.g).toEqual(g.subarray(128 * d, 192 * d));
+    // without gradients: g is not loaded; a stream opened so refuses to give g
+    const noG = new ShardReader(dir);
+    expect(noG.readAll(false).g).toBeNull();
+    expect(noG.readAll(false).x).toEqual(x);
+    expect(noG.readAll().g).toEqual(g); // asked again with g: loaded then
+    const xs = new Float32Array(40 * d);
+    const xs2 = new Float32Array(40 * d);
+    new ShardReader(dir).stream(3, 7, false).read(40, xs, null);
+    r.stream(3, 7).read(40, xs2, null);
+    expect(xs).toEqual(xs2);
+    expect(() => new ShardReader(dir).stream(3, 7, false).read(1, xs, new Float32Array(d))).toThrow(/no gradients/);
+    // a shard file of the wrong length is an error, not a silent short read
+    fs.truncateSync(path.join(dir, man.shards[1].x), 64 * d * 4 - 4);
+    expect(() => new ShardReader(dir).readShard(1)).toThrow(/expected 4096 bytes, found 4092/);
     const onDisk = JSON.parse(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8'));
     expect(Object.keys(onDisk)).toEqual(expect.arrayContaining(['d', 'dtype', 'rows', 'shards', 'mean_norm_x', 'mean_norm_g']));
     expect(fs.statSync(path.join(dir, man.shards[0].x)).size).toBe(64 * d * 4);
