@@ -18,23 +18,34 @@ const installed = (pkg: string): boolean => {
 };
 const hasGpu = installed('@tensorflow/tfjs-node-gpu');
 const hasNative = installed('@tensorflow/tfjs-node');
+/** What 'auto' picks before the wasm paths, when a native tfjs backend loads. */
+const nativeAuto = hasGpu ? 'tensorflow-gpu' : hasNative ? 'tensorflow' : null;
 
 describe('backend choice', () => {
   it('rejects an unknown backend, naming the allowed ones', async () => {
     await expect(initBackend('metal' as never)).rejects.toThrow(/'metal' is not a backend; allowed: auto, tensorflow-gpu, tensorflow, wasm\+ort, wasm, cpu/);
   });
 
-  it.skipIf(hasGpu)('asking for tensorflow-gpu where it cannot load is a clear error', async () => {
+  // No test skips: where @tensorflow/tfjs-node(-gpu) loads, the same tests check the other branch.
+  it('asking for tensorflow-gpu where it cannot load is a clear error (where it loads, it is chosen)', async () => {
+    if (hasGpu) {
+      expect(resolveBackend('tensorflow-gpu')).toBe('tensorflow-gpu');
+      return;
+    }
     await expect(initBackend('tensorflow-gpu')).rejects.toThrow(/'tensorflow-gpu' could not be loaded; install @tensorflow\/tfjs-node-gpu/);
     expect(() => resolveBackend('tensorflow-gpu')).toThrow(/params.backend: 'tensorflow-gpu' cannot be loaded/);
   });
 
-  it.skipIf(hasNative)('asking for tensorflow where it cannot load is a clear error', async () => {
+  it('asking for tensorflow where it cannot load is a clear error (where it loads, it is chosen)', async () => {
+    if (hasNative) {
+      expect(resolveBackend('tensorflow')).toBe('tensorflow');
+      return;
+    }
     await expect(initBackend('tensorflow')).rejects.toThrow(/'tensorflow' could not be loaded/);
   });
 
-  it.skipIf(hasGpu || hasNative)('auto resolves to wasm+ort (or wasm without ONNX Runtime); explicit wasm stays the pure path', async () => {
-    expect(resolveBackend('auto')).toBe(ortAvailable() ? 'wasm+ort' : 'wasm');
+  it('auto resolves to wasm+ort (or wasm without ONNX Runtime) unless tfjs-node loads; explicit wasm stays the pure path', async () => {
+    expect(resolveBackend('auto')).toBe(nativeAuto ?? (ortAvailable() ? 'wasm+ort' : 'wasm'));
     expect(resolveBackend('wasm')).toBe('wasm');
     expect(await initBackend('wasm')).toBe('wasm');
     expect(ortEnabled()).toBe(false);
@@ -46,7 +57,7 @@ describe('backend choice', () => {
     await expect(initBackend('cpu')).rejects.toThrow(/already initialised as 'wasm'/);
   });
 
-  it.skipIf(hasGpu || hasNative)('without the ONNX Runtime binding, auto and wasm+ort fall back to wasm with a warning, never a crash', () => {
+  it('without the ONNX Runtime binding, auto and wasm+ort fall back to wasm with a warning, never a crash', () => {
     const root = path.resolve(import.meta.dirname, '../..');
     const code =
       "const e = await import('./stages/environment.ts'); const b = await import('./lib/backend.ts');" +
@@ -57,7 +68,7 @@ describe('backend choice', () => {
       env: { ...process.env, GSAE_NO_ORT: '1' },
     });
     expect(r.status, r.stderr).toBe(0);
-    expect(r.stdout).toMatch(/RESOLVED wasm wasm wasm/);
+    expect(r.stdout).toContain(`RESOLVED ${nativeAuto ?? 'wasm'} wasm wasm`);
     expect(r.stderr).toMatch(/WARNING: onnxruntime-node could not load \(disabled by GSAE_NO_ORT\)/);
   });
 });
