@@ -38,10 +38,27 @@ export function projectPaths(opts: PathOptions = {}): ProjectPaths {
   };
 }
 
+/** What pipeline/launch.mjs hands the engine when the CLI runs from its bundle. */
+interface Launch {
+  /** Bundled copies of the stages module and its direct local imports, by absolute path. */
+  modules: Record<string, () => Promise<unknown>>;
+  /** Registers the TypeScript loader (tsx), for a module not in the bundle. */
+  ensureLoader(): Promise<void>;
+}
+
+/** Import a local module by absolute path: its bundled copy when the CLI runs from the bundle. */
+export async function importLocal(file: string): Promise<unknown> {
+  const launch = (globalThis as Record<symbol, Launch | undefined>)[Symbol.for('pipeline.launch')];
+  const bundled = launch?.modules[file];
+  if (bundled) return bundled();
+  await launch?.ensureLoader();
+  return import(pathToFileURL(file).href);
+}
+
 export async function importProject(stagesModule: string): Promise<Project> {
   let mod: Partial<Project> & { default?: Partial<Project> };
   try {
-    mod = (await import(pathToFileURL(stagesModule).href)) as typeof mod;
+    mod = (await importLocal(stagesModule)) as typeof mod;
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
     if (err.code === 'ERR_MODULE_NOT_FOUND' && String(err.message).includes(stagesModule)) {
@@ -161,7 +178,7 @@ export async function stageModules(project: Project, graph: CodeGraph, root: str
   const candidates = graph.files[graph.entry]?.imports ?? [];
   for (const rel of candidates) {
     if (!/\.[cm]?[jt]sx?$/.test(rel)) continue;
-    const mod = (await import(pathToFileURL(path.resolve(root, rel)).href)) as Record<string, unknown>;
+    const mod = (await importLocal(path.resolve(root, rel))) as Record<string, unknown>;
     for (const value of Object.values(mod)) {
       const stage = project.stages.find((s) => s === value);
       if (stage && !out.has(stage.name)) out.set(stage.name, rel);
