@@ -1,5 +1,6 @@
 /** Test helpers: fixture projects copied to a temp dir, and the real CLI run in a child process. */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import * as os from 'node:os';
@@ -11,7 +12,11 @@ import { querySql } from '../../pipeline/db.ts';
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const REPO = path.resolve(here, '../..');
 export const CLI = path.join(REPO, 'pipeline/cli.ts');
+/** What `npm run pipeline` starts: the CLI from its bundle (pipeline/launch.mjs). */
+export const LAUNCH = path.join(REPO, 'pipeline/launch.mjs');
 const TSX = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
+/** Bundles of the fixture projects: one folder for this test process, not node_modules/.cache. */
+const LAUNCH_CACHE = path.join(os.tmpdir(), `pipeline-launch-test-${process.pid}`);
 
 /** A fresh copy of test/fixtures/pipeline/<name> in a temp dir. */
 export async function makeProject(name: string): Promise<string> {
@@ -22,6 +27,9 @@ export async function makeProject(name: string): Promise<string> {
 
 export async function removeProject(root: string): Promise<void> {
   await fs.rm(root, { recursive: true, force: true });
+  // Its bundle (launch.mjs keys a project's bundles by its stages module).
+  const key = createHash('sha256').update(path.join(root, 'stages', 'index.ts')).digest('hex').slice(0, 16);
+  await fs.rm(path.join(LAUNCH_CACHE, key), { recursive: true, force: true });
 }
 
 export interface CliResult {
@@ -38,11 +46,15 @@ export interface CliProcess {
   output(): { stdout: string; stderr: string };
 }
 
-/** Start `pipeline/cli.ts <args>` with --root appended for run/dag/query/types. */
-export function startCli(root: string, args: string[], env: Record<string, string> = {}): CliProcess {
-  const child = spawn(process.execPath, ['--import', TSX, CLI, ...args, '--root', root], {
+/**
+ * Start the CLI with `<args> --root <root>` as `npm run pipeline` does (pipeline/launch.mjs), or
+ * from source through tsx (`fromSource`).
+ */
+export function startCli(root: string, args: string[], env: Record<string, string> = {}, opts: { fromSource?: boolean } = {}): CliProcess {
+  const argv = opts.fromSource ? ['--import', TSX, CLI] : [LAUNCH];
+  const child = spawn(process.execPath, [...argv, ...args, '--root', root], {
     cwd: root,
-    env: { ...process.env, ...env, FORCE_COLOR: '0' },
+    env: { PIPELINE_LAUNCH_CACHE: LAUNCH_CACHE, ...process.env, ...env, FORCE_COLOR: '0' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stdout = '';
@@ -53,8 +65,8 @@ export function startCli(root: string, args: string[], env: Record<string, strin
   return { child, done, output: () => ({ stdout, stderr }) };
 }
 
-export function cli(root: string, args: string[], env: Record<string, string> = {}): Promise<CliResult> {
-  return startCli(root, args, env).done;
+export function cli(root: string, args: string[], env: Record<string, string> = {}, opts: { fromSource?: boolean } = {}): Promise<CliResult> {
+  return startCli(root, args, env, opts).done;
 }
 
 /** Lines the toy stages appended to trace.log since the last call (then cleared). */

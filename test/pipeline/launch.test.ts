@@ -8,9 +8,7 @@ import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type CliResult, cli, makeProject, removeProject, REPO } from './helpers.ts';
-
-const LAUNCH = path.join(REPO, 'pipeline/launch.mjs');
+import { type CliResult, cli, LAUNCH, makeProject, removeProject } from './helpers.ts';
 
 function launch(root: string, args: string[], cache: string, env: Record<string, string> = {}): Promise<CliResult> {
   const child = spawn(process.execPath, [LAUNCH, ...args, '--root', root], {
@@ -41,7 +39,7 @@ describe('launch.mjs', () => {
   });
 
   it('runs from a bundle that plans exactly what the source plans, and reuses it while nothing changed', async () => {
-    const fromSource = await cli(root, ['run', '--progress', 'plain']);
+    const fromSource = await cli(root, ['run', '--progress', 'plain'], {}, { fromSource: true });
     expect(fromSource.code, fromSource.stderr).toBe(0);
     expect(summary(fromSource)).toMatch(/^ok: \d+ ran, 0 cached/);
 
@@ -57,7 +55,7 @@ describe('launch.mjs', () => {
     expect(summary(second)).toMatch(/^nothing to run/);
 
     const dag = await launch(root, ['dag'], cache);
-    expect(dag.stdout).toBe((await cli(root, ['dag'])).stdout);
+    expect(dag.stdout).toBe((await cli(root, ['dag'], {}, { fromSource: true })).stdout);
   });
 
   it('rebuilds after an edit to a bundled file: the edited code is what runs', async () => {
@@ -87,7 +85,7 @@ describe('launch.mjs', () => {
     const text = await fs.readFile(file, 'utf8');
     await fs.writeFile(file, `${text}\nexport const broken = ;\n`);
     try {
-      const fromSource = await cli(root, ['run', '--progress', 'plain']);
+      const fromSource = await cli(root, ['run', '--progress', 'plain'], {}, { fromSource: true });
       const r = await launch(root, ['run', '--progress', 'plain'], cache);
       expect(launchLines(r)).toContainEqual(expect.stringMatching(/^launch: bundle unavailable \(.*\): running from source$/));
       expect(r.code).toBe(fromSource.code);
