@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { RunStore } from './db.ts';
+import { loadRunStore, RunStore } from './db.ts';
 import type { NodeState, RunContext } from './instance.ts';
 import { acquireLock, type Lock } from './lock.ts';
 import { dryRun, formatDryRun, type InstanceResult, type InstanceStatus, type Plan, planPipeline, type RunOptions } from './plan.ts';
@@ -81,6 +81,7 @@ export function headFromGitDir(root: string): string | null {
 export async function runPipeline(opts: RunOptions = {}): Promise<RunSummary> {
   const out = opts.out ?? ((s: string) => process.stdout.write(`${s}\n`));
   const err = opts.err ?? ((s: string) => process.stderr.write(`${s}\n`));
+  if (!opts.dryRun) loadRunStore();
   const plan = await planPipeline(opts);
   if (opts.dryRun) {
     const instances = await dryRun(plan);
@@ -159,6 +160,7 @@ async function openRun(plan: Plan, opts: RunOptions, out: (s: string) => void, e
   const logsDir = path.join(runDir, 'logs');
   await fs.mkdir(logsDir, { recursive: true });
   const db = new RunStore(path.join(paths.resultsDir, 'results.duckdb'), path.join(runDir, 'records.jsonl'), runId, err);
+  db.open();
   const record = startRunRecord(plan, opts, db, runId, jobs);
   const reporter = makeReporter(opts.progress, out);
   reporter.begin(plan.selected.length, Math.max(8, ...plan.selected.map((i) => i.id.length)));

@@ -9,7 +9,7 @@
  *   code-graph.json                       cached import graph of the stages (see closure.ts)
  */
 import { randomBytes } from 'node:crypto';
-import { lstatSync, mkdirSync, readdirSync, readlinkSync, renameSync, rmSync, symlinkSync, unlinkSync } from 'node:fs';
+import { type Stats, lstatSync, mkdirSync, readdirSync, readlinkSync, renameSync, rmSync, symlinkSync, unlinkSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import type { FingerprintComponents } from './fingerprint.ts';
@@ -299,6 +299,23 @@ function engineMade(p: string): boolean {
   return readdirSync(p, { withFileTypes: true }).every((e) => e.isSymbolicLink());
 }
 
+/** Does results/<stage> (`final`, lstat `st`) hold exactly the links switchResults would make? */
+function showsExactly(final: string, st: Stats, plain: boolean, list: ResultEntry[]): boolean {
+  const target = (l: string): string | null => {
+    try {
+      return readlinkSync(l);
+    } catch {
+      return null;
+    }
+  };
+  if (plain) return st.isSymbolicLink() && target(final) === path.relative(path.dirname(final), list[0].target);
+  if (!st.isDirectory()) return false;
+  const names = readdirSync(final);
+  if (names.length !== list.length) return false;
+  const want = new Map(list.map((e) => [instanceDirName(e.instance), path.relative(final, e.target)]));
+  return names.every((n) => want.get(n) !== undefined && target(path.join(final, n)) === want.get(n));
+}
+
 /**
  * Make results/ show one run: for every stage of `entries`, results/<stage> is replaced by links to
  * exactly that run's instances (a matrix stage's folder is built aside and swapped in, so instances
@@ -323,8 +340,9 @@ export async function switchResults(resultsDir: string, entries: ResultEntry[], 
       skipped.push(final);
       continue;
     }
-    const next = path.join(resultsDir, `.${stage}.next-${tag}`);
     const plain = list.length === 1 && Object.keys(list[0].instance).length === 0;
+    if (st && showsExactly(final, st, plain, list)) continue; // a no-op run: already what it should be
+    const next = path.join(resultsDir, `.${stage}.next-${tag}`);
     if (plain) {
       symlinkSync(path.relative(resultsDir, list[0].target), next);
     } else {

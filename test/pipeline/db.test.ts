@@ -4,6 +4,7 @@
  * Uses the programmatic API for the first run to cover it too.
  */
 import * as fs from 'node:fs/promises';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { querySql } from '../../pipeline/db.ts';
@@ -149,6 +150,45 @@ describe('RunStore', () => {
       expect(lines).toHaveLength(5);
     } finally {
       await removeProject(dir);
+    }
+  });
+
+  it('stage_runs rows keep every field; the engine views carry the schema tag, and a view an older engine defined is put back', async () => {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'runstore-'));
+    try {
+      const { ENGINE_SCHEMA, RunStore } = await import('../../pipeline/db.ts');
+      const dbPath = path.join(dir, 'results.duckdb');
+      const store = new RunStore(dbPath, path.join(dir, 'records.jsonl'), 'run-1', () => undefined);
+      const t0 = new Date('2026-12-03T15:00:00.123Z');
+      const t1 = new Date('2026-12-03T15:00:02.5Z');
+      store.stageRun({ stage: 's', instance: { k: 2, arch: 'gsae' }, label: 's[arch=gsae,k=2]', fingerprint: 'ab'.repeat(32), status: 'ran', seconds: 2.377, reason: 'never run', started: t0, finished: t1 });
+      store.stageRun({ stage: 't', instance: {}, label: 't', fingerprint: null, status: 'skipped', seconds: 0, reason: 'input s failed', started: t1, finished: t1 });
+      await store.flush();
+      const rows = (await querySql(dbPath, `SELECT run_id, stage, instance::VARCHAR, label, fingerprint, status, seconds, reason, strftime(started, '%Y-%m-%d %H:%M:%S.%g'), strftime(finished, '%Y-%m-%d %H:%M:%S.%g') FROM stage_runs ORDER BY stage`)).rows;
+      expect(rows).toEqual([
+        ['run-1', 's', '{"arch":"gsae","k":2}', 's[arch=gsae,k=2]', 'ab'.repeat(32), 'ran', 2.377, 'never run', '2026-12-03 15:00:00.123', '2026-12-03 15:00:02.500'],
+        ['run-1', 't', '{}', 't', null, 'skipped', 0, 'input s failed', '2026-12-03 15:00:02.500', '2026-12-03 15:00:02.500'],
+      ]);
+      const comments = async (): Promise<unknown[][]> => (await querySql(dbPath, `SELECT view_name, comment FROM duckdb_views() WHERE NOT internal ORDER BY view_name`)).rows;
+      const tagged = await comments();
+      expect(tagged).toEqual([
+        ['current_instances', expect.stringMatching(/^pipeline engine schema [0-9a-f]{16}$/)],
+        ['latest_metrics', tagged[0][1]],
+      ]);
+      // An older engine's view (no tag): the next batch puts the current definition back.
+      const { DuckDBInstance } = await import('@duckdb/node-api');
+      const inst = await DuckDBInstance.create(dbPath);
+      const c = await inst.connect();
+      await c.run('CREATE OR REPLACE VIEW latest_metrics AS SELECT 1 AS x');
+      c.closeSync();
+      inst.closeSync();
+      store.stageRun({ stage: 'u', instance: {}, label: 'u', fingerprint: 'cd'.repeat(32), status: 'cached', seconds: 0, reason: '', started: t1, finished: t1 });
+      await store.flush();
+      expect(await comments()).toEqual(tagged);
+      expect((await querySql(dbPath, 'SELECT * FROM latest_metrics')).columns).toEqual(['stage', 'instance', 'name', 'step', 'value', 'run_id', 'run_started', 'fingerprint']);
+      expect(ENGINE_SCHEMA.length).toBe(5);
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true });
     }
   });
 });
