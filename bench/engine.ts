@@ -7,14 +7,13 @@
  */
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs/promises';
-import { createRequire } from 'node:module';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const CLI = path.join(REPO, 'pipeline/cli.ts');
-const TSX = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
+/** As `npm run pipeline` starts it: the CLI from its bundle (pipeline/launch.mjs). */
+const LAUNCH = path.join(REPO, 'pipeline/launch.mjs');
 const N = 24;
 
 const STAGES = `
@@ -88,7 +87,8 @@ const SCHEMA = {
 function runCli(root: string, args: string[]): Promise<{ seconds: number; code: number | null; stdout: string; stderr: string }> {
   const t0 = performance.now();
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', TSX, CLI, ...args, '--root', root], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+    const env = { ...process.env, PIPELINE_LAUNCH_CACHE: path.join(root, '.launch') }; // goes with the temp dir
+    const child = spawn(process.execPath, [LAUNCH, ...args, '--root', root], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));

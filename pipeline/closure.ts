@@ -194,6 +194,26 @@ export function localClosure(graph: CodeGraph, start: string): string[] {
  */
 export function packageVersions(graph: CodeGraph, files: string[]): Record<string, string> {
   const out: Record<string, string> = {};
+  for (const f of files) {
+    for (const name of graph.files[f]?.packages ?? []) {
+      const closure = packageClosure(graph, name);
+      if (closure) Object.assign(out, closure);
+      else out[name] = 'not in lockfile';
+    }
+  }
+  return Object.fromEntries(Object.entries(out).sort(([a], [b]) => a.localeCompare(b)));
+}
+
+/** Per graph: each imported package's locked closure (stages share most of theirs). */
+const closures = new WeakMap<CodeGraph, Map<string, Record<string, string> | null>>();
+
+/** The locked versions of package `name` and of everything it depends on; null if not locked. */
+function packageClosure(graph: CodeGraph, name: string): Record<string, string> | null {
+  let memo = closures.get(graph);
+  if (!memo) closures.set(graph, (memo = new Map()));
+  const known = memo.get(name);
+  if (known !== undefined) return known;
+  const out: Record<string, string> = {};
   const resolve = (from: string | undefined, name: string): string | undefined => {
     // from = 'a' or 'a/node_modules/b'; npm looks in from/node_modules, then up the chain.
     let base = from;
@@ -213,12 +233,9 @@ export function packageVersions(graph: CodeGraph, files: string[]): Record<strin
       if (resolved) visit(resolved);
     }
   };
-  for (const f of files) {
-    for (const name of graph.files[f]?.packages ?? []) {
-      const key = resolve(undefined, name);
-      if (key) visit(key);
-      else out[name] = 'not in lockfile';
-    }
-  }
-  return Object.fromEntries(Object.entries(out).sort(([a], [b]) => a.localeCompare(b)));
+  const key = resolve(undefined, name);
+  if (key) visit(key);
+  const result = key ? out : null;
+  memo.set(name, result);
+  return result;
 }
