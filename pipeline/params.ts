@@ -8,7 +8,7 @@ import * as fsSync from 'node:fs';
 import { createRequire } from 'node:module';
 import * as path from 'node:path';
 import type { ErrorObject, ValidateFunction } from 'ajv';
-import YAML from 'yaml';
+import type YAMLModule from 'yaml';
 import { writeFileAtomicSync } from '../base/atomic.ts';
 import { ParamsError } from './errors.ts';
 import { getPath, showValue } from './util.ts';
@@ -16,6 +16,11 @@ import { getPath, showValue } from './util.ts';
 export { isDeclared, projectParams } from './projection.ts';
 
 const require = createRequire(import.meta.url);
+
+/** The yaml package, loaded on first use: ~50 ms that a run whose params.yaml is unchanged skips. */
+function yaml(): typeof YAMLModule {
+  return require('yaml') as typeof YAMLModule;
+}
 
 export interface Override {
   key: string;
@@ -32,7 +37,7 @@ export function parseOverride(text: string): Override {
   }
   let value: unknown;
   try {
-    value = YAML.parse(text.slice(eq + 1));
+    value = yaml().parse(text.slice(eq + 1));
   } catch (e) {
     throw new ParamsError(`--set ${text}: the value is not valid YAML (${(e as Error).message})`);
   }
@@ -60,13 +65,58 @@ export function applyOverrides(params: Record<string, unknown>, overrides: Overr
 }
 
 export async function readParamsFile(file: string): Promise<Record<string, unknown>> {
-  let text: string;
+  return parseParams(file, await readText(file));
+}
+
+async function readText(file: string): Promise<string> {
   try {
-    text = await fs.readFile(file, 'utf8');
+    return await fs.readFile(file, 'utf8');
   } catch {
     throw new ParamsError(`params file ${file} not found`);
   }
-  const doc = YAML.parseDocument(text, { uniqueKeys: true });
+}
+
+/**
+ * readParamsFile, with the parsed value of a file already seen read from
+ * `<cacheDir>/params/<hash>.json` (keyed by the file's text and the yaml package's version). `keep`
+ * stores a new one: call it once the params are valid (nothing is written before). A value JSON
+ * cannot hold exactly, such as .inf or -0, is never stored.
+ */
+export async function loadParamsFile(file: string, cacheDir: string): Promise<{ params: Record<string, unknown>; keep: () => void }> {
+  const text = await readText(file);
+  const version = (JSON.parse(fsSync.readFileSync(require.resolve('yaml/package.json'), 'utf8')) as { version: string }).version;
+  const key = createHash('sha256').update(`yaml ${version}\n`).update(text).digest('hex');
+  const cached = path.join(cacheDir, 'params', `${key}.json`);
+  try {
+    return { params: JSON.parse(fsSync.readFileSync(cached, 'utf8')) as Record<string, unknown>, keep: () => undefined };
+  } catch {
+    // not parsed before (or unreadable): parse it
+  }
+  const params = parseParams(file, text);
+  const json = jsonExact(params) ? JSON.stringify(params) : null; // now: the caller may change params
+  const keep = (): void => {
+    if (json === null) return;
+    try {
+      fsSync.mkdirSync(path.dirname(cached), { recursive: true });
+      writeFileAtomicSync(cached, json);
+    } catch {
+      // a read-only cache: parse again next time
+    }
+  };
+  return { params, keep };
+}
+
+/** Does JSON hold `v` exactly (plain data, finite numbers, no -0)? */
+function jsonExact(v: unknown): boolean {
+  if (v === null || typeof v === 'string' || typeof v === 'boolean') return true;
+  if (typeof v === 'number') return Number.isFinite(v) && !Object.is(v, -0);
+  if (Array.isArray(v)) return v.every(jsonExact);
+  if (typeof v === 'object' && Object.getPrototypeOf(v) === Object.prototype) return Object.values(v as object).every(jsonExact);
+  return false;
+}
+
+function parseParams(file: string, text: string): Record<string, unknown> {
+  const doc = yaml().parseDocument(text, { uniqueKeys: true });
   if (doc.errors.length > 0) {
     const problems = doc.errors.map((e) => `${file}: ${e.message.split('\n')[0]}`);
     throw new ParamsError(problems.join('\n'), problems);

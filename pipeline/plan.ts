@@ -7,7 +7,7 @@ import { type CodeGraph, loadCodeGraph, localClosure, packageVersions } from './
 import { UsageError } from './errors.ts';
 import { explainChange, ENGINE_FINGERPRINT_VERSION, type FingerprintComponents, fingerprintOf, type InputFingerprint } from './fingerprint.ts';
 import { buildInstances, declaredKeys, hiddenKeys, type Instance, matchTargets, matrixKeys, withDependencies } from './graph.ts';
-import { applyOverrides, declaredValues, type Override, parseOverride, readParamsFile, readSchema, validateParams } from './params.ts';
+import { applyOverrides, declaredValues, loadParamsFile, type Override, parseOverride, readSchema, validateParams } from './params.ts';
 import { checkStageDefs, importProject, type PathOptions, type ProjectPaths, projectPaths, stageModules, validateProject } from './project.ts';
 import type { Executor } from './executor.ts';
 import type { RemoteCache } from './remote.ts';
@@ -76,7 +76,8 @@ export interface Plan {
 export async function planPipeline(opts: RunOptions): Promise<Plan> {
   const paths = projectPaths(opts);
   const schema = await readSchema(paths.schema);
-  const fileParams = opts.paramsValue ?? (await readParamsFile(paths.params));
+  const loaded = opts.paramsValue ? { params: opts.paramsValue, keep: () => undefined } : await loadParamsFile(paths.params, paths.cacheDir);
+  const fileParams = loaded.params;
   const overrides = (opts.set ?? []).map(parseOverride);
   const params = applyOverrides(fileParams, overrides);
   const keepValidator = validateParams(params, schema, paths.cacheDir);
@@ -85,6 +86,7 @@ export async function planPipeline(opts: RunOptions): Promise<Plan> {
   checkStageDefs(project.stages);
   await validateProject(project, params);
   keepValidator();
+  loaded.keep();
   const instances = buildInstances(project.stages, params);
   const targets = opts.targets ?? [];
   const forced = opts.force?.length ? matchTargets(instances, opts.force) : new Set<string>();

@@ -8,7 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ParamsError } from '../../pipeline/errors.ts';
-import { applyOverrides, declaredValues, parseOverride, projectParams, readSchema, validateParams } from '../../pipeline/params.ts';
+import { applyOverrides, declaredValues, loadParamsFile, parseOverride, projectParams, readParamsFile, readSchema, validateParams } from '../../pipeline/params.ts';
 import { cli, makeProject, removeProject, snapshot } from './helpers.ts';
 
 const GOOD = `source:
@@ -146,5 +146,42 @@ describe('params helpers', () => {
     const params = { sae: { k: [8, 16], lr: 0.01 }, seeds: [0, 1] };
     expect(declaredValues(params, ['sae', 'seeds'], ['sae.k', 'seeds'])).toEqual({ sae: { lr: 0.01 } });
     expect(declaredValues(params, ['sae.lr', 'missing.key'], [])).toEqual({ 'sae.lr': 0.01, 'missing.key': null });
+  });
+
+  it('loadParamsFile: the parse of a file seen before comes from the cache dir, kept only when asked, never for values JSON cannot hold', async () => {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'params-cache-'));
+    try {
+      const file = path.join(dir, 'params.yaml');
+      const cacheDir = path.join(dir, '.cache');
+      const entries = (): string[] => (fsSync.existsSync(path.join(cacheDir, 'params')) ? fsSync.readdirSync(path.join(cacheDir, 'params')) : []);
+      await fs.writeFile(file, 'sae:\n  k: [8, 16]   # a comment\n  lr: 0.1\nname: "x: y"\n');
+      const first = await loadParamsFile(file, cacheDir);
+      expect(first.params).toEqual(await readParamsFile(file));
+      expect(entries()).toEqual([]); // nothing written until keep()
+      first.keep();
+      expect(entries()).toHaveLength(1);
+      // The next load is the stored value, not a new parse (shown by editing the stored copy).
+      const stored = path.join(cacheDir, 'params', entries()[0]);
+      await fs.writeFile(stored, JSON.stringify({ from: 'cache' }));
+      expect((await loadParamsFile(file, cacheDir)).params).toEqual({ from: 'cache' });
+      // Another text is another key: parsed again.
+      await fs.appendFile(file, 'extra: 1\n');
+      const edited = await loadParamsFile(file, cacheDir);
+      expect(edited.params).toEqual({ sae: { k: [8, 16], lr: 0.1 }, name: 'x: y', extra: 1 });
+      edited.keep();
+      expect(entries()).toHaveLength(2);
+      // .inf, .nan and -0 do not survive JSON: parsed every time, never stored.
+      await fs.writeFile(file, 'a: .inf\nb: -0\n');
+      const special = await loadParamsFile(file, cacheDir);
+      special.keep();
+      expect(entries()).toHaveLength(2);
+      expect(special.params.a).toBe(Number.POSITIVE_INFINITY);
+      expect(Object.is(special.params.b, -0)).toBe(true);
+      // YAML errors are the same as readParamsFile's.
+      await fs.writeFile(file, 'a: 1\na: 2\n');
+      await expect(loadParamsFile(file, cacheDir)).rejects.toThrow(/Map keys must be unique/);
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true });
+    }
   });
 });
