@@ -123,7 +123,7 @@ function localSources(inputs) {
         if (a.pluginData === 'pipeline-launch' || a.kind === 'entry-point') return undefined; // esbuild's own resolution
         if (a.path.startsWith('node:') || BUILTINS.has(a.path.split('/')[0])) return { external: true };
         const r = await b.resolve(a.path, { kind: a.kind, resolveDir: a.resolveDir, importer: a.importer, pluginData: 'pipeline-launch' });
-        if (r.errors.length > 0) return { errors: r.errors };
+        if (r.errors.length > 0) return { external: true }; // not installed: Node decides at run time, as from source
         const manifest = packageJsonOf(r.path);
         if (manifest) inputs[manifest] = sha256(fs.readFileSync(manifest));
         return { path: r.path, external: true };

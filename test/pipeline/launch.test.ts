@@ -99,6 +99,20 @@ describe('launch.mjs', () => {
     expect(launchLines(again)).toContainEqual(expect.stringMatching(/^launch: built /));
   });
 
+  it('a package that is not installed (an optional import) stays for Node to resolve at run time', async () => {
+    const file = path.join(root, 'stages/double.ts');
+    const text = await fs.readFile(file, 'utf8');
+    await fs.writeFile(file, `${text}\nexport const optional = (): Promise<unknown> => import('no-such-package-xyz').catch(() => null);\n`);
+    try {
+      const r = await launch(root, ['run', '--progress', 'plain'], cache);
+      expect(r.code, r.stderr).toBe(0);
+      expect(launchLines(r)).toContainEqual(expect.stringMatching(/^launch: built /));
+      expect(launchLines(r).join('\n')).not.toContain('unavailable');
+    } finally {
+      await fs.writeFile(file, text);
+    }
+  });
+
   it('PIPELINE_LAUNCH=tsx runs from source', async () => {
     const r = await launch(root, ['run', '--progress', 'plain'], cache, { PIPELINE_LAUNCH: 'tsx' });
     expect(r.code, r.stderr).toBe(0);
