@@ -193,16 +193,26 @@ export function localClosure(graph: CodeGraph, start: string): string[] {
  * depend on (npm's nested node_modules resolution). Unlocked packages show as 'not in lockfile'.
  */
 export function packageVersions(graph: CodeGraph, files: string[]): Record<string, string> {
+  const names = new Set<string>();
+  for (const f of files) for (const name of graph.files[f]?.packages ?? []) names.add(name);
+  const key = [...names].sort().join('\0');
+  let memo = versionSets.get(graph);
+  if (!memo) versionSets.set(graph, (memo = new Map()));
+  const known = memo.get(key);
+  if (known) return { ...known };
   const out: Record<string, string> = {};
-  for (const f of files) {
-    for (const name of graph.files[f]?.packages ?? []) {
-      const closure = packageClosure(graph, name);
-      if (closure) Object.assign(out, closure);
-      else out[name] = 'not in lockfile';
-    }
+  for (const name of names) {
+    const closure = packageClosure(graph, name);
+    if (closure) Object.assign(out, closure);
+    else out[name] = 'not in lockfile';
   }
-  return Object.fromEntries(Object.entries(out).sort(([a], [b]) => a.localeCompare(b)));
+  const sorted = Object.fromEntries(Object.entries(out).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+  memo.set(key, sorted);
+  return { ...sorted };
 }
+
+/** Per graph: the result for each set of imported packages (most stages import the same set). */
+const versionSets = new WeakMap<CodeGraph, Map<string, Record<string, string>>>();
 
 /** Per graph: each imported package's locked closure (stages share most of theirs). */
 const closures = new WeakMap<CodeGraph, Map<string, Record<string, string> | null>>();

@@ -11,14 +11,28 @@ export function canonicalJson(value: unknown): string {
 function sortKeys(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(sortKeys);
   if (value !== null && typeof value === 'object') {
+    const keys = Object.keys(value);
+    if (flatAndSorted(value, keys)) return value; // serializes as it is (most of a fingerprint: code, packages)
     const out: Record<string, unknown> = {};
-    for (const key of Object.keys(value).sort()) {
+    for (const key of keys.sort()) {
       const v = (value as Record<string, unknown>)[key];
       if (v !== undefined) out[key] = sortKeys(v);
     }
     return out;
   }
   return value;
+}
+
+/** A plain object whose keys are in sorted order already and whose values are all JSON primitives. */
+function flatAndSorted(value: object, keys: string[]): boolean {
+  const proto = Object.getPrototypeOf(value);
+  if (proto !== Object.prototype && proto !== null) return false;
+  for (let i = 0; i < keys.length; i++) {
+    if (i > 0 && !(keys[i - 1] < keys[i])) return false;
+    const v = (value as Record<string, unknown>)[keys[i]];
+    if (v === undefined || (v !== null && typeof v === 'object') || typeof v === 'function') return false;
+  }
+  return true;
 }
 
 export function sha256(text: string | Buffer): string {
