@@ -248,15 +248,33 @@ export class RunStore {
     }, delayMs);
   }
 
+  /** Write what is pending; resolves once it is committed and the file is closed again. */
   flush(): Promise<void> {
+    return this.commitPending().then(() => this.closed());
+  }
+
+  /**
+   * Write what is pending; resolves once it is committed (durable in DuckDB's WAL), while the
+   * connection may still be checkpointing on DuckDB's threads (closed() waits for that).
+   */
+  commitPending(): Promise<void> {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     this.writing = this.writing.then(() => this.writeBatch());
     return Promise.all([this.writing, this.recordsWritten]).then(() => undefined);
   }
 
+  /** The last batch's checkpoint and close (the file stays locked until then). */
+  private closing: Promise<void> = Promise.resolve();
+
+  /** Resolves once no connection of this store is open. */
+  closed(): Promise<void> {
+    return this.writing.then(() => this.closing);
+  }
+
   private async writeBatch(): Promise<void> {
     if (this.pending.length === 0) return;
+    await this.closing; // the previous batch's connection holds the file's lock until it closes
     const batch = this.pending;
     this.pending = [];
     const d = await bindings();
@@ -285,6 +303,18 @@ export class RunStore {
             );
           }
         }
+        // Committed. The checkpoint runs on DuckDB's threads, while this one goes on (close_sync
+        // would run it on this thread: ~20–40 ms at the end of every run); then the file is closed.
+        const [openDb, openConn] = [db, conn];
+        [db, conn] = [undefined, undefined];
+        this.closing = d
+          .query(openConn, 'CHECKPOINT')
+          .catch(() => undefined) // close_sync checkpoints instead
+          .then(() => {
+            d.disconnect_sync(openConn);
+            d.close_sync(openDb);
+          })
+          .catch(() => undefined); // what was committed is in the WAL: the next open replays it
         return;
       } catch (e) {
         lastError = e;
@@ -307,9 +337,14 @@ export class RunStore {
     await ensureSchema(d, conn);
     await exec(d, conn, 'BEGIN TRANSACTION');
     const stageRuns: StageRunRow[] = [];
+    // A run's row is written as it starts, once its commit is known and as it ends: within one
+    // batch, only the last of them is written.
+    const lastRunRow = new Map<string, DbRecord>();
+    for (const rec of batch) if (rec.kind === 'run') lastRunRow.set(rec.row.run_id, rec);
     try {
       for (const rec of batch) {
         if (rec.kind === 'run') {
+          if (lastRunRow.get(rec.row.run_id) !== rec) continue;
           const r = rec.row;
           await exec(d, conn, 'DELETE FROM runs WHERE run_id = $1', [r.run_id]);
           await exec(d, conn, 'INSERT INTO runs VALUES ($1, $2::TIMESTAMP, $3::TIMESTAMP, $4, $5, $6, $7, $8, $9, $10, $11)', [

@@ -3,8 +3,12 @@
  * plain lines otherwise (CI logs): start/finish of every instance and at most one progress line
  * per instance every 10 seconds.
  */
-import cliProgress from 'cli-progress';
+import { createRequire } from 'node:module';
+import type CliProgress from 'cli-progress';
 import { formatSeconds } from './util.ts';
+
+/** cli-progress (16 modules) is loaded only for a TTY display: a run with plain lines never needs it. */
+const require = createRequire(import.meta.url);
 
 export interface Reporter {
   /** total: instances in the run; labelWidth: longest label (to align bars). */
@@ -76,6 +80,7 @@ export function plainReporter(write: (s: string) => void = (s) => process.stdout
 }
 
 export function ttyReporter(): Reporter {
+  const cliProgress = require('cli-progress') as typeof CliProgress;
   const multi = new cliProgress.MultiBar(
     {
       format: '{label} |{bar}| {percentage}% {value}/{total} {rate}/s ETA {eta_formatted} {info}',
@@ -88,8 +93,8 @@ export function ttyReporter(): Reporter {
     },
     cliProgress.Presets.shades_classic,
   );
-  let overall: cliProgress.SingleBar | undefined;
-  const bars = new Map<string, { bar: cliProgress.SingleBar; track: Track }>();
+  let overall: CliProgress.SingleBar | undefined;
+  const bars = new Map<string, { bar: CliProgress.SingleBar; track: Track }>();
   let finished = 0;
   let width = 0;
   return {
