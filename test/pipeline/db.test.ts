@@ -153,6 +153,33 @@ describe('RunStore', () => {
     }
   });
 
+  it('commitPending: batches one after the other, each checkpointed and closed; a run row written three times in a batch is one row', async () => {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'runstore-'));
+    try {
+      const { RunStore } = await import('../../pipeline/db.ts');
+      const dbPath = path.join(dir, 'results.duckdb');
+      const store = new RunStore(dbPath, path.join(dir, 'records.jsonl'), 'run-1', () => undefined);
+      const t0 = new Date('2026-12-04T10:00:00Z');
+      const row = { run_id: 'run-1', started: t0, finished: null, git_commit: null, params: {}, overrides: {}, env: {}, status: 'running' as const, command: 'run', jobs: 1 };
+      store.run(row);
+      store.run({ ...row, git_commit: 'c'.repeat(40) });
+      const stageRun = (stage: string) => ({ stage, instance: {}, label: stage, fingerprint: 'ab'.repeat(32), status: 'ran' as const, seconds: 1, reason: 'never run', started: t0, finished: t0 });
+      store.stageRun(stageRun('a'));
+      const first = store.commitPending();
+      store.run({ ...row, git_commit: 'c'.repeat(40), status: 'ok', finished: t0 });
+      store.stageRun(stageRun('b'));
+      await first;
+      await store.commitPending(); // opens the file only once the first batch's connection is closed
+      expect(store.pendingCount).toBe(0);
+      await store.closed();
+      await expect(fs.stat(`${dbPath}.wal`)).rejects.toThrow(); // checkpointed into the file
+      expect((await querySql(dbPath, 'SELECT status, git_commit FROM runs')).rows).toEqual([['ok', 'c'.repeat(40)]]);
+      expect((await querySql(dbPath, 'SELECT stage FROM stage_runs ORDER BY stage')).rows).toEqual([['a'], ['b']]);
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('stage_runs rows keep every field; the engine views carry the schema tag, and a view an older engine defined is put back', async () => {
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'runstore-'));
     try {
