@@ -5,6 +5,7 @@
  * batches and after the run. Every record is also appended to the run's records.jsonl.
  */
 import { createHash } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -195,7 +196,9 @@ export class RunStore {
   open(): void {
     this.early ??= (async () => {
       const d = await bindings();
-      await fs.mkdir(path.dirname(this.dbPath), { recursive: true });
+      // Synchronously: an fs promise would settle only once this thread is free again, i.e. after
+      // the cache checks, and the open would start only then.
+      mkdirSync(path.dirname(this.dbPath), { recursive: true });
       const db = await d.open(this.dbPath);
       try {
         return { db, conn: await d.connect(db) };

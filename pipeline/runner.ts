@@ -202,7 +202,8 @@ async function closeRun(ctx: RunContext, record: RunRecord, out: (s: string) => 
   if (db.pendingCount > 0) await db.flush();
   if (db.pendingCount > 0) err(`results.duckdb was not updated for this run: its records are in ${path.join(ctx.runDir, 'records.jsonl')}`);
   // results/ is switched while DuckDB checkpoints the last batch on its own threads.
-  await showRun({ plan: ctx.plan, runId, status: row.status, list, store: ctx.store, out, err });
+  const contentOf = (label: string): string | undefined => ctx.nodes.get(label)?.content;
+  await showRun({ plan: ctx.plan, runId, status: row.status, list, store: ctx.store, contentOf, out, err });
   await db.closed();
   const took = formatSeconds((Date.now() - row.started.getTime()) / 1000);
   if (count('ran') === 0 && failed === 0 && count('skipped') === 0) {

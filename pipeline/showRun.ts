@@ -19,12 +19,14 @@ export interface ShownRun {
   status: 'running' | 'ok' | 'failed' | 'interrupted';
   list: InstanceResult[];
   store: Store;
+  /** The content hash of an instance the run ran or served (known to the run: no manifest read). */
+  contentOf?: (label: string) => string | undefined;
   out: (s: string) => void;
   err: (s: string) => void;
 }
 
 /** Switch results/ (and results/runs/latest) to the run if it succeeded; otherwise say where its outputs are. */
-export async function showRun({ plan, runId, status, list, store, out, err }: ShownRun): Promise<void> {
+export async function showRun({ plan, runId, status, list, store, contentOf, out, err }: ShownRun): Promise<void> {
   const resultsDir = plan.paths.resultsDir;
   const latest = path.join(resultsDir, 'runs', 'latest');
   if (status !== 'ok') {
@@ -36,7 +38,7 @@ export async function showRun({ plan, runId, status, list, store, out, err }: Sh
     return;
   }
   try {
-    const { entries, remove } = await shownEntries(plan, list, store);
+    const { entries, remove } = await shownEntries(plan, list, store, contentOf);
     const skipped = await switchResults(resultsDir, entries, remove);
     for (const p of skipped) err(`left ${p} alone: it holds files the engine did not make`);
     await symlinkAtomic(runId, latest);
@@ -46,13 +48,18 @@ export async function showRun({ plan, runId, status, list, store, out, err }: Sh
 }
 
 /** What results/ shows after the run: its instances, plus what still matches downstream of it; stages to remove. */
-async function shownEntries(plan: Plan, list: InstanceResult[], store: Store): Promise<{ entries: ResultEntry[]; remove: string[] }> {
+async function shownEntries(
+  plan: Plan,
+  list: InstanceResult[],
+  store: Store,
+  contentOf: ShownRun['contentOf'],
+): Promise<{ entries: ResultEntry[]; remove: string[] }> {
   const entries: ResultEntry[] = [];
   const shownContent = new Map<string, string>();
   for (const r of list) {
     if (!r.fingerprint) continue;
-    const m = await store.readManifest(r.fingerprint);
-    if (m) shownContent.set(r.label, m.contentHash);
+    const content = contentOf?.(r.label) ?? (await store.readManifest(r.fingerprint))?.contentHash;
+    if (content) shownContent.set(r.label, content);
     entries.push({ stage: r.stage, instance: r.instance, target: store.outDir(r.fingerprint) });
   }
   const inRun = new Set(list.map((r) => r.stage));
