@@ -70,7 +70,7 @@ describe('cache and fingerprints (toy project, real CLI)', () => {
     // The recorded reasons name the param for train and the changed input downstream.
     const { rows } = await querySql(
       path.join(root, 'results/results.duckdb'),
-      "SELECT label, reason FROM stage_runs WHERE status = 'ran' AND run_id = (SELECT max(run_id) FROM runs) ORDER BY label",
+      "SELECT label, reason FROM stage_runs WHERE status = 'ran' AND run_id = (SELECT run_id FROM runs ORDER BY started DESC LIMIT 1) ORDER BY label",
     );
     expect(rows).toEqual([
       ['evaluate[k=1,seed=0]', 'input train[k=1,seed=0] changed'],
