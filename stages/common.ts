@@ -9,6 +9,16 @@ export async function initStageBackend(ctx: StageContext): Promise<string> {
   // imported here, not at the top: tfjs costs ~0.2 s of every engine start (a no-op rerun) otherwise
   const { initBackend } = await import('../lib/backend.ts');
   const name = await initBackend(ctx.env.backend as BackendKind, { quiet: false });
+  // The engine resolved the backend (and put it in this instance's fingerprint) by loading the
+  // binding only; if this process cannot compute with it, nothing is computed at all: numbers of
+  // another backend must never be stored under this fingerprint.
+  if (ctx.env.backend && name !== ctx.env.backend) {
+    const { ortLoadError } = await import('../lib/native/ort.ts');
+    throw new Error(
+      `the run resolved backend '${ctx.env.backend}' (it is in this instance's fingerprint), but this process got '${name}'` +
+        `${ortLoadError() ? ` (onnxruntime-node: ${ortLoadError()})` : ''}; reinstall with npm ci, or set params.backend: wasm`,
+    );
+  }
   // ONNX Runtime's thread pool gets the cores the engine gave this instance (GSAE_ORT_THREADS
   // overrides): two instances side by side on two cores run ~25% faster with one thread each than
   // with two each. ORT's results do not depend on the thread count.

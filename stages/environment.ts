@@ -7,7 +7,7 @@ import path from 'node:path';
 import crypto from 'node:crypto';
 import { createRequire } from 'node:module';
 import type { Params } from './params.gen.ts';
-import { loadOrt, ortLoadError } from '../lib/native/ort.ts';
+import { ortBindingLoads } from '../lib/native/ort.ts';
 
 const require = createRequire(import.meta.url);
 
@@ -32,13 +32,18 @@ function nativeLoads(pkg: string): boolean {
 }
 
 let ortWarned = false;
-/** Whether ONNX Runtime loads here; warns once (never throws) when it does not. */
+/**
+ * Whether ONNX Runtime's binding loads here; warns once (never throws) when it does not. Only the
+ * binding is loaded (the stages create ORT's environment and run its smoke test themselves, and
+ * fail, never fall back, if that does not work: stages/common.ts).
+ */
 function ortLoads(): boolean {
-  if (loadOrt()) return true;
+  const probe = ortBindingLoads();
+  if (probe.ok) return true;
   if (!ortWarned) {
     ortWarned = true;
     console.warn(
-      `WARNING: onnxruntime-node could not load (${ortLoadError()}); the pure tfjs-wasm path is used (slower). ` +
+      `WARNING: onnxruntime-node could not load (${probe.error}); the pure tfjs-wasm path is used (slower). ` +
         `Reinstall with npm ci (the .npmrc line onnxruntime-node-install=skip keeps its install script offline).`,
     );
   }

@@ -15,6 +15,7 @@
  */
 import { createRequire } from 'node:module';
 import os from 'node:os';
+import path from 'node:path';
 import { onnxModel, type InitializerSpec, type NodeSpec, type ValueInfo } from './onnx.ts';
 
 const require = createRequire(import.meta.url);
@@ -61,6 +62,26 @@ export function loadOrt(): { binding: OrtBinding; Tensor: TensorCtor } | null {
     loadError = (e as Error).message.split('\n')[0];
   }
   return loaded;
+}
+
+/**
+ * Whether the native binding loads here (its shared libraries resolve and it registers), without
+ * creating ORT's environment or running anything: what the engine's process asks to name the
+ * backend of a run (~2 ms, where loadOrt() costs ~30 ms of a no-op rerun). A stage process then
+ * loads it fully (loadOrt, with the smoke test), and refuses to compute with another backend than
+ * the one its fingerprint names (stages/common.ts).
+ */
+export function ortBindingLoads(): { ok: true } | { ok: false; error: string } {
+  if (loaded !== undefined) return loaded ? { ok: true } : { ok: false, error: loadError ?? 'not loaded' };
+  if (process.env.GSAE_NO_ORT) return { ok: false, error: 'disabled by GSAE_NO_ORT' };
+  try {
+    // the file dist/binding.js requires, without its onnxruntime-common (19 modules) and initOrt
+    const dir = path.dirname(require.resolve('onnxruntime-node/package.json'));
+    require(path.join(dir, 'bin', 'napi-v6', process.platform, process.arch, 'onnxruntime_binding.node'));
+    return { ok: true };
+  } catch (e) {
+    return { ok: false, error: (e as Error).message.split('\n')[0] };
+  }
 }
 
 export function ortLoadError(): string | null {

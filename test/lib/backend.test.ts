@@ -4,7 +4,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { activeBackend, initBackend, ortEnabled } from '../../lib/backend.ts';
-import { ortAvailable } from '../../lib/native/ort.ts';
+import { ortAvailable, ortBindingLoads } from '../../lib/native/ort.ts';
 import { resolveBackend } from '../../stages/environment.ts';
 
 const require = createRequire(import.meta.url);
@@ -55,6 +55,24 @@ describe('backend choice', () => {
     expect(Array.from(tf.matMul(tf.tensor2d([[1, 2]]), tf.tensor2d([[3], [4]])).dataSync())).toEqual([11]);
     // One backend per process: switching is refused rather than silently ignored.
     await expect(initBackend('cpu')).rejects.toThrow(/already initialised as 'wasm'/);
+  });
+
+  it('the engine names the backend by loading the binding only; a stage that then cannot compute with it refuses to run', () => {
+    expect(ortBindingLoads()).toEqual({ ok: true }); // npm ci installs it (CI too)
+    const root = path.resolve(import.meta.dirname, '../..');
+    const code =
+      "const o = await import('./lib/native/ort.ts'); const c = await import('./stages/common.ts');" +
+      "console.log('PROBE', JSON.stringify(o.ortBindingLoads()));" +
+      "const ctx = { env: { backend: 'wasm+ort' }, cpus: 1, log: () => {} };" +
+      "await c.initStageBackend(ctx).then((n) => console.log('RAN', n), (e) => console.log('REFUSED', e.message));";
+    const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], {
+      cwd: root,
+      encoding: 'utf8',
+      env: { ...process.env, GSAE_NO_ORT: '1' },
+    });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toContain('PROBE {"ok":false,"error":"disabled by GSAE_NO_ORT"}');
+    expect(r.stdout).toMatch(/REFUSED the run resolved backend 'wasm\+ort' \(it is in this instance's fingerprint\), but this process got 'wasm' \(onnxruntime-node: disabled by GSAE_NO_ORT\)/);
   });
 
   it('without the ONNX Runtime binding, auto and wasm+ort fall back to wasm with a warning, never a crash', () => {
