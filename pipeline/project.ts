@@ -175,10 +175,11 @@ function checkMatrixAndParams(s: StageDef): void {
  */
 export async function stageModules(project: Project, graph: CodeGraph, root: string): Promise<Map<string, string>> {
   const out = new Map<string, string>();
-  const candidates = graph.files[graph.entry]?.imports ?? [];
-  for (const rel of candidates) {
-    if (!/\.[cm]?[jt]sx?$/.test(rel)) continue;
-    const mod = (await importLocal(path.resolve(root, rel))) as Record<string, unknown>;
+  const candidates = (graph.files[graph.entry]?.imports ?? []).filter((rel) => /\.[cm]?[jt]sx?$/.test(rel));
+  // all at once (one by one, each dynamic import waited its own turns of the event loop), read in order
+  const mods = await Promise.all(candidates.map((rel) => importLocal(path.resolve(root, rel)) as Promise<Record<string, unknown>>));
+  for (const [i, rel] of candidates.entries()) {
+    const mod = mods[i];
     for (const value of Object.values(mod)) {
       const stage = project.stages.find((s) => s === value);
       if (stage && !out.has(stage.name)) out.set(stage.name, rel);
