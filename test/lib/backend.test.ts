@@ -21,6 +21,17 @@ const hasNative = installed('@tensorflow/tfjs-node');
 /** What 'auto' picks before the wasm paths, when a native tfjs backend loads. */
 const nativeAuto = hasGpu ? 'tensorflow-gpu' : hasNative ? 'tensorflow' : null;
 
+/** Run a module snippet from the project root in a fresh process that behaves as if ORT were missing. */
+function withoutOrt(code: string): { stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], {
+    cwd: path.resolve(import.meta.dirname, '../..'),
+    encoding: 'utf8',
+    env: { ...process.env, GSAE_NO_ORT: '1' },
+  });
+  expect(r.status, r.stderr).toBe(0);
+  return r;
+}
+
 describe('backend choice', () => {
   it('rejects an unknown backend, naming the allowed ones', async () => {
     await expect(initBackend('metal' as never)).rejects.toThrow(/'metal' is not a backend; allowed: auto, tensorflow-gpu, tensorflow, wasm\+ort, wasm, cpu/);
@@ -59,33 +70,21 @@ describe('backend choice', () => {
 
   it('the engine names the backend by loading the binding only; a stage that then cannot compute with it refuses to run', () => {
     expect(ortBindingLoads()).toEqual({ ok: true }); // npm ci installs it (CI too)
-    const root = path.resolve(import.meta.dirname, '../..');
-    const code =
+    const r = withoutOrt(
       "const o = await import('./lib/native/ort.ts'); const c = await import('./stages/common.ts');" +
-      "console.log('PROBE', JSON.stringify(o.ortBindingLoads()));" +
-      "const ctx = { env: { backend: 'wasm+ort' }, cpus: 1, log: () => {} };" +
-      "await c.initStageBackend(ctx).then((n) => console.log('RAN', n), (e) => console.log('REFUSED', e.message));";
-    const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], {
-      cwd: root,
-      encoding: 'utf8',
-      env: { ...process.env, GSAE_NO_ORT: '1' },
-    });
-    expect(r.status, r.stderr).toBe(0);
+        "console.log('PROBE', JSON.stringify(o.ortBindingLoads()));" +
+        "const ctx = { env: { backend: 'wasm+ort' }, cpus: 1, log: () => {} };" +
+        "await c.initStageBackend(ctx).then((n) => console.log('RAN', n), (e) => console.log('REFUSED', e.message));",
+    );
     expect(r.stdout).toContain('PROBE {"ok":false,"error":"disabled by GSAE_NO_ORT"}');
     expect(r.stdout).toMatch(/REFUSED the run resolved backend 'wasm\+ort' \(it is in this instance's fingerprint\), but this process got 'wasm' \(onnxruntime-node: disabled by GSAE_NO_ORT\)/);
   });
 
   it('without the ONNX Runtime binding, auto and wasm+ort fall back to wasm with a warning, never a crash', () => {
-    const root = path.resolve(import.meta.dirname, '../..');
-    const code =
+    const r = withoutOrt(
       "const e = await import('./stages/environment.ts'); const b = await import('./lib/backend.ts');" +
-      "console.log('RESOLVED', e.resolveBackend('auto'), e.resolveBackend('wasm+ort'), await b.initBackend('wasm+ort'));";
-    const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], {
-      cwd: root,
-      encoding: 'utf8',
-      env: { ...process.env, GSAE_NO_ORT: '1' },
-    });
-    expect(r.status, r.stderr).toBe(0);
+        "console.log('RESOLVED', e.resolveBackend('auto'), e.resolveBackend('wasm+ort'), await b.initBackend('wasm+ort'));",
+    );
     expect(r.stdout).toContain(`RESOLVED ${nativeAuto ?? 'wasm'} wasm wasm`);
     expect(r.stderr).toMatch(/WARNING: onnxruntime-node could not load \(disabled by GSAE_NO_ORT\)/);
   });
