@@ -10,6 +10,10 @@ const SETTLED: readonly NodeState['status'][] = ['cached', 'ran', 'failed', 'ski
 
 export class Scheduler {
   private readonly ready: NodeState[] = [];
+  /** Instances not yet checked or skipped, in plan order (each pump looks at these only). */
+  private readonly pending = new Set<NodeState>();
+  /** Each instance's inputs' states. */
+  private readonly deps = new Map<NodeState, NodeState[]>();
   private running = 0;
   private done: { resolve: () => void; reject: (e: unknown) => void } | undefined;
 
@@ -19,6 +23,10 @@ export class Scheduler {
   ) {}
 
   run(): Promise<void> {
+    for (const node of this.ctx.nodes.values()) {
+      if (node.status === 'pending') this.pending.add(node);
+      this.deps.set(node, node.inst.inputs.flatMap((e) => e.from).map((l) => this.ctx.nodes.get(l)!));
+    }
     return new Promise<void>((resolve, reject) => {
       this.done = { resolve, reject };
       this.pump();
@@ -30,11 +38,15 @@ export class Scheduler {
       this.checkUnblocked();
       this.startReady();
       if (this.ctx.interrupted) for (const node of this.ready.splice(0)) this.skip(node, 'run interrupted');
-      const settled = [...this.ctx.nodes.values()].every((n) => SETTLED.includes(n.status));
-      if (settled && this.running === 0) this.done!.resolve();
+      if (this.running === 0 && this.pending.size === 0 && this.allSettled()) this.done!.resolve();
     } catch (e) {
       this.done!.reject(e);
     }
+  }
+
+  private allSettled(): boolean {
+    for (const n of this.ctx.nodes.values()) if (!SETTLED.includes(n.status)) return false;
+    return true;
   }
 
   private skip(node: NodeState, reason: string): void {
@@ -45,15 +57,20 @@ export class Scheduler {
   /** Pending instances whose inputs are all settled: skipped, or checked against the cache. */
   private checkUnblocked(): void {
     const { ctx } = this;
-    for (const node of ctx.nodes.values()) {
-      if (node.status !== 'pending') continue;
-      const deps = node.inst.inputs.flatMap((e) => e.from).map((l) => ctx.nodes.get(l)!);
+    for (const node of this.pending) {
+      if (node.status !== 'pending') {
+        this.pending.delete(node);
+        continue;
+      }
+      const deps = this.deps.get(node)!;
       const bad = deps.find((d) => d.status === 'failed' || d.status === 'skipped');
       if (bad || ctx.interrupted) {
+        this.pending.delete(node);
         this.skip(node, ctx.interrupted ? 'run interrupted' : `input ${bad!.inst.id} ${bad!.status === 'failed' ? 'failed' : 'was skipped'}`);
         continue;
       }
       if (!deps.every((d) => d.status === 'cached' || d.status === 'ran')) continue;
+      this.pending.delete(node);
       node.status = 'evaluating';
       checkCache(ctx, node).then(
         () => this.onChecked(node),
